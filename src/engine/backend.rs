@@ -1,0 +1,73 @@
+//! Process-wide llama.cpp initialisation and log routing.
+
+use std::cell::RefCell;
+use std::ffi::{c_char, c_void, CStr};
+use std::sync::OnceLock;
+
+use llama_cpp_2::llama_backend::LlamaBackend;
+
+use super::EngineError;
+
+/// Log target under which llama.cpp's own messages are forwarded to `log`.
+pub const LLAMA_LOG_TARGET: &str = "llama.cpp";
+
+static BACKEND: OnceLock<Result<LlamaBackend, String>> = OnceLock::new();
+
+/// The llama.cpp backend, initialised once per process (llama.cpp allows one
+/// initialisation; every model and context of the process shares it).
+pub fn backend() -> Result<&'static LlamaBackend, EngineError> {
+    BACKEND
+        .get_or_init(|| {
+            // SAFETY: llama_log_set stores a plain function pointer; the
+            // callback is a `extern "C"` fn that never unwinds and ignores
+            // the null user data.
+            unsafe { llama_cpp_sys_2::llama_log_set(Some(forward_log), std::ptr::null_mut()) };
+            LlamaBackend::init().map_err(|e| e.to_string())
+        })
+        .as_ref()
+        .map_err(|e| EngineError::BackendInit(e.clone()))
+}
+
+/// llama.cpp's system-info line: the CPU features ggml was built with and detected.
+pub fn system_info() -> String {
+    // SAFETY: returns a pointer to a static, NUL-terminated buffer owned by llama.cpp.
+    let info = unsafe { CStr::from_ptr(llama_cpp_sys_2::llama_print_system_info()) };
+    info.to_string_lossy().trim().to_owned()
+}
+
+thread_local! {
+    /// llama.cpp logs lines in pieces (GGML_LOG_LEVEL_CONT); pieces gather here.
+    static LINE: RefCell<(log::Level, String)> = const { RefCell::new((log::Level::Debug, String::new())) };
+}
+
+extern "C" fn forward_log(level: llama_cpp_sys_2::ggml_log_level, text: *const c_char, _: *mut c_void) {
+    if text.is_null() {
+        return;
+    }
+    // SAFETY: llama.cpp passes a NUL-terminated string valid for this call.
+    let text = unsafe { CStr::from_ptr(text) }.to_string_lossy();
+    let level = match level {
+        llama_cpp_sys_2::GGML_LOG_LEVEL_ERROR => Some(log::Level::Error),
+        llama_cpp_sys_2::GGML_LOG_LEVEL_WARN => Some(log::Level::Warn),
+        llama_cpp_sys_2::GGML_LOG_LEVEL_INFO => Some(log::Level::Debug),
+        llama_cpp_sys_2::GGML_LOG_LEVEL_CONT => None,
+        _ => Some(log::Level::Trace),
+    };
+    // A panic must not unwind into C: try_with and a non-panicking body.
+    let _ = LINE.try_with(|line| {
+        let Ok(mut line) = line.try_borrow_mut() else {
+            return;
+        };
+        if let Some(level) = level {
+            line.0 = level;
+        }
+        line.1.push_str(&text);
+        if line.1.ends_with('\n') {
+            let message = line.1.trim_end();
+            if !message.is_empty() {
+                log::log!(target: LLAMA_LOG_TARGET, line.0, "{message}");
+            }
+            line.1.clear();
+        }
+    });
+}

@@ -1,0 +1,271 @@
+//! A llama.cpp context: one KV cache, one sequence, positions tracked here.
+
+use std::ptr::NonNull;
+use std::sync::Arc;
+
+use llama_cpp_sys_2 as sys;
+
+use super::model::CONTEXT_CREATION;
+use super::{backend, EngineError, Model, Token};
+
+/// How to create a context.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContextParams {
+    /// Context window in tokens.
+    pub n_ctx: u32,
+    /// Most tokens one decode call takes (longer inputs are split).
+    pub n_batch: u32,
+    /// Threads for single-token decoding.
+    pub n_threads: i32,
+    /// Threads for batches (prompt, verification).
+    pub n_threads_batch: i32,
+}
+
+impl Default for ContextParams {
+    fn default() -> Self {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()) as i32;
+        Self {
+            n_ctx: 4096,
+            n_batch: 512,
+            n_threads: threads,
+            n_threads_batch: threads,
+        }
+    }
+}
+
+impl ContextParams {
+    /// Checks every field before anything reaches llama.cpp.
+    pub fn validate(&self) -> Result<(), EngineError> {
+        let invalid = |name, value: String, reason| Err(EngineError::InvalidParam { name, value, reason });
+        if self.n_ctx == 0 {
+            return invalid("n_ctx", self.n_ctx.to_string(), "must be at least 1");
+        }
+        if self.n_batch == 0 {
+            return invalid("n_batch", self.n_batch.to_string(), "must be at least 1");
+        }
+        if self.n_threads < 1 || self.n_threads > 1024 {
+            return invalid("n_threads", self.n_threads.to_string(), "must be in 1..=1024");
+        }
+        if self.n_threads_batch < 1 || self.n_threads_batch > 1024 {
+            return invalid("n_threads_batch", self.n_threads_batch.to_string(), "must be in 1..=1024");
+        }
+        Ok(())
+    }
+}
+
+/// Which positions of a decoded span get logits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Logits {
+    /// None (catching up the cache only).
+    None,
+    /// The last position only (prompt, plain decoding).
+    Last,
+    /// Every position (verifying a draft).
+    All,
+}
+
+/// A context on a model, sequence 0 only.
+pub struct Context {
+    raw: NonNull<sys::llama_context>,
+    batch: sys::llama_batch,
+    batch_capacity: usize,
+    /// Outputs requested by the last decode, in batch order.
+    n_outputs: usize,
+    n_past: usize,
+    n_ctx: u32,
+    n_vocab: usize,
+    model: Arc<Model>,
+}
+
+// SAFETY: a llama_context is not tied to a thread; Context is not Sync, so
+// only one thread uses it at a time.
+unsafe impl Send for Context {}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("n_past", &self.n_past)
+            .field("n_ctx", &self.n_ctx)
+            .finish()
+    }
+}
+
+impl Drop for Context {
+    fn drop(&mut self) {
+        // SAFETY: batch came from llama_batch_init and raw from
+        // llama_init_from_model; each is freed once. The model outlives the
+        // context because self holds an Arc to it.
+        unsafe {
+            sys::llama_batch_free(self.batch);
+            sys::llama_free(self.raw.as_ptr());
+        }
+    }
+}
+
+impl Context {
+    /// Creates a context on `model`.
+    pub fn new(model: Arc<Model>, params: &ContextParams) -> Result<Self, EngineError> {
+        params.validate()?;
+        backend()?;
+        // SAFETY: returns a plain struct of defaults.
+        let mut raw_params = unsafe { sys::llama_context_default_params() };
+        raw_params.n_ctx = params.n_ctx;
+        raw_params.n_batch = params.n_batch.min(params.n_ctx);
+        raw_params.n_ubatch = raw_params.n_batch;
+        raw_params.n_seq_max = 1;
+        raw_params.n_threads = params.n_threads;
+        raw_params.n_threads_batch = params.n_threads_batch;
+        let raw = {
+            let _guard = CONTEXT_CREATION.lock().unwrap_or_else(|e| e.into_inner());
+            // SAFETY: the model is live (we hold an Arc); params are initialised.
+            unsafe { sys::llama_init_from_model(model.raw(), raw_params) }
+        };
+        let raw = NonNull::new(raw).ok_or(EngineError::ContextCreateFailed {
+            n_ctx: params.n_ctx,
+            n_batch: params.n_batch,
+        })?;
+        // SAFETY: raw is live.
+        let n_ctx = unsafe { sys::llama_n_ctx(raw.as_ptr()) };
+        // SAFETY: raw is live.
+        let n_batch = unsafe { sys::llama_n_batch(raw.as_ptr()) } as usize;
+        // SAFETY: allocates a token batch of n_batch entries for one sequence.
+        let batch = unsafe { sys::llama_batch_init(n_batch as i32, 0, 1) };
+        let n_vocab = model.n_vocab().max(0) as usize;
+        Ok(Self {
+            raw,
+            batch,
+            batch_capacity: n_batch,
+            n_outputs: 0,
+            n_past: 0,
+            n_ctx,
+            n_vocab,
+            model,
+        })
+    }
+
+    /// The model this context runs.
+    pub fn model(&self) -> &Arc<Model> {
+        &self.model
+    }
+
+    /// Context window in tokens.
+    pub fn n_ctx(&self) -> u32 {
+        self.n_ctx
+    }
+
+    /// Tokens currently in the KV cache (the next token's position).
+    pub fn n_past(&self) -> usize {
+        self.n_past
+    }
+
+    /// Appends `tokens` at the current position, in chunks of the batch size.
+    /// Logits are kept for the positions `logits` selects within `tokens`.
+    pub fn decode(&mut self, tokens: &[Token], logits: Logits) -> Result<(), EngineError> {
+        let needed = self.n_past + tokens.len();
+        if needed > self.n_ctx as usize {
+            return Err(EngineError::ContextFull {
+                needed,
+                n_ctx: self.n_ctx,
+            });
+        }
+        let n_vocab = self.n_vocab as i32;
+        if let Some(&token) = tokens.iter().find(|&&t| !(0..n_vocab).contains(&t)) {
+            return Err(EngineError::TokenOutOfRange { token, n_vocab });
+        }
+        if logits == Logits::All && tokens.len() > self.batch_capacity {
+            return Err(EngineError::InvalidParam {
+                name: "tokens",
+                value: tokens.len().to_string(),
+                reason: "more tokens with logits than one batch holds",
+            });
+        }
+        let n_chunks = tokens.len().div_ceil(self.batch_capacity);
+        for (index, chunk) in tokens.chunks(self.batch_capacity).enumerate() {
+            let last_chunk = index + 1 == n_chunks;
+            self.fill_batch(chunk, logits, last_chunk);
+            // SAFETY: raw is live; the batch holds chunk.len() initialised
+            // entries (token, pos, one seq id, logits flag), within capacity.
+            let code = unsafe { sys::llama_decode(self.raw.as_ptr(), self.batch) };
+            if code != 0 {
+                // Drop whatever a failed call left past our position.
+                let _ = self.truncate(self.n_past);
+                return Err(EngineError::DecodeFailed { code });
+            }
+            self.n_past += chunk.len();
+        }
+        Ok(())
+    }
+
+    fn fill_batch(&mut self, chunk: &[Token], logits: Logits, last_chunk: bool) {
+        let b = &mut self.batch;
+        self.n_outputs = 0;
+        for (i, &token) in chunk.iter().enumerate() {
+            let wants = match logits {
+                Logits::None => false,
+                Logits::All => true,
+                Logits::Last => last_chunk && i + 1 == chunk.len(),
+            };
+            self.n_outputs += usize::from(wants);
+            // SAFETY: i < chunk.len() <= batch_capacity, the size the arrays
+            // were allocated with; seq_id[i] points to room for one id.
+            unsafe {
+                *b.token.add(i) = token;
+                *b.pos.add(i) = (self.n_past + i) as i32;
+                *b.n_seq_id.add(i) = 1;
+                *(*b.seq_id.add(i)) = 0;
+                *b.logits.add(i) = i8::from(wants);
+            }
+        }
+        b.n_tokens = chunk.len() as i32;
+    }
+
+    /// Logits of the `index`-th output of the last decode (outputs counted in
+    /// batch order: with [`Logits::Last`] the only one is 0). Read in place.
+    pub fn logits(&self, index: usize) -> Result<&[f32], EngineError> {
+        if index >= self.n_outputs {
+            return Err(EngineError::NoLogits { index });
+        }
+        // With Logits::All the outputs are the batch positions; with
+        // Logits::Last the single output is the batch's last position.
+        let batch_pos = if self.n_outputs == self.batch.n_tokens as usize {
+            index as i32
+        } else {
+            self.batch.n_tokens - 1
+        };
+        // SAFETY: raw is live and the position requested logits in the last
+        // decode; a null return is handled.
+        let ptr = unsafe { sys::llama_get_logits_ith(self.raw.as_ptr(), batch_pos) };
+        if ptr.is_null() {
+            return Err(EngineError::NoLogits { index });
+        }
+        // SAFETY: llama.cpp keeps n_vocab floats per output row until the next
+        // decode, which needs &mut self and so cannot overlap this borrow.
+        Ok(unsafe { std::slice::from_raw_parts(ptr, self.n_vocab) })
+    }
+
+    /// Rolls the KV cache back so that it holds the first `pos` tokens.
+    pub fn truncate(&mut self, pos: usize) -> Result<(), EngineError> {
+        if pos > self.n_past {
+            return Err(EngineError::RollbackFailed { pos });
+        }
+        // SAFETY: raw is live; the memory handle lives as long as the context.
+        let ok = unsafe {
+            let mem = sys::llama_get_memory(self.raw.as_ptr());
+            sys::llama_memory_seq_rm(mem, 0, pos as i32, -1)
+        };
+        if !ok {
+            return Err(EngineError::RollbackFailed { pos });
+        }
+        self.n_past = pos;
+        self.n_outputs = 0;
+        Ok(())
+    }
+
+    /// Empties the KV cache for a new prompt.
+    pub fn clear(&mut self) {
+        // SAFETY: raw is live; clearing data as well as metadata.
+        unsafe { sys::llama_memory_clear(sys::llama_get_memory(self.raw.as_ptr()), true) };
+        self.n_past = 0;
+        self.n_outputs = 0;
+    }
+}

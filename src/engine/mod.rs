@@ -1,0 +1,26 @@
+//! The only place that talks to llama.cpp.
+//!
+//! `llama-cpp-2` initialises the process-wide backend ([`backend`]). Models and
+//! contexts are a small owned wrapper over `llama-cpp-sys-2` because the safe
+//! crate lacks what edgespec needs: it keeps raw pointers crate-private, ties
+//! every context to a borrowed model (no owned sessions for the C API), builds
+//! token-only batches (a trimmed drafter needs embedding input), and sizes
+//! logits by the tokenizer (a trimmed drafter's are K wide) with panics on
+//! bad indices. Every `unsafe` block here carries a `// SAFETY:` line.
+
+mod backend;
+mod chat;
+mod context;
+mod error;
+mod model;
+mod text;
+
+pub use backend::{backend, system_info};
+pub use chat::ChatMessage;
+pub use context::{Context, ContextParams, Logits};
+pub use error::EngineError;
+pub use model::{Model, ModelParams};
+pub use text::Utf8Stream;
+
+/// A token id (`llama_token`).
+pub type Token = i32;

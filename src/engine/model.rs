@@ -1,0 +1,264 @@
+//! A loaded model: llama.cpp's weights plus our validated view of the file.
+
+use std::ffi::CString;
+use std::path::{Path, PathBuf};
+use std::ptr::NonNull;
+use std::sync::{Arc, Mutex};
+
+use llama_cpp_sys_2 as sys;
+
+use super::{backend, EngineError, Token};
+use crate::gguf::{GgufFile, ModelSummary};
+
+/// How to load a model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelParams {
+    /// Layers to offload to a GPU (0: CPU only; a large number: all).
+    pub gpu_layers: u32,
+    /// Map the file instead of reading it into memory.
+    pub use_mmap: bool,
+    /// Lock the model's pages in RAM.
+    pub use_mlock: bool,
+}
+
+impl Default for ModelParams {
+    fn default() -> Self {
+        Self {
+            gpu_layers: 0,
+            use_mmap: true,
+            use_mlock: false,
+        }
+    }
+}
+
+/// Serialises context creation: llama.cpp may adjust model fields while
+/// creating a context, so two threads must not do it at once.
+pub(super) static CONTEXT_CREATION: Mutex<()> = Mutex::new(());
+
+/// A model loaded by llama.cpp. Shared between contexts through `Arc`.
+pub struct Model {
+    raw: NonNull<sys::llama_model>,
+    vocab: NonNull<sys::llama_vocab>,
+    gguf: GgufFile,
+    summary: ModelSummary,
+    path: PathBuf,
+}
+
+// SAFETY: after loading, llama.cpp only reads a llama_model (weights, vocab,
+// hparams); it supports one model serving contexts on several threads.
+// Context creation, the one path that writes to it, is serialised by
+// CONTEXT_CREATION.
+unsafe impl Send for Model {}
+// SAFETY: see Send; every method of Model takes &self and only reads.
+unsafe impl Sync for Model {}
+
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Model").field("path", &self.path).finish()
+    }
+}
+
+impl Drop for Model {
+    fn drop(&mut self) {
+        // SAFETY: raw came from llama_model_load_from_file and is freed once;
+        // contexts hold an Arc<Model>, so none outlives it.
+        unsafe { sys::llama_model_free(self.raw.as_ptr()) }
+    }
+}
+
+impl Model {
+    /// Validates the file with our strict GGUF reader, then loads it with llama.cpp.
+    pub fn load(path: impl AsRef<Path>, params: &ModelParams) -> Result<Arc<Self>, EngineError> {
+        let path = path.as_ref();
+        if !path.is_file() {
+            return Err(EngineError::ModelNotFound {
+                path: path.to_owned(),
+            });
+        }
+        let gguf = GgufFile::open(path)?;
+        let summary = ModelSummary::of(&gguf)?;
+        backend()?;
+        let c_path = path
+            .to_str()
+            .and_then(|p| CString::new(p).ok())
+            .ok_or_else(|| EngineError::BadPath {
+                path: path.to_owned(),
+            })?;
+        // SAFETY: returns a plain struct of defaults.
+        let mut raw_params = unsafe { sys::llama_model_default_params() };
+        raw_params.n_gpu_layers = i32::try_from(params.gpu_layers).unwrap_or(i32::MAX);
+        raw_params.load_mode = match (params.use_mmap, params.use_mlock) {
+            (true, false) => sys::LLAMA_LOAD_MODE_MMAP,
+            (true, true) => sys::LLAMA_LOAD_MODE_MMAP_MLOCK,
+            (false, true) => sys::LLAMA_LOAD_MODE_MLOCK,
+            (false, false) => sys::LLAMA_LOAD_MODE_NONE,
+        };
+        // SAFETY: c_path is a valid NUL-terminated string for the call; the
+        // params struct is fully initialised; a null return is handled.
+        let raw = unsafe { sys::llama_model_load_from_file(c_path.as_ptr(), raw_params) };
+        let raw = NonNull::new(raw).ok_or_else(|| EngineError::ModelLoadFailed {
+            path: path.to_owned(),
+        })?;
+        // SAFETY: raw is a live model; the vocab it returns lives as long as it.
+        let vocab = unsafe { sys::llama_model_get_vocab(raw.as_ptr()) };
+        let Some(vocab) = NonNull::new(vocab.cast_mut()) else {
+            // SAFETY: raw is live and not shared yet.
+            unsafe { sys::llama_model_free(raw.as_ptr()) };
+            return Err(EngineError::ModelLoadFailed {
+                path: path.to_owned(),
+            });
+        };
+        Ok(Arc::new(Self {
+            raw,
+            vocab,
+            gguf,
+            summary,
+            path: path.to_owned(),
+        }))
+    }
+
+    pub(super) fn raw(&self) -> *mut sys::llama_model {
+        self.raw.as_ptr()
+    }
+
+    /// The path it was loaded from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Our validated, memory-mapped view of the same file.
+    pub fn gguf(&self) -> &GgufFile {
+        &self.gguf
+    }
+
+    /// Shape and bytes read per token (see `edgespec inspect`).
+    pub fn summary(&self) -> &ModelSummary {
+        &self.summary
+    }
+
+    /// Number of tokens in the vocabulary; logits have this width.
+    pub fn n_vocab(&self) -> i32 {
+        // SAFETY: vocab is live while self is.
+        unsafe { sys::llama_vocab_n_tokens(self.vocab.as_ptr()) }
+    }
+
+    /// Embedding width.
+    pub fn n_embd(&self) -> i32 {
+        // SAFETY: raw is live while self is.
+        unsafe { sys::llama_model_n_embd(self.raw.as_ptr()) }
+    }
+
+    /// Context length the model was trained with.
+    pub fn n_ctx_train(&self) -> i32 {
+        // SAFETY: raw is live while self is.
+        unsafe { sys::llama_model_n_ctx_train(self.raw.as_ptr()) }
+    }
+
+    /// True if generation ends at this token (EOS, EOT and the like).
+    pub fn is_eog(&self, token: Token) -> bool {
+        // SAFETY: llama_vocab_is_eog bounds-checks nothing, so check the id first.
+        (0..self.n_vocab()).contains(&token) && unsafe { sys::llama_vocab_is_eog(self.vocab.as_ptr(), token) }
+    }
+
+    /// Whether tokenizing a prompt should prepend BOS.
+    pub fn adds_bos(&self) -> bool {
+        // SAFETY: vocab is live while self is.
+        unsafe { sys::llama_vocab_get_add_bos(self.vocab.as_ptr()) }
+    }
+
+    /// Tokenizes `text`. `add_special` adds BOS/EOS as the model asks;
+    /// `parse_special` turns special-token text (`<|im_start|>`) into its id.
+    pub fn tokenize(&self, text: &str, add_special: bool, parse_special: bool) -> Result<Vec<Token>, EngineError> {
+        let len = i32::try_from(text.len()).map_err(|_| EngineError::Tokenize(i32::MAX))?;
+        let mut tokens: Vec<Token> = vec![0; text.len() + 2];
+        for _ in 0..2 {
+            let cap = i32::try_from(tokens.len()).unwrap_or(i32::MAX);
+            // SAFETY: text points to len bytes (it need not be NUL-terminated);
+            // tokens has room for cap ids; llama.cpp writes at most cap.
+            let n = unsafe {
+                sys::llama_tokenize(
+                    self.vocab.as_ptr(),
+                    text.as_ptr().cast(),
+                    len,
+                    tokens.as_mut_ptr(),
+                    cap,
+                    add_special,
+                    parse_special,
+                )
+            };
+            if n >= 0 {
+                tokens.truncate(n as usize);
+                return Ok(tokens);
+            }
+            if n == i32::MIN {
+                break;
+            }
+            tokens.resize(n.unsigned_abs() as usize, 0);
+        }
+        Err(EngineError::Tokenize(i32::MIN))
+    }
+
+    /// The bytes a token stands for (special tokens rendered when `special`).
+    /// Pieces may be partial UTF-8: feed them to a [`super::Utf8Stream`].
+    pub fn token_bytes(&self, token: Token, special: bool, out: &mut Vec<u8>) -> Result<(), EngineError> {
+        let n_vocab = self.n_vocab();
+        if !(0..n_vocab).contains(&token) {
+            return Err(EngineError::TokenOutOfRange { token, n_vocab });
+        }
+        out.clear();
+        let mut buf = [0u8; 256];
+        // SAFETY: buf has room for buf.len() bytes; the token id was checked.
+        let n = unsafe {
+            sys::llama_token_to_piece(self.vocab.as_ptr(), token, buf.as_mut_ptr().cast(), buf.len() as i32, 0, special)
+        };
+        if n >= 0 {
+            out.extend_from_slice(&buf[..n as usize]);
+            return Ok(());
+        }
+        out.resize(n.unsigned_abs() as usize, 0);
+        // SAFETY: out now has the room llama.cpp asked for.
+        let n = unsafe {
+            sys::llama_token_to_piece(self.vocab.as_ptr(), token, out.as_mut_ptr().cast(), out.len() as i32, 0, special)
+        };
+        out.truncate(n.max(0) as usize);
+        Ok(())
+    }
+
+    /// Detokenizes a whole sequence (special tokens not rendered).
+    pub fn detokenize(&self, tokens: &[Token]) -> Result<String, EngineError> {
+        let mut stream = super::Utf8Stream::new();
+        let mut piece = Vec::new();
+        let mut text = String::new();
+        for &t in tokens {
+            self.token_bytes(t, false, &mut piece)?;
+            text.push_str(&stream.push(&piece));
+        }
+        text.push_str(&stream.finish());
+        Ok(text)
+    }
+
+    /// The text of a token in the vocabulary (as stored, e.g. `Ġthe`).
+    pub fn token_text(&self, token: Token) -> Option<String> {
+        if !(0..self.n_vocab()).contains(&token) {
+            return None;
+        }
+        // SAFETY: the id was checked; the returned string is owned by the vocab.
+        let ptr = unsafe { sys::llama_vocab_get_text(self.vocab.as_ptr(), token) };
+        if ptr.is_null() {
+            return None;
+        }
+        // SAFETY: non-null, NUL-terminated, alive as long as the model.
+        Some(unsafe { std::ffi::CStr::from_ptr(ptr) }.to_string_lossy().into_owned())
+    }
+
+    /// The model's own chat template (`tokenizer.chat_template`), if any.
+    pub fn chat_template(&self) -> Option<String> {
+        // SAFETY: raw is live; a null name asks for the default template.
+        let ptr = unsafe { sys::llama_model_chat_template(self.raw.as_ptr(), std::ptr::null()) };
+        if ptr.is_null() {
+            return None;
+        }
+        // SAFETY: non-null, NUL-terminated, alive as long as the model.
+        Some(unsafe { std::ffi::CStr::from_ptr(ptr) }.to_string_lossy().into_owned())
+    }
+}

@@ -1,0 +1,6 @@
+//! edgespec: an on-device LLM inference runtime that makes speculative
+//! decoding pay off on small machines. See README.md and DESIGN.md.
+#![warn(missing_docs)]
+
+pub mod engine;
+pub mod gguf;
