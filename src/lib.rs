@@ -3,4 +3,8 @@
 #![warn(missing_docs)]
 
 pub mod engine;
+pub mod generate;
 pub mod gguf;
+pub mod metrics;
+pub mod sampling;
+pub mod synthetic;

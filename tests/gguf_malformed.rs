@@ -1,7 +1,9 @@
 //! The GGUF reader on files built byte by byte: every malformation gets its
 //! own typed error, and no input makes it panic.
 
-use edgespec::gguf::{parse, GgmlType, GgufError, GgufFile, GgufWriter, TensorToWrite, Value, ValueType};
+use edgespec::gguf::{
+    parse, GgmlType, GgufError, GgufFile, GgufWriter, TensorToWrite, Value, ValueType,
+};
 use proptest::prelude::*;
 use std::borrow::Cow;
 
@@ -68,7 +70,10 @@ fn valid_file_parses() {
     assert_eq!(layout.version, 3);
     assert_eq!(layout.tensors.len(), 2);
     assert_eq!(layout.tensors[1].size, 32);
-    assert_eq!(layout.metadata[0], ("test.answer".to_owned(), Value::U32(42)));
+    assert_eq!(
+        layout.metadata[0],
+        ("test.answer".to_owned(), Value::U32(42))
+    );
 }
 
 #[test]
@@ -106,35 +111,69 @@ fn truncation_at_every_byte_is_an_error() {
 fn counts_that_cannot_fit() {
     let mut b = Bytes::header(3, 0, u64::MAX);
     b.raw(&[0; 16]);
-    assert!(matches!(err(&b), GgufError::CountTooLarge { what: "metadata", count: u64::MAX, .. }));
+    assert!(matches!(
+        err(&b),
+        GgufError::CountTooLarge {
+            what: "metadata",
+            count: u64::MAX,
+            ..
+        }
+    ));
     let mut b = Bytes::header(3, 1 << 40, 0);
     b.raw(&[0; 64]);
-    assert!(matches!(err(&b), GgufError::CountTooLarge { what: "tensor", .. }));
+    assert!(matches!(
+        err(&b),
+        GgufError::CountTooLarge { what: "tensor", .. }
+    ));
     // An array claiming more elements than bytes left.
     let mut b = Bytes::header(3, 0, 1);
-    b.string("k").u32(ValueType::Array as u32).u32(ValueType::U64 as u32).u64(1 << 50);
-    assert!(matches!(err(&b), GgufError::CountTooLarge { what: "array element", .. }));
+    b.string("k")
+        .u32(ValueType::Array as u32)
+        .u32(ValueType::U64 as u32)
+        .u64(1 << 50);
+    assert!(matches!(
+        err(&b),
+        GgufError::CountTooLarge {
+            what: "array element",
+            ..
+        }
+    ));
 }
 
 #[test]
 fn string_over_cap() {
     let mut b = Bytes::header(3, 0, 1);
-    b.u64(u64::MAX);
-    assert!(matches!(err(&b), GgufError::StringTooLong { len: u64::MAX, .. }));
+    b.u64(u64::MAX).raw(&[0; 16]);
+    assert!(matches!(
+        err(&b),
+        GgufError::StringTooLong { len: u64::MAX, .. }
+    ));
 }
 
 #[test]
 fn invalid_utf8_key() {
     let mut b = Bytes::header(3, 0, 1);
-    b.u64(2).raw(&[0xff, 0xfe]).u32(ValueType::U8 as u32).raw(&[1]);
-    assert!(matches!(err(&b), GgufError::InvalidUtf8 { what: "metadata key", offset: 32 }));
+    b.u64(2)
+        .raw(&[0xff, 0xfe])
+        .u32(ValueType::U8 as u32)
+        .raw(&[1]);
+    assert!(matches!(
+        err(&b),
+        GgufError::InvalidUtf8 {
+            what: "metadata key",
+            offset: 32
+        }
+    ));
 }
 
 #[test]
 fn unknown_value_type() {
     let mut b = Bytes::header(3, 0, 1);
     b.string("k").u32(13).u32(0);
-    assert!(matches!(err(&b), GgufError::UnknownValueType { value_type: 13, .. }));
+    assert!(matches!(
+        err(&b),
+        GgufError::UnknownValueType { value_type: 13, .. }
+    ));
 }
 
 #[test]
@@ -174,11 +213,20 @@ fn alignment_zero_not_power_of_two_or_wrong_type() {
     for a in [0, 3, 48] {
         let mut b = Bytes::header(3, 0, 1);
         b.kv_u32("general.alignment", a);
-        assert!(matches!(err(&b), GgufError::InvalidAlignment { alignment } if alignment == u64::from(a)));
+        assert!(
+            matches!(err(&b), GgufError::InvalidAlignment { alignment } if alignment == u64::from(a))
+        );
     }
     let mut b = Bytes::header(3, 0, 1);
-    b.string("general.alignment").u32(ValueType::U64 as u32).u64(32);
-    assert!(matches!(err(&b), GgufError::AlignmentType { found: ValueType::U64 }));
+    b.string("general.alignment")
+        .u32(ValueType::U64 as u32)
+        .u64(32);
+    assert!(matches!(
+        err(&b),
+        GgufError::AlignmentType {
+            found: ValueType::U64
+        }
+    ));
 }
 
 #[test]
@@ -186,7 +234,9 @@ fn dims_count_zero_or_over_four() {
     for dims in [&[][..], &[1, 1, 1, 1, 1][..]] {
         let mut b = Bytes::header(3, 1, 0);
         b.tensor("t", dims, 0, 0).data(4);
-        assert!(matches!(err(&b), GgufError::InvalidDimCount { n_dims, .. } if n_dims as usize == dims.len()));
+        assert!(
+            matches!(err(&b), GgufError::InvalidDimCount { n_dims, .. } if n_dims as usize == dims.len())
+        );
     }
 }
 
@@ -217,7 +267,9 @@ fn unknown_tensor_type() {
     for ty in [4, 31, 99] {
         let mut b = Bytes::header(3, 1, 0);
         b.tensor("t", &[32], ty, 0).data(128);
-        assert!(matches!(err(&b), GgufError::UnknownTensorType { ggml_type, .. } if ggml_type == ty));
+        assert!(
+            matches!(err(&b), GgufError::UnknownTensorType { ggml_type, .. } if ggml_type == ty)
+        );
     }
 }
 
@@ -225,21 +277,37 @@ fn unknown_tensor_type() {
 fn row_not_whole_blocks() {
     let mut b = Bytes::header(3, 1, 0);
     b.tensor("t", &[100], 12, 0).data(144);
-    assert!(matches!(err(&b), GgufError::RowNotBlockAligned { ne0: 100, block_size: 256, .. }));
+    assert!(matches!(
+        err(&b),
+        GgufError::RowNotBlockAligned {
+            ne0: 100,
+            block_size: 256,
+            ..
+        }
+    ));
 }
 
 #[test]
 fn misaligned_offset() {
     let mut b = Bytes::header(3, 1, 0);
     b.tensor("t", &[4], 0, 4).data(64);
-    assert!(matches!(err(&b), GgufError::MisalignedTensor { offset: 4, alignment: 32, .. }));
+    assert!(matches!(
+        err(&b),
+        GgufError::MisalignedTensor {
+            offset: 4,
+            alignment: 32,
+            ..
+        }
+    ));
 }
 
 #[test]
 fn tensor_outside_file() {
     let mut b = Bytes::header(3, 1, 0);
     b.tensor("t", &[64], 0, 0).data(100);
-    assert!(matches!(err(&b), GgufError::TensorOutOfBounds { end, .. } if end == b.0.len() as u64 + 156));
+    assert!(
+        matches!(err(&b), GgufError::TensorOutOfBounds { end, .. } if end == b.0.len() as u64 + 156)
+    );
     let mut b = Bytes::header(3, 1, 0);
     b.tensor("t", &[1], 0, u64::MAX - 31).data(4);
     assert!(matches!(err(&b), GgufError::ByteSizeOverflow { .. }));
@@ -249,7 +317,9 @@ fn tensor_outside_file() {
 fn overlapping_tensors() {
     let mut b = Bytes::header(3, 2, 0);
     b.tensor("a", &[16], 0, 0).tensor("b", &[8], 0, 32).data(96);
-    assert!(matches!(err(&b), GgufError::OverlappingTensors { first, second } if first == "a" && second == "b"));
+    assert!(
+        matches!(err(&b), GgufError::OverlappingTensors { first, second } if first == "a" && second == "b")
+    );
 }
 
 #[test]
@@ -302,7 +372,10 @@ fn writer_round_trip_in_memory() {
     assert_eq!(file.layout().data_offset % 64, 0);
     assert_eq!(file.metadata(), w.metadata());
     assert_eq!(file.tensor_data(file.tensor("q").unwrap()), &data[..]);
-    assert_eq!(file.tensor_row(file.tensor("q").unwrap(), 2).unwrap(), &data[36..54]);
+    assert_eq!(
+        file.tensor_row(file.tensor("q").unwrap(), 2).unwrap(),
+        &data[72..108]
+    );
     assert!(file.tensor_row(file.tensor("q").unwrap(), 3).is_none());
     // Writing what was read gives the same bytes.
     assert_eq!(GgufWriter::from_file(&file).to_bytes().unwrap(), bytes);
@@ -317,7 +390,14 @@ fn writer_rejects_wrong_sizes_and_mixed_arrays() {
         dims: vec![4],
         data: Cow::Owned(vec![0; 15]),
     });
-    assert!(matches!(w.to_bytes(), Err(GgufError::TensorSizeMismatch { expected: 16, got: 15, .. })));
+    assert!(matches!(
+        w.to_bytes(),
+        Err(GgufError::TensorSizeMismatch {
+            expected: 16,
+            got: 15,
+            ..
+        })
+    ));
     let mut w = GgufWriter::new();
     w.set(
         "a",

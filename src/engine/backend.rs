@@ -40,7 +40,11 @@ thread_local! {
     static LINE: RefCell<(log::Level, String)> = const { RefCell::new((log::Level::Debug, String::new())) };
 }
 
-extern "C" fn forward_log(level: llama_cpp_sys_2::ggml_log_level, text: *const c_char, _: *mut c_void) {
+extern "C" fn forward_log(
+    level: llama_cpp_sys_2::ggml_log_level,
+    text: *const c_char,
+    _: *mut c_void,
+) {
     if text.is_null() {
         return;
     }

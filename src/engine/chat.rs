@@ -35,7 +35,12 @@ impl Model {
         let template = CString::new(template).map_err(|_| EngineError::NulInText)?;
         let owned: Vec<(CString, CString)> = messages
             .iter()
-            .map(|m| Ok((CString::new(m.role.as_str())?, CString::new(m.content.as_str())?)))
+            .map(|m| {
+                Ok((
+                    CString::new(m.role.as_str())?,
+                    CString::new(m.content.as_str())?,
+                ))
+            })
             .collect::<Result<_, std::ffi::NulError>>()
             .map_err(|_| EngineError::NulInText)?;
         let raw: Vec<sys::llama_chat_message> = owned
@@ -45,13 +50,27 @@ impl Model {
                 content: content.as_ptr(),
             })
             .collect();
-        let mut buf = vec![0u8; 2 * messages.iter().map(|m| m.content.len() + m.role.len()).sum::<usize>() + 256];
+        let mut buf = vec![
+            0u8;
+            2 * messages
+                .iter()
+                .map(|m| m.content.len() + m.role.len())
+                .sum::<usize>()
+                + 256
+        ];
         for _ in 0..2 {
             let cap = i32::try_from(buf.len()).unwrap_or(i32::MAX);
             // SAFETY: template and every message string are NUL-terminated and
             // outlive the call; buf has room for cap bytes.
             let n = unsafe {
-                sys::llama_chat_apply_template(template.as_ptr(), raw.as_ptr(), raw.len(), true, buf.as_mut_ptr().cast(), cap)
+                sys::llama_chat_apply_template(
+                    template.as_ptr(),
+                    raw.as_ptr(),
+                    raw.len(),
+                    true,
+                    buf.as_mut_ptr().cast(),
+                    cap,
+                )
             };
             if n < 0 {
                 return Err(EngineError::UnsupportedChatTemplate);

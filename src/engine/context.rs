@@ -36,7 +36,13 @@ impl Default for ContextParams {
 impl ContextParams {
     /// Checks every field before anything reaches llama.cpp.
     pub fn validate(&self) -> Result<(), EngineError> {
-        let invalid = |name, value: String, reason| Err(EngineError::InvalidParam { name, value, reason });
+        let invalid = |name, value: String, reason| {
+            Err(EngineError::InvalidParam {
+                name,
+                value,
+                reason,
+            })
+        };
         if self.n_ctx == 0 {
             return invalid("n_ctx", self.n_ctx.to_string(), "must be at least 1");
         }
@@ -44,10 +50,18 @@ impl ContextParams {
             return invalid("n_batch", self.n_batch.to_string(), "must be at least 1");
         }
         if self.n_threads < 1 || self.n_threads > 1024 {
-            return invalid("n_threads", self.n_threads.to_string(), "must be in 1..=1024");
+            return invalid(
+                "n_threads",
+                self.n_threads.to_string(),
+                "must be in 1..=1024",
+            );
         }
         if self.n_threads_batch < 1 || self.n_threads_batch > 1024 {
-            return invalid("n_threads_batch", self.n_threads_batch.to_string(), "must be in 1..=1024");
+            return invalid(
+                "n_threads_batch",
+                self.n_threads_batch.to_string(),
+                "must be in 1..=1024",
+            );
         }
         Ok(())
     }
@@ -124,8 +138,9 @@ impl Context {
             n_ctx: params.n_ctx,
             n_batch: params.n_batch,
         })?;
+        // llama.cpp may pad the window upwards; the caller's size is the limit.
         // SAFETY: raw is live.
-        let n_ctx = unsafe { sys::llama_n_ctx(raw.as_ptr()) };
+        let n_ctx = unsafe { sys::llama_n_ctx(raw.as_ptr()) }.min(params.n_ctx);
         // SAFETY: raw is live.
         let n_batch = unsafe { sys::llama_n_batch(raw.as_ptr()) } as usize;
         // SAFETY: allocates a token batch of n_batch entries for one sequence.
@@ -161,16 +176,16 @@ impl Context {
     /// Appends `tokens` at the current position, in chunks of the batch size.
     /// Logits are kept for the positions `logits` selects within `tokens`.
     pub fn decode(&mut self, tokens: &[Token], logits: Logits) -> Result<(), EngineError> {
+        let n_vocab = self.n_vocab as i32;
+        if let Some(&token) = tokens.iter().find(|&&t| !(0..n_vocab).contains(&t)) {
+            return Err(EngineError::TokenOutOfRange { token, n_vocab });
+        }
         let needed = self.n_past + tokens.len();
         if needed > self.n_ctx as usize {
             return Err(EngineError::ContextFull {
                 needed,
                 n_ctx: self.n_ctx,
             });
-        }
-        let n_vocab = self.n_vocab as i32;
-        if let Some(&token) = tokens.iter().find(|&&t| !(0..n_vocab).contains(&t)) {
-            return Err(EngineError::TokenOutOfRange { token, n_vocab });
         }
         if logits == Logits::All && tokens.len() > self.batch_capacity {
             return Err(EngineError::InvalidParam {

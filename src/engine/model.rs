@@ -157,7 +157,8 @@ impl Model {
     /// True if generation ends at this token (EOS, EOT and the like).
     pub fn is_eog(&self, token: Token) -> bool {
         // SAFETY: llama_vocab_is_eog bounds-checks nothing, so check the id first.
-        (0..self.n_vocab()).contains(&token) && unsafe { sys::llama_vocab_is_eog(self.vocab.as_ptr(), token) }
+        (0..self.n_vocab()).contains(&token)
+            && unsafe { sys::llama_vocab_is_eog(self.vocab.as_ptr(), token) }
     }
 
     /// Whether tokenizing a prompt should prepend BOS.
@@ -168,7 +169,12 @@ impl Model {
 
     /// Tokenizes `text`. `add_special` adds BOS/EOS as the model asks;
     /// `parse_special` turns special-token text (`<|im_start|>`) into its id.
-    pub fn tokenize(&self, text: &str, add_special: bool, parse_special: bool) -> Result<Vec<Token>, EngineError> {
+    pub fn tokenize(
+        &self,
+        text: &str,
+        add_special: bool,
+        parse_special: bool,
+    ) -> Result<Vec<Token>, EngineError> {
         let len = i32::try_from(text.len()).map_err(|_| EngineError::Tokenize(i32::MAX))?;
         let mut tokens: Vec<Token> = vec![0; text.len() + 2];
         for _ in 0..2 {
@@ -200,7 +206,12 @@ impl Model {
 
     /// The bytes a token stands for (special tokens rendered when `special`).
     /// Pieces may be partial UTF-8: feed them to a [`super::Utf8Stream`].
-    pub fn token_bytes(&self, token: Token, special: bool, out: &mut Vec<u8>) -> Result<(), EngineError> {
+    pub fn token_bytes(
+        &self,
+        token: Token,
+        special: bool,
+        out: &mut Vec<u8>,
+    ) -> Result<(), EngineError> {
         let n_vocab = self.n_vocab();
         if !(0..n_vocab).contains(&token) {
             return Err(EngineError::TokenOutOfRange { token, n_vocab });
@@ -209,7 +220,14 @@ impl Model {
         let mut buf = [0u8; 256];
         // SAFETY: buf has room for buf.len() bytes; the token id was checked.
         let n = unsafe {
-            sys::llama_token_to_piece(self.vocab.as_ptr(), token, buf.as_mut_ptr().cast(), buf.len() as i32, 0, special)
+            sys::llama_token_to_piece(
+                self.vocab.as_ptr(),
+                token,
+                buf.as_mut_ptr().cast(),
+                buf.len() as i32,
+                0,
+                special,
+            )
         };
         if n >= 0 {
             out.extend_from_slice(&buf[..n as usize]);
@@ -218,7 +236,14 @@ impl Model {
         out.resize(n.unsigned_abs() as usize, 0);
         // SAFETY: out now has the room llama.cpp asked for.
         let n = unsafe {
-            sys::llama_token_to_piece(self.vocab.as_ptr(), token, out.as_mut_ptr().cast(), out.len() as i32, 0, special)
+            sys::llama_token_to_piece(
+                self.vocab.as_ptr(),
+                token,
+                out.as_mut_ptr().cast(),
+                out.len() as i32,
+                0,
+                special,
+            )
         };
         out.truncate(n.max(0) as usize);
         Ok(())
@@ -248,7 +273,11 @@ impl Model {
             return None;
         }
         // SAFETY: non-null, NUL-terminated, alive as long as the model.
-        Some(unsafe { std::ffi::CStr::from_ptr(ptr) }.to_string_lossy().into_owned())
+        Some(
+            unsafe { std::ffi::CStr::from_ptr(ptr) }
+                .to_string_lossy()
+                .into_owned(),
+        )
     }
 
     /// The model's own chat template (`tokenizer.chat_template`), if any.
@@ -259,6 +288,10 @@ impl Model {
             return None;
         }
         // SAFETY: non-null, NUL-terminated, alive as long as the model.
-        Some(unsafe { std::ffi::CStr::from_ptr(ptr) }.to_string_lossy().into_owned())
+        Some(
+            unsafe { std::ffi::CStr::from_ptr(ptr) }
+                .to_string_lossy()
+                .into_owned(),
+        )
     }
 }

@@ -140,7 +140,9 @@ pub enum GgufError {
         ggml_type: u32,
     },
     /// The first dimension is not a whole number of quantization blocks.
-    #[error("tensor {tensor:?}: row length {ne0} is not a multiple of the block size {block_size}")]
+    #[error(
+        "tensor {tensor:?}: row length {ne0} is not a multiple of the block size {block_size}"
+    )]
     RowNotBlockAligned {
         /// Tensor name.
         tensor: String,

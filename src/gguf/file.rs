@@ -114,7 +114,9 @@ impl GgufFile {
     /// A string value; error if missing or not a string.
     pub fn get_str(&self, key: &str) -> Result<&str> {
         let value = self.require(key)?;
-        value.as_str().ok_or_else(|| wrong_type(key, "string", value))
+        value
+            .as_str()
+            .ok_or_else(|| wrong_type(key, "string", value))
     }
 
     /// A non-negative integer value of any width; error if missing or not one.
@@ -128,7 +130,9 @@ impl GgufFile {
     /// An array value; error if missing or not an array.
     pub fn get_array(&self, key: &str) -> Result<&[Value]> {
         let value = self.require(key)?;
-        value.as_array().ok_or_else(|| wrong_type(key, "array", value))
+        value
+            .as_array()
+            .ok_or_else(|| wrong_type(key, "array", value))
     }
 
     /// `general.architecture`, the prefix of the model's own keys.

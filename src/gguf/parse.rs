@@ -123,7 +123,8 @@ pub fn parse(bytes: &[u8]) -> Result<GgufLayout> {
     }
 
     let file_len = bytes.len() as u64;
-    let data_offset = align_up(cur.pos as u64, alignment).ok_or(GgufError::InvalidAlignment { alignment })?;
+    let data_offset =
+        align_up(cur.pos as u64, alignment).ok_or(GgufError::InvalidAlignment { alignment })?;
     check_tensor_placement(&tensors, data_offset, file_len)?;
 
     Ok(GgufLayout {
@@ -235,7 +236,10 @@ impl<'a> Cursor<'a> {
         let raw = self.take(len, what)?;
         std::str::from_utf8(raw)
             .map(str::to_owned)
-            .map_err(|_| GgufError::InvalidUtf8 { what, offset: start })
+            .map_err(|_| GgufError::InvalidUtf8 {
+                what,
+                offset: start,
+            })
     }
 
     fn value_type(&mut self) -> Result<ValueType> {
@@ -289,7 +293,10 @@ impl<'a> Cursor<'a> {
         let name = self.string("tensor name")?;
         let n_dims = self.u32("tensor dimension count")?;
         if n_dims == 0 || n_dims as usize > MAX_DIMS {
-            return Err(GgufError::InvalidDimCount { tensor: name, n_dims });
+            return Err(GgufError::InvalidDimCount {
+                tensor: name,
+                n_dims,
+            });
         }
         let mut dims = Vec::with_capacity(n_dims as usize);
         for _ in 0..n_dims {

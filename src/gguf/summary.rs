@@ -67,16 +67,21 @@ impl ModelSummary {
     /// Computes the summary of a validated file.
     pub fn of(file: &GgufFile) -> Result<Self> {
         let arch = file.architecture()?.to_owned();
-        let arch_u64 = |suffix: &str| file.get(&format!("{arch}.{suffix}")).and_then(|v| v.as_u64());
+        let arch_u64 = |suffix: &str| {
+            file.get(&format!("{arch}.{suffix}"))
+                .and_then(|v| v.as_u64())
+        };
 
         let mut types: BTreeMap<String, TypeShare> = BTreeMap::new();
         let mut parameters = 0u64;
         let mut all_bytes = 0u64;
         for t in file.tensors() {
-            let share = types.entry(t.ggml_type.name.to_owned()).or_insert(TypeShare {
-                tensors: 0,
-                bytes: 0,
-            });
+            let share = types
+                .entry(t.ggml_type.name.to_owned())
+                .or_insert(TypeShare {
+                    tensors: 0,
+                    bytes: 0,
+                });
             share.tensors += 1;
             share.bytes += t.size;
             parameters = parameters.saturating_add(t.n_elements());
@@ -99,7 +104,10 @@ impl ModelSummary {
             .and_then(|v| v.as_array())
             .map(|a| a.len() as u64);
         Ok(Self {
-            name: file.get("general.name").and_then(|v| v.as_str()).map(str::to_owned),
+            name: file
+                .get("general.name")
+                .and_then(|v| v.as_str())
+                .map(str::to_owned),
             gguf_version: file.layout().version,
             file_bytes: file.file_len(),
             parameters,

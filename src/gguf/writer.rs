@@ -114,7 +114,10 @@ impl<'a> GgufWriter<'a> {
             path: path.to_owned(),
             source,
         };
-        let file_name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+        let file_name = path
+            .file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default();
         let tmp = path.with_file_name(format!(".{file_name}.partial"));
         let result = (|| {
             let mut out = BufWriter::with_capacity(1 << 20, File::create(&tmp).map_err(io_err)?);

@@ -1,0 +1,58 @@
+//! The `edgespec` command-line tool: argument parsing and the subcommands.
+
+mod generate;
+mod inspect;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// edgespec: on-device LLM inference with speculative decoding that pays off.
+#[derive(Debug, Parser)]
+#[command(name = "edgespec", version, about)]
+struct Cli {
+    /// Show debug logs, llama.cpp's included (-vv: trace).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Show a GGUF model's metadata, tensors and bytes read per token.
+    Inspect(inspect::InspectArgs),
+    /// Generate text from a prompt.
+    Generate(generate::GenerateArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let result = match cli.command {
+        Command::Inspect(args) => inspect::run(args),
+        Command::Generate(args) => generate::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Our warnings by default; llama.cpp only on errors unless -v.
+fn init_logging(verbose: u8) {
+    let (ours, llama) = match verbose {
+        0 => (log::LevelFilter::Warn, log::LevelFilter::Error),
+        1 => (log::LevelFilter::Debug, log::LevelFilter::Debug),
+        _ => (log::LevelFilter::Trace, log::LevelFilter::Trace),
+    };
+    env_logger::Builder::new()
+        .filter_level(ours)
+        .filter_module("llama.cpp", llama)
+        .format_timestamp(None)
+        .parse_default_env()
+        .init();
+}

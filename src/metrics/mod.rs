@@ -1,0 +1,81 @@
+//! Counters and timings of a generation.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+/// What one generation measured.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct GenerationStats {
+    /// Prompt tokens fed to the model.
+    pub prompt_tokens: usize,
+    /// Tokens generated (end-of-generation token not counted).
+    pub generated_tokens: usize,
+    /// Time to process the prompt.
+    #[serde(serialize_with = "as_secs")]
+    pub prompt_time: Duration,
+    /// Time from the end of the prompt to the last generated token.
+    #[serde(serialize_with = "as_secs")]
+    pub decode_time: Duration,
+    /// Time from the start to the first generated token.
+    #[serde(serialize_with = "as_secs")]
+    pub time_to_first_token: Duration,
+}
+
+fn as_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
+}
+
+/// Events per second, 0 when no time passed.
+pub fn per_second(count: usize, time: Duration) -> f64 {
+    let secs = time.as_secs_f64();
+    if secs > 0.0 {
+        count as f64 / secs
+    } else {
+        0.0
+    }
+}
+
+impl GenerationStats {
+    /// Prompt tokens per second.
+    pub fn prompt_tok_per_s(&self) -> f64 {
+        per_second(self.prompt_tokens, self.prompt_time)
+    }
+
+    /// Generated tokens per second over the decode phase. The first token
+    /// comes from the prompt pass, so it is not counted against decode time.
+    pub fn decode_tok_per_s(&self) -> f64 {
+        per_second(self.generated_tokens.saturating_sub(1), self.decode_time)
+    }
+
+    /// One-line human summary.
+    pub fn summary_line(&self) -> String {
+        format!(
+            "prompt: {} tokens, {:.1} tok/s | decode: {} tokens, {:.1} tok/s | first token after {:.0} ms",
+            self.prompt_tokens,
+            self.prompt_tok_per_s(),
+            self.generated_tokens,
+            self.decode_tok_per_s(),
+            self.time_to_first_token.as_secs_f64() * 1000.0
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates() {
+        let s = GenerationStats {
+            prompt_tokens: 10,
+            generated_tokens: 21,
+            prompt_time: Duration::from_millis(500),
+            decode_time: Duration::from_secs(2),
+            time_to_first_token: Duration::from_millis(510),
+        };
+        assert_eq!(s.prompt_tok_per_s(), 20.0);
+        assert_eq!(s.decode_tok_per_s(), 10.0);
+        assert_eq!(per_second(5, Duration::ZERO), 0.0);
+    }
+}

@@ -1,0 +1,186 @@
+//! The engine on synthetic models our own writer produces.
+
+mod common;
+
+use edgespec::engine::{Context, EngineError, Logits, Model, ModelParams};
+use edgespec::generate::{generate_target_only, StopReason};
+use edgespec::gguf::{GgufFile, GgufWriter, ModelSummary};
+use edgespec::sampling::SamplingParams;
+use edgespec::synthetic::{SyntheticSpec, BOS};
+
+fn greedy(ctx: &mut Context, prompt: &[i32], n: usize) -> edgespec::generate::Generation {
+    generate_target_only(ctx, prompt, n, SamplingParams::greedy(), |_, _| true).expect("generate")
+}
+
+#[test]
+fn llama_cpp_loads_our_synthetic_model_and_generates_deterministically() {
+    let spec = SyntheticSpec::default();
+    let (_dir, path) = common::synthetic(&spec);
+    let (model, mut ctx) = common::load(&path, 256);
+    assert_eq!(model.n_vocab() as usize, spec.n_vocab());
+    assert_eq!(model.n_embd() as u64, spec.n_embd);
+    let prompt = [BOS, 300, 301, 302];
+    let a = greedy(&mut ctx, &prompt, 40);
+    let b = greedy(&mut ctx, &prompt, 40);
+    assert_eq!(a.tokens, b.tokens);
+    assert!(!a.tokens.is_empty());
+    // A different prompt leads elsewhere: the weights matter.
+    let c = greedy(&mut ctx, &[BOS, 310, 311], 40);
+    assert_ne!(a.tokens, c.tokens);
+}
+
+#[test]
+fn rollback_gives_the_logits_of_a_fresh_context() {
+    let (_dir, path) = common::synthetic(&SyntheticSpec::default());
+    let (model, mut ctx) = common::load(&path, 128);
+    let base = [BOS, 270, 280, 290];
+    ctx.decode(&base, Logits::None).unwrap();
+    ctx.decode(&[300, 301, 302], Logits::All).unwrap();
+    ctx.truncate(base.len()).unwrap();
+    ctx.decode(&[305], Logits::Last).unwrap();
+    let rolled = ctx.logits(0).unwrap().to_vec();
+
+    let mut fresh = Context::new(model, &common::ctx_params(128)).unwrap();
+    fresh
+        .decode(&[BOS, 270, 280, 290, 305], Logits::Last)
+        .unwrap();
+    let expected = fresh.logits(0).unwrap();
+    let max_diff = rolled
+        .iter()
+        .zip(expected)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(max_diff < 1e-4, "max |diff| = {max_diff}");
+}
+
+#[test]
+fn batch_logits_equal_one_by_one_logits() {
+    let (_dir, path) = common::synthetic(&SyntheticSpec::default());
+    let (model, mut ctx) = common::load(&path, 128);
+    let tokens = [BOS, 271, 272, 273, 274];
+    ctx.decode(&tokens, Logits::All).unwrap();
+    let batch: Vec<Vec<f32>> = (0..tokens.len())
+        .map(|i| ctx.logits(i).unwrap().to_vec())
+        .collect();
+    assert!(matches!(
+        ctx.logits(tokens.len()),
+        Err(EngineError::NoLogits { .. })
+    ));
+    let mut single = Context::new(model, &common::ctx_params(128)).unwrap();
+    for (i, t) in tokens.iter().enumerate() {
+        single.decode(&[*t], Logits::Last).unwrap();
+        let one = single.logits(0).unwrap();
+        let diff = one
+            .iter()
+            .zip(&batch[i])
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(diff < 1e-3, "position {i}: max |diff| = {diff}");
+    }
+}
+
+#[test]
+fn context_limits_are_typed_errors_or_clean_stops() {
+    let (_dir, path) = common::synthetic(&SyntheticSpec::default());
+    let (_model, mut ctx) = common::load(&path, 16);
+    let long: Vec<i32> = (0..17).map(|i| 270 + i).collect();
+    assert!(matches!(
+        ctx.decode(&long, Logits::Last),
+        Err(EngineError::ContextFull {
+            needed: 17,
+            n_ctx: 16
+        })
+    ));
+    assert_eq!(
+        ctx.n_past(),
+        0,
+        "a refused decode must not change the cache"
+    );
+    // Generation stops cleanly when the window fills: 10 prompt + 7 generated
+    // = 17 tokens, the last one sampled but never decoded.
+    let prompt: Vec<i32> = (0..10).map(|i| 270 + i).collect();
+    let g = generate_target_only(&mut ctx, &prompt, 100, SamplingParams::greedy(), |_, _| {
+        true
+    })
+    .unwrap();
+    if g.stop == StopReason::ContextFull {
+        assert_eq!(g.tokens.len(), 7);
+    } else {
+        assert_eq!(g.stop, StopReason::EndOfGeneration);
+    }
+    assert!(matches!(
+        ctx.decode(&[100_000], Logits::Last),
+        Err(EngineError::TokenOutOfRange { token: 100_000, .. })
+    ));
+    assert!(matches!(
+        generate_target_only(&mut ctx, &[], 4, SamplingParams::greedy(), |_, _| true),
+        Err(EngineError::InvalidParam { name: "prompt", .. })
+    ));
+}
+
+#[test]
+fn invalid_context_params_are_rejected_before_llama_cpp() {
+    let (_dir, path) = common::synthetic(&SyntheticSpec::default());
+    let model = Model::load(&path, &ModelParams::default()).unwrap();
+    for (n_ctx, threads) in [(0, 2), (64, 0), (64, -3)] {
+        let mut p = common::ctx_params(n_ctx);
+        p.n_threads = threads;
+        assert!(matches!(
+            Context::new(model.clone(), &p),
+            Err(EngineError::InvalidParam { .. })
+        ));
+    }
+}
+
+#[test]
+fn malformed_and_missing_models_are_typed_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.gguf");
+    assert!(matches!(
+        Model::load(&missing, &ModelParams::default()),
+        Err(EngineError::ModelNotFound { .. })
+    ));
+    let bad = dir.path().join("bad.gguf");
+    std::fs::write(&bad, b"GGUF\x03\x00\x00\x00garbage").unwrap();
+    assert!(matches!(
+        Model::load(&bad, &ModelParams::default()),
+        Err(EngineError::Gguf(_))
+    ));
+}
+
+#[test]
+fn tied_f16_model_loads_and_inspects() {
+    let spec = SyntheticSpec {
+        tied_head: true,
+        f16_weights: true,
+        ..SyntheticSpec::default()
+    };
+    let (_dir, path) = common::synthetic(&spec);
+    let summary = ModelSummary::of(&GgufFile::open(&path).unwrap()).unwrap();
+    assert!(summary.tied_head);
+    assert_eq!(summary.vocab_size, Some(spec.n_vocab() as u64));
+    let embd_bytes = 64 * spec.n_vocab() as u64 * 2;
+    assert_eq!(summary.head_bytes, embd_bytes);
+    let (_model, mut ctx) = common::load(&path, 64);
+    assert!(!greedy(&mut ctx, &[BOS, 300], 8).tokens.is_empty());
+}
+
+#[test]
+fn rewritten_file_generates_the_same_tokens() {
+    let (dir, path) = common::synthetic(&SyntheticSpec::default());
+    let original = GgufFile::open(&path).unwrap();
+    let copy = dir.path().join("copy.gguf");
+    GgufWriter::from_file(&original).write_to(&copy).unwrap();
+    let reread = GgufFile::open(&copy).unwrap();
+    assert_eq!(original.metadata(), reread.metadata());
+    for (a, b) in original.tensors().iter().zip(reread.tensors()) {
+        assert_eq!(original.tensor_data(a), reread.tensor_data(b));
+    }
+    let (_m1, mut c1) = common::load(&path, 128);
+    let (_m2, mut c2) = common::load(&copy, 128);
+    let prompt = [BOS, 290, 291];
+    assert_eq!(
+        greedy(&mut c1, &prompt, 30).tokens,
+        greedy(&mut c2, &prompt, 30).tokens
+    );
+}
