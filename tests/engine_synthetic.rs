@@ -3,13 +3,13 @@
 mod common;
 
 use edgespec::engine::{Context, EngineError, Logits, Model, ModelParams};
-use edgespec::generate::{generate_target_only, StopReason};
+use edgespec::generate::{generate_target_only, GenerateParams, StopReason};
 use edgespec::gguf::{GgufFile, GgufWriter, ModelSummary};
 use edgespec::sampling::SamplingParams;
 use edgespec::synthetic::{SyntheticSpec, BOS};
 
 fn greedy(ctx: &mut Context, prompt: &[i32], n: usize) -> edgespec::generate::Generation {
-    generate_target_only(ctx, prompt, n, SamplingParams::greedy(), |_, _| true).expect("generate")
+    generate_target_only(ctx, prompt, &GenerateParams::greedy(n), |_, _| true).expect("generate")
 }
 
 #[test]
@@ -99,10 +99,8 @@ fn context_limits_are_typed_errors_or_clean_stops() {
     // Generation stops cleanly when the window fills: 10 prompt + 7 generated
     // = 17 tokens, the last one sampled but never decoded.
     let prompt: Vec<i32> = (0..10).map(|i| 270 + i).collect();
-    let g = generate_target_only(&mut ctx, &prompt, 100, SamplingParams::greedy(), |_, _| {
-        true
-    })
-    .unwrap();
+    let g =
+        generate_target_only(&mut ctx, &prompt, &GenerateParams::greedy(100), |_, _| true).unwrap();
     if g.stop == StopReason::ContextFull {
         assert_eq!(g.tokens.len(), 7);
     } else {
@@ -113,7 +111,7 @@ fn context_limits_are_typed_errors_or_clean_stops() {
         Err(EngineError::TokenOutOfRange { token: 100_000, .. })
     ));
     assert!(matches!(
-        generate_target_only(&mut ctx, &[], 4, SamplingParams::greedy(), |_, _| true),
+        generate_target_only(&mut ctx, &[], &GenerateParams::greedy(4), |_, _| true),
         Err(EngineError::InvalidParam { name: "prompt", .. })
     ));
 }

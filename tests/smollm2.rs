@@ -3,7 +3,7 @@
 mod common;
 
 use edgespec::engine::ChatMessage;
-use edgespec::generate::{generate_target_only, prompt_tokens, StopReason};
+use edgespec::generate::{generate_target_only, prompt_tokens, GenerateParams, StopReason};
 use edgespec::gguf::{GgufFile, GgufWriter};
 use edgespec::sampling::SamplingParams;
 
@@ -20,7 +20,7 @@ fn greedy_generation_is_deterministic_and_stops_at_eog() {
     )
     .unwrap();
     let run = |ctx: &mut edgespec::engine::Context| {
-        generate_target_only(ctx, &prompt, 64, SamplingParams::greedy(), |_, _| true).unwrap()
+        generate_target_only(ctx, &prompt, &GenerateParams::greedy(64), |_, _| true).unwrap()
     };
     let a = run(&mut ctx);
     let b = run(&mut ctx);
@@ -45,9 +45,18 @@ fn sampling_is_reproducible_per_seed() {
         seed,
     };
     let mut run = |seed| {
-        generate_target_only(&mut ctx, &prompt, 24, params(seed), |_, _| true)
-            .unwrap()
-            .tokens
+        generate_target_only(
+            &mut ctx,
+            &prompt,
+            &GenerateParams {
+                max_tokens: 24,
+                sampling: params(seed),
+                ignore_eos: false,
+            },
+            |_, _| true,
+        )
+        .unwrap()
+        .tokens
     };
     let (a, b, c) = (run(1), run(1), run(2));
     assert_eq!(a, b);
@@ -123,7 +132,7 @@ fn rewritten_model_generates_the_same_tokens() {
     let (_m2, mut c2) = common::load(&copy, 256);
     let prompt = prompt_tokens(&m1, "Write a haiku about the sea.", true).unwrap();
     let gen = |c: &mut edgespec::engine::Context| {
-        generate_target_only(c, &prompt, 32, SamplingParams::greedy(), |_, _| true)
+        generate_target_only(c, &prompt, &GenerateParams::greedy(32), |_, _| true)
             .unwrap()
             .tokens
     };

@@ -161,6 +161,11 @@ impl Model {
             && unsafe { sys::llama_vocab_is_eog(self.vocab.as_ptr(), token) }
     }
 
+    /// Every end-of-generation token id.
+    pub fn eog_tokens(&self) -> Vec<Token> {
+        (0..self.n_vocab()).filter(|&t| self.is_eog(t)).collect()
+    }
+
     /// Whether tokenizing a prompt should prepend BOS.
     pub fn adds_bos(&self) -> bool {
         // SAFETY: vocab is live while self is.

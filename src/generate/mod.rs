@@ -94,14 +94,45 @@ impl<'a, F: FnMut(Token, &str) -> bool> TokenSink<'a, F> {
     }
 }
 
+/// What to generate.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GenerateParams {
+    /// Most tokens to generate.
+    pub max_tokens: usize,
+    /// How to pick tokens.
+    pub sampling: SamplingParams,
+    /// Never produce end-of-generation tokens (fixed-length runs for benchmarks).
+    pub ignore_eos: bool,
+}
+
+impl GenerateParams {
+    /// Greedy decoding of up to `max_tokens`.
+    pub fn greedy(max_tokens: usize) -> Self {
+        Self {
+            max_tokens,
+            sampling: SamplingParams::greedy(),
+            ignore_eos: false,
+        }
+    }
+
+    /// A sampler for these settings (EOG tokens banned under `ignore_eos`).
+    pub fn sampler(&self, model: &Model) -> Sampler {
+        let mut sampler = Sampler::new(self.sampling);
+        if self.ignore_eos {
+            sampler.ban(model.eog_tokens());
+        }
+        sampler
+    }
+}
+
 /// Generates with the target alone. The context is cleared first.
 pub fn generate_target_only(
     ctx: &mut Context,
     prompt: &[Token],
-    max_tokens: usize,
-    sampling: SamplingParams,
+    params: &GenerateParams,
     on_token: impl FnMut(Token, &str) -> bool,
 ) -> Result<Generation, EngineError> {
+    let max_tokens = params.max_tokens;
     if prompt.is_empty() {
         return Err(EngineError::InvalidParam {
             name: "prompt",
@@ -110,7 +141,7 @@ pub fn generate_target_only(
         });
     }
     let model = ctx.model().clone();
-    let mut sampler = Sampler::new(sampling);
+    let mut sampler = params.sampler(&model);
     let mut sink = TokenSink::new(&model, on_token);
     let mut stats = GenerationStats {
         prompt_tokens: prompt.len(),

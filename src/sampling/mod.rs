@@ -82,6 +82,22 @@ pub fn argmax(logits: &[f32]) -> Token {
     best as Token
 }
 
+/// [`argmax`] over every id but the `banned` ones.
+pub fn argmax_excluding(logits: &[f32], banned: &[Token]) -> Token {
+    if banned.is_empty() {
+        return argmax(logits);
+    }
+    let mut best = 0usize;
+    let mut best_value = f32::NEG_INFINITY;
+    for (i, &v) in logits.iter().enumerate() {
+        if v > best_value && !banned.contains(&(i as Token)) {
+            best = i;
+            best_value = v;
+        }
+    }
+    best as Token
+}
+
 /// A seeded sampler with reusable scratch buffers (no allocation per token
 /// once warmed up).
 #[derive(Debug, Clone)]
@@ -90,6 +106,7 @@ pub struct Sampler {
     rng: ChaCha8Rng,
     candidates: Vec<(f32, u32)>,
     probs: Vec<f32>,
+    banned: Vec<Token>,
 }
 
 impl Sampler {
@@ -100,7 +117,14 @@ impl Sampler {
             rng: ChaCha8Rng::seed_from_u64(params.seed),
             candidates: Vec::new(),
             probs: Vec::new(),
+            banned: Vec::new(),
         }
+    }
+
+    /// Never produce these tokens (their probability is 0), as llama.cpp's
+    /// `--ignore-eos` does for end-of-generation tokens.
+    pub fn ban(&mut self, tokens: impl IntoIterator<Item = Token>) {
+        self.banned.extend(tokens);
     }
 
     /// The settings.
@@ -111,7 +135,7 @@ impl Sampler {
     /// Draws the next token from a logits row.
     pub fn sample(&mut self, logits: &[f32]) -> Token {
         if self.params.is_greedy() {
-            return argmax(logits);
+            return argmax_excluding(logits, &self.banned);
         }
         let mut probs = std::mem::take(&mut self.probs);
         self.distribution(logits, &mut probs);
@@ -130,7 +154,7 @@ impl Sampler {
             return;
         }
         if self.params.is_greedy() {
-            out[argmax(logits) as usize] = 1.0;
+            out[argmax_excluding(logits, &self.banned) as usize] = 1.0;
             return;
         }
         let inv_t = 1.0 / self.params.temperature;
@@ -277,6 +301,21 @@ mod tests {
             })
             .sum();
         assert!(chi2 < 16.27, "chi2 = {chi2}");
+    }
+
+    #[test]
+    fn banned_tokens_are_never_produced() {
+        let logits = [5.0f32, 1.0, 4.0];
+        let mut s = Sampler::new(SamplingParams::greedy());
+        s.ban([0]);
+        assert_eq!(s.sample(&logits), 2);
+        let mut s = sampler(1.0, 0, 1.0, 3);
+        s.ban([0]);
+        let mut d = Vec::new();
+        s.distribution(&logits, &mut d);
+        assert_eq!(d[0], 0.0);
+        assert!((d[1] + d[2] - 1.0).abs() < 1e-6);
+        assert!((0..200).all(|_| s.sample(&logits) != 0));
     }
 
     #[test]

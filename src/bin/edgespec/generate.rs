@@ -7,7 +7,7 @@ use anyhow::Context as _;
 use clap::Args;
 
 use edgespec::engine::{Context, ContextParams, Model, ModelParams};
-use edgespec::generate::{generate_target_only, prompt_tokens};
+use edgespec::generate::{generate_target_only, prompt_tokens, GenerateParams};
 use edgespec::sampling::SamplingParams;
 
 /// Arguments of `generate`.
@@ -43,6 +43,9 @@ pub struct GenerateArgs {
     /// Context size in tokens.
     #[arg(short = 'c', long, default_value_t = 4096)]
     ctx_size: u32,
+    /// Never stop at end-of-generation tokens (fixed-length benchmark runs).
+    #[arg(long)]
+    ignore_eos: bool,
     /// Layers to offload to the GPU (CUDA builds).
     #[arg(long, default_value_t = 0)]
     gpu_layers: u32,
@@ -73,14 +76,22 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     let mut ctx = Context::new(model.clone(), &ctx_params)?;
     let prompt = prompt_tokens(&model, &args.prompt, args.chat)?;
     let mut stdout = std::io::stdout().lock();
-    let generation =
-        generate_target_only(&mut ctx, &prompt, args.max_tokens, sampling, |_, text| {
+    let generation = generate_target_only(
+        &mut ctx,
+        &prompt,
+        &GenerateParams {
+            max_tokens: args.max_tokens,
+            sampling,
+            ignore_eos: args.ignore_eos,
+        },
+        |_, text| {
             // A closed stdout (e.g. `| head`) ends generation quietly.
             stdout
                 .write_all(text.as_bytes())
                 .and_then(|()| stdout.flush())
                 .is_ok()
-        })?;
+        },
+    )?;
     writeln!(stdout)?;
     eprintln!(
         "{} | stop: {:?}",
