@@ -2,9 +2,11 @@
 //! decoding pay off on small machines. See README.md and DESIGN.md.
 #![warn(missing_docs)]
 
+pub mod draft;
 pub mod engine;
 pub mod generate;
 pub mod gguf;
 pub mod metrics;
 pub mod sampling;
+pub mod spec;
 pub mod synthetic;

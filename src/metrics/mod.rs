@@ -79,3 +79,71 @@ mod tests {
         assert_eq!(per_second(5, Duration::ZERO), 0.0);
     }
 }
+
+/// What a speculative generation measured, on top of [`GenerationStats`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct SpecStats {
+    /// Target forward passes after the prompt (one per round).
+    pub target_calls: usize,
+    /// Rounds that drafted at least one token.
+    pub draft_rounds: usize,
+    /// Tokens drafted.
+    pub drafted: usize,
+    /// Drafted tokens accepted.
+    pub accepted: usize,
+    /// Drafted tokens by prompt lookup.
+    pub drafted_lookup: usize,
+    /// Lookup tokens accepted.
+    pub accepted_lookup: usize,
+    /// Time drafting (catch-up included).
+    #[serde(serialize_with = "as_secs")]
+    pub draft_time: Duration,
+    /// Time in target forward passes.
+    #[serde(serialize_with = "as_secs")]
+    pub verify_time: Duration,
+    /// Time in acceptance tests and sampling.
+    #[serde(serialize_with = "as_secs")]
+    pub accept_time: Duration,
+    /// Time rolling caches back.
+    #[serde(serialize_with = "as_secs")]
+    pub rollback_time: Duration,
+    /// One-time measurement of target/drafter costs (not in decode time).
+    #[serde(serialize_with = "as_secs")]
+    pub calibration_time: Duration,
+    /// Drafter ms per step ÷ target ms for one token (measured).
+    pub c_time: f64,
+    /// Drafter bytes per token ÷ target bytes per token.
+    pub c_bytes: f64,
+}
+
+impl SpecStats {
+    /// Acceptance rate α of drafted tokens.
+    pub fn acceptance(&self) -> f64 {
+        ratio(self.accepted, self.drafted)
+    }
+
+    /// Mean draft length per round (all rounds, γ = 0 rounds included).
+    pub fn mean_gamma(&self) -> f64 {
+        ratio(self.drafted, self.target_calls)
+    }
+
+    /// τ: generated tokens per target call.
+    pub fn tau(&self, generated: usize) -> f64 {
+        ratio(generated, self.target_calls)
+    }
+
+    /// Memory-bound speed-up τ / (γ·c + 1) with c in bytes (VocabTrim paper,
+    /// arXiv 2506.22694); only model-drafted tokens cost drafter bytes.
+    pub fn mbsu(&self, generated: usize) -> f64 {
+        let model_gamma = ratio(self.drafted - self.drafted_lookup, self.target_calls);
+        self.tau(generated) / (model_gamma * self.c_bytes + 1.0)
+    }
+}
+
+fn ratio(a: usize, b: usize) -> f64 {
+    if b == 0 {
+        0.0
+    } else {
+        a as f64 / b as f64
+    }
+}

@@ -114,8 +114,10 @@ impl Ema {
 pub struct CostModel {
     /// Target decode time by batch size (index b = batch of b tokens).
     verify: [Ema; MAX_DRAFT + 2],
-    /// Drafter time per drafted token (catch-up included).
+    /// Model drafter time per drafted token (catch-up excluded).
     draft: Ema,
+    /// Model drafter time per token fed in a catch-up batch.
+    catch_up: Ema,
 }
 
 impl Default for CostModel {
@@ -123,6 +125,7 @@ impl Default for CostModel {
         Self {
             verify: [Ema::default(); MAX_DRAFT + 2],
             draft: Ema::default(),
+            catch_up: Ema::default(),
         }
     }
 }
@@ -142,9 +145,23 @@ impl CostModel {
         }
     }
 
-    /// Drafter ms per token (0 until measured: lookup drafts are free).
-    pub fn draft_ms(&self) -> f64 {
-        self.draft.get().unwrap_or(0.0)
+    /// Records a drafter catch-up batch of `tokens` tokens.
+    pub fn observe_catch_up(&mut self, tokens: usize, ms: f64) {
+        if tokens > 0 {
+            self.catch_up.add(ms / tokens as f64);
+        }
+    }
+
+    /// Model drafter ms to catch up on `tokens` tokens (drafter step time per
+    /// token until catch-ups are measured).
+    pub fn catch_up_ms(&self, tokens: usize) -> f64 {
+        let per_token = self.catch_up.get().or(self.draft.get()).unwrap_or(0.0);
+        per_token * tokens as f64
+    }
+
+    /// Model drafter ms per token, once measured.
+    pub fn draft_ms(&self) -> Option<f64> {
+        self.draft.get()
     }
 
     /// Target ms for a batch of `batch` tokens: measured, else linearly
@@ -223,22 +240,40 @@ impl AcceptanceModel {
     }
 }
 
-/// Expected tokens per millisecond of a round that drafts `p.len()` tokens,
-/// where p[m] is the probability that the first m+1 draft tokens are all accepted.
-pub fn round_rate(p: &[f64], costs: &CostModel) -> f64 {
+/// Expected tokens per millisecond of a round that drafts `p.len()` tokens
+/// at `draft_ms` each, where p[m] is the probability that the first m+1
+/// draft tokens are all accepted.
+pub fn round_rate(p: &[f64], draft_ms: f64, costs: &CostModel) -> f64 {
     let tokens = 1.0 + p.iter().sum::<f64>();
-    let ms = p.len() as f64 * costs.draft_ms() + costs.verify_ms(p.len() + 1);
+    let ms = p.len() as f64 * draft_ms + costs.verify_ms(p.len() + 1);
     if ms <= 0.0 {
         return f64::INFINITY;
     }
     tokens / ms
 }
 
+/// Drafting costs of one decision, in ms.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DraftCost {
+    /// Paid once before the next token (a drafter's catch-up batch).
+    pub upfront_ms: f64,
+    /// Paid per drafted token.
+    pub per_token_ms: f64,
+}
+
 /// The stopping rule. `p` holds cumulative acceptance probabilities of the
 /// tokens drafted so far; `next` estimates each further token's acceptance;
-/// `room` is how many more may be drafted; `best_rate` is R*. True when
-/// some extension by 1..=room tokens gains more tokens per extra ms than R*.
-pub fn worth_extending(p: &[f64], next: f64, room: usize, costs: &CostModel, best_rate: f64) -> bool {
+/// `room` is how many more may be drafted at `cost`; `best_rate` is R*.
+/// True when some extension by 1..=room tokens gains more tokens per extra
+/// ms than R*.
+pub fn worth_extending(
+    p: &[f64],
+    next: f64,
+    room: usize,
+    cost: DraftCost,
+    costs: &CostModel,
+    best_rate: f64,
+) -> bool {
     let k = p.len();
     let mut cumulative = p.last().copied().unwrap_or(1.0);
     let mut gain = 0.0;
@@ -246,7 +281,9 @@ pub fn worth_extending(p: &[f64], next: f64, room: usize, costs: &CostModel, bes
     for extra in 1..=room {
         cumulative *= next.clamp(0.0, 1.0);
         gain += cumulative;
-        let extra_ms = extra as f64 * costs.draft_ms() + costs.verify_ms(k + 1 + extra) - base_ms;
+        let extra_ms =
+            cost.upfront_ms + extra as f64 * cost.per_token_ms + costs.verify_ms(k + 1 + extra)
+                - base_ms;
         if extra_ms <= 0.0 || gain / extra_ms > best_rate {
             return true;
         }
@@ -259,18 +296,36 @@ mod tests {
     use super::*;
 
     /// The CPU curve from DESIGN.md: 1 → 37 ms, 2 → 48, 4 → 88, 8 → 167.
-    fn cpu_costs(draft_ms: f64) -> CostModel {
+    fn cpu_costs() -> CostModel {
         let mut c = CostModel::default();
         for (b, ms) in [(1, 37.0), (2, 48.0), (4, 88.0), (8, 167.0)] {
             c.observe_verify(b, ms);
         }
-        c.observe_draft(1, draft_ms);
         c
+    }
+
+    fn per_token(ms: f64) -> DraftCost {
+        DraftCost {
+            upfront_ms: 0.0,
+            per_token_ms: ms,
+        }
+    }
+
+    #[test]
+    fn a_long_catch_up_defers_drafting() {
+        let c = cpu_costs();
+        let plain = 1.0 / 37.0;
+        assert!(worth_extending(&[], 0.9, 8, per_token(3.0), &c, plain));
+        let behind = DraftCost {
+            upfront_ms: 60.0,
+            per_token_ms: 3.0,
+        };
+        assert!(!worth_extending(&[], 0.9, 8, behind, &c, plain));
     }
 
     #[test]
     fn verify_cost_interpolates_and_extrapolates() {
-        let c = cpu_costs(0.0);
+        let c = cpu_costs();
         assert_eq!(c.verify_ms(2), 48.0);
         assert!((c.verify_ms(3) - 68.0).abs() < 1e-9);
         assert!((c.verify_ms(6) - 127.5).abs() < 1e-9);
@@ -282,31 +337,45 @@ mod tests {
     fn expensive_drafter_is_not_used_even_when_always_right() {
         // DESIGN.md: drafter at 0.65 of the target's time, 95% acceptance:
         // naive speculation loses, so the rule must keep γ = 0.
-        let c = cpu_costs(0.65 * 37.0);
+        let c = cpu_costs();
         let plain = 1.0 / 37.0;
-        assert!(!worth_extending(&[], 0.95, 8, &c, plain));
+        assert!(!worth_extending(
+            &[],
+            0.95,
+            8,
+            per_token(0.65 * 37.0),
+            &c,
+            plain
+        ));
     }
 
     #[test]
     fn free_confident_drafts_are_used() {
         // A lookup draft costs nothing to make: with 80% acceptance the
         // second verify position (11 ms for 0.8 tokens) beats 1/37 per ms.
-        let c = cpu_costs(0.0);
+        let c = cpu_costs();
         let plain = 1.0 / 37.0;
-        assert!(worth_extending(&[], 0.8, 8, &c, plain));
+        assert!(worth_extending(&[], 0.8, 8, per_token(0.0), &c, plain));
         // ... but not with 10% acceptance.
-        assert!(!worth_extending(&[], 0.1, 8, &c, plain));
+        assert!(!worth_extending(&[], 0.1, 8, per_token(0.0), &c, plain));
     }
 
     #[test]
     fn cheap_drafter_drafts_while_it_pays() {
-        let c = cpu_costs(3.0);
+        let c = cpu_costs();
         let plain = 1.0 / 37.0;
-        assert!(worth_extending(&[], 0.9, 8, &c, plain));
+        assert!(worth_extending(&[], 0.9, 8, per_token(3.0), &c, plain));
         // After three tokens the cumulative acceptance is low: stop.
-        assert!(!worth_extending(&[0.3, 0.05, 0.01], 0.2, 5, &c, plain));
+        assert!(!worth_extending(
+            &[0.3, 0.05, 0.01],
+            0.2,
+            5,
+            per_token(3.0),
+            &c,
+            plain
+        ));
         // The rate of a round matches its definition.
-        let r = round_rate(&[0.9, 0.81], &c);
+        let r = round_rate(&[0.9, 0.81], 3.0, &c);
         assert!((r - 2.71 / (6.0 + 68.0)).abs() < 1e-9);
     }
 

@@ -4,7 +4,6 @@
 //! Model Decoding with Speculative Sampling").
 
 use crate::engine::Token;
-use crate::sampling::argmax;
 
 /// Outcome of verifying one draft.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,15 +15,16 @@ pub struct Verdict {
     pub next: Token,
 }
 
-/// Greedy verification: accept while the target's argmax equals the draft.
-/// `target_logits(i)` is the target's row after the committed sequence plus
-/// `draft[..i]`, for i in 0..=draft.len().
-pub fn verify_greedy<'a, E>(
+/// Greedy verification: accept while the target's choice equals the draft.
+/// `target_choice(i)` is the target's greedy token after the committed
+/// sequence plus `draft[..i]`, for i in 0..=draft.len() (the argmax, or the
+/// argmax over allowed tokens).
+pub fn verify_greedy<E>(
     draft: &[Token],
-    mut target_logits: impl FnMut(usize) -> Result<&'a [f32], E>,
+    mut target_choice: impl FnMut(usize) -> Result<Token, E>,
 ) -> Result<Verdict, E> {
     for (i, &proposed) in draft.iter().enumerate() {
-        let best = argmax(target_logits(i)?);
+        let best = target_choice(i)?;
         if best != proposed {
             return Ok(Verdict {
                 accepted: i,
@@ -34,7 +34,7 @@ pub fn verify_greedy<'a, E>(
     }
     Ok(Verdict {
         accepted: draft.len(),
-        next: argmax(target_logits(draft.len())?),
+        next: target_choice(draft.len())?,
     })
 }
 
@@ -145,11 +145,35 @@ mod tests {
     #[test]
     fn greedy_accepts_prefix_and_corrects() {
         let rows = [one_hot(5, 1), one_hot(5, 2), one_hot(5, 4), one_hot(5, 0)];
-        let row = |i: usize| Ok::<_, Infallible>(&rows[i][..]);
-        assert_eq!(verify_greedy(&[1, 2, 3], row).unwrap(), Verdict { accepted: 2, next: 4 });
-        assert_eq!(verify_greedy(&[1, 2, 4], row).unwrap(), Verdict { accepted: 3, next: 0 });
-        assert_eq!(verify_greedy(&[3], row).unwrap(), Verdict { accepted: 0, next: 1 });
-        assert_eq!(verify_greedy(&[], row).unwrap(), Verdict { accepted: 0, next: 1 });
+        let row = |i: usize| Ok::<_, Infallible>(crate::sampling::argmax(&rows[i]));
+        assert_eq!(
+            verify_greedy(&[1, 2, 3], row).unwrap(),
+            Verdict {
+                accepted: 2,
+                next: 4
+            }
+        );
+        assert_eq!(
+            verify_greedy(&[1, 2, 4], row).unwrap(),
+            Verdict {
+                accepted: 3,
+                next: 0
+            }
+        );
+        assert_eq!(
+            verify_greedy(&[3], row).unwrap(),
+            Verdict {
+                accepted: 0,
+                next: 1
+            }
+        );
+        assert_eq!(
+            verify_greedy(&[], row).unwrap(),
+            Verdict {
+                accepted: 0,
+                next: 1
+            }
+        );
     }
 
     fn normalize(w: &[f32]) -> Vec<f32> {
@@ -199,8 +223,16 @@ mod tests {
             let mut first = [0usize; 5];
             let mut second_given_first_accepted = [0usize; 5];
             for _ in 0..n {
-                let x0 = if deterministic { 3 } else { draw(&mut rng, &q0) };
-                let x1 = if deterministic { 0 } else { draw(&mut rng, &q1) };
+                let x0 = if deterministic {
+                    3
+                } else {
+                    draw(&mut rng, &q0)
+                };
+                let x1 = if deterministic {
+                    0
+                } else {
+                    draw(&mut rng, &q1)
+                };
                 let q = if deterministic {
                     [DraftProb::Deterministic, DraftProb::Deterministic]
                 } else {
@@ -229,10 +261,16 @@ mod tests {
             }
             // 4 degrees of freedom, p = 0.001 critical value 18.47.
             let chi = chi_square(&first, &p0);
-            assert!(chi < 18.47, "first token, deterministic={deterministic}: chi2 = {chi}");
+            assert!(
+                chi < 18.47,
+                "first token, deterministic={deterministic}: chi2 = {chi}"
+            );
             // The second token depends only on the first position (p1 here does not), so it follows p1.
             let chi = chi_square(&second_given_first_accepted, &p1);
-            assert!(chi < 18.47, "second token, deterministic={deterministic}: chi2 = {chi}");
+            assert!(
+                chi < 18.47,
+                "second token, deterministic={deterministic}: chi2 = {chi}"
+            );
         }
     }
 

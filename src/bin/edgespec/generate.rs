@@ -1,14 +1,49 @@
-//! `edgespec generate`: target-only generation streamed to stdout.
+//! `edgespec generate`: target-only or speculative generation streamed to stdout.
 
 use std::io::Write;
 use std::path::PathBuf;
 
-use anyhow::Context as _;
-use clap::Args;
+use anyhow::{bail, Context as _};
+use clap::{Args, ValueEnum};
 
+use edgespec::draft::{Drafter, HybridDrafter, LookupDrafter, ModelDrafter};
 use edgespec::engine::{Context, ContextParams, Model, ModelParams};
-use edgespec::generate::{generate_target_only, prompt_tokens, GenerateParams};
+use edgespec::generate::{generate_target_only, prompt_tokens, GenerateParams, Generation};
+use edgespec::metrics::SpecStats;
 use edgespec::sampling::SamplingParams;
+use edgespec::spec::{DraftLength, PolicyConfig, Speculator};
+
+/// Kinds of drafter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DraftKind {
+    /// A smaller model with the same vocabulary (--draft).
+    Model,
+    /// Prompt lookup: n-gram matches in the prompt and output; no model.
+    Lookup,
+    /// Lookup on confident matches, the --draft model otherwise.
+    Hybrid,
+}
+
+/// `--gamma`: a number or `auto`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gamma {
+    /// Fixed draft length.
+    Fixed(usize),
+    /// Cost-aware per round.
+    Auto,
+}
+
+impl std::str::FromStr for Gamma {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "auto" {
+            return Ok(Gamma::Auto);
+        }
+        s.parse::<usize>()
+            .map(Gamma::Fixed)
+            .map_err(|_| format!("expected a number or `auto`, got {s:?}"))
+    }
+}
 
 /// Arguments of `generate`.
 #[derive(Debug, Args)]
@@ -37,18 +72,48 @@ pub struct GenerateArgs {
     /// RNG seed.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Never stop at end-of-generation tokens (fixed-length benchmark runs).
+    #[arg(long)]
+    ignore_eos: bool,
     /// Threads (default: all cores).
     #[arg(short, long)]
     threads: Option<i32>,
     /// Context size in tokens.
     #[arg(short = 'c', long, default_value_t = 4096)]
     ctx_size: u32,
-    /// Never stop at end-of-generation tokens (fixed-length benchmark runs).
-    #[arg(long)]
-    ignore_eos: bool,
     /// Layers to offload to the GPU (CUDA builds).
     #[arg(long, default_value_t = 0)]
     gpu_layers: u32,
+    /// Drafter model for speculative decoding (same vocabulary as the target).
+    #[arg(short, long)]
+    draft: Option<PathBuf>,
+    /// Drafter kind (default: model with --draft; lookup without).
+    #[arg(long, value_enum)]
+    draft_kind: Option<DraftKind>,
+    /// Draft length: a number (0..=16) or `auto` (cost-aware, chosen per round).
+    #[arg(long, default_value = "auto")]
+    gamma: Gamma,
+    /// Longest draft `--gamma auto` considers.
+    #[arg(long, default_value_t = 8)]
+    gamma_max: usize,
+    /// Stop drafting when the drafter's top probability falls below this.
+    #[arg(long)]
+    p_min: Option<f32>,
+    /// Shortest n-gram prompt lookup matches (lookup drafter).
+    #[arg(long, default_value_t = 2)]
+    lookup_min_ngram: usize,
+    /// Longest n-gram prompt lookup tries first.
+    #[arg(long, default_value_t = 4)]
+    lookup_max_ngram: usize,
+    /// Shortest lookup match the hybrid drafter trusts over its model.
+    #[arg(long, default_value_t = 3)]
+    hybrid_min_ngram: usize,
+    /// Only generate with the target (ignores --draft).
+    #[arg(long)]
+    target_only: bool,
+    /// Print speculation metrics (α, τ, c, MBSU, per-phase times).
+    #[arg(long)]
+    stats: bool,
 }
 
 pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
@@ -59,6 +124,11 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         seed: args.seed,
     };
     sampling.validate()?;
+    let params = GenerateParams {
+        max_tokens: args.max_tokens,
+        sampling,
+        ignore_eos: args.ignore_eos,
+    };
     let model_params = ModelParams {
         gpu_layers: args.gpu_layers,
         ..ModelParams::default()
@@ -73,30 +143,104 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         ctx_params.n_threads = t;
         ctx_params.n_threads_batch = t;
     }
-    let mut ctx = Context::new(model.clone(), &ctx_params)?;
+    let target = Context::new(model.clone(), &ctx_params)?;
     let prompt = prompt_tokens(&model, &args.prompt, args.chat)?;
+
+    let kind = match (args.target_only, args.draft_kind, &args.draft) {
+        (true, _, _) => None,
+        (false, Some(kind), _) => Some(kind),
+        (false, None, Some(_)) => Some(DraftKind::Model),
+        (false, None, None) => None,
+    };
     let mut stdout = std::io::stdout().lock();
-    let generation = generate_target_only(
-        &mut ctx,
-        &prompt,
-        &GenerateParams {
-            max_tokens: args.max_tokens,
-            sampling,
-            ignore_eos: args.ignore_eos,
+    let print = |_, text: &str| {
+        // A closed stdout (e.g. `| head`) ends generation quietly.
+        stdout
+            .write_all(text.as_bytes())
+            .and_then(|()| stdout.flush())
+            .is_ok()
+    };
+    let Some(kind) = kind else {
+        let mut target = target;
+        let generation = generate_target_only(&mut target, &prompt, &params, print)?;
+        finish(&generation, None);
+        return Ok(());
+    };
+
+    let lookup = LookupDrafter {
+        min_ngram: args.lookup_min_ngram,
+        max_ngram: args.lookup_max_ngram,
+    };
+    let draft_model = match (&args.draft, kind) {
+        (None, DraftKind::Model | DraftKind::Hybrid) => {
+            bail!("--draft-kind {kind:?} needs a drafter model (--draft)")
+        }
+        (Some(path), DraftKind::Model | DraftKind::Hybrid) => Some(
+            Model::load(path, &model_params)
+                .with_context(|| format!("loading drafter {}", path.display()))?,
+        ),
+        (_, DraftKind::Lookup) => None,
+    };
+    let drafter_ctx = ContextParams {
+        n_ctx: args.ctx_size + 1,
+        ..ctx_params.clone()
+    };
+    let drafter: Box<dyn Drafter> = match (kind, &draft_model) {
+        (DraftKind::Lookup, _) => Box::new(lookup),
+        (DraftKind::Model, Some(m)) => {
+            Box::new(ModelDrafter::new(m.clone(), &drafter_ctx, sampling)?)
+        }
+        (DraftKind::Hybrid, Some(m)) => Box::new(HybridDrafter::new(
+            lookup,
+            ModelDrafter::new(m.clone(), &drafter_ctx, sampling)?,
+            args.hybrid_min_ngram,
+        )),
+        (_, None) => unreachable!("model kinds were given a model above"),
+    };
+    let config = PolicyConfig {
+        length: match args.gamma {
+            Gamma::Fixed(g) => DraftLength::Fixed(g),
+            Gamma::Auto => DraftLength::Auto {
+                max: args.gamma_max,
+            },
         },
-        |_, text| {
-            // A closed stdout (e.g. `| head`) ends generation quietly.
-            stdout
-                .write_all(text.as_bytes())
-                .and_then(|()| stdout.flush())
-                .is_ok()
-        },
-    )?;
-    writeln!(stdout)?;
+        p_min: args.p_min,
+    };
+    let mut speculator = Speculator::new(target, Some(drafter), draft_model.as_deref(), config)?;
+    let result = speculator.generate(&prompt, &params, print)?;
+    finish(&result.generation, args.stats.then_some(&result.spec));
+    Ok(())
+}
+
+fn finish(generation: &Generation, spec: Option<&SpecStats>) {
+    println!();
     eprintln!(
         "{} | stop: {:?}",
         generation.stats.summary_line(),
         generation.stop
     );
-    Ok(())
+    let Some(s) = spec else { return };
+    let n = generation.stats.generated_tokens;
+    let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+    eprintln!(
+        "speculation: {} target calls, {} drafted ({} by lookup), {} accepted, α {:.3}, τ {:.2} tokens/call, mean γ {:.2}",
+        s.target_calls,
+        s.drafted,
+        s.drafted_lookup,
+        s.accepted,
+        s.acceptance(),
+        s.tau(n),
+        s.mean_gamma()
+    );
+    eprintln!(
+        "costs: c_time {:.3}, c_bytes {:.3}, MBSU {:.3} | draft {:.0} ms, verify {:.0} ms, accept {:.1} ms, rollback {:.1} ms, calibration {:.0} ms",
+        s.c_time,
+        s.c_bytes,
+        s.mbsu(n),
+        ms(s.draft_time),
+        ms(s.verify_time),
+        ms(s.accept_time),
+        ms(s.rollback_time),
+        ms(s.calibration_time)
+    );
 }

@@ -1,0 +1,61 @@
+//! Lookup when the text repeats itself, the model otherwise.
+
+use super::{Draft, DraftControl, Drafter, LookupDrafter, ModelDrafter};
+use crate::engine::{EngineError, Token};
+
+/// Uses prompt lookup when it finds a match of at least `min_ngram` tokens
+/// (a confident match: long n-grams repeat verbatim), else the model.
+pub struct HybridDrafter {
+    lookup: LookupDrafter,
+    model: ModelDrafter,
+    /// Shortest n-gram match that lookup is trusted with.
+    pub min_ngram: usize,
+}
+
+impl HybridDrafter {
+    /// Combines the two drafters.
+    pub fn new(lookup: LookupDrafter, model: ModelDrafter, min_ngram: usize) -> Self {
+        Self {
+            lookup,
+            model,
+            min_ngram,
+        }
+    }
+}
+
+impl Drafter for HybridDrafter {
+    fn name(&self) -> &'static str {
+        "hybrid"
+    }
+
+    fn reset(&mut self) {
+        self.model.reset();
+    }
+
+    fn propose(
+        &mut self,
+        committed: &[Token],
+        ctl: &mut dyn DraftControl,
+        out: &mut Draft,
+    ) -> Result<(), EngineError> {
+        if self
+            .lookup
+            .propose_with(committed, self.min_ngram, ctl, out)
+        {
+            return Ok(());
+        }
+        self.model.propose(committed, ctl, out)
+    }
+
+    fn commit(&mut self, committed: &[Token]) -> Result<(), EngineError> {
+        self.model.commit(committed)
+    }
+
+    fn bytes_per_token(&self) -> u64 {
+        self.model.bytes_per_token()
+    }
+
+    fn measure_step_ms(&mut self) -> Result<Option<f64>, EngineError> {
+        self.model.measure_step_ms()
+    }
+}

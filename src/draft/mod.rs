@@ -1,0 +1,181 @@
+//! Drafters: propose tokens for the target to verify.
+//!
+//! - [`ModelDrafter`]: a smaller model with the same vocabulary, in its own context.
+//! - [`LookupDrafter`]: prompt lookup (n-gram matching against the prompt
+//!   and the text so far); costs no model call.
+//! - [`HybridDrafter`]: lookup when it has a long enough match, otherwise the model.
+//!
+//! A drafter never decides how long a draft is: it asks the policy
+//! ([`DraftControl`]) before spending time and after every token.
+
+mod hybrid;
+mod lookup;
+mod model;
+mod vocab;
+
+pub use hybrid::HybridDrafter;
+pub use lookup::{find_continuation, LookupDrafter, LookupMatch};
+pub use model::ModelDrafter;
+pub use vocab::{check_vocab_compatible, VocabError};
+
+use crate::engine::{EngineError, Token};
+use crate::spec::MAX_DRAFT;
+
+/// Where a draft came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DraftSource {
+    /// A drafter model.
+    Model,
+    /// Prompt lookup with a match of this many tokens.
+    Lookup {
+        /// Length of the matched n-gram.
+        ngram: usize,
+    },
+}
+
+/// What the policy says after a drafted token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// Draft another token.
+    Continue,
+    /// Keep the draft as it is and stop.
+    Stop,
+    /// Drop the token just drafted and stop.
+    DropLastAndStop,
+}
+
+/// The policy's side of drafting.
+pub trait DraftControl {
+    /// Most tokens this round's draft may hold.
+    fn room(&self) -> usize;
+    /// Asked before a drafter spends time: draft at all, given that a model
+    /// drafter must first catch up on `behind` tokens it has not seen?
+    fn start(&mut self, source: DraftSource, behind: usize) -> bool;
+    /// Asked after each drafted token.
+    fn next(&mut self, draft: &Draft) -> Next;
+}
+
+/// One round's draft: tokens, the drafter's confidence in each, and (in
+/// sampling mode) the distribution each was sampled from. Buffers are
+/// allocated once and reused.
+#[derive(Debug, Clone)]
+pub struct Draft {
+    tokens: heapless::Vec<Token, MAX_DRAFT>,
+    confidence: heapless::Vec<Option<f32>, MAX_DRAFT>,
+    source: DraftSource,
+    q_rows: Vec<Vec<f32>>,
+    sampled: bool,
+    catch_up: Option<(usize, std::time::Duration)>,
+}
+
+impl Default for Draft {
+    fn default() -> Self {
+        Self {
+            tokens: heapless::Vec::new(),
+            confidence: heapless::Vec::new(),
+            source: DraftSource::Model,
+            q_rows: Vec::new(),
+            sampled: false,
+            catch_up: None,
+        }
+    }
+}
+
+impl Draft {
+    /// Empties the draft for a new round.
+    pub fn clear(&mut self, source: DraftSource) {
+        self.tokens.clear();
+        self.confidence.clear();
+        self.source = source;
+        self.sampled = false;
+        self.catch_up = None;
+    }
+
+    /// Records the catch-up batch a model drafter ran before drafting.
+    pub fn set_catch_up(&mut self, tokens: usize, time: std::time::Duration) {
+        self.catch_up = Some((tokens, time));
+    }
+
+    /// The catch-up batch this round (tokens, time), if one ran.
+    pub fn catch_up(&self) -> Option<(usize, std::time::Duration)> {
+        self.catch_up
+    }
+
+    /// Drafted tokens.
+    pub fn tokens(&self) -> &[Token] {
+        &self.tokens
+    }
+
+    /// Number of drafted tokens.
+    pub fn len(&self) -> usize {
+        self.tokens.len()
+    }
+
+    /// True when nothing was drafted.
+    pub fn is_empty(&self) -> bool {
+        self.tokens.is_empty()
+    }
+
+    /// The drafter's probability for each token (None: deterministic lookup).
+    pub fn confidence(&self) -> &[Option<f32>] {
+        &self.confidence
+    }
+
+    /// Where the tokens came from.
+    pub fn source(&self) -> DraftSource {
+        self.source
+    }
+
+    /// True when tokens were sampled from [`Draft::q`] rows (sampling mode).
+    pub fn sampled(&self) -> bool {
+        self.sampled
+    }
+
+    /// The distribution token `i` was sampled from (sampling mode only).
+    pub fn q(&self, i: usize) -> Option<&[f32]> {
+        (self.sampled && i < self.tokens.len()).then(|| self.q_rows[i].as_slice())
+    }
+
+    /// Adds a token; false when the draft is full.
+    pub fn push(&mut self, token: Token, confidence: Option<f32>) -> bool {
+        self.tokens.push(token).is_ok() && self.confidence.push(confidence).is_ok()
+    }
+
+    /// The row to write the next sampled token's distribution into; marks the draft as sampled.
+    pub fn next_q_row(&mut self) -> &mut Vec<f32> {
+        let i = self.tokens.len();
+        while self.q_rows.len() <= i {
+            self.q_rows.push(Vec::new());
+        }
+        self.sampled = true;
+        &mut self.q_rows[i]
+    }
+
+    /// Removes the last token.
+    pub fn pop(&mut self) {
+        self.tokens.pop();
+        self.confidence.pop();
+    }
+}
+
+/// A source of drafts.
+pub trait Drafter: Send {
+    /// Short name (`model`, `lookup`, `hybrid`).
+    fn name(&self) -> &'static str;
+    /// Forgets the previous sequence.
+    fn reset(&mut self);
+    /// Proposes a draft continuing `committed` (prompt + generated so far).
+    fn propose(
+        &mut self,
+        committed: &[Token],
+        ctl: &mut dyn DraftControl,
+        out: &mut Draft,
+    ) -> Result<(), EngineError>;
+    /// The committed sequence after verification: drop what was rejected.
+    fn commit(&mut self, committed: &[Token]) -> Result<(), EngineError>;
+    /// Weight bytes one model draft step reads (0 for lookup).
+    fn bytes_per_token(&self) -> u64;
+    /// Measures one model step in ms on a scratch sequence, if this drafter
+    /// runs a model (for the cost model before the first round).
+    fn measure_step_ms(&mut self) -> Result<Option<f64>, EngineError>;
+}
