@@ -5,7 +5,6 @@ mod common;
 use edgespec::engine::{Context, EngineError, Logits, Model, ModelParams};
 use edgespec::generate::{generate_target_only, GenerateParams, StopReason};
 use edgespec::gguf::{GgufFile, GgufWriter, ModelSummary};
-use edgespec::sampling::SamplingParams;
 use edgespec::synthetic::{SyntheticSpec, BOS};
 
 fn greedy(ctx: &mut Context, prompt: &[i32], n: usize) -> edgespec::generate::Generation {

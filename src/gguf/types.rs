@@ -290,7 +290,7 @@ mod tests {
                     llama_cpp_sys_2::ggml_blck_size(id as _),
                 )
             };
-            match GgmlType::from_id(id as u32) {
+            match GgmlType::from_id(id) {
                 Some(t) => {
                     assert_eq!(t.type_size, size as u64, "type size of {}", t.name);
                     assert_eq!(t.block_size, block as u64, "block size of {}", t.name);

@@ -166,6 +166,10 @@ impl Sampler {
                 .enumerate()
                 .map(|(i, &l)| (l * inv_t, i as u32)),
         );
+        if !self.banned.is_empty() {
+            let banned = &self.banned;
+            c.retain(|x| !banned.contains(&(x.1 as Token)));
+        }
         let by_logit_desc =
             |a: &(f32, u32), b: &(f32, u32)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
         if self.params.top_k > 0 && self.params.top_k < c.len() {

@@ -1,0 +1,375 @@
+//! The central property: greedy speculative output equals greedy
+//! target-only output token for token, for every drafter kind and at every
+//! limit; sampling keeps the target's distribution.
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use edgespec::draft::{Drafter, HybridDrafter, LookupDrafter, ModelDrafter, VocabError};
+use edgespec::engine::{Context, Logits, Model, Token};
+use edgespec::generate::{
+    generate_target_only, prompt_tokens, GenerateParams, Generation, StopReason,
+};
+use edgespec::sampling::{Sampler, SamplingParams};
+use edgespec::spec::{DraftLength, PolicyConfig, SpecError, Speculator};
+use edgespec::synthetic::{SyntheticSpec, BOS};
+
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Model,
+    Lookup,
+    Hybrid,
+}
+
+const KINDS: [Kind; 3] = [Kind::Model, Kind::Lookup, Kind::Hybrid];
+
+fn drafter(
+    kind: Kind,
+    draft_model: &Arc<Model>,
+    n_ctx: u32,
+    sampling: SamplingParams,
+) -> Box<dyn Drafter> {
+    let lookup = LookupDrafter {
+        min_ngram: 1,
+        max_ngram: 3,
+    };
+    let model = || {
+        ModelDrafter::new(
+            draft_model.clone(),
+            &common::ctx_params(n_ctx + 1),
+            sampling,
+        )
+        .unwrap()
+    };
+    match kind {
+        Kind::Model => Box::new(model()),
+        Kind::Lookup => Box::new(lookup),
+        Kind::Hybrid => Box::new(HybridDrafter::new(lookup, model(), 2)),
+    }
+}
+
+fn speculate(
+    target: &Arc<Model>,
+    draft_model: &Arc<Model>,
+    kind: Kind,
+    length: DraftLength,
+    n_ctx: u32,
+    prompt: &[Token],
+    params: &GenerateParams,
+) -> (Generation, edgespec::metrics::SpecStats) {
+    let ctx = Context::new(target.clone(), &common::ctx_params(n_ctx)).unwrap();
+    let d = drafter(kind, draft_model, n_ctx, params.sampling);
+    let config = PolicyConfig {
+        length,
+        p_min: None,
+    };
+    let mut s = Speculator::new(ctx, Some(d), Some(draft_model), config).unwrap();
+    let mut streamed = Vec::new();
+    let r = s
+        .generate(prompt, params, |t, _| {
+            streamed.push(t);
+            true
+        })
+        .unwrap();
+    // What the callback saw is exactly what was generated: nothing lost or repeated.
+    streamed.retain(|&t| t >= 0);
+    assert_eq!(streamed, r.generation.tokens);
+    (r.generation, r.spec)
+}
+
+fn target_only(
+    target: &Arc<Model>,
+    n_ctx: u32,
+    prompt: &[Token],
+    params: &GenerateParams,
+) -> Generation {
+    let mut ctx = Context::new(target.clone(), &common::ctx_params(n_ctx)).unwrap();
+    generate_target_only(&mut ctx, prompt, params, |_, _| true).unwrap()
+}
+
+/// Every kind and draft length against target-only, on one prompt.
+fn assert_all_equal(
+    target: &Arc<Model>,
+    draft_model: &Arc<Model>,
+    n_ctx: u32,
+    prompt: &[Token],
+    max_tokens: usize,
+) -> Generation {
+    let params = GenerateParams::greedy(max_tokens);
+    let expected = target_only(target, n_ctx, prompt, &params);
+    for kind in KINDS {
+        for length in [
+            DraftLength::Fixed(1),
+            DraftLength::Fixed(4),
+            DraftLength::Fixed(7),
+            DraftLength::Auto { max: 8 },
+        ] {
+            let (got, spec) = speculate(target, draft_model, kind, length, n_ctx, prompt, &params);
+            assert_eq!(
+                got.tokens, expected.tokens,
+                "{kind:?} {length:?}: tokens differ"
+            );
+            assert_eq!(got.text, expected.text, "{kind:?} {length:?}");
+            assert_eq!(got.stop, expected.stop, "{kind:?} {length:?}");
+            assert!(spec.accepted <= spec.drafted);
+            assert!(spec.target_calls <= got.tokens.len().max(1));
+        }
+    }
+    expected
+}
+
+fn synthetic_pair() -> (tempfile::TempDir, Arc<Model>, Arc<Model>) {
+    let dir = tempfile::tempdir().unwrap();
+    let target_path = dir.path().join("target.gguf");
+    let draft_path = dir.path().join("draft.gguf");
+    // Peaky logits: top-2 margins far above the ~1e-3 difference between
+    // llama.cpp's batched and single-token f32 kernels, so greedy choices
+    // are decided by the algorithm, not by rounding.
+    let spec = SyntheticSpec {
+        weight_scale: 3.0,
+        ..SyntheticSpec::default()
+    };
+    SyntheticSpec {
+        seed: 1,
+        ..spec.clone()
+    }
+    .write(&target_path)
+    .unwrap();
+    // A different, smaller drafter with the same vocabulary.
+    SyntheticSpec {
+        seed: 2,
+        n_layer: 1,
+        ..spec
+    }
+    .write(&draft_path)
+    .unwrap();
+    let load = |p: &Path| Model::load(p, &Default::default()).unwrap();
+    (dir, load(&target_path), load(&draft_path))
+}
+
+#[test]
+fn synthetic_pair_greedy_equals_target_only() {
+    let (_dir, target, draft) = synthetic_pair();
+    for prompt in [
+        vec![BOS, 300, 301, 302, 300, 301],
+        vec![BOS, 270],
+        vec![BOS, 310, 311, 312, 313, 314, 310, 311],
+    ] {
+        assert_all_equal(&target, &draft, 256, &prompt, 60);
+    }
+}
+
+#[test]
+fn synthetic_drafting_for_itself_accepts_everything() {
+    let (_dir, target, _) = synthetic_pair();
+    let params = GenerateParams::greedy(40);
+    let (g, spec) = speculate(
+        &target,
+        &target,
+        Kind::Model,
+        DraftLength::Fixed(4),
+        256,
+        &[BOS, 300, 301],
+        &params,
+    );
+    assert_eq!(
+        g.tokens,
+        target_only(&target, 256, &[BOS, 300, 301], &params).tokens
+    );
+    assert_eq!(spec.accepted, spec.drafted);
+    assert!(spec.drafted > 0);
+}
+
+#[test]
+fn limits_token_count_and_context_match_target_only() {
+    let (_dir, target, draft) = synthetic_pair();
+    let prompt = [BOS, 300, 301, 302, 300, 301, 302, 300];
+    // -n limits that fall inside a draft.
+    for n in [1, 2, 3, 5, 9] {
+        let g = assert_all_equal(&target, &draft, 256, &prompt, n);
+        assert!(g.tokens.len() <= n);
+    }
+    // A context window that fills mid-draft: 8 prompt tokens in 20 positions.
+    let g = assert_all_equal(&target, &draft, 20, &prompt, 100);
+    if g.stop == StopReason::ContextFull {
+        assert_eq!(g.tokens.len(), 20 - prompt.len() + 1);
+    }
+}
+
+#[test]
+fn smollm2_greedy_equals_target_only_for_every_drafter() {
+    let Some(path) = common::smollm2() else {
+        return;
+    };
+    let model = Model::load(&path, &Default::default()).unwrap();
+    let prompts = [
+        "What is the capital of France? Answer in one word.",
+        "Write a Python function that returns the n-th Fibonacci number, then call it for n = 10.",
+        "Repeat exactly: the quick brown fox jumps over the lazy dog. the quick brown fox jumps over the lazy dog.",
+    ];
+    for (i, text) in prompts.iter().enumerate() {
+        let prompt = prompt_tokens(&model, text, true).unwrap();
+        let g = assert_all_equal(&model, &model, 1024, &prompt, 48);
+        if i == 0 {
+            // Drafts ran into the end-of-generation token.
+            assert_eq!(g.stop, StopReason::EndOfGeneration);
+        }
+    }
+    // A context window that fills during generation.
+    let prompt = prompt_tokens(&model, prompts[1], true).unwrap();
+    let n_ctx = prompt.len() as u32 + 10;
+    let g = assert_all_equal(&model, &model, n_ctx, &prompt, 100);
+    assert_eq!(g.stop, StopReason::ContextFull);
+    assert_eq!(g.tokens.len(), 11);
+}
+
+#[test]
+fn ignore_eos_speculation_equals_target_only() {
+    let Some(path) = common::smollm2() else {
+        return;
+    };
+    let model = Model::load(&path, &Default::default()).unwrap();
+    let prompt = prompt_tokens(&model, "Say hi.", true).unwrap();
+    let params = GenerateParams {
+        ignore_eos: true,
+        ..GenerateParams::greedy(40)
+    };
+    let expected = target_only(&model, 512, &prompt, &params);
+    assert_eq!(expected.tokens.len(), 40);
+    for kind in KINDS {
+        let (g, _) = speculate(
+            &model,
+            &model,
+            kind,
+            DraftLength::Fixed(4),
+            512,
+            &prompt,
+            &params,
+        );
+        assert_eq!(g.tokens, expected.tokens, "{kind:?}");
+    }
+}
+
+#[test]
+fn mismatched_vocabularies_are_rejected() {
+    let Some(path) = common::smollm2() else {
+        return;
+    };
+    let smol = Model::load(&path, &Default::default()).unwrap();
+    let (_dir, synthetic, _) = synthetic_pair();
+    let ctx = Context::new(synthetic.clone(), &common::ctx_params(64)).unwrap();
+    let lookup: Box<dyn Drafter> = Box::new(LookupDrafter::default());
+    let err = Speculator::new(ctx, Some(lookup), Some(&smol), PolicyConfig::default())
+        .err()
+        .unwrap();
+    assert!(
+        matches!(
+            err,
+            SpecError::Vocab(VocabError::TooLarge { drafter: 49152, .. })
+        ),
+        "{err}"
+    );
+    let ctx = Context::new(smol.clone(), &common::ctx_params(64)).unwrap();
+    let lookup: Box<dyn Drafter> = Box::new(LookupDrafter::default());
+    let err = Speculator::new(ctx, Some(lookup), Some(&synthetic), PolicyConfig::default())
+        .err()
+        .unwrap();
+    match err {
+        SpecError::Vocab(VocabError::Mismatch { id, .. }) => {
+            assert_eq!(id, 0, "first differing id")
+        }
+        other => panic!("unexpected {other}"),
+    }
+}
+
+#[test]
+fn bad_policy_settings_are_rejected() {
+    let (_dir, target, _) = synthetic_pair();
+    let ctx = Context::new(target.clone(), &common::ctx_params(64)).unwrap();
+    let lookup: Box<dyn Drafter> = Box::new(LookupDrafter::default());
+    let config = PolicyConfig {
+        length: DraftLength::Fixed(1_000_000),
+        p_min: None,
+    };
+    assert!(matches!(
+        Speculator::new(ctx, Some(lookup), None, config),
+        Err(SpecError::Policy(_))
+    ));
+}
+
+/// End to end with sampling: the second generated token (the first one that
+/// goes through draft verification) follows the target's own distribution.
+#[test]
+fn speculative_sampling_keeps_the_target_distribution_end_to_end() {
+    let (_dir, target, draft) = synthetic_pair();
+    let prompt = [BOS, 300, 301, 302];
+    let sampling = |seed| SamplingParams {
+        temperature: 1.0,
+        top_k: 4,
+        top_p: 1.0,
+        seed,
+    };
+    let ctx = Context::new(target.clone(), &common::ctx_params(64)).unwrap();
+    let d =
+        Box::new(ModelDrafter::new(draft.clone(), &common::ctx_params(65), sampling(0)).unwrap());
+    let config = PolicyConfig {
+        length: DraftLength::Fixed(3),
+        p_min: None,
+    };
+    let mut s = Speculator::new(ctx, Some(d), Some(&draft), config).unwrap();
+    let runs = 1500;
+    let mut pairs = Vec::with_capacity(runs);
+    for seed in 0..runs as u64 {
+        let params = GenerateParams {
+            max_tokens: 2,
+            sampling: sampling(seed),
+            ignore_eos: true,
+        };
+        let g = s
+            .generate(&prompt, &params, |_, _| true)
+            .unwrap()
+            .generation;
+        pairs.push((g.tokens[0], g.tokens[1]));
+    }
+    // Condition on the most frequent first token.
+    let mut firsts: Vec<Token> = pairs.iter().map(|p| p.0).collect();
+    firsts.sort_unstable();
+    let first = *firsts
+        .chunk_by(|a, b| a == b)
+        .max_by_key(|c| c.len())
+        .map(|c| &c[0])
+        .unwrap();
+    let seconds: Vec<Token> = pairs.iter().filter(|p| p.0 == first).map(|p| p.1).collect();
+    assert!(seconds.len() > 200, "only {} samples", seconds.len());
+
+    // The target's own distribution after prompt + first token.
+    let mut ctx = Context::new(target.clone(), &common::ctx_params(64)).unwrap();
+    let mut tokens = prompt.to_vec();
+    tokens.push(first);
+    ctx.decode(&tokens, Logits::Last).unwrap();
+    let mut p = Vec::new();
+    let mut sampler = Sampler::new(sampling(0));
+    sampler.ban(target.eog_tokens());
+    sampler.distribution(ctx.logits(0).unwrap(), &mut p);
+
+    let mut chi2 = 0.0;
+    let mut categories = 0;
+    for (id, &prob) in p.iter().enumerate() {
+        let observed = seconds.iter().filter(|&&t| t == id as Token).count() as f64;
+        if prob == 0.0 {
+            assert_eq!(
+                observed, 0.0,
+                "token {id} has no target mass but was emitted"
+            );
+            continue;
+        }
+        let expected = seconds.len() as f64 * f64::from(prob);
+        chi2 += (observed - expected).powi(2) / expected;
+        categories += 1;
+    }
+    // At most 3 degrees of freedom (top-k 4); p = 0.001 critical value 16.27.
+    assert!(categories <= 4);
+    assert!(chi2 < 16.27, "chi2 = {chi2} over {} samples", seconds.len());
+}
