@@ -2,6 +2,7 @@
 //! decoding pay off on small machines. See README.md and DESIGN.md.
 #![warn(missing_docs)]
 
+pub mod bench;
 pub mod draft;
 pub mod engine;
 pub mod generate;

@@ -81,6 +81,9 @@ pub enum Logits {
 /// A context on a model, sequence 0 only.
 pub struct Context {
     raw: NonNull<sys::llama_context>,
+    /// Persistent CPU thread pools (decode, batch); without them ggml builds
+    /// a throwaway pool for every graph computation.
+    pools: [Option<NonNull<sys::ggml_threadpool>>; 2],
     batch: sys::llama_batch,
     batch_capacity: usize,
     /// Outputs requested by the last decode, in batch order.
@@ -108,10 +111,14 @@ impl Drop for Context {
     fn drop(&mut self) {
         // SAFETY: batch came from llama_batch_init and raw from
         // llama_init_from_model; each is freed once. The model outlives the
-        // context because self holds an Arc to it.
+        // context because self holds an Arc to it. The pools are freed after
+        // the context that used them.
         unsafe {
             sys::llama_batch_free(self.batch);
             sys::llama_free(self.raw.as_ptr());
+            for pool in self.pools.iter().flatten() {
+                sys::ggml_threadpool_free(pool.as_ptr());
+            }
         }
     }
 }
@@ -129,6 +136,7 @@ impl Context {
         raw_params.n_seq_max = 1;
         raw_params.n_threads = params.n_threads;
         raw_params.n_threads_batch = params.n_threads_batch;
+        raw_params.no_perf = false;
         let raw = {
             let _guard = CONTEXT_CREATION.lock().unwrap_or_else(|e| e.into_inner());
             // SAFETY: the model is live (we hold an Arc); params are initialised.
@@ -138,6 +146,25 @@ impl Context {
             n_ctx: params.n_ctx,
             n_batch: params.n_batch,
         })?;
+        let new_pool = |n_threads: i32| {
+            // SAFETY: plain struct of defaults for n_threads; ggml_threadpool_new
+            // copies what it needs from it and returns null on failure.
+            unsafe {
+                let mut tp = sys::ggml_threadpool_params_default(n_threads);
+                NonNull::new(sys::ggml_threadpool_new(&mut tp))
+            }
+        };
+        let decode_pool = new_pool(params.n_threads);
+        let batch_pool = if params.n_threads_batch == params.n_threads {
+            None
+        } else {
+            new_pool(params.n_threads_batch)
+        };
+        if let Some(pool) = decode_pool {
+            let batch = batch_pool.unwrap_or(pool);
+            // SAFETY: raw is live; the pools outlive it (freed after it in Drop).
+            unsafe { sys::llama_attach_threadpool(raw.as_ptr(), pool.as_ptr(), batch.as_ptr()) };
+        }
         // llama.cpp may pad the window upwards; the caller's size is the limit.
         // SAFETY: raw is live.
         let n_ctx = unsafe { sys::llama_n_ctx(raw.as_ptr()) }.min(params.n_ctx);
@@ -148,6 +175,7 @@ impl Context {
         let n_vocab = model.n_vocab().max(0) as usize;
         Ok(Self {
             raw,
+            pools: [decode_pool, batch_pool],
             batch,
             batch_capacity: n_batch,
             n_outputs: 0,
@@ -274,6 +302,21 @@ impl Context {
         self.n_past = pos;
         self.n_outputs = 0;
         Ok(())
+    }
+
+    /// llama.cpp's own counters since the last reset: (ms spent in
+    /// single-sequence decode calls after the prompt, number of such calls).
+    /// The same numbers llama.cpp's tools print as "eval time".
+    pub fn llama_eval_time(&self) -> (f64, i32) {
+        // SAFETY: raw is live; returns a plain struct.
+        let data = unsafe { sys::llama_perf_context(self.raw.as_ptr()) };
+        (data.t_eval_ms, data.n_eval)
+    }
+
+    /// Resets llama.cpp's performance counters.
+    pub fn reset_llama_counters(&mut self) {
+        // SAFETY: raw is live.
+        unsafe { sys::llama_perf_context_reset(self.raw.as_ptr()) }
     }
 
     /// Empties the KV cache for a new prompt.

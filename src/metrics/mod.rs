@@ -127,9 +127,10 @@ impl SpecStats {
         ratio(self.drafted, self.target_calls)
     }
 
-    /// τ: generated tokens per target call.
+    /// τ: tokens per target call. The first token comes from the prompt
+    /// pass, so it is not counted.
     pub fn tau(&self, generated: usize) -> f64 {
-        ratio(generated, self.target_calls)
+        ratio(generated.saturating_sub(1), self.target_calls)
     }
 
     /// Memory-bound speed-up τ / (γ·c + 1) with c in bytes (VocabTrim paper,

@@ -162,8 +162,14 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     };
     let Some(kind) = kind else {
         let mut target = target;
+        target.reset_llama_counters();
         let generation = generate_target_only(&mut target, &prompt, &params, print)?;
         finish(&generation, None);
+        let (eval_ms, n_eval) = target.llama_eval_time();
+        log::info!(
+            "llama.cpp eval time: {eval_ms:.1} ms / {n_eval} runs ({:.2} tok/s by llama.cpp's own counter)",
+            f64::from(n_eval) * 1e3 / eval_ms.max(1e-9)
+        );
         return Ok(());
     };
 

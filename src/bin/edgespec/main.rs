@@ -1,5 +1,6 @@
 //! The `edgespec` command-line tool: argument parsing and the subcommands.
 
+mod bench;
 mod generate;
 mod inspect;
 
@@ -22,8 +23,10 @@ struct Cli {
 enum Command {
     /// Show a GGUF model's metadata, tensors and bytes read per token.
     Inspect(inspect::InspectArgs),
-    /// Generate text from a prompt.
+    /// Generate text from a prompt (target alone or speculative).
     Generate(generate::GenerateArgs),
+    /// Benchmark modes side by side on prompt sets, llama.cpp included.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -32,6 +35,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Inspect(args) => inspect::run(args),
         Command::Generate(args) => generate::run(args),
+        Command::Bench(args) => bench::run_bench(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

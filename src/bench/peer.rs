@@ -1,0 +1,167 @@
+//! llama.cpp's own tools as peers: `llama-completion` (target alone) and
+//! `llama-speculative-simple` (draft-simple and ngram-mod), run on the same
+//! prompts, their printed summaries parsed into our measurements.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// A peer run's numbers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PeerRun {
+    /// Tokens generated.
+    pub tokens: usize,
+    /// Decode tokens per second as the tool reports it.
+    pub decode_tok_s: f64,
+    /// Drafted tokens (speculative tools).
+    pub drafted: Option<usize>,
+    /// Accepted drafted tokens.
+    pub accepted: Option<usize>,
+}
+
+/// Which llama.cpp tool and setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerMode {
+    /// `llama-completion`, target alone.
+    Completion,
+    /// `llama-speculative-simple --spec-type draft-simple` (n_max 3, p_min 0.75).
+    DraftSimple,
+    /// `llama-speculative-simple --spec-type ngram-mod`.
+    NgramMod,
+}
+
+/// What a peer run needs.
+#[derive(Debug, Clone)]
+pub struct PeerSetup {
+    /// Folder holding the tools (benches/peer/bin).
+    pub bin_dir: PathBuf,
+    /// Target model.
+    pub target: PathBuf,
+    /// Drafter model (draft-simple).
+    pub draft: Option<PathBuf>,
+    /// Threads.
+    pub threads: i32,
+    /// Context size.
+    pub ctx_size: u32,
+}
+
+/// A peer tool that failed or printed nothing parseable.
+#[derive(Debug, thiserror::Error)]
+#[error("llama.cpp peer {tool}: {reason}")]
+pub struct PeerError {
+    /// The tool.
+    pub tool: String,
+    /// What went wrong.
+    pub reason: String,
+}
+
+impl PeerSetup {
+    /// True when the tools are built.
+    pub fn available(bin_dir: &Path) -> bool {
+        ["llama-completion", "llama-speculative-simple"].iter().all(|t| bin_dir.join(t).is_file())
+    }
+
+    /// Runs `mode` on an already chat-formatted prompt, greedy.
+    pub fn run(&self, mode: PeerMode, formatted_prompt: &str, max_tokens: usize) -> Result<PeerRun, PeerError> {
+        let tool = match mode {
+            PeerMode::Completion => "llama-completion",
+            PeerMode::DraftSimple | PeerMode::NgramMod => "llama-speculative-simple",
+        };
+        let mut cmd = Command::new(self.bin_dir.join(tool));
+        cmd.arg("-m").arg(&self.target);
+        cmd.args(["-p", formatted_prompt, "-n", &max_tokens.to_string(), "-t", &self.threads.to_string()]);
+        cmd.args(["-c", &self.ctx_size.to_string(), "--temp", "0", "--seed", "1"]);
+        match mode {
+            PeerMode::Completion => {
+                cmd.args(["-no-cnv", "--no-display-prompt"]);
+            }
+            PeerMode::DraftSimple => {
+                let draft = self.draft.as_ref().ok_or_else(|| PeerError {
+                    tool: tool.into(),
+                    reason: "draft-simple needs a drafter model".into(),
+                })?;
+                cmd.arg("-md").arg(draft);
+                cmd.args(["--spec-type", "draft-simple", "--spec-draft-n-max", "3", "--spec-draft-p-min", "0.75"]);
+            }
+            PeerMode::NgramMod => {
+                cmd.args(["--spec-type", "ngram-mod"]);
+            }
+        }
+        let out = cmd.output().map_err(|e| PeerError {
+            tool: tool.into(),
+            reason: e.to_string(),
+        })?;
+        let log = String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+        if !out.status.success() {
+            let tail: String = log.lines().rev().take(5).collect::<Vec<_>>().join(" | ");
+            return Err(PeerError {
+                tool: tool.into(),
+                reason: format!("exit {}: {tail}", out.status),
+            });
+        }
+        parse_peer_log(mode, &log).ok_or_else(|| PeerError {
+            tool: tool.into(),
+            reason: "no timing summary in its output".into(),
+        })
+    }
+}
+
+/// Parses a tool's printed summary.
+pub fn parse_peer_log(mode: PeerMode, log: &str) -> Option<PeerRun> {
+    let number_after = |line: &str, key: &str| -> Option<f64> {
+        let rest = &line[line.find(key)? + key.len()..];
+        let rest = rest.trim_start_matches(|c: char| c == ' ' || c == '=' || c == ':');
+        let end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        rest[..end].parse().ok()
+    };
+    match mode {
+        PeerMode::Completion => {
+            // "eval time = X ms / N runs ( ... ms per token, Y tokens per second)"
+            let line = log.lines().rev().find(|l| l.contains(" eval time =") && !l.contains("prompt eval"))?;
+            let runs = number_after(line, "ms /")?;
+            let tok_s = line.split(',').next_back().and_then(|s| number_after(s, ""))?;
+            Some(PeerRun {
+                tokens: runs as usize + 1,
+                decode_tok_s: tok_s,
+                drafted: None,
+                accepted: None,
+            })
+        }
+        PeerMode::DraftSimple | PeerMode::NgramMod => {
+            // "decoded N tokens in X seconds, speed: Y t/s", "n_drafted = D", "n_accept = A"
+            let decoded = log.lines().rev().find(|l| l.contains("decoded") && l.contains("speed:"))?;
+            let tokens = number_after(decoded, "decoded")? as usize;
+            let tok_s = number_after(decoded, "speed:")?;
+            let field = |key: &str| log.lines().rev().find(|l| l.contains(key)).and_then(|l| number_after(l, key));
+            Some(PeerRun {
+                tokens,
+                decode_tok_s: tok_s,
+                drafted: field("n_drafted").map(|v| v as usize),
+                accepted: field("n_accept").map(|v| v as usize),
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_completion_summary() {
+        let log = "x\n0.00.735.046 I common_perf_print: prompt eval time =      18.87 ms /     4 tokens (    4.72 ms per token,   211.93 tokens per second)\n\
+                   0.00.735.069 I common_perf_print:        eval time =     248.11 ms /    31 runs   (    8.00 ms per token,   124.94 tokens per second)\n";
+        let r = parse_peer_log(PeerMode::Completion, log).unwrap();
+        assert_eq!(r.tokens, 32);
+        assert_eq!(r.decode_tok_s, 124.94);
+    }
+
+    #[test]
+    fn parses_speculative_summary() {
+        let log = "0.10.054.774 I decoded   30 tokens in    8.183 seconds, speed:    3.666 t/s\n\
+                   0.10.055.604 I n_drafted = 6\n0.10.055.876 I n_accept  = 5\n";
+        let r = parse_peer_log(PeerMode::DraftSimple, log).unwrap();
+        assert_eq!((r.tokens, r.drafted, r.accepted), (30, Some(6), Some(5)));
+        assert_eq!(r.decode_tok_s, 3.666);
+        assert_eq!(parse_peer_log(PeerMode::NgramMod, "nothing here"), None);
+    }
+}

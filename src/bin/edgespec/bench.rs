@@ -1,0 +1,137 @@
+//! `edgespec bench`: the side-by-side report.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use clap::Args;
+use sha2::{Digest, Sha256};
+
+use edgespec::bench::{load_prompts, run, summarize, BenchConfig, BenchReport, MachineInfo, Mode, PromptSet};
+
+/// Arguments of `bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Target model.
+    #[arg(short, long)]
+    target: PathBuf,
+    /// Drafter model (model/hybrid modes, llama-draft).
+    #[arg(short, long)]
+    draft: Option<PathBuf>,
+    /// Prompt file (plain lines or JSONL); `NAME=PATH` names the set. Repeatable.
+    #[arg(short, long = "prompts", required = true)]
+    prompts: Vec<String>,
+    /// Use at most this many prompts per set.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Comma-separated modes: target, model:N|auto, lookup:N|auto, hybrid:N|auto,
+    /// llama-completion, llama-draft, llama-ngram.
+    #[arg(short, long, default_value = "target,model:auto,model:3,lookup,hybrid")]
+    modes: String,
+    /// Longest draft the auto modes consider.
+    #[arg(long, default_value_t = 8)]
+    gamma_max: usize,
+    /// Most tokens per generation.
+    #[arg(short = 'n', long, default_value_t = 128)]
+    max_tokens: usize,
+    /// Timed repetitions (after one warm-up).
+    #[arg(short, long, default_value_t = 1)]
+    reps: usize,
+    /// Threads.
+    #[arg(long, default_value_t = 2)]
+    threads: i32,
+    /// Context size.
+    #[arg(short = 'c', long, default_value_t = 4096)]
+    ctx_size: u32,
+    /// Feed prompts as raw text instead of chat messages.
+    #[arg(long)]
+    no_chat: bool,
+    /// Folder of llama.cpp's peer tools (benches/build-peer.sh builds them).
+    #[arg(long, default_value = "benches/peer/bin")]
+    peer_bin: PathBuf,
+    /// Output folder: runs.jsonl (streamed), report.json, report.md.
+    #[arg(short, long, default_value = "bench-out")]
+    out: PathBuf,
+}
+
+fn sha256(path: &Path) -> anyhow::Result<String> {
+    let mut file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+pub fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
+    let modes = args
+        .modes
+        .split(',')
+        .map(|m| Mode::parse(m.trim(), args.gamma_max))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut sets = Vec::new();
+    for spec in &args.prompts {
+        let (name, path) = match spec.split_once('=') {
+            Some((n, p)) => (n.to_owned(), PathBuf::from(p)),
+            None => {
+                let p = PathBuf::from(spec);
+                (p.file_stem().map_or("prompts".into(), |s| s.to_string_lossy().into_owned()), p)
+            }
+        };
+        let mut prompts = load_prompts(&path)?;
+        if let Some(limit) = args.limit {
+            prompts.truncate(limit);
+        }
+        sets.push(PromptSet { name, prompts });
+    }
+    for (path, what) in std::iter::once((&args.target, "target")).chain(args.draft.iter().map(|d| (d, "drafter"))) {
+        anyhow::ensure!(path.is_file(), "{what} model not found: {}", path.display());
+    }
+    let config = BenchConfig {
+        target: args.target.clone(),
+        draft: args.draft.clone(),
+        sets,
+        modes,
+        reps: args.reps,
+        max_tokens: args.max_tokens,
+        threads: args.threads,
+        ctx_size: args.ctx_size,
+        chat: !args.no_chat,
+        peer_bin: Some(args.peer_bin.clone()),
+        out_dir: args.out.clone(),
+    };
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} runs {elapsed_precise} eta {eta} {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let runs = run(&config, |done, total, r| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+        bar.set_message(format!("{} {}#{}: {:.1} tok/s", r.mode, r.set, r.prompt, r.decode_tok_s));
+    })?;
+    bar.finish_and_clear();
+
+    let describe = |p: &Path| -> anyhow::Result<(String, String)> {
+        Ok((p.file_name().map_or(String::new(), |n| n.to_string_lossy().into_owned()), sha256(p)?))
+    };
+    let report = BenchReport {
+        machine: MachineInfo::detect(args.threads),
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+        target: describe(&args.target)?,
+        draft: args.draft.as_deref().map(describe).transpose()?,
+        summaries: summarize(&runs),
+        runs,
+    };
+    std::fs::write(args.out.join("report.json"), serde_json::to_string_pretty(&report)?)?;
+    let markdown = report.to_markdown();
+    std::fs::write(args.out.join("report.md"), &markdown)?;
+    println!("{markdown}");
+    eprintln!("wrote {}/report.md, report.json, runs.jsonl", args.out.display());
+    Ok(())
+}
