@@ -5,6 +5,7 @@
 pub mod bench;
 pub mod draft;
 pub mod engine;
+pub mod ffi;
 pub mod generate;
 pub mod gguf;
 pub mod metrics;

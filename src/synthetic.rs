@@ -57,6 +57,9 @@ impl Default for SyntheticSpec {
     }
 }
 
+/// The chat template every synthetic model carries (ChatML).
+const CHATML: &str = "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n{% endfor %}<|im_start|>assistant\n";
+
 /// Id of the beginning-of-sequence token in every synthetic model.
 pub const BOS: i32 = 1;
 /// Id of the end-of-sequence token in every synthetic model.
@@ -222,7 +225,9 @@ impl SyntheticSpec {
         .set("tokenizer.ggml.unknown_token_id", Value::U32(0))
         .set("tokenizer.ggml.bos_token_id", Value::U32(BOS as u32))
         .set("tokenizer.ggml.eos_token_id", Value::U32(EOS as u32))
-        .set("tokenizer.ggml.add_bos_token", Value::Bool(true));
+        .set("tokenizer.ggml.add_bos_token", Value::Bool(true))
+        // ChatML, which llama.cpp's built-in template engine recognises.
+        .set("tokenizer.chat_template", s(CHATML));
     }
 }
 

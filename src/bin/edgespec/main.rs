@@ -3,6 +3,7 @@
 mod bench;
 mod generate;
 mod inspect;
+mod synth;
 
 use std::process::ExitCode;
 
@@ -27,6 +28,8 @@ enum Command {
     Generate(generate::GenerateArgs),
     /// Benchmark modes side by side on prompt sets, llama.cpp included.
     Bench(bench::BenchArgs),
+    /// Write a random-weight test model (llama architecture).
+    Synth(synth::SynthArgs),
 }
 
 fn main() -> ExitCode {
@@ -36,6 +39,7 @@ fn main() -> ExitCode {
         Command::Inspect(args) => inspect::run(args),
         Command::Generate(args) => generate::run(args),
         Command::Bench(args) => bench::run_bench(args),
+        Command::Synth(args) => synth::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
