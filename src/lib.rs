@@ -12,3 +12,4 @@ pub mod metrics;
 pub mod sampling;
 pub mod spec;
 pub mod synthetic;
+pub mod vocabtrim;

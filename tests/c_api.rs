@@ -49,8 +49,15 @@ fn static_lib() -> PathBuf {
                 .current_dir(root())
                 .output()
                 .unwrap();
-            assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-            let dir = Path::new(env!("CARGO_BIN_EXE_edgespec")).parent().unwrap().to_owned();
+            assert!(
+                output.status.success(),
+                "{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            let dir = Path::new(env!("CARGO_BIN_EXE_edgespec"))
+                .parent()
+                .unwrap()
+                .to_owned();
             dir.join("libedgespec.a")
         })
         .clone()
@@ -70,28 +77,52 @@ fn compile_c(source: &Path, out_dir: &Path) -> PathBuf {
         .arg(&exe)
         .output()
         .unwrap();
-    assert!(output.status.success(), "compiling {}:\n{}", source.display(), String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "compiling {}:\n{}",
+        source.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
     exe
 }
 
 #[test]
 fn c_example_output_equals_the_rust_api() {
-    let Some(model_path) = common::smollm2() else { return };
+    let Some(model_path) = common::smollm2() else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let exe = compile_c(&root().join("examples/c/generate.c"), dir.path());
     let prompt = "Name three primary colours.";
-    let out = Command::new(&exe).arg(&model_path).arg(prompt).arg("").arg("40").output().unwrap();
+    let out = Command::new(&exe)
+        .arg(&model_path)
+        .arg(prompt)
+        .arg("")
+        .arg("40")
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    assert!(stderr.contains("generated") && stderr.contains("alpha"), "{stderr}");
+    assert!(
+        stderr.contains("generated") && stderr.contains("alpha"),
+        "{stderr}"
+    );
 
     let (model, mut ctx) = common::load(&model_path, 2048);
     let tokens = prompt_tokens(&model, prompt, true).unwrap();
-    let expected = generate_target_only(&mut ctx, &tokens, &GenerateParams::greedy(40), |_, _| true).unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout), format!("{}\n", expected.text));
+    let expected =
+        generate_target_only(&mut ctx, &tokens, &GenerateParams::greedy(40), |_, _| true).unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("{}\n", expected.text)
+    );
 
     let minimal = compile_c(&root().join("examples/c/minimal.c"), dir.path());
-    let out = Command::new(&minimal).arg(&model_path).arg(prompt).output().unwrap();
+    let out = Command::new(&minimal)
+        .arg(&model_path)
+        .arg(prompt)
+        .output()
+        .unwrap();
     assert!(out.status.success());
     assert!(!out.stdout.is_empty());
 }
@@ -104,18 +135,32 @@ fn bad_input_from_c_gets_error_codes() {
     bytes.truncate(bytes.len() / 2);
     std::fs::write(&malformed, bytes).unwrap();
     let exe = compile_c(&root().join("tests/c/bad_input.c"), dir.path());
-    let out = Command::new(&exe).arg(&model_path).arg(&malformed).output().unwrap();
+    let out = Command::new(&exe)
+        .arg(&model_path)
+        .arg(&malformed)
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success() && stdout.contains("ALL OK"), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success() && stdout.contains("ALL OK"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 struct Collected(Vec<u8>);
 
-unsafe extern "C" fn collect(text: *const c_char, len: usize, _token: i32, user: *mut c_void) -> bool {
+unsafe extern "C" fn collect(
+    text: *const c_char,
+    len: usize,
+    _token: i32,
+    user: *mut c_void,
+) -> bool {
     // SAFETY: user is the &mut Collected passed below; text has len bytes.
     unsafe {
         let out = &mut *(user as *mut Collected);
-        out.0.extend_from_slice(std::slice::from_raw_parts(text.cast::<u8>(), len));
+        out.0
+            .extend_from_slice(std::slice::from_raw_parts(text.cast::<u8>(), len));
         assert_eq!(*text.add(len), 0, "text is NUL-terminated");
     }
     true
@@ -130,13 +175,32 @@ fn generate_via_ffi(model: *const edgespec_model, prompt: &str, kind: i32) -> St
     let mut session = std::ptr::null_mut();
     // SAFETY: valid handles and pointers; freed below.
     unsafe {
-        assert_eq!(edgespec_session_new(model, std::ptr::null(), &params, &mut session), edgespec_result::EDGESPEC_OK);
+        assert_eq!(
+            edgespec_session_new(model, std::ptr::null(), &params, &mut session),
+            edgespec_result::EDGESPEC_OK
+        );
         let mut out = Collected(Vec::new());
         let p = CString::new(prompt).unwrap();
         let mut stats = edgespec_stats::default();
-        let rc = edgespec_session_generate(session, p.as_ptr(), true, 24, Some(collect), (&mut out as *mut Collected).cast(), &mut stats);
-        assert_eq!(rc, edgespec_result::EDGESPEC_OK, "{:?}", CStr::from_ptr(edgespec_last_error()));
-        assert_eq!(stats.generated_tokens as usize, 24.min(stats.generated_tokens as usize));
+        let rc = edgespec_session_generate(
+            session,
+            p.as_ptr(),
+            true,
+            24,
+            Some(collect),
+            (&mut out as *mut Collected).cast(),
+            &mut stats,
+        );
+        assert_eq!(
+            rc,
+            edgespec_result::EDGESPEC_OK,
+            "{:?}",
+            CStr::from_ptr(edgespec_last_error())
+        );
+        assert_eq!(
+            stats.generated_tokens as usize,
+            24.min(stats.generated_tokens as usize)
+        );
         edgespec_session_free(&mut session);
         assert!(session.is_null());
         String::from_utf8(out.0).unwrap()
@@ -145,13 +209,23 @@ fn generate_via_ffi(model: *const edgespec_model, prompt: &str, kind: i32) -> St
 
 #[test]
 fn two_sessions_on_two_threads_match_single_threaded_runs() {
-    let Some(path) = common::smollm2() else { return };
+    let Some(path) = common::smollm2() else {
+        return;
+    };
     let c_path = CString::new(path.to_str().unwrap()).unwrap();
     let mut model = std::ptr::null_mut();
     // SAFETY: valid string and out pointer.
-    unsafe { assert_eq!(edgespec_model_load(c_path.as_ptr(), std::ptr::null(), &mut model), edgespec_result::EDGESPEC_OK) };
+    unsafe {
+        assert_eq!(
+            edgespec_model_load(c_path.as_ptr(), std::ptr::null(), &mut model),
+            edgespec_result::EDGESPEC_OK
+        )
+    };
     let prompts = ["Tell me a fact about cats.", "Write a haiku about winter."];
-    let expected: Vec<String> = prompts.iter().map(|p| generate_via_ffi(model, p, 0)).collect();
+    let expected: Vec<String> = prompts
+        .iter()
+        .map(|p| generate_via_ffi(model, p, 0))
+        .collect();
     struct Shared(*mut edgespec_model);
     // SAFETY: a model handle may be shared across threads (documented API contract).
     unsafe impl Sync for Shared {}

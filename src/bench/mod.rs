@@ -133,18 +133,30 @@ enum Runner {
 }
 
 /// Runs the benchmark. `progress(done, total, record)` is called after each run.
-pub fn run(config: &BenchConfig, mut progress: impl FnMut(usize, usize, &RunRecord)) -> Result<Vec<RunRecord>, BenchError> {
+pub fn run(
+    config: &BenchConfig,
+    mut progress: impl FnMut(usize, usize, &RunRecord),
+) -> Result<Vec<RunRecord>, BenchError> {
     let mut modes = config.modes.clone();
     if !modes.contains(&Mode::Target) {
         modes.insert(0, Mode::Target);
     }
     if config.reps == 0 || config.max_tokens == 0 {
-        return Err(BenchError::Config("--reps and -n must be at least 1".into()));
+        return Err(BenchError::Config(
+            "--reps and -n must be at least 1".into(),
+        ));
     }
     let needs_draft = modes.iter().any(Mode::needs_draft_model);
     if needs_draft && config.draft.is_none() {
-        let names: Vec<String> = modes.iter().filter(|m| m.needs_draft_model()).map(Mode::name).collect();
-        return Err(BenchError::Config(format!("modes {} need a drafter model (--draft)", names.join(", "))));
+        let names: Vec<String> = modes
+            .iter()
+            .filter(|m| m.needs_draft_model())
+            .map(Mode::name)
+            .collect();
+        return Err(BenchError::Config(format!(
+            "modes {} need a drafter model (--draft)",
+            names.join(", ")
+        )));
     }
     let has_peer = modes.iter().any(|m| matches!(m, Mode::Peer(_)));
     let peer = match (&config.peer_bin, has_peer) {
@@ -196,7 +208,8 @@ pub fn run(config: &BenchConfig, mut progress: impl FnMut(usize, usize, &RunReco
                 .iter()
                 .map(|p| {
                     let text = if config.chat {
-                        model.apply_chat_template(&[crate::engine::ChatMessage::user(p.as_str())])?
+                        model
+                            .apply_chat_template(&[crate::engine::ChatMessage::user(p.as_str())])?
                     } else {
                         p.clone()
                     };
@@ -210,13 +223,20 @@ pub fn run(config: &BenchConfig, mut progress: impl FnMut(usize, usize, &RunReco
     // Warm-up: one untimed generation per mode.
     if let Some((tokens, text)) = prepared.iter().flatten().next() {
         for runner in runners.iter_mut() {
-            measure(runner, peer.as_ref(), tokens, text, &GenerateParams::greedy(config.max_tokens.min(16)))?;
+            measure(
+                runner,
+                peer.as_ref(),
+                tokens,
+                text,
+                &GenerateParams::greedy(config.max_tokens.min(16)),
+            )?;
         }
     }
 
     let total = config.reps * prepared.iter().map(Vec::len).sum::<usize>() * modes.len();
     let mut records = Vec::with_capacity(total);
-    let mut reference: Vec<Vec<Option<Vec<Token>>>> = prepared.iter().map(|s| vec![None; s.len()]).collect();
+    let mut reference: Vec<Vec<Option<Vec<Token>>>> =
+        prepared.iter().map(|s| vec![None; s.len()]).collect();
     for rep in 0..config.reps {
         for (si, set) in prepared.iter().enumerate() {
             for (pi, (tokens, text)) in set.iter().enumerate() {
@@ -231,7 +251,8 @@ pub fn run(config: &BenchConfig, mut progress: impl FnMut(usize, usize, &RunReco
                     } else {
                         (k + rep + pi) % modes.len()
                     };
-                    let (mut record, generated) = measure(&mut runners[mi], peer.as_ref(), tokens, text, &params)?;
+                    let (mut record, generated) =
+                        measure(&mut runners[mi], peer.as_ref(), tokens, text, &params)?;
                     if let (Mode::Target, Some(g)) = (modes[mi], &generated) {
                         reference[si][pi].get_or_insert_with(|| g.clone());
                     }
@@ -239,9 +260,13 @@ pub fn run(config: &BenchConfig, mut progress: impl FnMut(usize, usize, &RunReco
                     record.prompt = pi;
                     record.rep = rep;
                     record.mode = modes[mi].name();
-                    record.identical = generated.as_ref().map(|g| Some(g) == reference[si][pi].as_ref());
+                    record.identical = generated
+                        .as_ref()
+                        .map(|g| Some(g) == reference[si][pi].as_ref());
                     let line = serde_json::to_string(&record).unwrap_or_default();
-                    writeln!(runs_file, "{line}").and_then(|()| runs_file.flush()).map_err(io_err)?;
+                    writeln!(runs_file, "{line}")
+                        .and_then(|()| runs_file.flush())
+                        .map_err(io_err)?;
                     progress(records.len() + 1, total, &record);
                     records.push(record);
                 }
@@ -268,7 +293,8 @@ fn make_runner(
         Mode::Spec(kind, length) => {
             let lookup = LookupDrafter::default();
             let model_drafter = || -> Result<ModelDrafter, BenchError> {
-                let m = draft_model.ok_or_else(|| BenchError::Config("drafter model missing".into()))?;
+                let m = draft_model
+                    .ok_or_else(|| BenchError::Config("drafter model missing".into()))?;
                 Ok(ModelDrafter::new(m.clone(), &drafter_ctx, greedy)?)
             };
             let drafter: Box<dyn Drafter> = match kind {
@@ -276,13 +302,22 @@ fn make_runner(
                 DraftKind::Model => Box::new(model_drafter()?),
                 DraftKind::Hybrid => Box::new(HybridDrafter::new(lookup, model_drafter()?, 3)),
             };
-            let vocab_model = if *kind == DraftKind::Lookup { None } else { draft_model.map(|m| m.as_ref()) };
+            let vocab_model = if *kind == DraftKind::Lookup {
+                None
+            } else {
+                draft_model.map(|m| m.as_ref())
+            };
             let config = PolicyConfig {
                 length: *length,
                 p_min: None,
             };
             let target = Context::new(model.clone(), ctx_params)?;
-            Runner::Spec(Box::new(Speculator::new(target, Some(drafter), vocab_model, config)?))
+            Runner::Spec(Box::new(Speculator::new(
+                target,
+                Some(drafter),
+                vocab_model,
+                config,
+            )?))
         }
     })
 }

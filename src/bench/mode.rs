@@ -84,7 +84,16 @@ mod tests {
 
     #[test]
     fn names_round_trip() {
-        for name in ["target", "model:3", "model:auto", "lookup:auto", "hybrid:5", "llama-completion", "llama-draft", "llama-ngram"] {
+        for name in [
+            "target",
+            "model:3",
+            "model:auto",
+            "lookup:auto",
+            "hybrid:5",
+            "llama-completion",
+            "llama-draft",
+            "llama-ngram",
+        ] {
             assert_eq!(Mode::parse(name, 8).unwrap().name(), name);
         }
         assert_eq!(Mode::parse("lookup", 8).unwrap().name(), "lookup:auto");

@@ -57,19 +57,40 @@ pub struct PeerError {
 impl PeerSetup {
     /// True when the tools are built.
     pub fn available(bin_dir: &Path) -> bool {
-        ["llama-completion", "llama-speculative-simple"].iter().all(|t| bin_dir.join(t).is_file())
+        ["llama-completion", "llama-speculative-simple"]
+            .iter()
+            .all(|t| bin_dir.join(t).is_file())
     }
 
     /// Runs `mode` on an already chat-formatted prompt, greedy.
-    pub fn run(&self, mode: PeerMode, formatted_prompt: &str, max_tokens: usize) -> Result<PeerRun, PeerError> {
+    pub fn run(
+        &self,
+        mode: PeerMode,
+        formatted_prompt: &str,
+        max_tokens: usize,
+    ) -> Result<PeerRun, PeerError> {
         let tool = match mode {
             PeerMode::Completion => "llama-completion",
             PeerMode::DraftSimple | PeerMode::NgramMod => "llama-speculative-simple",
         };
         let mut cmd = Command::new(self.bin_dir.join(tool));
         cmd.arg("-m").arg(&self.target);
-        cmd.args(["-p", formatted_prompt, "-n", &max_tokens.to_string(), "-t", &self.threads.to_string()]);
-        cmd.args(["-c", &self.ctx_size.to_string(), "--temp", "0", "--seed", "1"]);
+        cmd.args([
+            "-p",
+            formatted_prompt,
+            "-n",
+            &max_tokens.to_string(),
+            "-t",
+            &self.threads.to_string(),
+        ]);
+        cmd.args([
+            "-c",
+            &self.ctx_size.to_string(),
+            "--temp",
+            "0",
+            "--seed",
+            "1",
+        ]);
         match mode {
             PeerMode::Completion => {
                 cmd.args(["-no-cnv", "--no-display-prompt"]);
@@ -80,7 +101,14 @@ impl PeerSetup {
                     reason: "draft-simple needs a drafter model".into(),
                 })?;
                 cmd.arg("-md").arg(draft);
-                cmd.args(["--spec-type", "draft-simple", "--spec-draft-n-max", "3", "--spec-draft-p-min", "0.75"]);
+                cmd.args([
+                    "--spec-type",
+                    "draft-simple",
+                    "--spec-draft-n-max",
+                    "3",
+                    "--spec-draft-p-min",
+                    "0.75",
+                ]);
             }
             PeerMode::NgramMod => {
                 cmd.args(["--spec-type", "ngram-mod"]);
@@ -90,7 +118,8 @@ impl PeerSetup {
             tool: tool.into(),
             reason: e.to_string(),
         })?;
-        let log = String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+        let log = String::from_utf8_lossy(&out.stderr).into_owned()
+            + &String::from_utf8_lossy(&out.stdout);
         if !out.status.success() {
             let tail: String = log.lines().rev().take(5).collect::<Vec<_>>().join(" | ");
             return Err(PeerError {
@@ -110,15 +139,23 @@ pub fn parse_peer_log(mode: PeerMode, log: &str) -> Option<PeerRun> {
     let number_after = |line: &str, key: &str| -> Option<f64> {
         let rest = &line[line.find(key)? + key.len()..];
         let rest = rest.trim_start_matches(|c: char| c == ' ' || c == '=' || c == ':');
-        let end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        let end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
         rest[..end].parse().ok()
     };
     match mode {
         PeerMode::Completion => {
             // "eval time = X ms / N runs ( ... ms per token, Y tokens per second)"
-            let line = log.lines().rev().find(|l| l.contains(" eval time =") && !l.contains("prompt eval"))?;
+            let line = log
+                .lines()
+                .rev()
+                .find(|l| l.contains(" eval time =") && !l.contains("prompt eval"))?;
             let runs = number_after(line, "ms /")?;
-            let tok_s = line.split(',').next_back().and_then(|s| number_after(s, ""))?;
+            let tok_s = line
+                .split(',')
+                .next_back()
+                .and_then(|s| number_after(s, ""))?;
             Some(PeerRun {
                 tokens: runs as usize + 1,
                 decode_tok_s: tok_s,
@@ -128,10 +165,18 @@ pub fn parse_peer_log(mode: PeerMode, log: &str) -> Option<PeerRun> {
         }
         PeerMode::DraftSimple | PeerMode::NgramMod => {
             // "decoded N tokens in X seconds, speed: Y t/s", "n_drafted = D", "n_accept = A"
-            let decoded = log.lines().rev().find(|l| l.contains("decoded") && l.contains("speed:"))?;
+            let decoded = log
+                .lines()
+                .rev()
+                .find(|l| l.contains("decoded") && l.contains("speed:"))?;
             let tokens = number_after(decoded, "decoded")? as usize;
             let tok_s = number_after(decoded, "speed:")?;
-            let field = |key: &str| log.lines().rev().find(|l| l.contains(key)).and_then(|l| number_after(l, key));
+            let field = |key: &str| {
+                log.lines()
+                    .rev()
+                    .find(|l| l.contains(key))
+                    .and_then(|l| number_after(l, key))
+            };
             Some(PeerRun {
                 tokens,
                 decode_tok_s: tok_s,

@@ -47,14 +47,19 @@ pub fn load_prompts(path: &Path) -> Result<Vec<String>, PromptError> {
         reason,
     })?;
     if prompts.is_empty() {
-        return Err(PromptError::Empty { path: path.to_owned() });
+        return Err(PromptError::Empty {
+            path: path.to_owned(),
+        });
     }
     Ok(prompts)
 }
 
 /// Parses prompt text; errors carry (1-based line, reason).
 pub fn parse_prompts(text: &str) -> Result<Vec<String>, (usize, String)> {
-    let jsonl = text.lines().find(|l| !l.trim().is_empty()).is_some_and(|l| l.trim_start().starts_with('{'));
+    let jsonl = text
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .is_some_and(|l| l.trim_start().starts_with('{'));
     let mut prompts = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let line = line.trim_end_matches('\r');
@@ -65,12 +70,23 @@ pub fn parse_prompts(text: &str) -> Result<Vec<String>, (usize, String)> {
             prompts.push(line.to_owned());
             continue;
         }
-        let value: serde_json::Value = serde_json::from_str(line).map_err(|e| (i + 1, format!("invalid JSON: {e}")))?;
+        let value: serde_json::Value =
+            serde_json::from_str(line).map_err(|e| (i + 1, format!("invalid JSON: {e}")))?;
         let prompt = ["prompt", "text"]
             .iter()
             .find_map(|k| value.get(*k).and_then(|v| v.as_str()))
-            .or_else(|| value.get("turns").and_then(|t| t.get(0)).and_then(|t| t.as_str()))
-            .ok_or_else(|| (i + 1, "no string field `prompt`, `text` or `turns[0]`".to_owned()))?;
+            .or_else(|| {
+                value
+                    .get("turns")
+                    .and_then(|t| t.get(0))
+                    .and_then(|t| t.as_str())
+            })
+            .ok_or_else(|| {
+                (
+                    i + 1,
+                    "no string field `prompt`, `text` or `turns[0]`".to_owned(),
+                )
+            })?;
         prompts.push(prompt.to_owned());
     }
     Ok(prompts)
@@ -82,7 +98,10 @@ mod tests {
 
     #[test]
     fn plain_text_one_per_line() {
-        assert_eq!(parse_prompts("a\n\n b \r\nc").unwrap(), vec!["a", " b ", "c"]);
+        assert_eq!(
+            parse_prompts("a\n\n b \r\nc").unwrap(),
+            vec!["a", " b ", "c"]
+        );
     }
 
     #[test]
@@ -93,7 +112,10 @@ mod tests {
 
     #[test]
     fn malformed_lines_are_named() {
-        assert_eq!(parse_prompts("{\"prompt\": \"p\"}\n{oops\n").unwrap_err().0, 2);
+        assert_eq!(
+            parse_prompts("{\"prompt\": \"p\"}\n{oops\n").unwrap_err().0,
+            2
+        );
         let (line, reason) = parse_prompts("{\"prompt\": \"p\"}\n\n{\"other\": 1}").unwrap_err();
         assert_eq!(line, 3);
         assert!(reason.contains("prompt"));
@@ -104,7 +126,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let empty = dir.path().join("empty.txt");
         std::fs::write(&empty, "\n\n").unwrap();
-        assert!(matches!(load_prompts(&empty), Err(PromptError::Empty { .. })));
-        assert!(matches!(load_prompts(&dir.path().join("none.txt")), Err(PromptError::Io { .. })));
+        assert!(matches!(
+            load_prompts(&empty),
+            Err(PromptError::Empty { .. })
+        ));
+        assert!(matches!(
+            load_prompts(&dir.path().join("none.txt")),
+            Err(PromptError::Io { .. })
+        ));
     }
 }

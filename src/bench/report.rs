@@ -114,7 +114,9 @@ pub fn summarize(runs: &[RunRecord]) -> Vec<ModeSummary> {
     // Aggregate rate per (set, mode, rep).
     let mut rate: BTreeMap<(String, String, usize), (f64, f64)> = BTreeMap::new();
     for r in runs {
-        let e = rate.entry((r.set.clone(), r.mode.clone(), r.rep)).or_default();
+        let e = rate
+            .entry((r.set.clone(), r.mode.clone(), r.rep))
+            .or_default();
         e.0 += r.tokens.saturating_sub(1) as f64;
         e.1 += r.decode_s;
     }
@@ -128,11 +130,17 @@ pub fn summarize(runs: &[RunRecord]) -> Vec<ModeSummary> {
     order
         .iter()
         .filter_map(|(set, mode)| {
-            let mine: Vec<&RunRecord> = runs.iter().filter(|r| &r.set == set && &r.mode == mode).collect();
+            let mine: Vec<&RunRecord> = runs
+                .iter()
+                .filter(|r| &r.set == set && &r.mode == mode)
+                .collect();
             let rates = per_rep(set, mode);
             let tok_s = Spread::of(&rates.iter().map(|r| r.1).collect::<Vec<_>>())?;
             let base: BTreeMap<usize, f64> = per_rep(set, "target").into_iter().collect();
-            let ratios: Vec<f64> = rates.iter().filter_map(|(rep, v)| base.get(rep).map(|b| v / b)).collect();
+            let ratios: Vec<f64> = rates
+                .iter()
+                .filter_map(|(rep, v)| base.get(rep).map(|b| v / b))
+                .collect();
             let drafted: usize = mine.iter().filter_map(|r| r.drafted).sum();
             let accepted: usize = mine.iter().filter_map(|r| r.accepted).sum();
             let calls: usize = mine.iter().filter_map(|r| r.target_calls).sum();
@@ -156,7 +164,8 @@ pub fn summarize(runs: &[RunRecord]) -> Vec<ModeSummary> {
                 c_bytes: mean(mine.iter().filter_map(|r| r.c_bytes)),
                 mbsu: mean(mine.iter().filter_map(|r| r.mbsu)),
                 ttft_ms: Spread::of(&ttft).map(|s| s.median),
-                identical: (!compared.is_empty()).then(|| (compared.iter().filter(|&&b| b).count(), compared.len())),
+                identical: (!compared.is_empty())
+                    .then(|| (compared.iter().filter(|&&b| b).count(), compared.len())),
             })
         })
         .collect()
@@ -172,9 +181,16 @@ impl BenchReport {
             "Machine: {} ({} cores), {} threads; backend: {}; edgespec {}, ggml {}.\n\n",
             m.cpu, m.cores, m.threads, m.backend, m.edgespec, m.ggml
         ));
-        out.push_str(&format!("Target: `{}` (sha256 {}…)", self.target.0, &self.target.1[..12.min(self.target.1.len())]));
+        out.push_str(&format!(
+            "Target: `{}` (sha256 {}…)",
+            self.target.0,
+            &self.target.1[..12.min(self.target.1.len())]
+        ));
         if let Some((d, sha)) = &self.draft {
-            out.push_str(&format!("; drafter: `{d}` (sha256 {}…)", &sha[..12.min(sha.len())]));
+            out.push_str(&format!(
+                "; drafter: `{d}` (sha256 {}…)",
+                &sha[..12.min(sha.len())]
+            ));
         }
         out.push_str(&format!(".\n\nCommand: `{}`\n\n", self.command));
         out.push_str(&summary_table(&self.summaries));
@@ -259,6 +275,9 @@ mod tests {
         assert_eq!(lookup.tau, Some(2.0));
         assert_eq!(lookup.identical, Some((2, 2)));
         let table = summary_table(&s);
-        assert!(table.contains("| code | lookup | 20.0 | 3.00 (2.00–4.00) | 0.80 |"), "{table}");
+        assert!(
+            table.contains("| code | lookup | 20.0 | 3.00 (2.00–4.00) | 0.80 |"),
+            "{table}"
+        );
     }
 }

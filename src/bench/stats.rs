@@ -42,7 +42,10 @@ impl Spread {
         if self.n == 1 {
             return format!("{:.*}", decimals, self.median);
         }
-        format!("{:.*} ({:.*}–{:.*})", decimals, self.median, decimals, self.min, decimals, self.max)
+        format!(
+            "{:.*} ({:.*}–{:.*})",
+            decimals, self.median, decimals, self.min, decimals, self.max
+        )
     }
 }
 

@@ -11,11 +11,13 @@
 mod hybrid;
 mod lookup;
 mod model;
+mod trimmed;
 mod vocab;
 
 pub use hybrid::HybridDrafter;
 pub use lookup::{find_continuation, LookupDrafter, LookupMatch};
 pub use model::ModelDrafter;
+pub use trimmed::TrimmedSource;
 pub use vocab::{check_vocab_compatible, VocabError};
 
 use crate::engine::{EngineError, Token};

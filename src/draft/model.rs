@@ -3,9 +3,20 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::{Draft, DraftControl, DraftSource, Drafter, Next};
-use crate::engine::{Context, ContextParams, EngineError, Logits, Model, Token};
+use super::{Draft, DraftControl, DraftSource, Drafter, Next, TrimmedSource};
+use crate::engine::{Context, ContextParams, EmbeddingTable, EngineError, Logits, Model, Token};
 use crate::sampling::{argmax, Sampler, SamplingParams};
+
+/// A VocabTrim drafter's input table and id map.
+struct Trim {
+    table: EmbeddingTable,
+    /// Logit index j is target id ids[j].
+    ids: Vec<Token>,
+    /// Width of the q rows handed to the verifier (the full vocabulary).
+    full_vocab: usize,
+    input: Vec<f32>,
+    k_probs: Vec<f32>,
+}
 
 /// Drafts with a smaller model sharing the target's vocabulary. Its KV cache
 /// follows the committed sequence lazily: tokens it has not seen are fed in
@@ -16,6 +27,8 @@ pub struct ModelDrafter {
     kv: Vec<Token>,
     /// Some in sampling mode: drafts are sampled from q.
     sampler: Option<Sampler>,
+    /// Some for a VocabTrim drafter.
+    trim: Option<Trim>,
 }
 
 impl ModelDrafter {
@@ -37,7 +50,39 @@ impl ModelDrafter {
             kv: Vec::with_capacity(ctx.n_ctx() as usize),
             ctx,
             sampler,
+            trim: None,
         })
+    }
+
+    /// A VocabTrim drafter: input as embeddings from the source drafter's
+    /// table, K-wide logits mapped back to target ids (q = 0 outside them).
+    pub fn trimmed(
+        source: TrimmedSource,
+        params: &ContextParams,
+        sampling: SamplingParams,
+    ) -> Result<Self, EngineError> {
+        let mut drafter = Self::new(source.model.clone(), params, sampling)?;
+        drafter.trim = Some(Trim {
+            full_vocab: source.info.source_vocab as usize,
+            ids: source.info.ids,
+            table: source.table,
+            input: Vec::new(),
+            k_probs: Vec::new(),
+        });
+        Ok(drafter)
+    }
+
+    /// Feeds tokens to the drafter's context (as embeddings when trimmed).
+    fn feed(&mut self, tokens: &[Token]) -> Result<(), EngineError> {
+        let Some(trim) = self.trim.as_mut() else {
+            return self.ctx.decode(tokens, Logits::Last);
+        };
+        let n = trim.table.n_embd();
+        trim.input.resize(tokens.len() * n, 0.0);
+        for (row, &t) in trim.input.chunks_exact_mut(n).zip(tokens) {
+            trim.table.row_into(t, row)?;
+        }
+        self.ctx.decode_embeddings(&trim.input, Logits::Last)
     }
 
     /// The drafter's model.
@@ -70,7 +115,11 @@ fn top_probability(logits: &[f32], best: Token) -> f32 {
 
 impl Drafter for ModelDrafter {
     fn name(&self) -> &'static str {
-        "model"
+        if self.trim.is_some() {
+            "trimmed"
+        } else {
+            "model"
+        }
     }
 
     fn reset(&mut self) {
@@ -98,24 +147,36 @@ impl Drafter for ModelDrafter {
             self.kv.pop();
         }
         // Catch up on every committed token not yet seen, in one batch.
-        let pending = &committed[self.kv.len()..];
         let start = Instant::now();
-        self.ctx.decode(pending, Logits::Last)?;
-        out.set_catch_up(pending.len(), start.elapsed());
-        self.kv.extend_from_slice(pending);
+        let pending_from = self.kv.len();
+        self.feed(&committed[pending_from..])?;
+        out.set_catch_up(committed.len() - pending_from, start.elapsed());
+        self.kv.extend_from_slice(&committed[pending_from..]);
 
         loop {
             let logits = self.ctx.logits(0)?;
-            let (token, confidence) = match &mut self.sampler {
-                None => {
+            let (token, confidence) = match (&mut self.sampler, &mut self.trim) {
+                (None, trim) => {
                     let best = argmax(logits);
-                    (best, top_probability(logits, best))
+                    let token = trim.as_ref().map_or(best, |t| t.ids[best as usize]);
+                    (token, top_probability(logits, best))
                 }
-                Some(sampler) => {
+                (Some(sampler), None) => {
                     let row = out.next_q_row();
                     sampler.distribution(logits, row);
                     let token = sampler.sample_from(row);
                     (token, row[token as usize])
+                }
+                (Some(sampler), Some(trim)) => {
+                    sampler.distribution(logits, &mut trim.k_probs);
+                    let j = sampler.sample_from(&trim.k_probs) as usize;
+                    let row = out.next_q_row();
+                    row.clear();
+                    row.resize(trim.full_vocab, 0.0);
+                    for (&id, &p) in trim.ids.iter().zip(&trim.k_probs) {
+                        row[id as usize] = p;
+                    }
+                    (trim.ids[j], trim.k_probs[j])
                 }
             };
             out.push(token, Some(confidence));
@@ -127,7 +188,7 @@ impl Drafter for ModelDrafter {
                 }
                 _ => break,
             }
-            self.ctx.decode(&[token], Logits::Last)?;
+            self.feed(&[token])?;
             self.kv.push(token);
         }
         Ok(())
@@ -143,10 +204,9 @@ impl Drafter for ModelDrafter {
 
     fn measure_step_ms(&mut self) -> Result<Option<f64>, EngineError> {
         self.reset();
-        let token = 0;
-        self.ctx.decode(&[token], Logits::Last)?;
+        self.feed(&[0])?;
         let start = Instant::now();
-        self.ctx.decode(&[token], Logits::Last)?;
+        self.feed(&[0])?;
         let ms = start.elapsed().as_secs_f64() * 1e3;
         self.reset();
         Ok(Some(ms))

@@ -85,12 +85,19 @@ pub struct Context {
     /// a throwaway pool for every graph computation.
     pools: [Option<NonNull<sys::ggml_threadpool>>; 2],
     batch: sys::llama_batch,
+    /// Embedding-input batch, allocated on first use.
+    embd_batch: Option<sys::llama_batch>,
     batch_capacity: usize,
     /// Outputs requested by the last decode, in batch order.
     n_outputs: usize,
+    /// Entries in the last decoded batch.
+    last_batch_len: usize,
     n_past: usize,
     n_ctx: u32,
+    /// Token ids accepted as input.
     n_vocab: usize,
+    /// Width of a logits row (K for a trimmed drafter).
+    n_logits: usize,
     model: Arc<Model>,
 }
 
@@ -115,6 +122,9 @@ impl Drop for Context {
         // the context that used them.
         unsafe {
             sys::llama_batch_free(self.batch);
+            if let Some(b) = self.embd_batch {
+                sys::llama_batch_free(b);
+            }
             sys::llama_free(self.raw.as_ptr());
             for pool in self.pools.iter().flatten() {
                 sys::ggml_threadpool_free(pool.as_ptr());
@@ -173,15 +183,19 @@ impl Context {
         // SAFETY: allocates a token batch of n_batch entries for one sequence.
         let batch = unsafe { sys::llama_batch_init(n_batch as i32, 0, 1) };
         let n_vocab = model.n_vocab().max(0) as usize;
+        let n_logits = model.n_logits();
         Ok(Self {
             raw,
             pools: [decode_pool, batch_pool],
             batch,
+            embd_batch: None,
             batch_capacity: n_batch,
             n_outputs: 0,
+            last_batch_len: 0,
             n_past: 0,
             n_ctx,
             n_vocab,
+            n_logits,
             model,
         })
     }
@@ -224,42 +238,106 @@ impl Context {
         }
         let n_chunks = tokens.len().div_ceil(self.batch_capacity);
         for (index, chunk) in tokens.chunks(self.batch_capacity).enumerate() {
-            let last_chunk = index + 1 == n_chunks;
-            self.fill_batch(chunk, logits, last_chunk);
-            // SAFETY: raw is live; the batch holds chunk.len() initialised
-            // entries (token, pos, one seq id, logits flag), within capacity.
-            let code = unsafe { sys::llama_decode(self.raw.as_ptr(), self.batch) };
-            if code != 0 {
-                // Drop whatever a failed call left past our position.
-                let _ = self.truncate(self.n_past);
-                return Err(EngineError::DecodeFailed { code });
+            for (i, &token) in chunk.iter().enumerate() {
+                // SAFETY: i < chunk.len() <= batch_capacity, the size the
+                // token array was allocated with.
+                unsafe { *self.batch.token.add(i) = token };
             }
-            self.n_past += chunk.len();
+            let batch = self.batch;
+            self.run_batch(batch, chunk.len(), logits, index + 1 == n_chunks)?;
         }
         Ok(())
     }
 
-    fn fill_batch(&mut self, chunk: &[Token], logits: Logits, last_chunk: bool) {
-        let b = &mut self.batch;
+    /// Appends positions given as input embeddings (`n_embd` floats each,
+    /// row after row) instead of token ids: the input side of a drafter
+    /// whose token-embedding table was trimmed.
+    pub fn decode_embeddings(
+        &mut self,
+        embeddings: &[f32],
+        logits: Logits,
+    ) -> Result<(), EngineError> {
+        let n_embd = self.model.n_embd().max(1) as usize;
+        if embeddings.is_empty() || embeddings.len() % n_embd != 0 {
+            return Err(EngineError::InvalidParam {
+                name: "embeddings",
+                value: embeddings.len().to_string(),
+                reason: "must be a non-empty whole number of n_embd rows",
+            });
+        }
+        let n = embeddings.len() / n_embd;
+        let needed = self.n_past + n;
+        if needed > self.n_ctx as usize {
+            return Err(EngineError::ContextFull {
+                needed,
+                n_ctx: self.n_ctx,
+            });
+        }
+        if logits == Logits::All && n > self.batch_capacity {
+            return Err(EngineError::InvalidParam {
+                name: "embeddings",
+                value: n.to_string(),
+                reason: "more positions with logits than one batch holds",
+            });
+        }
+        let batch = match self.embd_batch {
+            Some(b) => b,
+            None => {
+                // SAFETY: allocates an embedding batch of batch_capacity rows.
+                let b =
+                    unsafe { sys::llama_batch_init(self.batch_capacity as i32, n_embd as i32, 1) };
+                self.embd_batch = Some(b);
+                b
+            }
+        };
+        let rows_per_chunk = self.batch_capacity;
+        let n_chunks = n.div_ceil(rows_per_chunk);
+        for (index, chunk) in embeddings.chunks(rows_per_chunk * n_embd).enumerate() {
+            // SAFETY: chunk holds at most batch_capacity rows of n_embd
+            // floats, the size the embd array was allocated with.
+            unsafe { std::ptr::copy_nonoverlapping(chunk.as_ptr(), batch.embd, chunk.len()) };
+            self.run_batch(batch, chunk.len() / n_embd, logits, index + 1 == n_chunks)?;
+        }
+        Ok(())
+    }
+
+    /// Fills positions, sequence ids and output flags of the first `n`
+    /// entries of `batch` (whose inputs are already written) and decodes it.
+    fn run_batch(
+        &mut self,
+        mut batch: sys::llama_batch,
+        n: usize,
+        logits: Logits,
+        last_chunk: bool,
+    ) -> Result<(), EngineError> {
         self.n_outputs = 0;
-        for (i, &token) in chunk.iter().enumerate() {
+        for i in 0..n {
             let wants = match logits {
                 Logits::None => false,
                 Logits::All => true,
-                Logits::Last => last_chunk && i + 1 == chunk.len(),
+                Logits::Last => last_chunk && i + 1 == n,
             };
             self.n_outputs += usize::from(wants);
-            // SAFETY: i < chunk.len() <= batch_capacity, the size the arrays
-            // were allocated with; seq_id[i] points to room for one id.
+            // SAFETY: i < n <= batch_capacity, the size the arrays were
+            // allocated with; seq_id[i] points to room for one id.
             unsafe {
-                *b.token.add(i) = token;
-                *b.pos.add(i) = (self.n_past + i) as i32;
-                *b.n_seq_id.add(i) = 1;
-                *(*b.seq_id.add(i)) = 0;
-                *b.logits.add(i) = i8::from(wants);
+                *batch.pos.add(i) = (self.n_past + i) as i32;
+                *batch.n_seq_id.add(i) = 1;
+                *(*batch.seq_id.add(i)) = 0;
+                *batch.logits.add(i) = i8::from(wants);
             }
         }
-        b.n_tokens = chunk.len() as i32;
+        batch.n_tokens = n as i32;
+        self.last_batch_len = n;
+        // SAFETY: raw is live; the batch holds n initialised entries.
+        let code = unsafe { sys::llama_decode(self.raw.as_ptr(), batch) };
+        if code != 0 {
+            // Drop whatever a failed call left past our position.
+            let _ = self.truncate(self.n_past);
+            return Err(EngineError::DecodeFailed { code });
+        }
+        self.n_past += n;
+        Ok(())
     }
 
     /// Logits of the `index`-th output of the last decode (outputs counted in
@@ -270,10 +348,10 @@ impl Context {
         }
         // With Logits::All the outputs are the batch positions; with
         // Logits::Last the single output is the batch's last position.
-        let batch_pos = if self.n_outputs == self.batch.n_tokens as usize {
+        let batch_pos = if self.n_outputs == self.last_batch_len {
             index as i32
         } else {
-            self.batch.n_tokens - 1
+            self.last_batch_len as i32 - 1
         };
         // SAFETY: raw is live and the position requested logits in the last
         // decode; a null return is handled.
@@ -281,9 +359,9 @@ impl Context {
         if ptr.is_null() {
             return Err(EngineError::NoLogits { index });
         }
-        // SAFETY: llama.cpp keeps n_vocab floats per output row until the next
-        // decode, which needs &mut self and so cannot overlap this borrow.
-        Ok(unsafe { std::slice::from_raw_parts(ptr, self.n_vocab) })
+        // SAFETY: llama.cpp keeps n_logits floats per output row until the
+        // next decode, which needs &mut self and so cannot overlap this borrow.
+        Ok(unsafe { std::slice::from_raw_parts(ptr, self.n_logits) })
     }
 
     /// Rolls the KV cache back so that it holds the first `pos` tokens.

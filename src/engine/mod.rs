@@ -11,6 +11,7 @@
 mod backend;
 mod chat;
 mod context;
+mod embedding;
 mod error;
 mod model;
 mod text;
@@ -18,6 +19,7 @@ mod text;
 pub use backend::{backend, system_info};
 pub use chat::ChatMessage;
 pub use context::{Context, ContextParams, Logits};
+pub use embedding::{input_embedding_scale, EmbeddingTable};
 pub use error::EngineError;
 pub use model::{Model, ModelParams};
 pub use text::Utf8Stream;

@@ -19,6 +19,8 @@ pub struct ModelParams {
     pub use_mmap: bool,
     /// Lock the model's pages in RAM.
     pub use_mlock: bool,
+    /// Load the vocabulary only (no weights): for tokenizing and vocabulary checks.
+    pub vocab_only: bool,
 }
 
 impl Default for ModelParams {
@@ -27,6 +29,7 @@ impl Default for ModelParams {
             gpu_layers: 0,
             use_mmap: true,
             use_mlock: false,
+            vocab_only: false,
         }
     }
 }
@@ -87,6 +90,7 @@ impl Model {
         // SAFETY: returns a plain struct of defaults.
         let mut raw_params = unsafe { sys::llama_model_default_params() };
         raw_params.n_gpu_layers = i32::try_from(params.gpu_layers).unwrap_or(i32::MAX);
+        raw_params.vocab_only = params.vocab_only;
         raw_params.load_mode = match (params.use_mmap, params.use_mlock) {
             (true, false) => sys::LLAMA_LOAD_MODE_MMAP,
             (true, true) => sys::LLAMA_LOAD_MODE_MMAP_MLOCK,
@@ -142,6 +146,16 @@ impl Model {
         unsafe { sys::llama_vocab_n_tokens(self.vocab.as_ptr()) }
     }
 
+    /// Width of a logits row: `<arch>.vocab_size` when the file sets it
+    /// (a trimmed drafter's K), else the tokenizer's token count.
+    pub fn n_logits(&self) -> usize {
+        let arch = self.summary.architecture.as_str();
+        self.gguf
+            .get(&format!("{arch}.vocab_size"))
+            .and_then(|v| v.as_u64())
+            .map_or(self.n_vocab().max(0) as usize, |k| k as usize)
+    }
+
     /// Embedding width.
     pub fn n_embd(&self) -> i32 {
         // SAFETY: raw is live while self is.
@@ -159,6 +173,13 @@ impl Model {
         // SAFETY: llama_vocab_is_eog bounds-checks nothing, so check the id first.
         (0..self.n_vocab()).contains(&token)
             && unsafe { sys::llama_vocab_is_eog(self.vocab.as_ptr(), token) }
+    }
+
+    /// True for control tokens (BOS, chat markers and the like).
+    pub fn is_control(&self, token: Token) -> bool {
+        // SAFETY: the id is checked first; the vocab is live while self is.
+        (0..self.n_vocab()).contains(&token)
+            && unsafe { sys::llama_vocab_is_control(self.vocab.as_ptr(), token) }
     }
 
     /// Every end-of-generation token id.

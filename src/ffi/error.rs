@@ -60,15 +60,21 @@ impl From<EngineError> for Failure {
     fn from(e: EngineError) -> Self {
         use edgespec_result::*;
         let code = match &e {
-            EngineError::ModelNotFound { .. } | EngineError::BadPath { .. } => EDGESPEC_ERR_MODEL_NOT_FOUND,
+            EngineError::ModelNotFound { .. } | EngineError::BadPath { .. } => {
+                EDGESPEC_ERR_MODEL_NOT_FOUND
+            }
             EngineError::Gguf(_) => EDGESPEC_ERR_INVALID_MODEL,
-            EngineError::ModelLoadFailed { .. } | EngineError::BackendInit(_) => EDGESPEC_ERR_MODEL_LOAD,
+            EngineError::ModelLoadFailed { .. } | EngineError::BackendInit(_) => {
+                EDGESPEC_ERR_MODEL_LOAD
+            }
             EngineError::ContextCreateFailed { .. } => EDGESPEC_ERR_CONTEXT,
             EngineError::ContextFull { .. } => EDGESPEC_ERR_CONTEXT_FULL,
-            EngineError::DecodeFailed { .. } | EngineError::NoLogits { .. } | EngineError::RollbackFailed { .. } => {
-                EDGESPEC_ERR_DECODE
+            EngineError::DecodeFailed { .. }
+            | EngineError::NoLogits { .. }
+            | EngineError::RollbackFailed { .. } => EDGESPEC_ERR_DECODE,
+            EngineError::NoChatTemplate | EngineError::UnsupportedChatTemplate => {
+                EDGESPEC_ERR_CHAT_TEMPLATE
             }
-            EngineError::NoChatTemplate | EngineError::UnsupportedChatTemplate => EDGESPEC_ERR_CHAT_TEMPLATE,
             EngineError::InvalidParam { .. }
             | EngineError::TokenOutOfRange { .. }
             | EngineError::NulInText
@@ -97,13 +103,19 @@ impl From<VocabError> for Failure {
 
 impl From<PolicyError> for Failure {
     fn from(e: PolicyError) -> Self {
-        fail(edgespec_result::EDGESPEC_ERR_INVALID_PARAMETER, e.to_string())
+        fail(
+            edgespec_result::EDGESPEC_ERR_INVALID_PARAMETER,
+            e.to_string(),
+        )
     }
 }
 
 impl From<SamplingError> for Failure {
     fn from(e: SamplingError) -> Self {
-        fail(edgespec_result::EDGESPEC_ERR_INVALID_PARAMETER, e.to_string())
+        fail(
+            edgespec_result::EDGESPEC_ERR_INVALID_PARAMETER,
+            e.to_string(),
+        )
     }
 }
 

@@ -25,10 +25,12 @@ use std::sync::Arc;
 
 pub use error::{edgespec_last_error, edgespec_result};
 pub use session::{
-    edgespec_draft_kind, EDGESPEC_DRAFT_HYBRID, EDGESPEC_DRAFT_LOOKUP, EDGESPEC_DRAFT_MODEL, EDGESPEC_DRAFT_NONE,
-    EDGESPEC_STOP_CALLBACK, EDGESPEC_STOP_CONTEXT_FULL, EDGESPEC_STOP_EOG, EDGESPEC_STOP_MAX_TOKENS, edgespec_session, edgespec_session_free, edgespec_session_generate,
+    edgespec_draft_kind, edgespec_session, edgespec_session_free, edgespec_session_generate,
     edgespec_session_generate_tokens, edgespec_session_new, edgespec_session_params,
-    edgespec_session_params_default, edgespec_session_reset, edgespec_stats, edgespec_token_callback,
+    edgespec_session_params_default, edgespec_session_reset, edgespec_stats,
+    edgespec_token_callback, EDGESPEC_DRAFT_HYBRID, EDGESPEC_DRAFT_LOOKUP, EDGESPEC_DRAFT_MODEL,
+    EDGESPEC_DRAFT_NONE, EDGESPEC_STOP_CALLBACK, EDGESPEC_STOP_CONTEXT_FULL, EDGESPEC_STOP_EOG,
+    EDGESPEC_STOP_MAX_TOKENS,
 };
 
 use crate::engine::{Model, ModelParams};
@@ -88,12 +90,18 @@ pub(crate) fn guard(f: impl FnOnce() -> Result<(), Failure>) -> edgespec_result 
 /// `ptr` must be NULL or point to a NUL-terminated string valid for `'a`.
 pub(crate) unsafe fn c_str<'a>(ptr: *const c_char, what: &str) -> Result<&'a str, Failure> {
     if ptr.is_null() {
-        return Err(fail(edgespec_result::EDGESPEC_ERR_NULL_ARGUMENT, format!("{what} is NULL")));
+        return Err(fail(
+            edgespec_result::EDGESPEC_ERR_NULL_ARGUMENT,
+            format!("{what} is NULL"),
+        ));
     }
     // SAFETY: the caller guarantees a valid NUL-terminated string.
-    unsafe { CStr::from_ptr(ptr) }
-        .to_str()
-        .map_err(|_| fail(edgespec_result::EDGESPEC_ERR_INVALID_UTF8, format!("{what} is not valid UTF-8")))
+    unsafe { CStr::from_ptr(ptr) }.to_str().map_err(|_| {
+        fail(
+            edgespec_result::EDGESPEC_ERR_INVALID_UTF8,
+            format!("{what} is not valid UTF-8"),
+        )
+    })
 }
 
 /// Loads a GGUF model. On success writes a new handle to `*out`; free it with
@@ -110,7 +118,10 @@ pub unsafe extern "C" fn edgespec_model_load(
 ) -> edgespec_result {
     guard(|| {
         if out.is_null() {
-            return Err(fail(edgespec_result::EDGESPEC_ERR_NULL_ARGUMENT, "out is NULL"));
+            return Err(fail(
+                edgespec_result::EDGESPEC_ERR_NULL_ARGUMENT,
+                "out is NULL",
+            ));
         }
         // SAFETY: checked by c_str; valid per the caller's contract.
         let path = unsafe { c_str(path, "path")? };
@@ -132,6 +143,7 @@ pub unsafe extern "C" fn edgespec_model_load(
                 gpu_layers: params.gpu_layers as u32,
                 use_mmap: params.use_mmap,
                 use_mlock: params.use_mlock,
+                vocab_only: false,
             },
         )?;
         let handle = Box::into_raw(Box::new(edgespec_model { inner: model }));

@@ -6,7 +6,9 @@ use super::error::{edgespec_result, fail, Failure};
 use super::{c_str, edgespec_model, guard};
 use crate::draft::{Drafter, HybridDrafter, LookupDrafter, ModelDrafter};
 use crate::engine::{Context, ContextParams, Token};
-use crate::generate::{generate_target_only, prompt_tokens, GenerateParams, Generation, StopReason};
+use crate::generate::{
+    generate_target_only, prompt_tokens, GenerateParams, Generation, StopReason,
+};
 use crate::metrics::SpecStats;
 use crate::sampling::SamplingParams;
 use crate::spec::{DraftLength, PolicyConfig, Speculator, MAX_DRAFT};
@@ -35,8 +37,14 @@ pub const EDGESPEC_STOP_CALLBACK: i32 = 3;
 /// `text_len` bytes, possibly empty while a multi-byte character is
 /// incomplete), `token` the token id (-1 for a final flush). Return false to
 /// stop generation. The text pointer is valid only during the call.
-pub type edgespec_token_callback =
-    Option<unsafe extern "C" fn(text: *const c_char, text_len: usize, token: i32, user_data: *mut c_void) -> bool>;
+pub type edgespec_token_callback = Option<
+    unsafe extern "C" fn(
+        text: *const c_char,
+        text_len: usize,
+        token: i32,
+        user_data: *mut c_void,
+    ) -> bool,
+>;
 
 /// Session settings. Start from `edgespec_session_params_default()`.
 #[repr(C)]
@@ -131,21 +139,39 @@ fn invalid(message: String) -> Failure {
 
 fn validate(p: &edgespec_session_params) -> Result<(SamplingParams, PolicyConfig), Failure> {
     if p.n_ctx == 0 || p.n_ctx > 1 << 20 {
-        return Err(invalid(format!("n_ctx = {} must be in 1..=1048576", p.n_ctx)));
+        return Err(invalid(format!(
+            "n_ctx = {} must be in 1..=1048576",
+            p.n_ctx
+        )));
     }
     if !(1..=1024).contains(&p.n_threads) {
-        return Err(invalid(format!("n_threads = {} must be in 1..=1024", p.n_threads)));
+        return Err(invalid(format!(
+            "n_threads = {} must be in 1..=1024",
+            p.n_threads
+        )));
     }
     if !(EDGESPEC_DRAFT_NONE..=EDGESPEC_DRAFT_HYBRID).contains(&p.draft_kind) {
-        return Err(invalid(format!("draft_kind = {} is not an EDGESPEC_DRAFT_* value", p.draft_kind)));
+        return Err(invalid(format!(
+            "draft_kind = {} is not an EDGESPEC_DRAFT_* value",
+            p.draft_kind
+        )));
     }
     let length = match p.gamma {
         -1 if (1..=MAX_DRAFT as u32).contains(&p.gamma_max) => DraftLength::Auto {
             max: p.gamma_max as usize,
         },
-        -1 => return Err(invalid(format!("gamma_max = {} must be in 1..={MAX_DRAFT}", p.gamma_max))),
+        -1 => {
+            return Err(invalid(format!(
+                "gamma_max = {} must be in 1..={MAX_DRAFT}",
+                p.gamma_max
+            )))
+        }
         g if (0..=MAX_DRAFT as i32).contains(&g) => DraftLength::Fixed(g as usize),
-        g => return Err(invalid(format!("gamma = {g} must be -1 (auto) or in 0..={MAX_DRAFT}"))),
+        g => {
+            return Err(invalid(format!(
+                "gamma = {g} must be -1 (auto) or in 0..={MAX_DRAFT}"
+            )))
+        }
     };
     if p.top_k < 0 {
         return Err(invalid(format!("top_k = {} must be >= 0", p.top_k)));
@@ -181,11 +207,19 @@ pub unsafe extern "C" fn edgespec_session_new(
 ) -> edgespec_result {
     guard(|| {
         if out.is_null() {
-            return Err(fail(edgespec_result::EDGESPEC_ERR_NULL_ARGUMENT, "out is NULL"));
+            return Err(fail(
+                edgespec_result::EDGESPEC_ERR_NULL_ARGUMENT,
+                "out is NULL",
+            ));
         }
         // SAFETY: NULL or live handles per the caller's contract.
         let (target, drafter) = unsafe { (target.as_ref(), drafter.as_ref()) };
-        let target = target.ok_or_else(|| fail(edgespec_result::EDGESPEC_ERR_NULL_ARGUMENT, "target is NULL"))?;
+        let target = target.ok_or_else(|| {
+            fail(
+                edgespec_result::EDGESPEC_ERR_NULL_ARGUMENT,
+                "target is NULL",
+            )
+        })?;
         let p = if params.is_null() {
             edgespec_session_params_default()
         } else {
@@ -215,18 +249,27 @@ pub unsafe extern "C" fn edgespec_session_new(
             n_ctx: p.n_ctx + 1,
             ..ctx_params.clone()
         };
-        let new_model_drafter = |m: &std::sync::Arc<crate::engine::Model>| ModelDrafter::new(m.clone(), &drafter_ctx, sampling);
+        let new_model_drafter = |m: &std::sync::Arc<crate::engine::Model>| {
+            ModelDrafter::new(m.clone(), &drafter_ctx, sampling)
+        };
         let runner = match (p.draft_kind, &draft_model) {
             (EDGESPEC_DRAFT_NONE, _) => Runner::Target(context),
             (kind, model) => {
                 let d: Box<dyn Drafter> = match (kind, model) {
                     (EDGESPEC_DRAFT_MODEL, Some(m)) => Box::new(new_model_drafter(m)?),
-                    (EDGESPEC_DRAFT_HYBRID, Some(m)) => {
-                        Box::new(HybridDrafter::new(LookupDrafter::default(), new_model_drafter(m)?, 3))
-                    }
+                    (EDGESPEC_DRAFT_HYBRID, Some(m)) => Box::new(HybridDrafter::new(
+                        LookupDrafter::default(),
+                        new_model_drafter(m)?,
+                        3,
+                    )),
                     _ => Box::new(LookupDrafter::default()),
                 };
-                Runner::Spec(Box::new(Speculator::new(context, Some(d), draft_model.as_deref(), config)?))
+                Runner::Spec(Box::new(Speculator::new(
+                    context,
+                    Some(d),
+                    draft_model.as_deref(),
+                    config,
+                )?))
             }
         };
         let session = Box::into_raw(Box::new(edgespec_session {
@@ -267,7 +310,12 @@ pub unsafe extern "C" fn edgespec_session_free(session: *mut *mut edgespec_sessi
 pub unsafe extern "C" fn edgespec_session_reset(session: *mut edgespec_session) -> edgespec_result {
     guard(|| {
         // SAFETY: NULL or a live handle per the caller's contract.
-        let s = unsafe { session.as_mut() }.ok_or_else(|| fail(edgespec_result::EDGESPEC_ERR_NULL_ARGUMENT, "session is NULL"))?;
+        let s = unsafe { session.as_mut() }.ok_or_else(|| {
+            fail(
+                edgespec_result::EDGESPEC_ERR_NULL_ARGUMENT,
+                "session is NULL",
+            )
+        })?;
         if let Runner::Target(ctx) = &mut s.runner {
             ctx.clear();
         }
@@ -294,7 +342,12 @@ pub unsafe extern "C" fn edgespec_session_generate(
 ) -> edgespec_result {
     guard(|| {
         // SAFETY: NULL or a live handle per the caller's contract.
-        let s = unsafe { session.as_mut() }.ok_or_else(|| fail(edgespec_result::EDGESPEC_ERR_NULL_ARGUMENT, "session is NULL"))?;
+        let s = unsafe { session.as_mut() }.ok_or_else(|| {
+            fail(
+                edgespec_result::EDGESPEC_ERR_NULL_ARGUMENT,
+                "session is NULL",
+            )
+        })?;
         // SAFETY: checked by c_str.
         let prompt = unsafe { c_str(prompt, "prompt")? };
         if prompt.is_empty() {
@@ -326,9 +379,17 @@ pub unsafe extern "C" fn edgespec_session_generate_tokens(
 ) -> edgespec_result {
     guard(|| {
         // SAFETY: NULL or a live handle per the caller's contract.
-        let s = unsafe { session.as_mut() }.ok_or_else(|| fail(edgespec_result::EDGESPEC_ERR_NULL_ARGUMENT, "session is NULL"))?;
+        let s = unsafe { session.as_mut() }.ok_or_else(|| {
+            fail(
+                edgespec_result::EDGESPEC_ERR_NULL_ARGUMENT,
+                "session is NULL",
+            )
+        })?;
         if tokens.is_null() {
-            return Err(fail(edgespec_result::EDGESPEC_ERR_NULL_ARGUMENT, "tokens is NULL"));
+            return Err(fail(
+                edgespec_result::EDGESPEC_ERR_NULL_ARGUMENT,
+                "tokens is NULL",
+            ));
         }
         if n_tokens == 0 {
             return Err(invalid("n_tokens is 0".into()));
@@ -405,7 +466,11 @@ fn to_c_stats(g: &Generation, spec: Option<&SpecStats>) -> edgespec_stats {
         out.acceptance = s.acceptance();
         out.tau = s.tau(n);
         out.mbsu = s.mbsu(n);
-        out.drafter_share = if n == 0 { 0.0 } else { s.accepted as f64 / n as f64 };
+        out.drafter_share = if n == 0 {
+            0.0
+        } else {
+            s.accepted as f64 / n as f64
+        };
     }
     out
 }

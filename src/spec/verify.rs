@@ -53,7 +53,12 @@ pub fn accept_probability(p: f32, q: f32) -> f64 {
 /// rejecting x needs p(x) < q(x), hence some y with p(y) > q(y).
 pub fn residual(p: &[f32], q: &[f32], out: &mut Vec<f32>) -> bool {
     out.clear();
-    out.extend(p.iter().zip(q).map(|(&p, &q)| (p - q).max(0.0)));
+    // q may be narrower than p (a drafter with fewer ids): missing q is 0.
+    out.extend(
+        p.iter()
+            .enumerate()
+            .map(|(i, &p)| (p - q.get(i).copied().unwrap_or(0.0)).max(0.0)),
+    );
     let total: f64 = out.iter().map(|&x| f64::from(x)).sum();
     if total <= 0.0 {
         out.clear();

@@ -7,7 +7,9 @@ use anyhow::Context as _;
 use clap::Args;
 use sha2::{Digest, Sha256};
 
-use edgespec::bench::{load_prompts, run, summarize, BenchConfig, BenchReport, MachineInfo, Mode, PromptSet};
+use edgespec::bench::{
+    load_prompts, run, summarize, BenchConfig, BenchReport, MachineInfo, Mode, PromptSet,
+};
 
 /// Arguments of `bench`.
 #[derive(Debug, Args)]
@@ -55,7 +57,8 @@ pub struct BenchArgs {
 }
 
 fn sha256(path: &Path) -> anyhow::Result<String> {
-    let mut file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut file =
+        std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
@@ -65,7 +68,11 @@ fn sha256(path: &Path) -> anyhow::Result<String> {
         }
         hasher.update(&buf[..n]);
     }
-    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
 }
 
 pub fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
@@ -80,7 +87,11 @@ pub fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
             Some((n, p)) => (n.to_owned(), PathBuf::from(p)),
             None => {
                 let p = PathBuf::from(spec);
-                (p.file_stem().map_or("prompts".into(), |s| s.to_string_lossy().into_owned()), p)
+                (
+                    p.file_stem()
+                        .map_or("prompts".into(), |s| s.to_string_lossy().into_owned()),
+                    p,
+                )
             }
         };
         let mut prompts = load_prompts(&path)?;
@@ -89,7 +100,9 @@ pub fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
         }
         sets.push(PromptSet { name, prompts });
     }
-    for (path, what) in std::iter::once((&args.target, "target")).chain(args.draft.iter().map(|d| (d, "drafter"))) {
+    for (path, what) in
+        std::iter::once((&args.target, "target")).chain(args.draft.iter().map(|d| (d, "drafter")))
+    {
         anyhow::ensure!(path.is_file(), "{what} model not found: {}", path.display());
     }
     let config = BenchConfig {
@@ -107,18 +120,27 @@ pub fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
     };
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(
-        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} runs {elapsed_precise} eta {eta} {msg}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        indicatif::ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} runs {elapsed_precise} eta {eta} {msg}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     let runs = run(&config, |done, total, r| {
         bar.set_length(total as u64);
         bar.set_position(done as u64);
-        bar.set_message(format!("{} {}#{}: {:.1} tok/s", r.mode, r.set, r.prompt, r.decode_tok_s));
+        bar.set_message(format!(
+            "{} {}#{}: {:.1} tok/s",
+            r.mode, r.set, r.prompt, r.decode_tok_s
+        ));
     })?;
     bar.finish_and_clear();
 
     let describe = |p: &Path| -> anyhow::Result<(String, String)> {
-        Ok((p.file_name().map_or(String::new(), |n| n.to_string_lossy().into_owned()), sha256(p)?))
+        Ok((
+            p.file_name()
+                .map_or(String::new(), |n| n.to_string_lossy().into_owned()),
+            sha256(p)?,
+        ))
     };
     let report = BenchReport {
         machine: MachineInfo::detect(args.threads),
@@ -128,10 +150,16 @@ pub fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
         summaries: summarize(&runs),
         runs,
     };
-    std::fs::write(args.out.join("report.json"), serde_json::to_string_pretty(&report)?)?;
+    std::fs::write(
+        args.out.join("report.json"),
+        serde_json::to_string_pretty(&report)?,
+    )?;
     let markdown = report.to_markdown();
     std::fs::write(args.out.join("report.md"), &markdown)?;
     println!("{markdown}");
-    eprintln!("wrote {}/report.md, report.json, runs.jsonl", args.out.display());
+    eprintln!(
+        "wrote {}/report.md, report.json, runs.jsonl",
+        args.out.display()
+    );
     Ok(())
 }

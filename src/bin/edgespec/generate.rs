@@ -6,12 +6,14 @@ use std::path::PathBuf;
 use anyhow::{bail, Context as _};
 use clap::{Args, ValueEnum};
 
-use edgespec::draft::{Drafter, HybridDrafter, LookupDrafter, ModelDrafter};
+use edgespec::draft::{Drafter, HybridDrafter, LookupDrafter, ModelDrafter, TrimmedSource};
 use edgespec::engine::{Context, ContextParams, Model, ModelParams};
 use edgespec::generate::{generate_target_only, prompt_tokens, GenerateParams, Generation};
+use edgespec::gguf::GgufFile;
 use edgespec::metrics::SpecStats;
 use edgespec::sampling::SamplingParams;
 use edgespec::spec::{DraftLength, PolicyConfig, Speculator};
+use edgespec::vocabtrim::TrimInfo;
 
 /// Kinds of drafter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -22,6 +24,8 @@ pub enum DraftKind {
     Lookup,
     /// Lookup on confident matches, the --draft model otherwise.
     Hybrid,
+    /// A VocabTrim drafter (--draft OUT.gguf from `edgespec trim`).
+    Trimmed,
 }
 
 /// `--gamma`: a number or `auto`.
@@ -90,6 +94,9 @@ pub struct GenerateArgs {
     /// Drafter kind (default: model with --draft; lookup without).
     #[arg(long, value_enum)]
     draft_kind: Option<DraftKind>,
+    /// Source drafter of a trimmed --draft (default: the path stored in it).
+    #[arg(long)]
+    draft_source: Option<PathBuf>,
     /// Draft length: a number (0..=16) or `auto` (cost-aware, chosen per round).
     #[arg(long, default_value = "auto")]
     gamma: Gamma,
@@ -177,31 +184,48 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         min_ngram: args.lookup_min_ngram,
         max_ngram: args.lookup_max_ngram,
     };
-    let draft_model = match (&args.draft, kind) {
-        (None, DraftKind::Model | DraftKind::Hybrid) => {
-            bail!("--draft-kind {kind:?} needs a drafter model (--draft)")
-        }
-        (Some(path), DraftKind::Model | DraftKind::Hybrid) => Some(
-            Model::load(path, &model_params)
-                .with_context(|| format!("loading drafter {}", path.display()))?,
-        ),
-        (_, DraftKind::Lookup) => None,
-    };
     let drafter_ctx = ContextParams {
         n_ctx: args.ctx_size + 1,
         ..ctx_params.clone()
     };
-    let drafter: Box<dyn Drafter> = match (kind, &draft_model) {
-        (DraftKind::Lookup, _) => Box::new(lookup),
-        (DraftKind::Model, Some(m)) => {
-            Box::new(ModelDrafter::new(m.clone(), &drafter_ctx, sampling)?)
+    let is_trimmed = match &args.draft {
+        Some(path) => TrimInfo::from_gguf(&GgufFile::open(path)?)?.is_some(),
+        None => false,
+    };
+    let (model_drafter, vocab_model) = match (&args.draft, kind) {
+        (None, DraftKind::Model | DraftKind::Hybrid | DraftKind::Trimmed) => {
+            bail!("--draft-kind {kind:?} needs a drafter model (--draft)")
         }
-        (DraftKind::Hybrid, Some(m)) => Box::new(HybridDrafter::new(
-            lookup,
-            ModelDrafter::new(m.clone(), &drafter_ctx, sampling)?,
-            args.hybrid_min_ngram,
-        )),
-        (_, None) => unreachable!("model kinds were given a model above"),
+        (Some(path), DraftKind::Trimmed) if !is_trimmed => {
+            bail!(
+                "{} is not a trimmed drafter (make one with `edgespec trim`)",
+                path.display()
+            )
+        }
+        (Some(path), DraftKind::Model | DraftKind::Hybrid | DraftKind::Trimmed) if is_trimmed => {
+            let source = TrimmedSource::open(path, args.draft_source.as_deref(), &model_params)?;
+            let vocab = source.vocab.clone();
+            (
+                Some(ModelDrafter::trimmed(source, &drafter_ctx, sampling)?),
+                Some(vocab),
+            )
+        }
+        (Some(path), DraftKind::Model | DraftKind::Hybrid) => {
+            let m = Model::load(path, &model_params)
+                .with_context(|| format!("loading drafter {}", path.display()))?;
+            (
+                Some(ModelDrafter::new(m.clone(), &drafter_ctx, sampling)?),
+                Some(m),
+            )
+        }
+        (_, _) => (None, None),
+    };
+    let drafter: Box<dyn Drafter> = match (kind, model_drafter) {
+        (DraftKind::Hybrid, Some(m)) => {
+            Box::new(HybridDrafter::new(lookup, m, args.hybrid_min_ngram))
+        }
+        (_, Some(m)) => Box::new(m),
+        (_, None) => Box::new(lookup),
     };
     let config = PolicyConfig {
         length: match args.gamma {
@@ -212,7 +236,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         },
         p_min: args.p_min,
     };
-    let mut speculator = Speculator::new(target, Some(drafter), draft_model.as_deref(), config)?;
+    let mut speculator = Speculator::new(target, Some(drafter), vocab_model.as_deref(), config)?;
     let result = speculator.generate(&prompt, &params, print)?;
     finish(&result.generation, args.stats.then_some(&result.spec));
     Ok(())

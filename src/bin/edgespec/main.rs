@@ -4,6 +4,7 @@ mod bench;
 mod generate;
 mod inspect;
 mod synth;
+mod trim;
 
 use std::process::ExitCode;
 
@@ -28,6 +29,10 @@ enum Command {
     Generate(generate::GenerateArgs),
     /// Benchmark modes side by side on prompt sets, llama.cpp included.
     Bench(bench::BenchArgs),
+    /// Count the token ids a target emits (VocabTrim calibration).
+    Calibrate(trim::CalibrateArgs),
+    /// Write a drafter whose LM head keeps only the K most used ids (VocabTrim).
+    Trim(trim::TrimArgs),
     /// Write a random-weight test model (llama architecture).
     Synth(synth::SynthArgs),
 }
@@ -40,6 +45,8 @@ fn main() -> ExitCode {
         Command::Generate(args) => generate::run(args),
         Command::Bench(args) => bench::run_bench(args),
         Command::Synth(args) => synth::run(args),
+        Command::Calibrate(args) => trim::calibrate(args),
+        Command::Trim(args) => trim::trim(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -40,8 +40,14 @@ pub struct SynthArgs {
 }
 
 pub fn run(args: SynthArgs) -> anyhow::Result<()> {
-    anyhow::ensure!(args.heads > 0 && args.embd % args.heads == 0, "--embd must be a multiple of --heads");
-    anyhow::ensure!(args.kv_heads > 0 && args.heads % args.kv_heads == 0, "--heads must be a multiple of --kv-heads");
+    anyhow::ensure!(
+        args.heads > 0 && args.embd % args.heads == 0,
+        "--embd must be a multiple of --heads"
+    );
+    anyhow::ensure!(
+        args.kv_heads > 0 && args.heads % args.kv_heads == 0,
+        "--heads must be a multiple of --kv-heads"
+    );
     let spec = SyntheticSpec {
         n_words: args.words,
         n_embd: args.embd,

@@ -1,0 +1,232 @@
+//! Building and reading trimmed drafter files.
+
+use std::borrow::Cow;
+use std::path::{Path, PathBuf};
+
+use super::{TokenCounts, TrimError};
+use crate::engine::Token;
+use crate::gguf::{GgufFile, GgufWriter, TensorToWrite, Value, ValueType, OUTPUT, TOKEN_EMBD};
+
+/// Metadata key: the kept target token ids, ascending (u32 array, K long).
+pub const KEY_IDS: &str = "edgespec.vocabtrim.ids";
+/// Metadata key: vocabulary size of the source drafter.
+pub const KEY_SOURCE_VOCAB: &str = "edgespec.vocabtrim.source_vocab_size";
+/// Metadata key: path of the source drafter (its embedding table feeds the input).
+pub const KEY_SOURCE_FILE: &str = "edgespec.vocabtrim.source_file";
+/// Metadata key: sha256 fingerprint of the source drafter's vocabulary.
+pub const KEY_VOCAB_FINGERPRINT: &str = "edgespec.vocabtrim.vocab_fingerprint";
+
+/// Picks the K most frequent ids, always keeping `always` (end-of-generation
+/// and other special tokens). Ties go to the lower id. Returned ascending.
+pub fn select_ids(
+    counts: &TokenCounts,
+    k: usize,
+    always: &[Token],
+) -> Result<Vec<Token>, TrimError> {
+    let vocab = counts.vocab_size;
+    if k == 0 {
+        return Err(TrimError::ZeroK);
+    }
+    if k > vocab {
+        return Err(TrimError::KTooLarge { k, vocab });
+    }
+    let mut keep: Vec<Token> = always
+        .iter()
+        .copied()
+        .filter(|&t| (t as usize) < vocab)
+        .collect();
+    keep.sort_unstable();
+    keep.dedup();
+    if keep.len() > k {
+        return Err(TrimError::KBelowSpecials {
+            k,
+            specials: keep.len(),
+        });
+    }
+    let mut order: Vec<Token> = (0..vocab as Token).collect();
+    order.sort_by(|&a, &b| {
+        counts.counts[b as usize]
+            .cmp(&counts.counts[a as usize])
+            .then(a.cmp(&b))
+    });
+    for t in order {
+        if keep.len() == k {
+            break;
+        }
+        if keep.binary_search(&t).is_err() {
+            let at = keep.partition_point(|&x| x < t);
+            keep.insert(at, t);
+        }
+    }
+    Ok(keep)
+}
+
+fn slice_rows<'a>(
+    file: &'a GgufFile,
+    name: &str,
+    ids: &[Token],
+) -> Result<TensorToWrite<'a>, TrimError> {
+    let t = file
+        .tensor(name)
+        .ok_or_else(|| TrimError::Unsupported(format!("no tensor {name}")))?;
+    if t.dims.len() != 2 {
+        return Err(TrimError::Unsupported(format!(
+            "{name} has {} dimensions, expected 2",
+            t.dims.len()
+        )));
+    }
+    let mut data = Vec::with_capacity(t.row_bytes() as usize * ids.len());
+    for &id in ids {
+        let row = file
+            .tensor_row(t, id as u64)
+            .ok_or_else(|| TrimError::Unsupported(format!("{name} has no row {id}")))?;
+        data.extend_from_slice(row);
+    }
+    Ok(TensorToWrite {
+        name: name.to_owned(),
+        ggml_type: t.ggml_type,
+        dims: vec![t.dims[0], ids.len() as u64],
+        data: Cow::Owned(data),
+    })
+}
+
+/// Writes the trimmed drafter: `tokenizer.ggml.model = "none"`,
+/// `<arch>.vocab_size = K`, `token_embd.weight` (and `output.weight` when
+/// the head is untied) cut to the kept rows, row bytes copied as they are
+/// (any quant type), and the kept ids plus the source's identity in the
+/// metadata. Tokenizer arrays are dropped: the trimmed model never tokenizes.
+pub fn trim_drafter(
+    drafter: &GgufFile,
+    source_path: &Path,
+    fingerprint: &str,
+    ids: &[Token],
+    out: &Path,
+) -> Result<(), TrimError> {
+    let arch = drafter.architecture()?.to_owned();
+    let vocab_rows = drafter
+        .tensor(TOKEN_EMBD)
+        .map(|t| t.n_rows())
+        .ok_or_else(|| TrimError::Unsupported(format!("no tensor {TOKEN_EMBD}")))?;
+    if let Some(&bad) = ids.iter().find(|&&t| t < 0 || t as u64 >= vocab_rows) {
+        return Err(TrimError::BadTrimmedFile(format!(
+            "id {bad} outside the drafter's {vocab_rows} rows"
+        )));
+    }
+    let mut w = GgufWriter::from_file(drafter);
+    let tokenizer_keys: Vec<String> = drafter
+        .metadata()
+        .iter()
+        .map(|(k, _)| k.clone())
+        .filter(|k| k.starts_with("tokenizer."))
+        .collect();
+    for k in &tokenizer_keys {
+        w.remove(k);
+    }
+    let k = ids.len() as u32;
+    w.set("tokenizer.ggml.model", Value::String("none".into()))
+        .set(&format!("{arch}.vocab_size"), Value::U32(k))
+        .set(
+            KEY_IDS,
+            Value::Array {
+                element_type: ValueType::U32,
+                items: ids.iter().map(|&t| Value::U32(t as u32)).collect(),
+            },
+        )
+        .set(KEY_SOURCE_VOCAB, Value::U64(vocab_rows))
+        .set(
+            KEY_SOURCE_FILE,
+            Value::String(source_path.to_string_lossy().into_owned()),
+        )
+        .set(KEY_VOCAB_FINGERPRINT, Value::String(fingerprint.to_owned()));
+    let name = drafter
+        .get("general.name")
+        .and_then(|v| v.as_str())
+        .unwrap_or("drafter");
+    w.set(
+        "general.name",
+        Value::String(format!("{name} (VocabTrim K={k})")),
+    );
+    w.put_tensor(slice_rows(drafter, TOKEN_EMBD, ids)?);
+    if drafter.tensor(OUTPUT).is_some() {
+        w.put_tensor(slice_rows(drafter, OUTPUT, ids)?);
+    }
+    w.write_to(out)?;
+    Ok(())
+}
+
+/// What a trimmed drafter file says about itself.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrimInfo {
+    /// Kept target ids, ascending; logits index j means ids[j].
+    pub ids: Vec<Token>,
+    /// Source drafter's vocabulary size.
+    pub source_vocab: u64,
+    /// Where the source drafter was (its embedding table feeds the input).
+    pub source_file: PathBuf,
+    /// Source vocabulary fingerprint.
+    pub fingerprint: String,
+}
+
+impl TrimInfo {
+    /// Reads and checks the metadata; `Ok(None)` for an ordinary model.
+    pub fn from_gguf(file: &GgufFile) -> Result<Option<Self>, TrimError> {
+        let Some(ids_value) = file.get(KEY_IDS) else {
+            return Ok(None);
+        };
+        let bad = |s: String| TrimError::BadTrimmedFile(s);
+        let ids: Vec<Token> = ids_value
+            .as_array()
+            .ok_or_else(|| bad(format!("{KEY_IDS} is not an array")))?
+            .iter()
+            .map(|v| v.as_u64().and_then(|x| Token::try_from(x).ok()))
+            .collect::<Option<_>>()
+            .ok_or_else(|| bad(format!("{KEY_IDS} holds non-id values")))?;
+        let source_vocab = file
+            .get_u64(KEY_SOURCE_VOCAB)
+            .map_err(|e| bad(e.to_string()))?;
+        let source_file = PathBuf::from(
+            file.get_str(KEY_SOURCE_FILE)
+                .map_err(|e| bad(e.to_string()))?,
+        );
+        let fingerprint = file
+            .get_str(KEY_VOCAB_FINGERPRINT)
+            .map_err(|e| bad(e.to_string()))?
+            .to_owned();
+        if ids.is_empty() || !ids.windows(2).all(|w| w[0] < w[1]) {
+            return Err(bad(
+                "kept ids must be non-empty and strictly ascending".into()
+            ));
+        }
+        if *ids.last().unwrap_or(&0) as u64 >= source_vocab {
+            return Err(bad(format!(
+                "kept id beyond the source vocabulary of {source_vocab}"
+            )));
+        }
+        let arch = file.architecture()?;
+        let k = file
+            .get_u64(&format!("{arch}.vocab_size"))
+            .map_err(|e| bad(e.to_string()))?;
+        if k != ids.len() as u64 {
+            return Err(bad(format!(
+                "{arch}.vocab_size = {k} but {} ids are listed",
+                ids.len()
+            )));
+        }
+        let head = file
+            .tensor(OUTPUT)
+            .or(file.tensor(TOKEN_EMBD))
+            .ok_or_else(|| bad("no LM head".into()))?;
+        if head.n_rows() != k {
+            return Err(bad(format!(
+                "LM head has {} rows, expected K = {k}",
+                head.n_rows()
+            )));
+        }
+        Ok(Some(Self {
+            ids,
+            source_vocab,
+            source_file,
+            fingerprint,
+        }))
+    }
+}
