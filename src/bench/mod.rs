@@ -22,7 +22,7 @@ pub use prompts::{load_prompts, parse_prompts, PromptError};
 pub use report::{summarize, BenchReport, MachineInfo, ModeSummary};
 pub use stats::Spread;
 
-use crate::draft::{Drafter, HybridDrafter, LookupDrafter, ModelDrafter};
+use crate::draft::{Drafter, HybridDrafter, LookupDrafter, ModelDrafter, TrimmedSource};
 use crate::engine::{Context, ContextParams, EngineError, Model, ModelParams, Token};
 use crate::generate::{generate_target_only, prompt_tokens, GenerateParams};
 use crate::spec::{PolicyConfig, SpecError, Speculator};
@@ -43,6 +43,8 @@ pub struct BenchConfig {
     pub target: PathBuf,
     /// Drafter model (needed by model/hybrid modes and llama-draft).
     pub draft: Option<PathBuf>,
+    /// VocabTrim drafter (trimmed modes).
+    pub trimmed: Option<PathBuf>,
     /// Prompt sets.
     pub sets: Vec<PromptSet>,
     /// Modes; `target` is added first if missing (speed-ups need it).
@@ -158,6 +160,15 @@ pub fn run(
             names.join(", ")
         )));
     }
+    if config.trimmed.is_none()
+        && modes
+            .iter()
+            .any(|m| matches!(m, Mode::Spec(DraftKind::Trimmed, _)))
+    {
+        return Err(BenchError::Config(
+            "trimmed modes need a VocabTrim drafter (--trimmed)".into(),
+        ));
+    }
     let has_peer = modes.iter().any(|m| matches!(m, Mode::Peer(_)));
     let peer = match (&config.peer_bin, has_peer) {
         (Some(dir), true) if PeerSetup::available(dir) => Some(PeerSetup {
@@ -188,7 +199,15 @@ pub fn run(
     };
     let mut runners: Vec<Runner> = modes
         .iter()
-        .map(|m| make_runner(m, &model, draft_model.as_ref(), &ctx_params))
+        .map(|m| {
+            make_runner(
+                m,
+                &model,
+                draft_model.as_ref(),
+                config.trimmed.as_deref(),
+                &ctx_params,
+            )
+        })
         .collect::<Result<_, _>>()?;
 
     let runs_path = config.out_dir.join("runs.jsonl");
@@ -280,6 +299,7 @@ fn make_runner(
     mode: &Mode,
     model: &Arc<Model>,
     draft_model: Option<&Arc<Model>>,
+    trimmed: Option<&std::path::Path>,
     ctx_params: &ContextParams,
 ) -> Result<Runner, BenchError> {
     let greedy = crate::sampling::SamplingParams::greedy();
@@ -297,15 +317,23 @@ fn make_runner(
                     .ok_or_else(|| BenchError::Config("drafter model missing".into()))?;
                 Ok(ModelDrafter::new(m.clone(), &drafter_ctx, greedy)?)
             };
+            let mut vocab_model = if *kind == DraftKind::Lookup {
+                None
+            } else {
+                draft_model.cloned()
+            };
             let drafter: Box<dyn Drafter> = match kind {
                 DraftKind::Lookup => Box::new(lookup),
                 DraftKind::Model => Box::new(model_drafter()?),
                 DraftKind::Hybrid => Box::new(HybridDrafter::new(lookup, model_drafter()?, 3)),
-            };
-            let vocab_model = if *kind == DraftKind::Lookup {
-                None
-            } else {
-                draft_model.map(|m| m.as_ref())
+                DraftKind::Trimmed => {
+                    let path =
+                        trimmed.ok_or_else(|| BenchError::Config("--trimmed missing".into()))?;
+                    let src = TrimmedSource::open(path, None, &ModelParams::default())
+                        .map_err(|e| BenchError::Config(e.to_string()))?;
+                    vocab_model = Some(src.vocab.clone());
+                    Box::new(ModelDrafter::trimmed(src, &drafter_ctx, greedy)?)
+                }
             };
             let config = PolicyConfig {
                 length: *length,
@@ -315,7 +343,7 @@ fn make_runner(
             Runner::Spec(Box::new(Speculator::new(
                 target,
                 Some(drafter),
-                vocab_model,
+                vocab_model.as_deref(),
                 config,
             )?))
         }

@@ -12,6 +12,8 @@ pub enum DraftKind {
     Lookup,
     /// Lookup on confident matches, else the model.
     Hybrid,
+    /// A VocabTrim drafter (`--trimmed`).
+    Trimmed,
 }
 
 /// One column of the benchmark.
@@ -27,7 +29,7 @@ pub enum Mode {
 
 /// An unknown mode name.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("unknown mode {0:?}: use target, model:N|auto, lookup:N|auto, hybrid:N|auto, llama-completion, llama-draft, llama-ngram")]
+#[error("unknown mode {0:?}: use target, model:N|auto, trimmed:N|auto, lookup:N|auto, hybrid:N|auto, llama-completion, llama-draft, llama-ngram")]
 pub struct ModeError(pub String);
 
 impl Mode {
@@ -44,6 +46,7 @@ impl Mode {
             ("target", None) => Mode::Target,
             ("model", a) => Mode::Spec(DraftKind::Model, length(a)?),
             ("lookup", a) => Mode::Spec(DraftKind::Lookup, length(a)?),
+            ("trimmed", a) => Mode::Spec(DraftKind::Trimmed, length(a)?),
             ("hybrid", a) => Mode::Spec(DraftKind::Hybrid, length(a)?),
             ("llama-completion", None) => Mode::Peer(PeerMode::Completion),
             ("llama-draft", None) => Mode::Peer(PeerMode::DraftSimple),
@@ -62,6 +65,7 @@ impl Mode {
             Mode::Target => "target".into(),
             Mode::Spec(DraftKind::Model, l) => format!("model:{}", length(l)),
             Mode::Spec(DraftKind::Lookup, l) => format!("lookup:{}", length(l)),
+            Mode::Spec(DraftKind::Trimmed, l) => format!("trimmed:{}", length(l)),
             Mode::Spec(DraftKind::Hybrid, l) => format!("hybrid:{}", length(l)),
             Mode::Peer(PeerMode::Completion) => "llama-completion".into(),
             Mode::Peer(PeerMode::DraftSimple) => "llama-draft".into(),

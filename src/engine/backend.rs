@@ -35,6 +35,62 @@ pub fn system_info() -> String {
     info.to_string_lossy().trim().to_owned()
 }
 
+/// A compute device llama.cpp can use.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct DeviceInfo {
+    /// Backend device name (`CPU`, `CUDA0`, ...).
+    pub name: String,
+    /// Human description (CPU model, GPU name).
+    pub description: String,
+    /// `cpu`, `gpu`, `igpu`, `accel` or `other`.
+    pub kind: &'static str,
+    /// Free memory in bytes (as the backend reports it).
+    pub free_bytes: u64,
+    /// Total memory in bytes.
+    pub total_bytes: u64,
+}
+
+/// Every device of every backend llama.cpp was built with.
+pub fn devices() -> Result<Vec<DeviceInfo>, EngineError> {
+    backend()?;
+    let text = |p: *const c_char| {
+        if p.is_null() {
+            String::new()
+        } else {
+            // SAFETY: non-null NUL-terminated strings owned by the backend registry.
+            unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
+        }
+    };
+    // SAFETY: the registry is initialised by backend(); indices below the count are valid.
+    let count = unsafe { llama_cpp_sys_2::ggml_backend_dev_count() };
+    let mut out = Vec::with_capacity(count);
+    for i in 0..count {
+        // SAFETY: i < count; the device handle lives as long as the registry.
+        unsafe {
+            let dev = llama_cpp_sys_2::ggml_backend_dev_get(i);
+            if dev.is_null() {
+                continue;
+            }
+            let (mut free, mut total) = (0usize, 0usize);
+            llama_cpp_sys_2::ggml_backend_dev_memory(dev, &mut free, &mut total);
+            out.push(DeviceInfo {
+                name: text(llama_cpp_sys_2::ggml_backend_dev_name(dev)),
+                description: text(llama_cpp_sys_2::ggml_backend_dev_description(dev)),
+                kind: match llama_cpp_sys_2::ggml_backend_dev_type(dev) {
+                    llama_cpp_sys_2::GGML_BACKEND_DEVICE_TYPE_CPU => "cpu",
+                    llama_cpp_sys_2::GGML_BACKEND_DEVICE_TYPE_GPU => "gpu",
+                    llama_cpp_sys_2::GGML_BACKEND_DEVICE_TYPE_IGPU => "igpu",
+                    llama_cpp_sys_2::GGML_BACKEND_DEVICE_TYPE_ACCEL => "accel",
+                    _ => "other",
+                },
+                free_bytes: free as u64,
+                total_bytes: total as u64,
+            });
+        }
+    }
+    Ok(out)
+}
+
 thread_local! {
     /// llama.cpp logs lines in pieces (GGML_LOG_LEVEL_CONT); pieces gather here.
     static LINE: RefCell<(log::Level, String)> = const { RefCell::new((log::Level::Debug, String::new())) };

@@ -20,6 +20,9 @@ pub struct BenchArgs {
     /// Drafter model (model/hybrid modes, llama-draft).
     #[arg(short, long)]
     draft: Option<PathBuf>,
+    /// VocabTrim drafter for the trimmed modes (from `edgespec trim`).
+    #[arg(long)]
+    trimmed: Option<PathBuf>,
     /// Prompt file (plain lines or JSONL); `NAME=PATH` names the set. Repeatable.
     #[arg(short, long = "prompts", required = true)]
     prompts: Vec<String>,
@@ -108,6 +111,7 @@ pub fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
     let config = BenchConfig {
         target: args.target.clone(),
         draft: args.draft.clone(),
+        trimmed: args.trimmed.clone(),
         sets,
         modes,
         reps: args.reps,

@@ -2,6 +2,7 @@
 
 mod bench;
 mod generate;
+mod info;
 mod inspect;
 mod synth;
 mod trim;
@@ -35,6 +36,8 @@ enum Command {
     Trim(trim::TrimArgs),
     /// Write a random-weight test model (llama architecture).
     Synth(synth::SynthArgs),
+    /// Show backends, CPU features ggml detected, threads and GPUs.
+    Info(info::InfoArgs),
 }
 
 fn main() -> ExitCode {
@@ -45,6 +48,7 @@ fn main() -> ExitCode {
         Command::Generate(args) => generate::run(args),
         Command::Bench(args) => bench::run_bench(args),
         Command::Synth(args) => synth::run(args),
+        Command::Info(args) => info::run(args),
         Command::Calibrate(args) => trim::calibrate(args),
         Command::Trim(args) => trim::trim(args),
     };
