@@ -138,7 +138,7 @@ impl PeerSetup {
 pub fn parse_peer_log(mode: PeerMode, log: &str) -> Option<PeerRun> {
     let number_after = |line: &str, key: &str| -> Option<f64> {
         let rest = &line[line.find(key)? + key.len()..];
-        let rest = rest.trim_start_matches(|c: char| c == ' ' || c == '=' || c == ':');
+        let rest = rest.trim_start_matches([' ', '=', ':']);
         let end = rest
             .find(|c: char| !(c.is_ascii_digit() || c == '.'))
             .unwrap_or(rest.len());
