@@ -7,6 +7,7 @@ mod mode;
 mod peer;
 mod prompts;
 mod report;
+mod roofline;
 mod stats;
 
 use std::fs::File;
@@ -19,7 +20,8 @@ use serde::Serialize;
 pub use mode::{DraftKind, Mode, ModeError};
 pub use peer::{parse_peer_log, PeerError, PeerMode, PeerRun, PeerSetup};
 pub use prompts::{load_prompts, parse_prompts, PromptError};
-pub use report::{summarize, BenchReport, MachineInfo, ModeSummary};
+pub use report::{summarize, BenchReport, MachineInfo, ModeSummary, Roofline};
+pub use roofline::{peak_rss_bytes, read_bandwidth};
 pub use stats::Spread;
 
 use crate::draft::{Drafter, HybridDrafter, LookupDrafter, ModelDrafter, TrimmedSource};
@@ -66,7 +68,7 @@ pub struct BenchConfig {
 }
 
 /// One measured generation.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct RunRecord {
     /// Prompt set.
     pub set: String,
@@ -132,6 +134,28 @@ enum Runner {
     Target(Context),
     Spec(Box<Speculator>),
     Peer(PeerMode),
+}
+
+/// Reads the runs a benchmark streamed to `runs.jsonl` (also from an
+/// interrupted run); a malformed line is an error naming it.
+pub fn load_runs(path: &std::path::Path) -> Result<Vec<RunRecord>, BenchError> {
+    let text = std::fs::read_to_string(path).map_err(|source| BenchError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            serde_json::from_str(l).map_err(|e| {
+                BenchError::Config(format!(
+                    "{}:{}: not a run record: {e}",
+                    path.display(),
+                    i + 1
+                ))
+            })
+        })
+        .collect()
 }
 
 /// Runs the benchmark. `progress(done, total, record)` is called after each run.

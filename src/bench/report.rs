@@ -80,6 +80,21 @@ pub struct ModeSummary {
     pub identical: Option<(usize, usize)>,
 }
 
+/// Memory traffic and the speed limit it sets.
+#[derive(Debug, Clone, Serialize)]
+pub struct Roofline {
+    /// Measured read bandwidth, bytes per second.
+    pub bandwidth_bytes_s: f64,
+    /// Target weight bytes read per decoded token.
+    pub target_bytes_per_token: u64,
+    /// bandwidth ÷ bytes per token: the most tok/s target-only decoding could reach.
+    pub target_only_bound_tok_s: f64,
+    /// Peak resident memory of the benchmark process, bytes.
+    pub peak_rss_bytes: Option<u64>,
+    /// Bytes of model files memory-mapped (target + drafters).
+    pub mapped_model_bytes: u64,
+}
+
 /// Everything a benchmark produced.
 #[derive(Debug, Clone, Serialize)]
 pub struct BenchReport {
@@ -91,6 +106,8 @@ pub struct BenchReport {
     pub target: (String, String),
     /// Drafter model file and its sha256.
     pub draft: Option<(String, String)>,
+    /// Bandwidth bound and memory use.
+    pub roofline: Roofline,
     /// Per set and mode.
     pub summaries: Vec<ModeSummary>,
     /// Every run.
@@ -193,27 +210,38 @@ impl BenchReport {
             ));
         }
         out.push_str(&format!(".\n\nCommand: `{}`\n\n", self.command));
-        out.push_str(&summary_table(&self.summaries));
+        let r = &self.roofline;
+        out.push_str(&format!(
+            "Memory: read bandwidth {:.1} GB/s; the target reads {:.1} MB per token, so target-only decoding is bounded by {:.1} tok/s. Peak RSS {}; model files mapped {:.0} MB.\n\n",
+            r.bandwidth_bytes_s / 1e9,
+            r.target_bytes_per_token as f64 / 1e6,
+            r.target_only_bound_tok_s,
+            r.peak_rss_bytes.map_or("unknown".into(), |b| format!("{:.0} MB", b as f64 / 1e6)),
+            r.mapped_model_bytes as f64 / 1e6
+        ));
+        out.push_str(&summary_table(&self.summaries, r.target_only_bound_tok_s));
         out.push_str(
             "\ntok/s: decode tokens per second over the whole set, median (min–max) over repetitions. \
              ×target: ratio to target-only in the same repetition. α: accepted/drafted. τ: tokens per \
              target call (after the first token). c: drafter/target cost per token by time and by bytes. \
-             MBSU: τ/(γ·c_bytes+1). same: runs whose tokens equal target-only's. llama-* rows are \
+             MBSU: τ/(γ·c_bytes+1). same: runs whose tokens equal target-only's. of bound: tok/s as a \
+             share of the bandwidth limit for target-only decoding. llama-* rows are \
              llama.cpp's own tools on the same prompts (their tok/s as they report it).\n",
         );
         out
     }
 }
 
-/// The summary as a Markdown table.
-pub fn summary_table(summaries: &[ModeSummary]) -> String {
+/// The summary as a Markdown table; `bound` is the target-only bandwidth
+/// limit in tok/s (0 to leave the roofline column out).
+pub fn summary_table(summaries: &[ModeSummary], bound: f64) -> String {
     let opt = |v: Option<f64>, d: usize| v.map_or("–".to_owned(), |v| format!("{v:.d$}"));
     let mut out = String::from(
-        "| set | mode | tok/s | ×target | α | τ | c time | c bytes | MBSU | TTFT ms | same |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
+        "| set | mode | tok/s | ×target | α | τ | c time | c bytes | MBSU | TTFT ms | same | of bound |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for s in summaries {
         out.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             s.set,
             s.mode,
             s.tok_s.display(1),
@@ -225,6 +253,11 @@ pub fn summary_table(summaries: &[ModeSummary]) -> String {
             opt(s.mbsu, 2),
             opt(s.ttft_ms, 0),
             s.identical.map_or("–".into(), |(a, b)| format!("{a}/{b}")),
+            if bound > 0.0 {
+                format!("{:.0}%", 100.0 * s.tok_s.median / bound)
+            } else {
+                "–".into()
+            },
         ));
     }
     out
@@ -274,7 +307,7 @@ mod tests {
         assert_eq!(lookup.alpha, Some(0.8));
         assert_eq!(lookup.tau, Some(2.0));
         assert_eq!(lookup.identical, Some((2, 2)));
-        let table = summary_table(&s);
+        let table = summary_table(&s, 40.0);
         assert!(
             table.contains("| code | lookup | 20.0 | 3.00 (2.00–4.00) | 0.80 |"),
             "{table}"

@@ -37,9 +37,9 @@ impl Spread {
         })
     }
 
-    /// `median (min–max)` with the given decimals.
+    /// `median (min–max)` with the given decimals; just the value when all agree.
     pub fn display(&self, decimals: usize) -> String {
-        if self.n == 1 {
+        if self.n == 1 || self.min == self.max {
             return format!("{:.*}", decimals, self.median);
         }
         format!(
@@ -62,5 +62,6 @@ mod tests {
         assert_eq!(Spread::of(&[1.0, f64::NAN]), None);
         assert_eq!(Spread::of(&[2.0, 1.0]).unwrap().display(1), "1.5 (1.0–2.0)");
         assert_eq!(Spread::of(&[2.0]).unwrap().display(2), "2.00");
+        assert_eq!(Spread::of(&[2.0, 2.0]).unwrap().display(1), "2.0");
     }
 }

@@ -38,9 +38,11 @@ impl Drafter for HybridDrafter {
         ctl: &mut dyn DraftControl,
         out: &mut Draft,
     ) -> Result<(), EngineError> {
+        // A match the policy turned down (empty draft) falls back to the model.
         if self
             .lookup
             .propose_with(committed, self.min_ngram, ctl, out)
+            && !out.is_empty()
         {
             return Ok(());
         }

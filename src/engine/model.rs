@@ -21,6 +21,10 @@ pub struct ModelParams {
     pub use_mlock: bool,
     /// Load the vocabulary only (no weights): for tokenizing and vocabulary checks.
     pub vocab_only: bool,
+    /// Let ggml repack weights into interleaved layouts with their own
+    /// batched kernels (faster; batched logits then differ from
+    /// single-token logits in the last bits).
+    pub repack: bool,
 }
 
 impl Default for ModelParams {
@@ -30,6 +34,7 @@ impl Default for ModelParams {
             use_mmap: true,
             use_mlock: false,
             vocab_only: false,
+            repack: true,
         }
     }
 }
@@ -91,6 +96,7 @@ impl Model {
         let mut raw_params = unsafe { sys::llama_model_default_params() };
         raw_params.n_gpu_layers = i32::try_from(params.gpu_layers).unwrap_or(i32::MAX);
         raw_params.vocab_only = params.vocab_only;
+        raw_params.use_extra_bufts = params.repack;
         raw_params.load_mode = match (params.use_mmap, params.use_mlock) {
             (true, false) => sys::LLAMA_LOAD_MODE_MMAP,
             (true, true) => sys::LLAMA_LOAD_MODE_MMAP_MLOCK,

@@ -144,6 +144,7 @@ pub unsafe extern "C" fn edgespec_model_load(
                 use_mmap: params.use_mmap,
                 use_mlock: params.use_mlock,
                 vocab_only: false,
+                repack: true,
             },
         )?;
         let handle = Box::into_raw(Box::new(edgespec_model { inner: model }));

@@ -50,6 +50,10 @@ pub struct SpecGeneration {
     pub spec: SpecStats,
 }
 
+/// Tokens a model drafter must catch up on after a round in which it drafted
+/// (the last drafted token and the target's own token).
+const STEADY_BEHIND: usize = 2;
+
 /// Rounds without a draft after which one probe draft refreshes the estimates.
 const PROBE_EVERY: u32 = 16;
 
@@ -60,8 +64,13 @@ struct PolicyState {
     acceptance: AcceptanceModel,
     /// Acceptance of the first drafted token of a model draft.
     first_model_token: Ema,
-    /// Acceptance per lookup token by matched n-gram length (index capped at 8).
-    lookup_token: [Ema; 9],
+    /// Acceptance of the first token of a lookup draft, by matched n-gram
+    /// length (index capped at 8).
+    lookup_first: [Ema; 9],
+    /// Acceptance of the lookup token at draft position i >= 1 given that
+    /// the earlier ones were accepted: copied spans succeed or fail together,
+    /// so these conditional rates are far from the first token's.
+    lookup_next: [Ema; MAX_DRAFT],
     /// Realised tokens per ms of recent rounds.
     realized_rate: Ema,
     rounds_without_draft: u32,
@@ -77,13 +86,17 @@ impl PolicyState {
         self.realized_rate.get().map_or(plain, |r| r.max(plain))
     }
 
-    fn lookup_estimate(&self, ngram: usize) -> f64 {
-        self.lookup_token[ngram.min(8)].get().unwrap_or(0.5)
-    }
-
-    fn token_estimate(&self, source: DraftSource, confidence: Option<f32>) -> f64 {
+    /// Estimated acceptance of the draft token at `position` (0-based),
+    /// given that the tokens before it are accepted.
+    fn token_estimate(&self, source: DraftSource, confidence: Option<f32>, position: usize) -> f64 {
         match (source, confidence) {
-            (DraftSource::Lookup { ngram }, _) => self.lookup_estimate(ngram),
+            (DraftSource::Lookup { ngram }, _) => {
+                let first = self.lookup_first[ngram.min(8)].get().unwrap_or(0.5);
+                match position {
+                    0 => first,
+                    i => self.lookup_next.get(i).and_then(Ema::get).unwrap_or(first),
+                }
+            }
             (DraftSource::Model, Some(c)) => self.acceptance.predict(c),
             (DraftSource::Model, None) => self.first_model_token.get().unwrap_or(0.5),
         }
@@ -95,11 +108,15 @@ impl PolicyState {
                 upfront_ms: 0.0,
                 per_token_ms: 0.0,
             },
-            // The first drafted token's step replaces one catch-up token's cost.
-            DraftSource::Model => DraftCost {
-                upfront_ms: self.costs.catch_up_ms(behind.saturating_sub(1)),
-                per_token_ms: self.costs.draft_ms().unwrap_or(0.0),
-            },
+            // The catch-up batch of `behind` tokens yields the first draft
+            // token; each further token is one drafter step.
+            DraftSource::Model => {
+                let step = self.costs.draft_ms().unwrap_or(0.0);
+                DraftCost {
+                    upfront_ms: (self.costs.catch_up_ms(behind.max(1)) - step).max(0.0),
+                    per_token_ms: step,
+                }
+            }
         }
     }
 
@@ -141,17 +158,19 @@ impl DraftControl for RoundControl<'_> {
                 state.best_rate(),
             )
         };
-        let cost = state.draft_cost(source, behind);
-        if worth(state.token_estimate(source, None), cost) {
+        // Judge drafting by its steady state: a drafting round leaves the
+        // drafter STEADY_BEHIND tokens behind. A longer backlog (after rounds
+        // without drafts) is a one-time cost that says nothing about whether
+        // drafting pays; counting it would keep a drafter that fell behind
+        // from ever starting again.
+        let cost = state.draft_cost(source, behind.min(STEADY_BEHIND));
+        if worth(state.token_estimate(source, None, 0), cost) {
             return true;
         }
-        // A probe refreshes acceptance estimates; it is only worth its cost
-        // if a drafter this fast could pay at all, i.e. with every token accepted.
-        let per_token_only = DraftCost {
-            upfront_ms: 0.0,
-            ..cost
-        };
-        self.probe = self.probe && worth(1.0, per_token_only);
+        // A probe refreshes acceptance estimates. It pays the whole backlog's
+        // catch-up, so it runs only if drafting would pay even at that price
+        // with every token accepted; otherwise the drafter stays off.
+        self.probe = self.probe && worth(1.0, state.draft_cost(source, behind));
         self.probe
     }
 
@@ -169,9 +188,19 @@ impl DraftControl for RoundControl<'_> {
         match self.config.length {
             DraftLength::Fixed(_) => Next::Continue,
             DraftLength::Auto { .. } => {
-                let a = self.state.token_estimate(draft.source(), confidence);
+                let a = self.state.token_estimate(draft.source(), confidence, k - 1);
+                // Aligned with the draft in hand (a hybrid may have dropped a lookup attempt).
+                self.cumulative.truncate(k - 1);
                 let previous = self.cumulative.last().copied().unwrap_or(1.0);
                 let _ = self.cumulative.push(previous * a);
+                // Further tokens: the next position's rate (a lookup copy's
+                // rates are conditional on the span so far).
+                let a_next = match draft.source() {
+                    DraftSource::Lookup { .. } => {
+                        self.state.token_estimate(draft.source(), None, k)
+                    }
+                    DraftSource::Model => a,
+                };
                 let costs = &self.state.costs;
                 let best = self.state.best_rate();
                 // Keep the token only if verifying it pays for itself.
@@ -184,7 +213,7 @@ impl DraftControl for RoundControl<'_> {
                 }
                 let more = policy::worth_extending(
                     &self.cumulative,
-                    a,
+                    a_next,
                     self.room - k,
                     self.state.draft_cost(draft.source(), 0),
                     costs,
@@ -520,8 +549,11 @@ impl Speculator {
         let tested = (accepted + 1).min(drafted);
         match self.draft.source() {
             DraftSource::Model => {
-                s.costs
-                    .observe_draft(drafted, step_time.as_secs_f64() * 1e3);
+                // The first token came from the catch-up batch; the rest from steps.
+                if drafted > 1 {
+                    s.costs
+                        .observe_draft(drafted - 1, step_time.as_secs_f64() * 1e3);
+                }
                 s.first_model_token.add(f64::from(u8::from(accepted > 0)));
                 for (i, c) in self.draft.confidence()[..tested].iter().enumerate() {
                     if let Some(c) = c {
@@ -530,8 +562,9 @@ impl Speculator {
                 }
             }
             DraftSource::Lookup { ngram } => {
-                for i in 0..tested {
-                    s.lookup_token[ngram.min(8)].add(f64::from(u8::from(i < accepted)));
+                s.lookup_first[ngram.min(8)].add(f64::from(u8::from(accepted > 0)));
+                for i in 1..tested {
+                    s.lookup_next[i].add(f64::from(u8::from(i < accepted)));
                 }
             }
         }

@@ -114,7 +114,7 @@ impl Ema {
 pub struct CostModel {
     /// Target decode time by batch size (index b = batch of b tokens).
     verify: [Ema; MAX_DRAFT + 2],
-    /// Model drafter time per drafted token (catch-up excluded).
+    /// Model drafter time per step after the first drafted token (one token fed).
     draft: Ema,
     /// Model drafter time per token fed in a catch-up batch.
     catch_up: Ema,
@@ -138,7 +138,7 @@ impl CostModel {
         }
     }
 
-    /// Records drafter time for `tokens` drafted tokens.
+    /// Records drafter time for `tokens` drafter steps.
     pub fn observe_draft(&mut self, tokens: usize, ms: f64) {
         if tokens > 0 {
             self.draft.add(ms / tokens as f64);

@@ -6,10 +6,12 @@
 //! stays full-vocabulary, so output does not change.
 
 mod calibrate;
+mod choose;
 mod counts;
 mod trim;
 
 pub use calibrate::{calibrate_generations, count_raw_text, CalibrationProgress};
+pub use choose::{best_k, k_candidates, KPoint};
 pub use counts::{vocab_fingerprint, CountSource, TokenCounts};
 pub use trim::{
     select_ids, trim_drafter, TrimInfo, KEY_IDS, KEY_SOURCE_FILE, KEY_SOURCE_VOCAB,

@@ -8,8 +8,10 @@ use clap::Args;
 use sha2::{Digest, Sha256};
 
 use edgespec::bench::{
-    load_prompts, run, summarize, BenchConfig, BenchReport, MachineInfo, Mode, PromptSet,
+    load_prompts, load_runs, peak_rss_bytes, read_bandwidth, run, summarize, BenchConfig,
+    BenchReport, MachineInfo, Mode, PromptSet, Roofline,
 };
+use edgespec::gguf::{GgufFile, ModelSummary};
 
 /// Arguments of `bench`.
 #[derive(Debug, Args)]
@@ -24,7 +26,7 @@ pub struct BenchArgs {
     #[arg(long)]
     trimmed: Option<PathBuf>,
     /// Prompt file (plain lines or JSONL); `NAME=PATH` names the set. Repeatable.
-    #[arg(short, long = "prompts", required = true)]
+    #[arg(short, long = "prompts", required_unless_present = "from_runs")]
     prompts: Vec<String>,
     /// Use at most this many prompts per set.
     #[arg(long)]
@@ -33,6 +35,9 @@ pub struct BenchArgs {
     /// llama-completion, llama-draft, llama-ngram.
     #[arg(short, long, default_value = "target,model:auto,model:3,lookup,hybrid")]
     modes: String,
+    /// Sweep a setting: `gamma=A..B` adds model:A..=B (and trimmed:A..=B with --trimmed).
+    #[arg(long)]
+    sweep: Vec<String>,
     /// Longest draft the auto modes consider.
     #[arg(long, default_value_t = 8)]
     gamma_max: usize,
@@ -54,6 +59,9 @@ pub struct BenchArgs {
     /// Folder of llama.cpp's peer tools (benches/build-peer.sh builds them).
     #[arg(long, default_value = "benches/peer/bin")]
     peer_bin: PathBuf,
+    /// Do not run anything: build the report from this runs.jsonl (e.g. of an interrupted run).
+    #[arg(long)]
+    from_runs: Option<PathBuf>,
     /// Output folder: runs.jsonl (streamed), report.json, report.md.
     #[arg(short, long, default_value = "bench-out")]
     out: PathBuf,
@@ -79,11 +87,18 @@ fn sha256(path: &Path) -> anyhow::Result<String> {
 }
 
 pub fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
-    let modes = args
+    let mut modes = args
         .modes
         .split(',')
         .map(|m| Mode::parse(m.trim(), args.gamma_max))
         .collect::<Result<Vec<_>, _>>()?;
+    for sweep in &args.sweep {
+        for mode in sweep_modes(sweep, args.trimmed.is_some())? {
+            if !modes.contains(&mode) {
+                modes.push(mode);
+            }
+        }
+    }
     let mut sets = Vec::new();
     for spec in &args.prompts {
         let (name, path) = match spec.split_once('=') {
@@ -122,23 +137,36 @@ pub fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
         peer_bin: Some(args.peer_bin.clone()),
         out_dir: args.out.clone(),
     };
-    let bar = indicatif::ProgressBar::new(0);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{bar:30} {pos}/{len} runs {elapsed_precise} eta {eta} {msg}",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
-    let runs = run(&config, |done, total, r| {
-        bar.set_length(total as u64);
-        bar.set_position(done as u64);
-        bar.set_message(format!(
-            "{} {}#{}: {:.1} tok/s",
-            r.mode, r.set, r.prompt, r.decode_tok_s
-        ));
-    })?;
-    bar.finish_and_clear();
+    let runs = match &args.from_runs {
+        Some(path) => load_runs(path)?,
+        None => run_all(&config)?,
+    };
+    anyhow::ensure!(!runs.is_empty(), "no runs to report");
 
+    // Measured after the runs, alone, so it does not compete with decoding.
+    let bandwidth = read_bandwidth(args.threads.max(1) as usize, 1 << 30);
+    let target_bytes = ModelSummary::of(&GgufFile::open(&args.target)?)?.bytes_per_token;
+    let mapped: u64 = [
+        Some(&args.target),
+        args.draft.as_ref(),
+        args.trimmed.as_ref(),
+    ]
+    .into_iter()
+    .flatten()
+    .filter_map(|p| std::fs::metadata(p).ok().map(|m| m.len()))
+    .sum();
+    let roofline = Roofline {
+        bandwidth_bytes_s: bandwidth,
+        target_bytes_per_token: target_bytes,
+        target_only_bound_tok_s: bandwidth / target_bytes.max(1) as f64,
+        // Only a process that ran the models knows their memory.
+        peak_rss_bytes: if args.from_runs.is_some() {
+            None
+        } else {
+            peak_rss_bytes()
+        },
+        mapped_model_bytes: mapped,
+    };
     let describe = |p: &Path| -> anyhow::Result<(String, String)> {
         Ok((
             p.file_name()
@@ -151,9 +179,11 @@ pub fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
         command: std::env::args().collect::<Vec<_>>().join(" "),
         target: describe(&args.target)?,
         draft: args.draft.as_deref().map(describe).transpose()?,
+        roofline,
         summaries: summarize(&runs),
         runs,
     };
+    std::fs::create_dir_all(&args.out)?;
     std::fs::write(
         args.out.join("report.json"),
         serde_json::to_string_pretty(&report)?,
@@ -166,4 +196,49 @@ pub fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
         args.out.display()
     );
     Ok(())
+}
+
+/// Runs the benchmark with a progress bar.
+fn run_all(config: &BenchConfig) -> anyhow::Result<Vec<edgespec::bench::RunRecord>> {
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} runs {elapsed_precise} eta {eta} {msg}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let runs = run(config, |done, total, r| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+        bar.set_message(format!(
+            "{} {}#{}: {:.1} tok/s",
+            r.mode, r.set, r.prompt, r.decode_tok_s
+        ));
+    })?;
+    bar.finish_and_clear();
+    Ok(runs)
+}
+
+/// Modes for `--sweep gamma=A..B`.
+fn sweep_modes(spec: &str, trimmed: bool) -> anyhow::Result<Vec<Mode>> {
+    let (key, range) = spec
+        .split_once('=')
+        .ok_or_else(|| anyhow::anyhow!("--sweep {spec:?}: expected NAME=A..B"))?;
+    anyhow::ensure!(
+        key == "gamma",
+        "--sweep {key:?}: only gamma=A..B is supported (K: trim one file per K and bench each)"
+    );
+    let (a, b) = range
+        .split_once("..")
+        .and_then(|(a, b)| Some((a.parse::<usize>().ok()?, b.parse::<usize>().ok()?)))
+        .ok_or_else(|| anyhow::anyhow!("--sweep {spec:?}: expected gamma=A..B with numbers"))?;
+    anyhow::ensure!(a <= b && b <= 16, "--sweep {spec:?}: need A <= B <= 16");
+    let mut modes = Vec::new();
+    for g in a..=b {
+        modes.push(Mode::parse(&format!("model:{g}"), 8)?);
+        if trimmed {
+            modes.push(Mode::parse(&format!("trimmed:{g}"), 8)?);
+        }
+    }
+    Ok(modes)
 }

@@ -85,6 +85,11 @@ pub struct GenerateArgs {
     /// Context size in tokens.
     #[arg(short = 'c', long, default_value_t = 4096)]
     ctx_size: u32,
+    /// Keep weights in their file layout (no repacked kernels): batched and
+    /// single-token passes then compute alike, so speculative output is
+    /// token-identical to target-only on K-quant models (slower on some CPUs).
+    #[arg(long)]
+    no_repack: bool,
     /// Layers to offload to the GPU (CUDA builds).
     #[arg(long, default_value_t = 0)]
     gpu_layers: u32,
@@ -138,6 +143,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     };
     let model_params = ModelParams {
         gpu_layers: args.gpu_layers,
+        repack: !args.no_repack,
         ..ModelParams::default()
     };
     let model = Model::load(&args.model, &model_params)

@@ -6,12 +6,16 @@ use anyhow::Context as _;
 use clap::Args;
 
 use edgespec::bench::load_prompts;
+use edgespec::draft::{ModelDrafter, TrimmedSource};
 use edgespec::engine::{Context, ContextParams, Model, ModelParams};
+use edgespec::generate::prompt_tokens;
 use edgespec::generate::GenerateParams;
 use edgespec::gguf::{GgufFile, ModelSummary};
 use edgespec::sampling::SamplingParams;
+use edgespec::spec::{DraftLength, PolicyConfig, Speculator};
 use edgespec::vocabtrim::{
-    calibrate_generations, count_raw_text, select_ids, trim_drafter, vocab_fingerprint, TokenCounts,
+    best_k, calibrate_generations, count_raw_text, k_candidates, select_ids, trim_drafter,
+    vocab_fingerprint, KPoint, TokenCounts,
 };
 
 /// Arguments of `calibrate`.
@@ -120,9 +124,35 @@ pub struct TrimArgs {
     /// Counts from `edgespec calibrate`.
     #[arg(short, long)]
     counts: PathBuf,
-    /// Rows of the LM head to keep.
+    /// Rows of the LM head to keep, or `auto`: measure each of --k-candidates
+    /// with the target on held-out prompts and keep the fastest.
     #[arg(short)]
-    k: usize,
+    k: String,
+    /// Candidates for `-k auto`.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "4096,8192,16384,32768,65536"
+    )]
+    k_candidates: Vec<usize>,
+    /// Target model (`-k auto`).
+    #[arg(short, long)]
+    target: Option<PathBuf>,
+    /// Held-out prompts for `-k auto` (not the calibration prompts).
+    #[arg(short, long)]
+    prompts: Option<PathBuf>,
+    /// Use at most this many held-out prompts.
+    #[arg(long, default_value_t = 4)]
+    limit: usize,
+    /// Tokens per held-out generation.
+    #[arg(short = 'n', long, default_value_t = 64)]
+    max_tokens: usize,
+    /// Draft length while measuring.
+    #[arg(long, default_value_t = 3)]
+    gamma: usize,
+    /// Threads.
+    #[arg(long, default_value_t = 2)]
+    threads: i32,
     /// Output GGUF.
     #[arg(short, long)]
     out: PathBuf,
@@ -143,10 +173,24 @@ pub fn trim(args: TrimArgs) -> anyhow::Result<()> {
     let specials: Vec<i32> = (0..vocab.n_vocab())
         .filter(|&t| vocab.is_eog(t) || vocab.is_control(t))
         .collect();
-    let ids = select_ids(&counts, args.k, &specials)?;
     let file = GgufFile::open(&args.drafter)?;
     let source = std::fs::canonicalize(&args.drafter).unwrap_or(args.drafter.clone());
-    trim_drafter(&file, &source, &vocab_fingerprint(&vocab), &ids, &args.out)?;
+    let fingerprint = vocab_fingerprint(&vocab);
+    let write = |k: usize, out: &std::path::Path| -> anyhow::Result<Vec<i32>> {
+        let ids = select_ids(&counts, k, &specials)?;
+        trim_drafter(&file, &source, &fingerprint, &ids, out)?;
+        Ok(ids)
+    };
+    let ids = if args.k == "auto" {
+        let k = choose_k(&args, counts.vocab_size, &write)?;
+        write(k, &args.out)?
+    } else {
+        let k: usize = args
+            .k
+            .parse()
+            .map_err(|_| anyhow::anyhow!("-k must be a number or `auto`, got {:?}", args.k))?;
+        write(k, &args.out)?
+    };
     let before = ModelSummary::of(&file)?;
     let after = ModelSummary::of(&GgufFile::open(&args.out)?)?;
     let covered: u64 = ids.iter().map(|&t| counts.counts[t as usize]).sum();
@@ -163,4 +207,109 @@ pub fn trim(args: TrimArgs) -> anyhow::Result<()> {
         args.out.display()
     );
     Ok(())
+}
+
+/// `-k auto`: trims each candidate K, runs the trimmed drafter against the
+/// target on held-out prompts, prints the curve and returns the best K.
+fn choose_k(
+    args: &TrimArgs,
+    vocab: usize,
+    write: &dyn Fn(usize, &std::path::Path) -> anyhow::Result<Vec<i32>>,
+) -> anyhow::Result<usize> {
+    let (Some(target), Some(prompts)) = (&args.target, &args.prompts) else {
+        anyhow::bail!("-k auto needs --target and held-out --prompts");
+    };
+    let mut prompts = load_prompts(prompts)?;
+    prompts.truncate(args.limit.max(1));
+    let model = Model::load(target, &ModelParams::default())?;
+    let ctx_params = ContextParams {
+        n_threads: args.threads,
+        n_threads_batch: args.threads,
+        ..ContextParams::default()
+    };
+    let drafter_ctx = ContextParams {
+        n_ctx: ctx_params.n_ctx + 1,
+        ..ctx_params.clone()
+    };
+    let tokens: Vec<Vec<i32>> = prompts
+        .iter()
+        .map(|p| prompt_tokens(&model, p, true))
+        .collect::<Result<_, _>>()?;
+    let params = GenerateParams::greedy(args.max_tokens);
+    let dir = tempfile_dir(&args.out)?;
+    let mut points = Vec::new();
+    eprintln!(
+        "{:>7} {:>7} {:>14} {:>8} {:>6}",
+        "K", "alpha", "drafter ms/tok", "tok/s", "MBSU"
+    );
+    for k in k_candidates(&args.k_candidates, vocab) {
+        let path = dir.join(format!("k{k}.gguf"));
+        write(k, &path)?;
+        let src = TrimmedSource::open(&path, Some(&args.drafter), &ModelParams::default())?;
+        let vocab_model = src.vocab.clone();
+        let drafter = Box::new(ModelDrafter::trimmed(src, &drafter_ctx, params.sampling)?);
+        let config = PolicyConfig {
+            length: DraftLength::Fixed(args.gamma),
+            p_min: None,
+        };
+        let mut spec = Speculator::new(
+            Context::new(model.clone(), &ctx_params)?,
+            Some(drafter),
+            Some(&vocab_model),
+            config,
+        )?;
+        let (mut decoded, mut secs, mut drafted, mut accepted, mut mbsu, mut c_ms) =
+            (0usize, 0f64, 0usize, 0usize, 0f64, 0f64);
+        for t in &tokens {
+            let r = spec.generate(t, &params, |_, _| true)?;
+            let n = r.generation.stats.generated_tokens;
+            decoded += n.saturating_sub(1);
+            secs += r.generation.stats.decode_time.as_secs_f64();
+            drafted += r.spec.drafted;
+            accepted += r.spec.accepted;
+            mbsu += r.spec.mbsu(n);
+            c_ms += if r.spec.drafted > 0 {
+                r.spec.draft_time.as_secs_f64() * 1e3 / r.spec.drafted as f64
+            } else {
+                0.0
+            };
+        }
+        let n = tokens.len() as f64;
+        let point = KPoint {
+            k,
+            alpha: if drafted == 0 {
+                0.0
+            } else {
+                accepted as f64 / drafted as f64
+            },
+            drafter_ms: c_ms / n,
+            tok_s: if secs > 0.0 {
+                decoded as f64 / secs
+            } else {
+                0.0
+            },
+            mbsu: mbsu / n,
+        };
+        eprintln!(
+            "{:>7} {:>7.3} {:>14.2} {:>8.2} {:>6.3}",
+            point.k, point.alpha, point.drafter_ms, point.tok_s, point.mbsu
+        );
+        points.push(point);
+        std::fs::remove_file(&path).ok();
+    }
+    std::fs::remove_dir(&dir).ok();
+    let best = best_k(&points).ok_or_else(|| anyhow::anyhow!("no K could be measured"))?;
+    eprintln!("chose K = {} ({:.2} tok/s)", best.k, best.tok_s);
+    Ok(best.k)
+}
+
+/// A scratch folder beside the output (same filesystem, cleaned up after).
+fn tempfile_dir(out: &std::path::Path) -> anyhow::Result<PathBuf> {
+    let parent = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let dir = parent.join(format!(".edgespec-k-auto-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
 }

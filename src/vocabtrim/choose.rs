@@ -1,0 +1,84 @@
+//! Choosing K from measurements (`edgespec trim -k auto`).
+
+use serde::Serialize;
+
+/// What one candidate K measured on held-out prompts.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct KPoint {
+    /// Rows kept.
+    pub k: usize,
+    /// Acceptance rate of drafted tokens.
+    pub alpha: f64,
+    /// Drafter milliseconds per drafted token.
+    pub drafter_ms: f64,
+    /// End-to-end decode tokens per second with this drafter.
+    pub tok_s: f64,
+    /// Memory-bound speed-up.
+    pub mbsu: f64,
+}
+
+/// The candidates to try: `requested` below the vocabulary size, ascending,
+/// de-duplicated, at least one (the vocabulary itself when none fits).
+pub fn k_candidates(requested: &[usize], vocab: usize) -> Vec<usize> {
+    let mut ks: Vec<usize> = requested
+        .iter()
+        .copied()
+        .filter(|&k| k > 0 && k < vocab)
+        .collect();
+    ks.sort_unstable();
+    ks.dedup();
+    if ks.is_empty() {
+        ks.push(vocab);
+    }
+    ks
+}
+
+/// The K with the best measured speed; among equally fast (within 1%) the
+/// smaller K (fewer bytes, less memory). None for no points.
+pub fn best_k(points: &[KPoint]) -> Option<KPoint> {
+    let fastest = points
+        .iter()
+        .map(|p| p.tok_s)
+        .fold(f64::NEG_INFINITY, f64::max);
+    points
+        .iter()
+        .filter(|p| p.tok_s >= 0.99 * fastest)
+        .min_by_key(|p| p.k)
+        .copied()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn point(k: usize, tok_s: f64) -> KPoint {
+        KPoint {
+            k,
+            alpha: 0.9,
+            drafter_ms: 10.0,
+            tok_s,
+            mbsu: 1.0,
+        }
+    }
+
+    #[test]
+    fn candidates_fit_the_vocabulary() {
+        assert_eq!(
+            k_candidates(&[8192, 4096, 8192, 200_000], 151_936),
+            vec![4096, 8192]
+        );
+        assert_eq!(k_candidates(&[4096], 300), vec![300]);
+    }
+
+    #[test]
+    fn best_is_fastest_preferring_small_k_on_ties() {
+        let pts = [
+            point(4096, 30.0),
+            point(8192, 33.0),
+            point(16384, 33.2),
+            point(32768, 31.0),
+        ];
+        assert_eq!(best_k(&pts).unwrap().k, 8192);
+        assert_eq!(best_k(&[]), None);
+    }
+}

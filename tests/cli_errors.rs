@@ -1,0 +1,123 @@
+//! The CLI on bad input: a clear message naming the problem, exit code 1,
+//! never a panic.
+
+use std::process::Command;
+
+fn edgespec(args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_edgespec"))
+        .args(args)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    (out.status.success(), stderr)
+}
+
+#[test]
+fn bench_rejects_bad_input_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let prompts = dir.path().join("p.jsonl");
+    std::fs::write(
+        &prompts,
+        "{\"prompt\": \"ok\"}\n{\"prompt\": \"ok\"}\n{broken\n",
+    )
+    .unwrap();
+    let model = dir.path().join("m.gguf");
+    edgespec::synthetic::SyntheticSpec::default()
+        .write(&model)
+        .unwrap();
+    let m = model.to_str().unwrap();
+    let p = prompts.to_str().unwrap();
+
+    let (ok, err) = edgespec(&["bench", "-t", m, "-p", p, "-m", "target,medusa"]);
+    assert!(!ok && err.contains("unknown mode \"medusa\""), "{err}");
+    let (ok, err) = edgespec(&["bench", "-t", m, "-p", p]);
+    assert!(
+        !ok && err.contains("p.jsonl:3") && err.contains("invalid JSON"),
+        "{err}"
+    );
+    std::fs::write(&prompts, "hello\n").unwrap();
+    let (ok, err) = edgespec(&["bench", "-t", "/no/model.gguf", "-p", p]);
+    assert!(
+        !ok && err.contains("target model not found: /no/model.gguf"),
+        "{err}"
+    );
+    let (ok, err) = edgespec(&["bench", "-t", m, "-p", p, "-m", "target,model:3"]);
+    assert!(!ok && err.contains("need a drafter model"), "{err}");
+    let (ok, err) = edgespec(&["bench", "-t", m, "-p", p, "--sweep", "gamma=5..2"]);
+    assert!(!ok && err.contains("gamma=5..2"), "{err}");
+    let (ok, err) = edgespec(&["bench", "-t", m, "-p", p, "--sweep", "k=4096,8192"]);
+    assert!(!ok && err.contains("only gamma"), "{err}");
+    let runs = dir.path().join("runs.jsonl");
+    std::fs::write(&runs, "{\"not\": \"a run\"}\n").unwrap();
+    let (ok, err) = edgespec(&["bench", "-t", m, "--from-runs", runs.to_str().unwrap()]);
+    assert!(!ok && err.contains("runs.jsonl:1"), "{err}");
+}
+
+#[test]
+fn other_commands_reject_bad_input_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.gguf");
+    std::fs::write(
+        &bad,
+        b"GGUF\x03\x00\x00\x00\xff\xff\xff\xff\xff\xff\xff\xff",
+    )
+    .unwrap();
+    let b = bad.to_str().unwrap();
+    let (ok, err) = edgespec(&["inspect", b]);
+    assert!(
+        !ok && err.contains("truncated") || err.contains("cannot fit"),
+        "{err}"
+    );
+    let (ok, err) = edgespec(&["inspect", "/no/such.gguf"]);
+    assert!(!ok && err.contains("/no/such.gguf"), "{err}");
+    let (ok, err) = edgespec(&["generate", "-m", "/no/such.gguf", "-p", "hi"]);
+    assert!(!ok && err.contains("model file not found"), "{err}");
+    let model = dir.path().join("m.gguf");
+    edgespec::synthetic::SyntheticSpec::default()
+        .write(&model)
+        .unwrap();
+    let m = model.to_str().unwrap();
+    let (ok, err) = edgespec(&["generate", "-m", m, "-p", "hi", "--temp=-1"]);
+    assert!(!ok && err.contains("temperature"), "{err}");
+    let (ok, err) = edgespec(&["generate", "-m", m, "-p", "hi", "--draft-kind", "model"]);
+    assert!(!ok && err.contains("needs a drafter model"), "{err}");
+    let (ok, err) = edgespec(&[
+        "generate",
+        "-m",
+        m,
+        "-p",
+        "hi",
+        "--draft-kind",
+        "lookup",
+        "--gamma",
+        "99",
+    ]);
+    assert!(!ok && err.contains("draft length 99"), "{err}");
+    let (ok, err) = edgespec(&[
+        "generate",
+        "-m",
+        m,
+        "-p",
+        "hi",
+        "-d",
+        m,
+        "--draft-kind",
+        "trimmed",
+    ]);
+    assert!(!ok && err.contains("not a trimmed drafter"), "{err}");
+    let counts = dir.path().join("c.json");
+    std::fs::write(&counts, "[1, 2, 3]").unwrap();
+    let (ok, err) = edgespec(&[
+        "trim",
+        "-d",
+        m,
+        "-c",
+        counts.to_str().unwrap(),
+        "-k",
+        "10",
+        "-o",
+        "/tmp/x.gguf",
+    ]);
+    assert!(!ok && err.contains("not a counts file"), "{err}");
+}
