@@ -287,17 +287,18 @@ impl Speculator {
             }
             self.batch.clear();
             self.batch.resize(b, token);
-            // Warm once, then time.
-            for timed in [false, true] {
+            // Warm once, then the median of three timed passes: one noisy
+            // sample would steer the policy until online samples correct it.
+            let mut samples = [0.0f64; 4];
+            for sample in samples.iter_mut() {
                 let start = Instant::now();
                 self.target.decode(&self.batch, Logits::All)?;
-                if timed {
-                    self.state
-                        .costs
-                        .observe_verify(b, start.elapsed().as_secs_f64() * 1e3);
-                }
+                *sample = start.elapsed().as_secs_f64() * 1e3;
                 self.target.truncate(base)?;
             }
+            let mut timed = [samples[1], samples[2], samples[3]];
+            timed.sort_by(f64::total_cmp);
+            self.state.costs.observe_verify(b, timed[1]);
         }
         if let Some(d) = self.drafter.as_mut() {
             if let Some(ms) = d.measure_step_ms()? {
