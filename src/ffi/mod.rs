@@ -84,6 +84,39 @@ pub(crate) fn guard(f: impl FnOnce() -> Result<(), Failure>) -> edgespec_result 
     }
 }
 
+/// Releases a boxed handle through the `T**` pattern: `*slot` is set to NULL
+/// first, so a second call (or a NULL slot) is a no-op. Never unwinds.
+///
+/// # Safety
+/// `slot` must be NULL or point to NULL or to a pointer from `Box::into_raw`.
+pub(crate) unsafe fn free_handle<T>(slot: *mut *mut T) {
+    let _ = catch_unwind(AssertUnwindSafe(|| {
+        if slot.is_null() {
+            return;
+        }
+        // SAFETY: slot is non-null; *slot is NULL or a live handle we made.
+        let handle = unsafe { std::mem::replace(&mut *slot, std::ptr::null_mut()) };
+        if !handle.is_null() {
+            // SAFETY: handle came from Box::into_raw and is released once.
+            drop(unsafe { Box::from_raw(handle) });
+        }
+    }));
+}
+
+/// A mutable handle from C, or a NULL-argument failure naming it.
+///
+/// # Safety
+/// `ptr` must be NULL or a live handle not used elsewhere during `'a`.
+pub(crate) unsafe fn handle_mut<'a, T>(ptr: *mut T, what: &str) -> Result<&'a mut T, Failure> {
+    // SAFETY: NULL or a live, exclusive handle per the caller's contract.
+    unsafe { ptr.as_mut() }.ok_or_else(|| {
+        fail(
+            edgespec_result::EDGESPEC_ERR_NULL_ARGUMENT,
+            format!("{what} is NULL"),
+        )
+    })
+}
+
 /// Borrows a NUL-terminated UTF-8 string from C.
 ///
 /// # Safety
@@ -161,17 +194,8 @@ pub unsafe extern "C" fn edgespec_model_load(
 /// `model` must be NULL or point to NULL or to a handle from `edgespec_model_load`.
 #[no_mangle]
 pub unsafe extern "C" fn edgespec_model_free(model: *mut *mut edgespec_model) {
-    let _ = catch_unwind(AssertUnwindSafe(|| {
-        if model.is_null() {
-            return;
-        }
-        // SAFETY: model is non-null; *model is NULL or a live handle we made.
-        let handle = unsafe { std::mem::replace(&mut *model, std::ptr::null_mut()) };
-        if !handle.is_null() {
-            // SAFETY: handle came from Box::into_raw in edgespec_model_load.
-            drop(unsafe { Box::from_raw(handle) });
-        }
-    }));
+    // SAFETY: forwarded caller contract; model handles come from Box::into_raw.
+    unsafe { free_handle(model) }
 }
 
 /// Vocabulary size of a model, or -1 (with `edgespec_last_error`) when `model` is NULL.

@@ -3,7 +3,7 @@
 use std::ffi::{c_char, c_void};
 
 use super::error::{edgespec_result, fail, Failure};
-use super::{c_str, edgespec_model, guard};
+use super::{c_str, edgespec_model, free_handle, guard, handle_mut};
 use crate::draft::{Drafter, HybridDrafter, LookupDrafter, ModelDrafter};
 use crate::engine::{Context, ContextParams, Token};
 use crate::generate::{
@@ -289,17 +289,8 @@ pub unsafe extern "C" fn edgespec_session_new(
 /// `session` must be NULL or point to NULL or to a handle from `edgespec_session_new`.
 #[no_mangle]
 pub unsafe extern "C" fn edgespec_session_free(session: *mut *mut edgespec_session) {
-    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        if session.is_null() {
-            return;
-        }
-        // SAFETY: session is non-null; *session is NULL or a live handle we made.
-        let handle = unsafe { std::mem::replace(&mut *session, std::ptr::null_mut()) };
-        if !handle.is_null() {
-            // SAFETY: handle came from Box::into_raw in edgespec_session_new.
-            drop(unsafe { Box::from_raw(handle) });
-        }
-    }));
+    // SAFETY: forwarded caller contract; session handles come from Box::into_raw.
+    unsafe { free_handle(session) }
 }
 
 /// Forgets the previous prompt (each generate call also starts afresh).
@@ -310,12 +301,7 @@ pub unsafe extern "C" fn edgespec_session_free(session: *mut *mut edgespec_sessi
 pub unsafe extern "C" fn edgespec_session_reset(session: *mut edgespec_session) -> edgespec_result {
     guard(|| {
         // SAFETY: NULL or a live handle per the caller's contract.
-        let s = unsafe { session.as_mut() }.ok_or_else(|| {
-            fail(
-                edgespec_result::EDGESPEC_ERR_NULL_ARGUMENT,
-                "session is NULL",
-            )
-        })?;
+        let s = unsafe { handle_mut(session, "session")? };
         if let Runner::Target(ctx) = &mut s.runner {
             ctx.clear();
         }
@@ -342,12 +328,7 @@ pub unsafe extern "C" fn edgespec_session_generate(
 ) -> edgespec_result {
     guard(|| {
         // SAFETY: NULL or a live handle per the caller's contract.
-        let s = unsafe { session.as_mut() }.ok_or_else(|| {
-            fail(
-                edgespec_result::EDGESPEC_ERR_NULL_ARGUMENT,
-                "session is NULL",
-            )
-        })?;
+        let s = unsafe { handle_mut(session, "session")? };
         // SAFETY: checked by c_str.
         let prompt = unsafe { c_str(prompt, "prompt")? };
         if prompt.is_empty() {
@@ -379,12 +360,7 @@ pub unsafe extern "C" fn edgespec_session_generate_tokens(
 ) -> edgespec_result {
     guard(|| {
         // SAFETY: NULL or a live handle per the caller's contract.
-        let s = unsafe { session.as_mut() }.ok_or_else(|| {
-            fail(
-                edgespec_result::EDGESPEC_ERR_NULL_ARGUMENT,
-                "session is NULL",
-            )
-        })?;
+        let s = unsafe { handle_mut(session, "session")? };
         if tokens.is_null() {
             return Err(fail(
                 edgespec_result::EDGESPEC_ERR_NULL_ARGUMENT,
