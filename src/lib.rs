@@ -4,6 +4,7 @@
 
 pub mod bench;
 pub mod draft;
+pub mod ead;
 pub mod engine;
 pub mod ffi;
 pub mod generate;

@@ -4,17 +4,16 @@
 
 mod common;
 
-use std::path::Path;
 use std::sync::Arc;
 
 use edgespec::draft::{Drafter, HybridDrafter, LookupDrafter, ModelDrafter, VocabError};
-use edgespec::engine::{Context, Logits, Model, Token};
+use edgespec::engine::{Context, Model, Token};
 use edgespec::generate::{
     generate_target_only, prompt_tokens, GenerateParams, Generation, StopReason,
 };
-use edgespec::sampling::{Sampler, SamplingParams};
+use edgespec::sampling::SamplingParams;
 use edgespec::spec::{DraftLength, PolicyConfig, SpecError, Speculator};
-use edgespec::synthetic::{SyntheticSpec, BOS};
+use edgespec::synthetic::BOS;
 
 #[derive(Debug, Clone, Copy)]
 enum Kind {
@@ -120,38 +119,9 @@ fn assert_all_equal(
     expected
 }
 
-fn synthetic_pair() -> (tempfile::TempDir, Arc<Model>, Arc<Model>) {
-    let dir = tempfile::tempdir().unwrap();
-    let target_path = dir.path().join("target.gguf");
-    let draft_path = dir.path().join("draft.gguf");
-    // Peaky logits: top-2 margins far above the ~1e-3 difference between
-    // llama.cpp's batched and single-token f32 kernels, so greedy choices
-    // are decided by the algorithm, not by rounding.
-    let spec = SyntheticSpec {
-        weight_scale: 3.0,
-        ..SyntheticSpec::default()
-    };
-    SyntheticSpec {
-        seed: 1,
-        ..spec.clone()
-    }
-    .write(&target_path)
-    .unwrap();
-    // A different, smaller drafter with the same vocabulary.
-    SyntheticSpec {
-        seed: 2,
-        n_layer: 1,
-        ..spec
-    }
-    .write(&draft_path)
-    .unwrap();
-    let load = |p: &Path| Model::load(p, &Default::default()).unwrap();
-    (dir, load(&target_path), load(&draft_path))
-}
-
 #[test]
 fn synthetic_pair_greedy_equals_target_only() {
-    let (_dir, target, draft) = synthetic_pair();
+    let (_dir, target, draft) = common::synthetic_pair();
     for prompt in [
         vec![BOS, 300, 301, 302, 300, 301],
         vec![BOS, 270],
@@ -163,7 +133,7 @@ fn synthetic_pair_greedy_equals_target_only() {
 
 #[test]
 fn synthetic_drafting_for_itself_accepts_everything() {
-    let (_dir, target, _) = synthetic_pair();
+    let (_dir, target, _) = common::synthetic_pair();
     let params = GenerateParams::greedy(40);
     let (g, spec) = speculate(
         &target,
@@ -184,7 +154,7 @@ fn synthetic_drafting_for_itself_accepts_everything() {
 
 #[test]
 fn limits_token_count_and_context_match_target_only() {
-    let (_dir, target, draft) = synthetic_pair();
+    let (_dir, target, draft) = common::synthetic_pair();
     let prompt = [BOS, 300, 301, 302, 300, 301, 302, 300];
     // -n limits that fall inside a draft.
     for n in [1, 2, 3, 5, 9] {
@@ -258,7 +228,7 @@ fn mismatched_vocabularies_are_rejected() {
         return;
     };
     let smol = Model::load(&path, &Default::default()).unwrap();
-    let (_dir, synthetic, _) = synthetic_pair();
+    let (_dir, synthetic, _) = common::synthetic_pair();
     let ctx = Context::new(synthetic.clone(), &common::ctx_params(64)).unwrap();
     let lookup: Box<dyn Drafter> = Box::new(LookupDrafter::default());
     let err = Speculator::new(ctx, Some(lookup), Some(&smol), PolicyConfig::default())
@@ -286,7 +256,7 @@ fn mismatched_vocabularies_are_rejected() {
 
 #[test]
 fn bad_policy_settings_are_rejected() {
-    let (_dir, target, _) = synthetic_pair();
+    let (_dir, target, _) = common::synthetic_pair();
     let ctx = Context::new(target.clone(), &common::ctx_params(64)).unwrap();
     let lookup: Box<dyn Drafter> = Box::new(LookupDrafter::default());
     let config = PolicyConfig {
@@ -304,7 +274,7 @@ fn bad_policy_settings_are_rejected() {
 /// with a full drafter and with a VocabTrim drafter (q = 0 outside its ids).
 #[test]
 fn speculative_sampling_keeps_the_target_distribution_end_to_end() {
-    let (dir, target, draft) = synthetic_pair();
+    let (dir, target, draft) = common::synthetic_pair();
     let sampling = |seed| SamplingParams {
         temperature: 1.0,
         top_k: 4,
@@ -338,71 +308,16 @@ fn speculative_sampling_keeps_the_target_distribution_end_to_end() {
             p_min: None,
         };
         let mut s = Speculator::new(ctx, Some(d), Some(&draft), config).unwrap();
-        let (chi2, n) = second_token_chi_square(&mut s, &target, &sampling);
+        let (chi2, n) = common::second_token_chi_square(&target, &sampling, |prompt, params| {
+            s.generate(prompt, params, |_, _| true)
+                .unwrap()
+                .generation
+                .tokens
+        });
         // At most 3 degrees of freedom (top-k 4); p = 0.001 critical value 16.27.
         assert!(
             chi2 < 16.27,
             "trimmed={trimmed}: chi2 = {chi2} over {n} samples"
         );
     }
-}
-
-fn second_token_chi_square(
-    s: &mut Speculator,
-    target: &Arc<Model>,
-    sampling: &dyn Fn(u64) -> SamplingParams,
-) -> (f64, usize) {
-    let prompt = [BOS, 300, 301, 302];
-    let runs = 1500;
-    let mut pairs = Vec::with_capacity(runs);
-    for seed in 0..runs as u64 {
-        let params = GenerateParams {
-            max_tokens: 2,
-            sampling: sampling(seed),
-            ignore_eos: true,
-        };
-        let g = s
-            .generate(&prompt, &params, |_, _| true)
-            .unwrap()
-            .generation;
-        pairs.push((g.tokens[0], g.tokens[1]));
-    }
-    // Condition on the most frequent first token.
-    let mut firsts: Vec<Token> = pairs.iter().map(|p| p.0).collect();
-    firsts.sort_unstable();
-    let first = *firsts
-        .chunk_by(|a, b| a == b)
-        .max_by_key(|c| c.len())
-        .map(|c| &c[0])
-        .unwrap();
-    let seconds: Vec<Token> = pairs.iter().filter(|p| p.0 == first).map(|p| p.1).collect();
-    assert!(seconds.len() > 200, "only {} samples", seconds.len());
-
-    // The target's own distribution after prompt + first token.
-    let mut ctx = Context::new(target.clone(), &common::ctx_params(64)).unwrap();
-    let mut tokens = prompt.to_vec();
-    tokens.push(first);
-    ctx.decode(&tokens, Logits::Last).unwrap();
-    let mut p = Vec::new();
-    let mut sampler = Sampler::new(sampling(0));
-    sampler.ban(target.eog_tokens());
-    sampler.distribution(ctx.logits(0).unwrap(), &mut p);
-
-    let mut chi2 = 0.0;
-    let mut categories = 0;
-    for (id, &prob) in p.iter().enumerate() {
-        let observed = seconds.iter().filter(|&&t| t == id as Token).count() as f64;
-        if prob == 0.0 {
-            assert_eq!(
-                observed, 0.0,
-                "token {id} has no target mass but was emitted"
-            );
-            continue;
-        }
-        let expected = seconds.len() as f64 * f64::from(prob);
-        chi2 += (observed - expected).powi(2) / expected;
-        categories += 1;
-    }
-    assert!(categories <= 4);
-    (chi2, seconds.len())
 }

@@ -7,6 +7,7 @@ use anyhow::{bail, Context as _};
 use clap::{Args, ValueEnum};
 
 use edgespec::draft::{Drafter, HybridDrafter, LookupDrafter, ModelDrafter, TrimmedSource};
+use edgespec::ead::{Ead, EadConfig, EadStats};
 use edgespec::engine::{Context, ContextParams, Model, ModelParams};
 use edgespec::generate::{generate_target_only, prompt_tokens, GenerateParams, Generation};
 use edgespec::gguf::GgufFile;
@@ -26,6 +27,19 @@ pub enum DraftKind {
     Hybrid,
     /// A VocabTrim drafter (--draft OUT.gguf from `edgespec trim`).
     Trimmed,
+}
+
+/// How to generate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GenMode {
+    /// Target alone, or speculative when a drafter is given (see --draft-kind).
+    Spec,
+    /// Entropy-adaptive decoding: --small generates while it is confident,
+    /// --large where its rolling entropy exceeds --ead-threshold.
+    Ead,
+    /// EAD, with the small model drafting for the large one inside
+    /// large-model regions (lossless there).
+    EadSpec,
 }
 
 /// `--gamma`: a number or `auto`.
@@ -52,9 +66,22 @@ impl std::str::FromStr for Gamma {
 /// Arguments of `generate`.
 #[derive(Debug, Args)]
 pub struct GenerateArgs {
-    /// Target model (GGUF).
-    #[arg(short, long)]
+    /// Target model (GGUF); the large model in EAD modes.
+    #[arg(short, long, visible_alias = "large")]
     model: PathBuf,
+    /// Generation mode.
+    #[arg(long, value_enum, default_value = "spec")]
+    mode: GenMode,
+    /// EAD: switch to the large model when the small model's rolling mean
+    /// entropy (bits) exceeds this; back below it.
+    #[arg(long, default_value_t = EadConfig::default().threshold_bits)]
+    ead_threshold: f64,
+    /// EAD: entropy values in the rolling mean.
+    #[arg(long, default_value_t = EadConfig::default().window)]
+    ead_window: usize,
+    /// EAD: tokens to generate after a switch before the next one.
+    #[arg(long, default_value_t = EadConfig::default().min_dwell)]
+    ead_dwell: usize,
     /// Prompt text.
     #[arg(short, long)]
     prompt: String,
@@ -93,8 +120,9 @@ pub struct GenerateArgs {
     /// Layers to offload to the GPU (CUDA builds).
     #[arg(long, default_value_t = 0)]
     gpu_layers: u32,
-    /// Drafter model for speculative decoding (same vocabulary as the target).
-    #[arg(short, long)]
+    /// Drafter model for speculative decoding (same vocabulary as the
+    /// target); the small model in EAD modes.
+    #[arg(short, long, visible_alias = "small")]
     draft: Option<PathBuf>,
     /// Drafter kind (default: model with --draft; lookup without).
     #[arg(long, value_enum)]
@@ -158,13 +186,6 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     }
     let target = Context::new(model.clone(), &ctx_params)?;
     let prompt = prompt_tokens(&model, &args.prompt, args.chat)?;
-
-    let kind = match (args.target_only, args.draft_kind, &args.draft) {
-        (true, _, _) => None,
-        (false, Some(kind), _) => Some(kind),
-        (false, None, Some(_)) => Some(DraftKind::Model),
-        (false, None, None) => None,
-    };
     let mut stdout = std::io::stdout().lock();
     let print = |_, text: &str| {
         // A closed stdout (e.g. `| head`) ends generation quietly.
@@ -172,6 +193,38 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
             .write_all(text.as_bytes())
             .and_then(|()| stdout.flush())
             .is_ok()
+    };
+    if args.mode != GenMode::Spec {
+        let Some(small_path) = &args.draft else {
+            bail!("--mode {:?} needs a small model (--small)", args.mode);
+        };
+        let small_model = Model::load(small_path, &model_params)
+            .with_context(|| format!("loading small model {}", small_path.display()))?;
+        let small = Context::new(small_model, &ctx_params)?;
+        let config = EadConfig {
+            threshold_bits: args.ead_threshold,
+            window: args.ead_window,
+            min_dwell: args.ead_dwell,
+        };
+        let gamma = match (args.mode, args.gamma) {
+            (GenMode::EadSpec, Gamma::Fixed(g)) => g,
+            (GenMode::EadSpec, Gamma::Auto) => EAD_SPEC_GAMMA,
+            _ => 0,
+        };
+        let mut ead = Ead::new(small, target, config, gamma)?;
+        let result = ead.generate(&prompt, &params, print)?;
+        finish(&result.generation, None);
+        if args.stats {
+            print_ead_stats(&result.stats);
+        }
+        return Ok(());
+    }
+
+    let kind = match (args.target_only, args.draft_kind, &args.draft) {
+        (true, _, _) => None,
+        (false, Some(kind), _) => Some(kind),
+        (false, None, Some(_)) => Some(DraftKind::Model),
+        (false, None, None) => None,
     };
     let Some(kind) = kind else {
         let mut target = target;
@@ -246,6 +299,34 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     let result = speculator.generate(&prompt, &params, print)?;
     finish(&result.generation, args.stats.then_some(&result.spec));
     Ok(())
+}
+
+/// Draft length of `--mode ead-spec` when --gamma is `auto`.
+const EAD_SPEC_GAMMA: usize = 4;
+
+fn print_ead_stats(s: &EadStats) {
+    eprintln!(
+        "ead: small {} tokens, large {} tokens (share {:.1}%), {} switches, mean entropy {:.2} bits | passes small {} ({:.0} ms), large {} ({:.0} ms), large catch-up {} tokens | bytes vs large-only {:.3}",
+        s.small_tokens,
+        s.large_tokens,
+        s.large_share() * 100.0,
+        s.switches,
+        s.mean_entropy_bits,
+        s.small_passes,
+        s.small_time.as_secs_f64() * 1e3,
+        s.large_passes,
+        s.large_time.as_secs_f64() * 1e3,
+        s.large_catch_up_tokens,
+        s.cost_bytes()
+    );
+    if s.drafted > 0 {
+        eprintln!(
+            "ead-spec: {} drafted, {} accepted, α {:.3}",
+            s.drafted,
+            s.accepted,
+            s.acceptance()
+        );
+    }
 }
 
 fn finish(generation: &Generation, spec: Option<&SpecStats>) {

@@ -1,0 +1,273 @@
+//! The EAD switching rule as pure functions: entropy of the small model's
+//! next-token distribution, a rolling mean over a window, a threshold with a
+//! minimum dwell between switches.
+
+use std::collections::VecDeque;
+
+/// Which model generates a position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum Who {
+    /// The small model.
+    Small,
+    /// The large model.
+    Large,
+}
+
+/// Bad EAD settings.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum EadConfigError {
+    /// The rolling window must hold at least one entropy value.
+    #[error("EAD window must be at least 1 token (got {0})")]
+    ZeroWindow(usize),
+    /// The window is larger than anything useful.
+    #[error("EAD window {0} is over the limit of {MAX_WINDOW} tokens")]
+    WindowTooLarge(usize),
+    /// Entropy is never negative, so a negative threshold is a mistake.
+    #[error("EAD threshold must be a finite number of bits >= 0 (got {0})")]
+    BadThreshold(f64),
+}
+
+/// Longest rolling window accepted.
+pub const MAX_WINDOW: usize = 4096;
+
+/// EAD settings.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct EadConfig {
+    /// Switch to the large model when the rolling mean entropy (bits)
+    /// exceeds this; back to the small one when it falls below.
+    pub threshold_bits: f64,
+    /// Entropy values in the rolling mean.
+    pub window: usize,
+    /// Tokens that must be generated after a switch before the next one.
+    pub min_dwell: usize,
+}
+
+impl Default for EadConfig {
+    fn default() -> Self {
+        Self {
+            threshold_bits: 1.0,
+            window: 5,
+            min_dwell: 4,
+        }
+    }
+}
+
+impl EadConfig {
+    /// Checks the settings.
+    pub fn validate(&self) -> Result<(), EadConfigError> {
+        if self.window == 0 {
+            return Err(EadConfigError::ZeroWindow(self.window));
+        }
+        if self.window > MAX_WINDOW {
+            return Err(EadConfigError::WindowTooLarge(self.window));
+        }
+        if !self.threshold_bits.is_finite() || self.threshold_bits < 0.0 {
+            return Err(EadConfigError::BadThreshold(self.threshold_bits));
+        }
+        Ok(())
+    }
+}
+
+/// Shannon entropy in bits of softmax(`logits`), computed stably in f64.
+/// Logits of -inf (masked ids) contribute nothing.
+pub fn entropy_bits(logits: &[f32]) -> f64 {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    if !max.is_finite() {
+        return 0.0;
+    }
+    let mut sum = 0.0f64;
+    let mut weighted = 0.0f64;
+    for &l in logits {
+        let d = f64::from(l - max);
+        let e = d.exp();
+        sum += e;
+        if e > 0.0 {
+            weighted += e * d;
+        }
+    }
+    // H = ln Σe^d − Σ p·d, with p = e^d / Σe^d.
+    let nats = sum.ln() - weighted / sum;
+    (nats / std::f64::consts::LN_2).max(0.0)
+}
+
+/// The switching state across one generation.
+#[derive(Debug, Clone)]
+pub struct EadPolicy {
+    config: EadConfig,
+    window: VecDeque<f64>,
+    sum: f64,
+    current: Who,
+    /// Positions generated since the last switch (None before the first).
+    since_switch: Option<usize>,
+    switches: usize,
+}
+
+impl EadPolicy {
+    /// A policy that starts with the small model.
+    pub fn new(config: EadConfig) -> Result<Self, EadConfigError> {
+        config.validate()?;
+        Ok(Self {
+            config,
+            window: VecDeque::with_capacity(config.window),
+            sum: 0.0,
+            current: Who::Small,
+            since_switch: None,
+            switches: 0,
+        })
+    }
+
+    /// The rolling mean of the entropies seen, over the last `window`.
+    pub fn mean(&self) -> f64 {
+        if self.window.is_empty() {
+            0.0
+        } else {
+            self.sum / self.window.len() as f64
+        }
+    }
+
+    /// The model in charge.
+    pub fn current(&self) -> Who {
+        self.current
+    }
+
+    /// Switches so far.
+    pub fn switches(&self) -> usize {
+        self.switches
+    }
+
+    /// Takes the small model's entropy (bits) at the next position and says
+    /// which model generates that position.
+    pub fn observe(&mut self, entropy_bits: f64) -> Who {
+        if self.window.len() == self.config.window {
+            if let Some(old) = self.window.pop_front() {
+                self.sum -= old;
+            }
+        }
+        self.window.push_back(entropy_bits);
+        // Recomputed rather than updated so rounding never drifts.
+        self.sum = self.window.iter().sum();
+        let mean = self.mean();
+        let dwelt = match self.since_switch {
+            None => true,
+            Some(n) => n >= self.config.min_dwell,
+        };
+        let wanted = match self.current {
+            Who::Small if mean > self.config.threshold_bits => Who::Large,
+            Who::Large if mean < self.config.threshold_bits => Who::Small,
+            current => current,
+        };
+        if wanted != self.current && dwelt {
+            self.current = wanted;
+            self.switches += 1;
+            self.since_switch = Some(0);
+        }
+        if let Some(n) = self.since_switch.as_mut() {
+            *n += 1;
+        }
+        self.current
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(threshold_bits: f64, window: usize, min_dwell: usize) -> EadPolicy {
+        EadPolicy::new(EadConfig {
+            threshold_bits,
+            window,
+            min_dwell,
+        })
+        .unwrap()
+    }
+
+    fn run(p: &mut EadPolicy, entropies: &[f64]) -> Vec<Who> {
+        entropies.iter().map(|&h| p.observe(h)).collect()
+    }
+
+    use Who::{Large as L, Small as S};
+
+    #[test]
+    fn entropy_of_known_distributions() {
+        assert!((entropy_bits(&[0.0; 8]) - 3.0).abs() < 1e-9);
+        assert!((entropy_bits(&[0.0, 0.0]) - 1.0).abs() < 1e-9);
+        assert!(entropy_bits(&[100.0, 0.0, 0.0]) < 1e-12);
+        // Masked ids do not count.
+        let masked = [0.0, 0.0, f32::NEG_INFINITY, f32::NEG_INFINITY];
+        assert!((entropy_bits(&masked) - 1.0).abs() < 1e-9);
+        // Shift invariance.
+        let a = [1.0f32, 2.0, 3.0, -4.0];
+        let b: Vec<f32> = a.iter().map(|x| x + 1000.0).collect();
+        assert!((entropy_bits(&a) - entropy_bits(&b)).abs() < 1e-6);
+        // p = (0.5, 0.25, 0.25): 1.5 bits.
+        let l = [2f32.ln(), 0.0, 0.0];
+        assert!((entropy_bits(&l) - 1.5).abs() < 1e-6);
+    }
+
+    #[test]
+    fn switches_up_when_the_mean_exceeds_the_threshold() {
+        let mut p = policy(1.0, 1, 0);
+        assert_eq!(run(&mut p, &[0.5, 1.0, 1.01, 0.99, 0.2]), [S, S, L, S, S]);
+        assert_eq!(p.switches(), 2);
+    }
+
+    #[test]
+    fn the_rolling_mean_spans_the_window() {
+        let mut p = policy(1.0, 3, 0);
+        // Means: 3.0 → L; (3+0)/2=1.5 L; (3+0+0)/3=1 not below → L;
+        // (0+0+0)/3 = 0 → S.
+        assert_eq!(run(&mut p, &[3.0, 0.0, 0.0, 0.0]), [L, L, L, S]);
+        assert!((p.mean() - 0.0).abs() < 1e-12);
+        // A single spike inside a calm window stays below 1 bit: 2.9/3.
+        let mut q = policy(1.0, 3, 0);
+        assert_eq!(run(&mut q, &[0.0, 0.0, 2.9, 0.0]), [S, S, S, S]);
+    }
+
+    #[test]
+    fn dwell_delays_both_switches() {
+        let mut p = policy(1.0, 1, 3);
+        // First switch is free; then 3 tokens with the large model before a
+        // switch back, then 3 with the small before the next switch up.
+        let h = [2.0, 0.0, 0.0, 0.0, 2.0, 2.0, 2.0, 2.0];
+        assert_eq!(run(&mut p, &h), [L, L, L, S, S, S, L, L]);
+        assert_eq!(p.switches(), 3);
+    }
+
+    #[test]
+    fn zero_threshold_keeps_the_large_model_on_any_uncertainty() {
+        let mut p = policy(0.0, 2, 0);
+        // Once up, a mean of exactly 0 is not below 0: it stays large.
+        assert_eq!(run(&mut p, &[0.0, 0.1, 0.0, 0.0]), [S, L, L, L]);
+    }
+
+    #[test]
+    fn bad_settings_are_rejected() {
+        let bad = |c: EadConfig| EadPolicy::new(c).unwrap_err();
+        let ok = EadConfig::default();
+        assert_eq!(
+            bad(EadConfig { window: 0, ..ok }),
+            EadConfigError::ZeroWindow(0)
+        );
+        assert!(matches!(
+            bad(EadConfig {
+                threshold_bits: -0.5,
+                ..ok
+            }),
+            EadConfigError::BadThreshold(_)
+        ));
+        assert!(matches!(
+            bad(EadConfig {
+                threshold_bits: f64::NAN,
+                ..ok
+            }),
+            EadConfigError::BadThreshold(_)
+        ));
+        assert!(matches!(
+            bad(EadConfig {
+                window: MAX_WINDOW + 1,
+                ..ok
+            }),
+            EadConfigError::WindowTooLarge(_)
+        ));
+    }
+}
