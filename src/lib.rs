@@ -6,6 +6,7 @@ pub mod bench;
 pub mod draft;
 pub mod ead;
 pub mod engine;
+pub mod eval;
 pub mod ffi;
 pub mod generate;
 pub mod gguf;

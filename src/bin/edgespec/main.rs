@@ -1,6 +1,7 @@
 //! The `edgespec` command-line tool: argument parsing and the subcommands.
 
 mod bench;
+mod eval;
 mod generate;
 mod info;
 mod inspect;
@@ -26,6 +27,9 @@ struct Cli {
 enum Command {
     /// Show a GGUF model's metadata, tensors and bytes read per token.
     Inspect(inspect::InspectArgs),
+    /// Evaluate output quality (HumanEval pass@1 of large, small and EAD).
+    #[command(subcommand)]
+    Eval(eval::EvalCommand),
     /// Generate text from a prompt (target alone or speculative).
     Generate(generate::GenerateArgs),
     /// Benchmark modes side by side on prompt sets, llama.cpp included.
@@ -47,6 +51,7 @@ fn main() -> ExitCode {
         Command::Inspect(args) => inspect::run(args),
         Command::Generate(args) => generate::run(args),
         Command::Bench(args) => bench::run_bench(args),
+        Command::Eval(command) => eval::run(command),
         Command::Synth(args) => synth::run(args),
         Command::Info(args) => info::run(args),
         Command::Calibrate(args) => trim::calibrate(args),
