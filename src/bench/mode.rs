@@ -14,6 +14,9 @@ pub enum DraftKind {
     Hybrid,
     /// A VocabTrim drafter (`--trimmed`).
     Trimmed,
+    /// A VocabTrim drafter with K ids, trimmed by the benchmark itself
+    /// (`--sweep k=…` with `--counts`).
+    TrimmedK(u32),
 }
 
 /// One column of the benchmark.
@@ -21,6 +24,16 @@ pub enum DraftKind {
 pub enum Mode {
     /// Target alone.
     Target,
+    /// The drafter model alone (the small model of EAD).
+    Small,
+    /// Entropy-adaptive decoding with the drafter as small model; `spec`:
+    /// the small model drafts inside large-model regions.
+    Ead {
+        /// Switching threshold, bits.
+        threshold_bits: f64,
+        /// ead-spec.
+        spec: bool,
+    },
     /// edgespec speculative decoding.
     Spec(DraftKind, DraftLength),
     /// A llama.cpp tool.
@@ -29,7 +42,7 @@ pub enum Mode {
 
 /// An unknown mode name.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("unknown mode {0:?}: use target, model:N|auto, trimmed:N|auto, lookup:N|auto, hybrid:N|auto, llama-completion, llama-draft, llama-ngram")]
+#[error("unknown mode {0:?}: use target, small, model:N|auto, trimmed:N|auto, trimmed@K:N|auto, lookup:N|auto, hybrid:N|auto, ead:BITS, ead-spec:BITS, llama-completion, llama-draft, llama-ngram")]
 pub struct ModeError(pub String);
 
 impl Mode {
@@ -42,8 +55,26 @@ impl Mode {
             None | Some("auto") => Ok(DraftLength::Auto { max: auto_max }),
             Some(n) => n.parse().map(DraftLength::Fixed).map_err(|_| err()),
         };
+        let threshold = |arg: Option<&str>| {
+            arg.and_then(|a| a.parse::<f64>().ok())
+                .filter(|t| t.is_finite() && *t >= 0.0)
+                .ok_or_else(err)
+        };
+        if let Some(k) = kind.strip_prefix("trimmed@") {
+            let k = k.parse::<u32>().ok().filter(|&k| k > 0).ok_or_else(err)?;
+            return Ok(Mode::Spec(DraftKind::TrimmedK(k), length(arg)?));
+        }
         Ok(match (kind, arg) {
             ("target", None) => Mode::Target,
+            ("small", None) => Mode::Small,
+            ("ead", a) => Mode::Ead {
+                threshold_bits: threshold(a)?,
+                spec: false,
+            },
+            ("ead-spec", a) => Mode::Ead {
+                threshold_bits: threshold(a)?,
+                spec: true,
+            },
             ("model", a) => Mode::Spec(DraftKind::Model, length(a)?),
             ("lookup", a) => Mode::Spec(DraftKind::Lookup, length(a)?),
             ("trimmed", a) => Mode::Spec(DraftKind::Trimmed, length(a)?),
@@ -63,6 +94,15 @@ impl Mode {
         };
         match self {
             Mode::Target => "target".into(),
+            Mode::Small => "small".into(),
+            Mode::Ead {
+                threshold_bits,
+                spec,
+            } => format!(
+                "{}:{threshold_bits}",
+                if *spec { "ead-spec" } else { "ead" }
+            ),
+            Mode::Spec(DraftKind::TrimmedK(k), l) => format!("trimmed@{k}:{}", length(l)),
             Mode::Spec(DraftKind::Model, l) => format!("model:{}", length(l)),
             Mode::Spec(DraftKind::Lookup, l) => format!("lookup:{}", length(l)),
             Mode::Spec(DraftKind::Trimmed, l) => format!("trimmed:{}", length(l)),
@@ -77,7 +117,10 @@ impl Mode {
     pub fn needs_draft_model(&self) -> bool {
         matches!(
             self,
-            Mode::Spec(DraftKind::Model | DraftKind::Hybrid, _) | Mode::Peer(PeerMode::DraftSimple)
+            Mode::Spec(DraftKind::Model | DraftKind::Hybrid, _)
+                | Mode::Peer(PeerMode::DraftSimple)
+                | Mode::Small
+                | Mode::Ead { .. }
         )
     }
 }
@@ -97,6 +140,11 @@ mod tests {
             "llama-completion",
             "llama-draft",
             "llama-ngram",
+            "small",
+            "ead:0.5",
+            "ead-spec:1.25",
+            "trimmed@8192:3",
+            "trimmed@4096:auto",
         ] {
             assert_eq!(Mode::parse(name, 8).unwrap().name(), name);
         }
@@ -104,5 +152,8 @@ mod tests {
         assert_eq!(Mode::parse("model:x", 8), Err(ModeError("model:x".into())));
         assert!(Mode::parse("medusa", 8).is_err());
         assert!(Mode::parse("target:1", 8).is_err());
+        for bad in ["ead", "ead:-1", "ead:x", "ead-spec:nan", "trimmed@0:3", "trimmed@x:3"] {
+            assert_eq!(Mode::parse(bad, 8), Err(ModeError(bad.into())), "{bad}");
+        }
     }
 }

@@ -29,6 +29,9 @@ use crate::metrics::{as_secs, GenerationStats};
 use crate::sampling::{Sampler, SamplingError, SamplingParams};
 use crate::spec::{verify_greedy, verify_sampling, DraftProb, Verdict, MAX_DRAFT};
 
+/// Draft length inside large-model regions for `ead-spec` when none is given.
+pub const DEFAULT_SPEC_GAMMA: usize = 4;
+
 /// Errors of EAD generation.
 #[derive(Debug, thiserror::Error)]
 pub enum EadError {
@@ -70,7 +73,8 @@ pub struct EadStats {
     pub small_passes: usize,
     /// Large-model forward passes (catch-up batches included).
     pub large_passes: usize,
-    /// Tokens the large model caught up on after small-model regions.
+    /// Tokens the large model caught up on after small-model regions
+    /// (the prompt, read up front, not counted).
     pub large_catch_up_tokens: usize,
     /// Time in small-model passes.
     #[serde(serialize_with = "as_secs")]
@@ -311,13 +315,20 @@ impl Ead {
         self.small.clear();
         self.large.clear();
         let start = Instant::now();
-        // Only the small model reads the prompt now; the large one catches
-        // up on it (with whatever was generated) when it is first needed.
+        // Both models read the prompt up front, so prompt time and decode
+        // speed compare with single-model decoding; the large model holds all
+        // of it but the last token, which it reads when first in charge.
         self.small.feed(prompt, Logits::Last)?;
+        if prompt.len() > 1 {
+            self.large
+                .feed(&prompt[..prompt.len() - 1], Logits::None)?;
+        }
         stats.prompt_time = start.elapsed();
         let decode_start = Instant::now();
-        self.small.passes = 0;
-        self.small.time = Duration::ZERO;
+        for model in [&mut self.small, &mut self.large] {
+            model.passes = 0;
+            model.time = Duration::ZERO;
+        }
 
         let mut emitted: heapless::Vec<(Token, Who), { MAX_DRAFT + 1 }> = heapless::Vec::new();
         let stop = loop {

@@ -99,7 +99,7 @@ pub fn extract_code(reply: &str) -> String {
 }
 
 /// The result of running a candidate against a problem's tests.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Outcome {
     /// Every assertion held.
     Passed,

@@ -14,7 +14,7 @@ pub use calibrate::{calibrate_generations, count_raw_text, CalibrationProgress};
 pub use choose::{best_k, k_candidates, KPoint};
 pub use counts::{vocab_fingerprint, CountSource, TokenCounts};
 pub use trim::{
-    select_ids, trim_drafter, TrimInfo, KEY_IDS, KEY_SOURCE_FILE, KEY_SOURCE_VOCAB,
+    select_ids, trim_drafter, TrimInfo, Trimmer, KEY_IDS, KEY_SOURCE_FILE, KEY_SOURCE_VOCAB,
     KEY_VOCAB_FINGERPRINT,
 };
 

@@ -3,8 +3,8 @@
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
-use super::{TokenCounts, TrimError};
-use crate::engine::Token;
+use super::{vocab_fingerprint, TokenCounts, TrimError};
+use crate::engine::{Model, ModelParams, Token};
 use crate::gguf::{GgufFile, GgufWriter, TensorToWrite, Value, ValueType, OUTPUT, TOKEN_EMBD};
 
 /// Metadata key: the kept target token ids, ascending (u32 array, K long).
@@ -228,5 +228,61 @@ impl TrimInfo {
             source_file,
             fingerprint,
         }))
+    }
+}
+
+/// A drafter and its calibration counts, ready to write trimmed drafters
+/// for any K (the special tokens always kept).
+pub struct Trimmer {
+    counts: TokenCounts,
+    file: GgufFile,
+    source: PathBuf,
+    fingerprint: String,
+    specials: Vec<Token>,
+}
+
+impl Trimmer {
+    /// Opens the drafter (vocabulary only) and checks the counts are for its vocabulary.
+    pub fn new(drafter: &Path, counts: TokenCounts) -> Result<Self, TrimError> {
+        let vocab = Model::load(
+            drafter,
+            &ModelParams {
+                vocab_only: true,
+                ..ModelParams::default()
+            },
+        )?;
+        counts.check_vocab(&vocab)?;
+        let specials = (0..vocab.n_vocab())
+            .filter(|&t| vocab.is_eog(t) || vocab.is_control(t))
+            .collect();
+        Ok(Self {
+            counts,
+            file: GgufFile::open(drafter)?,
+            source: std::fs::canonicalize(drafter).unwrap_or_else(|_| drafter.to_owned()),
+            fingerprint: vocab_fingerprint(&vocab),
+            specials,
+        })
+    }
+
+    /// The calibration counts.
+    pub fn counts(&self) -> &TokenCounts {
+        &self.counts
+    }
+
+    /// The source drafter file.
+    pub fn file(&self) -> &GgufFile {
+        &self.file
+    }
+
+    /// Special ids that every trimmed drafter keeps.
+    pub fn specials(&self) -> &[Token] {
+        &self.specials
+    }
+
+    /// Writes the drafter trimmed to the `k` most used ids to `out`; returns the kept ids.
+    pub fn write(&self, k: usize, out: &Path) -> Result<Vec<Token>, TrimError> {
+        let ids = select_ids(&self.counts, k, &self.specials)?;
+        trim_drafter(&self.file, &self.source, &self.fingerprint, &ids, out)?;
+        Ok(ids)
     }
 }

@@ -8,10 +8,12 @@ use clap::Args;
 use sha2::{Digest, Sha256};
 
 use edgespec::bench::{
-    load_prompts, load_runs, peak_rss_bytes, read_bandwidth, run, summarize, BenchConfig,
+    load_prompts, load_runs, peak_rss_bytes, read_bandwidth, run, summarize, write_charts, BenchConfig,
     BenchReport, MachineInfo, Mode, PromptSet, Roofline,
 };
+use edgespec::ead::EadConfig;
 use edgespec::gguf::{GgufFile, ModelSummary};
+use edgespec::vocabtrim::{TokenCounts, Trimmer};
 
 /// Arguments of `bench`.
 #[derive(Debug, Args)]
@@ -31,13 +33,28 @@ pub struct BenchArgs {
     /// Use at most this many prompts per set.
     #[arg(long)]
     limit: Option<usize>,
-    /// Comma-separated modes: target, model:N|auto, lookup:N|auto, hybrid:N|auto,
+    /// Comma-separated modes: target, small, model:N|auto, lookup:N|auto,
+    /// hybrid:N|auto, trimmed:N|auto, ead:BITS, ead-spec:BITS,
     /// llama-completion, llama-draft, llama-ngram.
     #[arg(short, long, default_value = "target,model:auto,model:3,lookup,hybrid")]
     modes: String,
-    /// Sweep a setting: `gamma=A..B` adds model:A..=B (and trimmed:A..=B with --trimmed).
+    /// Sweep a setting: `gamma=A..B` adds model:A..=B (and trimmed:A..=B
+    /// with --trimmed); `k=K1,K2,…` trims --draft to each K with --counts
+    /// and adds trimmed@K:G (G from --sweep-gamma). Repeatable.
     #[arg(long)]
     sweep: Vec<String>,
+    /// Draft length of the `--sweep k=…` modes (a number or auto).
+    #[arg(long, default_value = "3")]
+    sweep_gamma: String,
+    /// Calibration counts (from `edgespec calibrate`) for `--sweep k=…`.
+    #[arg(long)]
+    counts: Option<PathBuf>,
+    /// Rolling window of the ead modes.
+    #[arg(long, default_value_t = EadConfig::default().window)]
+    ead_window: usize,
+    /// Minimum dwell of the ead modes.
+    #[arg(long, default_value_t = EadConfig::default().min_dwell)]
+    ead_dwell: usize,
     /// Longest draft the auto modes consider.
     #[arg(long, default_value_t = 8)]
     gamma_max: usize,
@@ -92,8 +109,13 @@ pub fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
         .split(',')
         .map(|m| Mode::parse(m.trim(), args.gamma_max))
         .collect::<Result<Vec<_>, _>>()?;
+    let mut trimmed_k = Vec::new();
     for sweep in &args.sweep {
-        for mode in sweep_modes(sweep, args.trimmed.is_some())? {
+        let swept = match sweep.strip_prefix("k=") {
+            Some(list) => k_sweep(&args, list, &mut trimmed_k)?,
+            None => sweep_modes(sweep, args.trimmed.is_some())?,
+        };
+        for mode in swept {
             if !modes.contains(&mode) {
                 modes.push(mode);
             }
@@ -127,6 +149,12 @@ pub fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
         target: args.target.clone(),
         draft: args.draft.clone(),
         trimmed: args.trimmed.clone(),
+        trimmed_k,
+        ead: EadConfig {
+            window: args.ead_window,
+            min_dwell: args.ead_dwell,
+            ..EadConfig::default()
+        },
         sets,
         modes,
         reps: args.reps,
@@ -174,16 +202,23 @@ pub fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
             sha256(p)?,
         ))
     };
+    std::fs::create_dir_all(&args.out)?;
+    let summaries = summarize(&runs);
+    let charts = write_charts(&summaries, &args.out)
+        .with_context(|| format!("writing charts to {}", args.out.display()))?
+        .iter()
+        .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .collect();
     let report = BenchReport {
         machine: MachineInfo::detect(args.threads),
         command: std::env::args().collect::<Vec<_>>().join(" "),
         target: describe(&args.target)?,
         draft: args.draft.as_deref().map(describe).transpose()?,
         roofline,
-        summaries: summarize(&runs),
+        summaries,
+        charts,
         runs,
     };
-    std::fs::create_dir_all(&args.out)?;
     std::fs::write(
         args.out.join("report.json"),
         serde_json::to_string_pretty(&report)?,
@@ -192,7 +227,7 @@ pub fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
     std::fs::write(args.out.join("report.md"), &markdown)?;
     println!("{markdown}");
     eprintln!(
-        "wrote {}/report.md, report.json, runs.jsonl",
+        "wrote {}/report.md, report.json, runs.jsonl and the charts (*.svg)",
         args.out.display()
     );
     Ok(())
@@ -219,6 +254,43 @@ fn run_all(config: &BenchConfig) -> anyhow::Result<Vec<edgespec::bench::RunRecor
     Ok(runs)
 }
 
+/// Trims --draft to each K of `list` (comma-separated) into the output
+/// folder and returns the trimmed@K modes.
+fn k_sweep(
+    args: &BenchArgs,
+    list: &str,
+    trimmed_k: &mut Vec<(u32, PathBuf)>,
+) -> anyhow::Result<Vec<Mode>> {
+    let (Some(draft), Some(counts)) = (&args.draft, &args.counts) else {
+        anyhow::bail!("--sweep k=…: needs the full drafter (--draft) and its calibration counts (--counts)");
+    };
+    let trimmer = Trimmer::new(draft, TokenCounts::load(counts)?)
+        .with_context(|| format!("--sweep k=…: opening {}", draft.display()))?;
+    let vocab = trimmer.counts().vocab_size;
+    std::fs::create_dir_all(&args.out)?;
+    let mut modes = Vec::new();
+    for item in list.split(',') {
+        let k: u32 = item
+            .trim()
+            .parse()
+            .ok()
+            .filter(|&k| k > 0)
+            .ok_or_else(|| anyhow::anyhow!("--sweep k=…: {item:?} is not a positive number"))?;
+        anyhow::ensure!(
+            k as usize <= vocab,
+            "--sweep k=…: K = {k} is larger than the vocabulary ({vocab})"
+        );
+        let out = args.out.join(format!("trimmed-k{k}.gguf"));
+        trimmer.write(k as usize, &out)?;
+        trimmed_k.push((k, out));
+        modes.push(Mode::parse(
+            &format!("trimmed@{k}:{}", args.sweep_gamma),
+            args.gamma_max,
+        )?);
+    }
+    Ok(modes)
+}
+
 /// Modes for `--sweep gamma=A..B`.
 fn sweep_modes(spec: &str, trimmed: bool) -> anyhow::Result<Vec<Mode>> {
     let (key, range) = spec
@@ -226,7 +298,7 @@ fn sweep_modes(spec: &str, trimmed: bool) -> anyhow::Result<Vec<Mode>> {
         .ok_or_else(|| anyhow::anyhow!("--sweep {spec:?}: expected NAME=A..B"))?;
     anyhow::ensure!(
         key == "gamma",
-        "--sweep {key:?}: only gamma=A..B is supported (K: trim one file per K and bench each)"
+        "--sweep {key:?}: use gamma=A..B or k=K1,K2,…"
     );
     let (a, b) = range
         .split_once("..")

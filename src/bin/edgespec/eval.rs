@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use edgespec::ead::{Ead, EadConfig};
 use edgespec::engine::{Context, ContextParams, Model, ModelParams};
@@ -68,24 +68,28 @@ pub struct HumanevalArgs {
     /// Output folder: results.jsonl (streamed, with every answer) and summary.md.
     #[arg(short, long, default_value = "bench-out/humaneval")]
     out: PathBuf,
+    /// Do not generate: summarise this results.jsonl (e.g. of an interrupted run).
+    #[arg(long)]
+    from_results: Option<PathBuf>,
 }
 
 /// One answer, as written to results.jsonl.
-#[derive(Debug, Serialize)]
-struct Record<'a> {
-    config: &'a str,
+#[derive(Debug, Serialize, Deserialize)]
+struct Record {
+    config: String,
     threshold_bits: Option<f64>,
-    task_id: &'a str,
+    task_id: String,
     passed: bool,
-    outcome: &'a Outcome,
+    outcome: Outcome,
     tokens: usize,
     large_tokens: usize,
     switches: usize,
     decode_tok_s: f64,
     cost_bytes: f64,
-    reply: &'a str,
+    reply: String,
 }
 
+/// One configuration's results.
 #[derive(Debug, Default, Clone)]
 struct Tally {
     label: String,
@@ -96,6 +100,32 @@ struct Tally {
     switches: usize,
     decode_rates: Vec<f64>,
     cost_bytes: Vec<f64>,
+}
+
+/// Tallies per configuration, in order of first appearance.
+fn tally(records: &[Record]) -> Vec<Tally> {
+    let mut tallies: Vec<Tally> = Vec::new();
+    for r in records {
+        let i = match tallies.iter().position(|t| t.label == r.config) {
+            Some(i) => i,
+            None => {
+                tallies.push(Tally {
+                    label: r.config.clone(),
+                    ..Tally::default()
+                });
+                tallies.len() - 1
+            }
+        };
+        let t = &mut tallies[i];
+        t.problems += 1;
+        t.passed += usize::from(r.passed);
+        t.tokens += r.tokens;
+        t.large_tokens += r.large_tokens;
+        t.switches += r.switches;
+        t.decode_rates.push(r.decode_tok_s);
+        t.cost_bytes.push(r.cost_bytes);
+    }
+    tallies
 }
 
 pub fn run(command: EvalCommand) -> anyhow::Result<()> {
@@ -113,6 +143,21 @@ fn median(values: &mut [f64]) -> f64 {
 }
 
 fn humaneval(args: HumanevalArgs) -> anyhow::Result<()> {
+    if let Some(path) = &args.from_results {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let records = text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+            .map(|(i, l)| {
+                serde_json::from_str(l)
+                    .with_context(|| format!("{}:{}: not a result record", path.display(), i + 1))
+            })
+            .collect::<anyhow::Result<Vec<Record>>>()?;
+        let header = format!("HumanEval results from {}.", path.display());
+        return summarize(&records, &header, &args.out);
+    }
     let thresholds: Vec<f64> = args
         .thresholds
         .split(',')
@@ -167,16 +212,13 @@ fn humaneval(args: HumanevalArgs) -> anyhow::Result<()> {
 
     std::fs::create_dir_all(&args.out)?;
     let mut results = std::fs::File::create(args.out.join("results.jsonl"))?;
-    let mut tallies: Vec<Tally> = ["large", "small"]
+    let labels: Vec<String> = ["large", "small"]
         .into_iter()
         .map(String::from)
         .chain(thresholds.iter().map(|t| format!("ead τ={t}")))
-        .map(|label| Tally {
-            label,
-            ..Tally::default()
-        })
         .collect();
-    let bar = ProgressBar::new((problems.len() * tallies.len()) as u64);
+    let mut records = Vec::new();
+    let bar = ProgressBar::new((problems.len() * labels.len()) as u64);
     bar.set_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} {msg} [{elapsed_precise}<{eta}]")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
@@ -184,8 +226,8 @@ fn humaneval(args: HumanevalArgs) -> anyhow::Result<()> {
     let params = GenerateParams::greedy(args.max_tokens);
     for problem in &problems {
         let prompt = prompt_tokens(&large, &problem.prompt, true)?;
-        for (i, tally) in tallies.iter_mut().enumerate() {
-            bar.set_message(format!("{} {}", problem.task_id, tally.label));
+        for (i, label) in labels.iter().enumerate() {
+            bar.set_message(format!("{} {label}", problem.task_id));
             let (text, tokens, large_tokens, switches, rate, cost) = match i {
                 0 | 1 => {
                     let ctx = if i == 0 { &mut large_ctx } else { &mut small_ctx };
@@ -214,40 +256,29 @@ fn humaneval(args: HumanevalArgs) -> anyhow::Result<()> {
                 }
             };
             let outcome = sandbox.check(problem, &extract_code(&text))?;
-            tally.problems += 1;
-            tally.passed += usize::from(outcome.passed());
-            tally.tokens += tokens;
-            tally.large_tokens += large_tokens;
-            tally.switches += switches;
-            tally.decode_rates.push(rate);
-            tally.cost_bytes.push(cost);
             let record = Record {
-                config: &tally.label,
+                config: label.clone(),
                 threshold_bits: i.checked_sub(2).map(|j| thresholds[j]),
-                task_id: &problem.task_id,
+                task_id: problem.task_id.clone(),
                 passed: outcome.passed(),
-                outcome: &outcome,
+                outcome,
                 tokens,
                 large_tokens,
                 switches,
                 decode_tok_s: rate,
                 cost_bytes: cost,
-                reply: &text,
+                reply: text,
             };
             writeln!(results, "{}", serde_json::to_string(&record)?)?;
             results.flush()?;
+            records.push(record);
             bar.inc(1);
         }
     }
     bar.finish_and_clear();
-
-    let large_pass = tallies[0].passed as f64 / tallies[0].problems.max(1) as f64;
-    let mut md = format!(
-        "HumanEval, {} problems ({}..{}), greedy, -n {}, window {}, dwell {}, γ {} inside large regions; large {}, small {}; {} threads; network isolation: {}.\n\n\
-| config | pass@1 | passed | of large's pass@1 | large share of tokens | switches/answer | decode tok/s (median) | bytes read vs large-only (median) |\n|---|---|---|---|---|---|---|---|\n",
-        problems.len(),
+    let header = format!(
+        "HumanEval problems {}.., greedy, -n {}, window {}, dwell {}, γ {} inside large regions; large {}, small {}; {} threads; network isolation: {}.",
         args.skip,
-        args.skip + problems.len(),
         args.max_tokens,
         args.window,
         args.dwell,
@@ -257,11 +288,27 @@ fn humaneval(args: HumanevalArgs) -> anyhow::Result<()> {
         args.threads,
         if sandbox.isolate_network { "on" } else { "off" }
     );
+    summarize(&records, &header, &args.out)
+}
+
+/// Prints and writes summary.md: the pass@1 vs large-share curve.
+fn summarize(records: &[Record], header: &str, out: &std::path::Path) -> anyhow::Result<()> {
+    let mut tallies = tally(records);
+    anyhow::ensure!(!tallies.is_empty(), "no results to summarise");
+
+    let large_pass = tallies
+        .iter()
+        .find(|t| t.label == "large")
+        .map_or(0.0, |t| t.passed as f64 / t.problems.max(1) as f64);
+    let mut md = format!(
+        "{header}\n\n| config | problems | pass@1 | passed | of large's pass@1 | large share of tokens | switches/answer | decode tok/s (median) | bytes read vs large-only (median) |\n|---|---|---|---|---|---|---|---|---|\n"
+    );
     for t in &mut tallies {
         let pass = t.passed as f64 / t.problems.max(1) as f64;
         md.push_str(&format!(
-            "| {} | {:.1}% | {}/{} | {:.1}% | {:.1}% | {:.1} | {:.1} | {:.3} |\n",
+            "| {} | {} | {:.1}% | {}/{} | {:.1}% | {:.1}% | {:.1} | {:.1} | {:.3} |\n",
             t.label,
+            t.problems,
             pass * 100.0,
             t.passed,
             t.problems,
@@ -273,10 +320,8 @@ fn humaneval(args: HumanevalArgs) -> anyhow::Result<()> {
         ));
     }
     print!("{md}");
-    std::fs::write(args.out.join("summary.md"), &md)?;
-    eprintln!(
-        "answers and outcomes: {}",
-        args.out.join("results.jsonl").display()
-    );
+    std::fs::create_dir_all(out)?;
+    std::fs::write(out.join("summary.md"), &md)?;
+    eprintln!("answers and outcomes: {}", out.join("results.jsonl").display());
     Ok(())
 }

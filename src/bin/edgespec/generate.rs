@@ -7,7 +7,7 @@ use anyhow::{bail, Context as _};
 use clap::{Args, ValueEnum};
 
 use edgespec::draft::{Drafter, HybridDrafter, LookupDrafter, ModelDrafter, TrimmedSource};
-use edgespec::ead::{Ead, EadConfig, EadStats};
+use edgespec::ead::{Ead, EadConfig, EadStats, DEFAULT_SPEC_GAMMA};
 use edgespec::engine::{Context, ContextParams, Model, ModelParams};
 use edgespec::generate::{generate_target_only, prompt_tokens, GenerateParams, Generation};
 use edgespec::gguf::GgufFile;
@@ -208,7 +208,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         };
         let gamma = match (args.mode, args.gamma) {
             (GenMode::EadSpec, Gamma::Fixed(g)) => g,
-            (GenMode::EadSpec, Gamma::Auto) => EAD_SPEC_GAMMA,
+            (GenMode::EadSpec, Gamma::Auto) => DEFAULT_SPEC_GAMMA,
             _ => 0,
         };
         let mut ead = Ead::new(small, target, config, gamma)?;
@@ -300,9 +300,6 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     finish(&result.generation, args.stats.then_some(&result.spec));
     Ok(())
 }
-
-/// Draft length of `--mode ead-spec` when --gamma is `auto`.
-const EAD_SPEC_GAMMA: usize = 4;
 
 fn print_ead_stats(s: &EadStats) {
     eprintln!(

@@ -14,8 +14,8 @@ use edgespec::gguf::{GgufFile, ModelSummary};
 use edgespec::sampling::SamplingParams;
 use edgespec::spec::{DraftLength, PolicyConfig, Speculator};
 use edgespec::vocabtrim::{
-    best_k, calibrate_generations, count_raw_text, k_candidates, select_ids, trim_drafter,
-    vocab_fingerprint, KPoint, TokenCounts,
+    best_k, calibrate_generations, count_raw_text, k_candidates, Trimmer,
+    KPoint, TokenCounts,
 };
 
 /// Arguments of `calibrate`.
@@ -159,27 +159,13 @@ pub struct TrimArgs {
 }
 
 pub fn trim(args: TrimArgs) -> anyhow::Result<()> {
-    let counts = TokenCounts::load(&args.counts)?;
-    let vocab = Model::load(
-        &args.drafter,
-        &ModelParams {
-            vocab_only: true,
-            ..ModelParams::default()
-        },
-    )
-    .with_context(|| format!("loading {}", args.drafter.display()))?;
-    counts.check_vocab(&vocab)?;
-    // End-of-generation, control and other special tokens are always kept.
-    let specials: Vec<i32> = (0..vocab.n_vocab())
-        .filter(|&t| vocab.is_eog(t) || vocab.is_control(t))
-        .collect();
-    let file = GgufFile::open(&args.drafter)?;
-    let source = std::fs::canonicalize(&args.drafter).unwrap_or(args.drafter.clone());
-    let fingerprint = vocab_fingerprint(&vocab);
+    let trimmer = Trimmer::new(&args.drafter, TokenCounts::load(&args.counts)?)
+        .with_context(|| format!("opening {}", args.drafter.display()))?;
+    let counts = trimmer.counts();
+    let file = trimmer.file();
+    let specials = trimmer.specials();
     let write = |k: usize, out: &std::path::Path| -> anyhow::Result<Vec<i32>> {
-        let ids = select_ids(&counts, k, &specials)?;
-        trim_drafter(&file, &source, &fingerprint, &ids, out)?;
-        Ok(ids)
+        Ok(trimmer.write(k, out)?)
     };
     let ids = if args.k == "auto" {
         let k = choose_k(&args, counts.vocab_size, &write)?;
