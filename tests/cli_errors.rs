@@ -46,8 +46,34 @@ fn bench_rejects_bad_input_clearly() {
     assert!(!ok && err.contains("need a drafter model"), "{err}");
     let (ok, err) = edgespec(&["bench", "-t", m, "-p", p, "--sweep", "gamma=5..2"]);
     assert!(!ok && err.contains("gamma=5..2"), "{err}");
+    let (ok, err) = edgespec(&["bench", "-t", m, "-p", p, "--sweep", "size=1..2"]);
+    assert!(!ok && err.contains("use gamma=A..B or k="), "{err}");
     let (ok, err) = edgespec(&["bench", "-t", m, "-p", p, "--sweep", "k=4096,8192"]);
-    assert!(!ok && err.contains("only gamma"), "{err}");
+    assert!(!ok && err.contains("needs the full drafter"), "{err}");
+    // A K sweep past the vocabulary, with real counts for this model.
+    let corpus = dir.path().join("corpus.txt");
+    std::fs::write(&corpus, "hello world\nthe quick brown fox\n").unwrap();
+    let counts = dir.path().join("counts.json");
+    let c = counts.to_str().unwrap();
+    let (ok, err) = edgespec(&[
+        "calibrate", "-t", m, "--raw-text", corpus.to_str().unwrap(), "-o", c,
+    ]);
+    assert!(ok, "{err}");
+    let out = dir.path().join("out");
+    let o = out.to_str().unwrap();
+    let sweep = |k: &str| {
+        edgespec(&[
+            "bench", "-t", m, "-d", m, "-p", p, "--counts", c, "--sweep", k, "-o", o,
+        ])
+    };
+    let (ok, err) = sweep("k=100000");
+    assert!(!ok && err.contains("K = 100000 is larger than the vocabulary"), "{err}");
+    let (ok, err) = sweep("k=64,zero");
+    assert!(!ok && err.contains("\"zero\" is not a positive number"), "{err}");
+    let (ok, err) = edgespec(&["bench", "-t", m, "-p", p, "-m", "ead:-2"]);
+    assert!(!ok && err.contains("unknown mode \"ead:-2\""), "{err}");
+    let (ok, err) = edgespec(&["bench", "-t", m, "-p", p, "-m", "ead-spec:1"]);
+    assert!(!ok && err.contains("need a drafter model"), "{err}");
     let runs = dir.path().join("runs.jsonl");
     std::fs::write(&runs, "{\"not\": \"a run\"}\n").unwrap();
     let (ok, err) = edgespec(&["bench", "-t", m, "--from-runs", runs.to_str().unwrap()]);
@@ -82,6 +108,21 @@ fn other_commands_reject_bad_input_clearly() {
     assert!(!ok && err.contains("temperature"), "{err}");
     let (ok, err) = edgespec(&["generate", "-m", m, "-p", "hi", "--draft-kind", "model"]);
     assert!(!ok && err.contains("needs a drafter model"), "{err}");
+    let (ok, err) = edgespec(&["generate", "--large", m, "-p", "hi", "--mode", "ead"]);
+    assert!(!ok && err.contains("needs a small model (--small)"), "{err}");
+    let ead = |flag: &str, value: &str| {
+        edgespec(&[
+            "generate", "--large", m, "--small", m, "-p", "hi", "--mode", "ead-spec", flag, value,
+        ])
+    };
+    let (ok, err) = ead("--ead-window", "0");
+    assert!(!ok && err.contains("window must be at least 1"), "{err}");
+    let (ok, err) = ead("--ead-threshold=-1", "--stats");
+    assert!(!ok && err.contains("threshold must be a finite number"), "{err}");
+    let (ok, err) = ead("--ead-dwell", "2");
+    assert!(ok, "{err}");
+    let (ok, err) = edgespec(&["eval", "humaneval", "--from-results", "/no/results.jsonl"]);
+    assert!(!ok && err.contains("/no/results.jsonl"), "{err}");
     let (ok, err) = edgespec(&[
         "generate",
         "-m",

@@ -26,11 +26,11 @@ pub enum EvalCommand {
 #[derive(Debug, Args)]
 pub struct HumanevalArgs {
     /// The large model.
-    #[arg(long)]
-    large: PathBuf,
+    #[arg(long, required_unless_present = "from_results")]
+    large: Option<PathBuf>,
     /// The small model (same vocabulary).
-    #[arg(long)]
-    small: PathBuf,
+    #[arg(long, required_unless_present = "from_results")]
+    small: Option<PathBuf>,
     /// Problems (JSONL from benches/prompts/fetch-humaneval.py).
     #[arg(long, default_value = "benches/prompts/humaneval.jsonl")]
     problems: PathBuf,
@@ -180,11 +180,14 @@ fn humaneval(args: HumanevalArgs) -> anyhow::Result<()> {
     if !sandbox.isolate_network {
         log::warn!("unshare -rn is not available: candidates run with network access");
     }
+    let (Some(large_path), Some(small_path)) = (&args.large, &args.small) else {
+        bail!("--large and --small are needed to generate");
+    };
     let model_params = ModelParams::default();
-    let large = Model::load(&args.large, &model_params)
-        .with_context(|| format!("loading {}", args.large.display()))?;
-    let small = Model::load(&args.small, &model_params)
-        .with_context(|| format!("loading {}", args.small.display()))?;
+    let large = Model::load(large_path, &model_params)
+        .with_context(|| format!("loading {}", large_path.display()))?;
+    let small = Model::load(small_path, &model_params)
+        .with_context(|| format!("loading {}", small_path.display()))?;
     let ctx_params = ContextParams {
         n_ctx: 2048,
         n_threads: args.threads,
@@ -283,8 +286,8 @@ fn humaneval(args: HumanevalArgs) -> anyhow::Result<()> {
         args.window,
         args.dwell,
         args.gamma,
-        args.large.display(),
-        args.small.display(),
+        large_path.display(),
+        small_path.display(),
         args.threads,
         if sandbox.isolate_network { "on" } else { "off" }
     );

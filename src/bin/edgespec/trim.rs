@@ -27,7 +27,8 @@ pub struct CalibrateArgs {
     /// Calibration prompts (plain lines or JSONL).
     #[arg(short, long, required_unless_present = "raw_text")]
     prompts: Option<PathBuf>,
-    /// Count the tokens of this text corpus instead (one document per line).
+    /// Count the tokens of this text corpus instead: a file (one document
+    /// per line) or a folder (each file in it one document).
     #[arg(long, conflicts_with = "prompts")]
     raw_text: Option<PathBuf>,
     /// Output counts file (JSON); an unfinished one is resumed.
@@ -47,17 +48,46 @@ pub struct CalibrateArgs {
     threads: Option<i32>,
 }
 
+/// The documents of a raw-text corpus: a file's non-empty lines, or the
+/// UTF-8 files of a folder (not recursive; others are skipped with a warning).
+fn corpus_documents(corpus: &std::path::Path) -> anyhow::Result<Vec<String>> {
+    let read = |p: &std::path::Path| {
+        std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))
+    };
+    if !corpus.is_dir() {
+        return Ok(read(corpus)?
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(str::to_owned)
+            .collect());
+    }
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(corpus)
+        .with_context(|| format!("reading folder {}", corpus.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file())
+        .collect();
+    paths.sort();
+    let mut documents = Vec::with_capacity(paths.len());
+    for path in paths {
+        match read(&path) {
+            Ok(text) if !text.trim().is_empty() => documents.push(text),
+            Ok(_) => {}
+            Err(e) => log::warn!("skipping {}: {e:#}", path.display()),
+        }
+    }
+    anyhow::ensure!(
+        !documents.is_empty(),
+        "no text files in {}",
+        corpus.display()
+    );
+    Ok(documents)
+}
+
 pub fn calibrate(args: CalibrateArgs) -> anyhow::Result<()> {
     let model = Model::load(&args.target, &ModelParams::default())
         .with_context(|| format!("loading {}", args.target.display()))?;
     let counts = if let Some(corpus) = &args.raw_text {
-        let text = std::fs::read_to_string(corpus)
-            .with_context(|| format!("reading {}", corpus.display()))?;
-        let lines: Vec<String> = text
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(str::to_owned)
-            .collect();
+        let lines = corpus_documents(corpus)?;
         let counts = count_raw_text(&model, &lines)?;
         counts.save(&args.out)?;
         counts
