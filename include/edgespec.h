@@ -16,6 +16,12 @@
 #include <stdint.h>
 #include <stdlib.h>
 
+// Draft length inside large-model regions for `ead-spec` when none is given.
+#define DEFAULT_SPEC_GAMMA 4
+
+// Longest rolling window accepted.
+#define MAX_WINDOW 4096
+
 // Generation ended at an end-of-generation token.
 #define EDGESPEC_STOP_EOG 0
 
@@ -102,6 +108,12 @@ typedef struct {
   float top_p;
   // RNG seed.
   uint64_t seed;
+  // EAD: switching threshold on the small model's rolling mean entropy, bits (>= 0).
+  double ead_threshold_bits;
+  // EAD: entropy values in the rolling mean (1..=4096).
+  uint32_t ead_window;
+  // EAD: tokens generated after a switch before the next one.
+  uint32_t ead_dwell;
 } edgespec_session_params;
 
 // Streaming callback: `text` is the newly complete UTF-8 text (NUL-terminated,
@@ -141,6 +153,10 @@ typedef struct {
   double drafter_share;
   // One of EDGESPEC_STOP_*.
   int32_t stop_reason;
+  // EAD: share of generated tokens that came from the target (large) model.
+  double large_share;
+  // EAD: switches between the models.
+  uint32_t switches;
 } edgespec_stats;
 
 // No drafter: the target alone.
@@ -154,6 +170,15 @@ typedef struct {
 
 // Lookup on long matches, the drafter model otherwise.
 #define EDGESPEC_DRAFT_HYBRID 3
+
+// Entropy-adaptive decoding: the drafter model is the small model and
+// generates while confident, the target takes over where the small model's
+// rolling entropy exceeds `ead_threshold_bits` (not lossless by design).
+#define EDGESPEC_DRAFT_EAD 4
+
+// EAD with the small model drafting for the target inside target regions
+// (`gamma` tokens, default 4 when gamma is -1); those regions are lossless.
+#define EDGESPEC_DRAFT_EAD_SPEC 5
 
 #ifdef __cplusplus
 extern "C" {

@@ -175,8 +175,14 @@ fn generate_via_ffi(model: *const edgespec_model, prompt: &str, kind: i32) -> St
     let mut session = std::ptr::null_mut();
     // SAFETY: valid handles and pointers; freed below.
     unsafe {
+        // EAD kinds use the model as its own small model.
+        let small = if kind >= EDGESPEC_DRAFT_EAD {
+            model
+        } else {
+            std::ptr::null()
+        };
         assert_eq!(
-            edgespec_session_new(model, std::ptr::null(), &params, &mut session),
+            edgespec_session_new(model, small, &params, &mut session),
             edgespec_result::EDGESPEC_OK
         );
         let mut out = Collected(Vec::new());
@@ -201,6 +207,9 @@ fn generate_via_ffi(model: *const edgespec_model, prompt: &str, kind: i32) -> St
             stats.generated_tokens as usize,
             24.min(stats.generated_tokens as usize)
         );
+        if kind >= EDGESPEC_DRAFT_EAD {
+            assert!((0.0..=1.0).contains(&stats.large_share));
+        }
         edgespec_session_free(&mut session);
         assert!(session.is_null());
         String::from_utf8(out.0).unwrap()
@@ -243,4 +252,45 @@ fn two_sessions_on_two_threads_match_single_threaded_runs() {
     // SAFETY: model is the handle from edgespec_model_load.
     unsafe { edgespec_model_free(&mut model) };
     assert!(model.is_null());
+}
+
+#[test]
+fn ead_through_the_c_api_equals_the_model_alone_when_small_is_large() {
+    let Some(path) = common::smollm2() else {
+        return;
+    };
+    let c_path = CString::new(path.to_str().unwrap()).unwrap();
+    let mut model = std::ptr::null_mut();
+    // SAFETY: valid string and out pointer.
+    unsafe {
+        assert_eq!(
+            edgespec_model_load(c_path.as_ptr(), std::ptr::null(), &mut model),
+            edgespec_result::EDGESPEC_OK
+        )
+    };
+    let prompt = "Write a haiku about winter.";
+    let alone = generate_via_ffi(model, prompt, EDGESPEC_DRAFT_NONE);
+    for kind in [EDGESPEC_DRAFT_EAD, EDGESPEC_DRAFT_EAD_SPEC] {
+        assert_eq!(generate_via_ffi(model, prompt, kind), alone, "kind {kind}");
+    }
+    // EAD needs its small model; a bad window is a parameter error.
+    let mut params = edgespec_session_params_default();
+    params.draft_kind = EDGESPEC_DRAFT_EAD;
+    let mut session = std::ptr::null_mut();
+    // SAFETY: valid handles and pointers.
+    unsafe {
+        assert_eq!(
+            edgespec_session_new(model, std::ptr::null(), &params, &mut session),
+            edgespec_result::EDGESPEC_ERR_MISSING_DRAFTER
+        );
+        params.ead_window = 0;
+        assert_eq!(
+            edgespec_session_new(model, model, &params, &mut session),
+            edgespec_result::EDGESPEC_ERR_INVALID_PARAMETER
+        );
+        let message = CStr::from_ptr(edgespec_last_error()).to_string_lossy();
+        assert!(message.contains("window"), "{message}");
+        assert!(session.is_null());
+        edgespec_model_free(&mut model);
+    }
 }

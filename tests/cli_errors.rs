@@ -56,7 +56,13 @@ fn bench_rejects_bad_input_clearly() {
     let counts = dir.path().join("counts.json");
     let c = counts.to_str().unwrap();
     let (ok, err) = edgespec(&[
-        "calibrate", "-t", m, "--raw-text", corpus.to_str().unwrap(), "-o", c,
+        "calibrate",
+        "-t",
+        m,
+        "--raw-text",
+        corpus.to_str().unwrap(),
+        "-o",
+        c,
     ]);
     assert!(ok, "{err}");
     let out = dir.path().join("out");
@@ -67,9 +73,15 @@ fn bench_rejects_bad_input_clearly() {
         ])
     };
     let (ok, err) = sweep("k=100000");
-    assert!(!ok && err.contains("K = 100000 is larger than the vocabulary"), "{err}");
+    assert!(
+        !ok && err.contains("K = 100000 is larger than the vocabulary"),
+        "{err}"
+    );
     let (ok, err) = sweep("k=64,zero");
-    assert!(!ok && err.contains("\"zero\" is not a positive number"), "{err}");
+    assert!(
+        !ok && err.contains("\"zero\" is not a positive number"),
+        "{err}"
+    );
     let (ok, err) = edgespec(&["bench", "-t", m, "-p", p, "-m", "ead:-2"]);
     assert!(!ok && err.contains("unknown mode \"ead:-2\""), "{err}");
     let (ok, err) = edgespec(&["bench", "-t", m, "-p", p, "-m", "ead-spec:1"]);
@@ -109,7 +121,10 @@ fn other_commands_reject_bad_input_clearly() {
     let (ok, err) = edgespec(&["generate", "-m", m, "-p", "hi", "--draft-kind", "model"]);
     assert!(!ok && err.contains("needs a drafter model"), "{err}");
     let (ok, err) = edgespec(&["generate", "--large", m, "-p", "hi", "--mode", "ead"]);
-    assert!(!ok && err.contains("needs a small model (--small)"), "{err}");
+    assert!(
+        !ok && err.contains("needs a small model (--small)"),
+        "{err}"
+    );
     let ead = |flag: &str, value: &str| {
         edgespec(&[
             "generate", "--large", m, "--small", m, "-p", "hi", "--mode", "ead-spec", flag, value,
@@ -118,7 +133,10 @@ fn other_commands_reject_bad_input_clearly() {
     let (ok, err) = ead("--ead-window", "0");
     assert!(!ok && err.contains("window must be at least 1"), "{err}");
     let (ok, err) = ead("--ead-threshold=-1", "--stats");
-    assert!(!ok && err.contains("threshold must be a finite number"), "{err}");
+    assert!(
+        !ok && err.contains("threshold must be a finite number"),
+        "{err}"
+    );
     let (ok, err) = ead("--ead-dwell", "2");
     assert!(ok, "{err}");
     let (ok, err) = edgespec(&["eval", "humaneval", "--from-results", "/no/results.jsonl"]);

@@ -61,7 +61,10 @@ fn bars(path: &Path, title: &str, modes: &[&ModeSummary]) -> std::io::Result<()>
             } else {
                 BLUE.mix(0.6)
             };
-            Rectangle::new([(x - 0.35, 0.0), (x + 0.35, m.tok_s.median)], color.filled())
+            Rectangle::new(
+                [(x - 0.35, 0.0), (x + 0.35, m.tok_s.median)],
+                color.filled(),
+            )
         }))
         .map_err(chart_error)?;
     chart

@@ -251,9 +251,7 @@ pub fn run(
     };
     let mut runners: Vec<Runner> = modes
         .iter()
-        .map(|m| {
-            make_runner(m, &model, draft_model.as_ref(), config, &ctx_params)
-        })
+        .map(|m| make_runner(m, &model, draft_model.as_ref(), config, &ctx_params))
         .collect::<Result<_, _>>()?;
 
     let runs_path = config.out_dir.join("runs.jsonl");

@@ -152,7 +152,14 @@ mod tests {
         assert_eq!(Mode::parse("model:x", 8), Err(ModeError("model:x".into())));
         assert!(Mode::parse("medusa", 8).is_err());
         assert!(Mode::parse("target:1", 8).is_err());
-        for bad in ["ead", "ead:-1", "ead:x", "ead-spec:nan", "trimmed@0:3", "trimmed@x:3"] {
+        for bad in [
+            "ead",
+            "ead:-1",
+            "ead:x",
+            "ead-spec:nan",
+            "trimmed@0:3",
+            "trimmed@x:3",
+        ] {
             assert_eq!(Mode::parse(bad, 8), Err(ModeError(bad.into())), "{bad}");
         }
     }

@@ -320,8 +320,7 @@ impl Ead {
         // of it but the last token, which it reads when first in charge.
         self.small.feed(prompt, Logits::Last)?;
         if prompt.len() > 1 {
-            self.large
-                .feed(&prompt[..prompt.len() - 1], Logits::None)?;
+            self.large.feed(&prompt[..prompt.len() - 1], Logits::None)?;
         }
         stats.prompt_time = start.elapsed();
         let decode_start = Instant::now();

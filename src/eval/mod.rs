@@ -70,12 +70,11 @@ pub fn load_problems(path: &Path) -> Result<Vec<Problem>, EvalError> {
         if line.trim().is_empty() {
             continue;
         }
-        let problem: Problem =
-            serde_json::from_str(&line).map_err(|e| EvalError::BadProblem {
-                path: path.to_owned(),
-                line: i + 1,
-                reason: e.to_string(),
-            })?;
+        let problem: Problem = serde_json::from_str(&line).map_err(|e| EvalError::BadProblem {
+            path: path.to_owned(),
+            line: i + 1,
+            reason: e.to_string(),
+        })?;
         problems.push(problem);
     }
     Ok(problems)
@@ -245,7 +244,9 @@ mod tests {
             prompt: String::new(),
             test: "def check(candidate):\n    assert candidate(2, 3) == 5\n".into(),
             entry_point: "add".into(),
-            code_prompt: "from typing import List\n\ndef add(a: int, b: int) -> int:\n    \"\"\"Add.\"\"\"\n".into(),
+            code_prompt:
+                "from typing import List\n\ndef add(a: int, b: int) -> int:\n    \"\"\"Add.\"\"\"\n"
+                    .into(),
         }
     }
 
@@ -267,16 +268,23 @@ mod tests {
         assert_eq!(sandbox.check(&p, ok).unwrap(), Outcome::Passed);
         let wrong = "def add(a, b):\n    return a - b\n";
         let r = sandbox.check(&p, wrong).unwrap();
-        assert!(matches!(&r, Outcome::Failed(e) if e.contains("AssertionError")), "{r:?}");
+        assert!(
+            matches!(&r, Outcome::Failed(e) if e.contains("AssertionError")),
+            "{r:?}"
+        );
         let syntax = "def add(a, b)\n    return a + b\n";
-        assert!(matches!(sandbox.check(&p, syntax).unwrap(), Outcome::Failed(e) if e.contains("SyntaxError")));
+        assert!(
+            matches!(sandbox.check(&p, syntax).unwrap(), Outcome::Failed(e) if e.contains("SyntaxError"))
+        );
         sandbox.timeout = Duration::from_millis(500);
         let slow = "def add(a, b):\n    while True:\n        pass\n";
         assert_eq!(sandbox.check(&p, slow).unwrap(), Outcome::TimedOut);
         // The header's imports are there; the memory limit holds.
         let hungry = "def add(a, b):\n    x = bytearray(8 << 30)\n    return a + b\n";
         sandbox.timeout = Duration::from_secs(5);
-        assert!(matches!(sandbox.check(&p, hungry).unwrap(), Outcome::Failed(e) if e.contains("MemoryError")));
+        assert!(
+            matches!(sandbox.check(&p, hungry).unwrap(), Outcome::Failed(e) if e.contains("MemoryError"))
+        );
     }
 
     #[test]
@@ -288,7 +296,10 @@ mod tests {
         }
         let p = problem();
         let net = "import socket\ndef add(a, b):\n    socket.create_connection(('1.1.1.1', 53), timeout=2)\n    return a + b\n";
-        assert!(matches!(sandbox.check(&p, net).unwrap(), Outcome::Failed(_)));
+        assert!(matches!(
+            sandbox.check(&p, net).unwrap(),
+            Outcome::Failed(_)
+        ));
     }
 
     #[test]

@@ -28,9 +28,9 @@ pub use session::{
     edgespec_draft_kind, edgespec_session, edgespec_session_free, edgespec_session_generate,
     edgespec_session_generate_tokens, edgespec_session_new, edgespec_session_params,
     edgespec_session_params_default, edgespec_session_reset, edgespec_stats,
-    edgespec_token_callback, EDGESPEC_DRAFT_HYBRID, EDGESPEC_DRAFT_LOOKUP, EDGESPEC_DRAFT_MODEL,
-    EDGESPEC_DRAFT_NONE, EDGESPEC_STOP_CALLBACK, EDGESPEC_STOP_CONTEXT_FULL, EDGESPEC_STOP_EOG,
-    EDGESPEC_STOP_MAX_TOKENS,
+    edgespec_token_callback, EDGESPEC_DRAFT_EAD, EDGESPEC_DRAFT_EAD_SPEC, EDGESPEC_DRAFT_HYBRID,
+    EDGESPEC_DRAFT_LOOKUP, EDGESPEC_DRAFT_MODEL, EDGESPEC_DRAFT_NONE, EDGESPEC_STOP_CALLBACK,
+    EDGESPEC_STOP_CONTEXT_FULL, EDGESPEC_STOP_EOG, EDGESPEC_STOP_MAX_TOKENS,
 };
 
 use crate::engine::{Model, ModelParams};

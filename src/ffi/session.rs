@@ -5,6 +5,7 @@ use std::ffi::{c_char, c_void};
 use super::error::{edgespec_result, fail, Failure};
 use super::{c_str, edgespec_model, free_handle, guard, handle_mut};
 use crate::draft::{Drafter, HybridDrafter, LookupDrafter, ModelDrafter};
+use crate::ead::{Ead, EadConfig, EadError, DEFAULT_SPEC_GAMMA};
 use crate::engine::{Context, ContextParams, Token};
 use crate::generate::{
     generate_target_only, prompt_tokens, GenerateParams, Generation, StopReason,
@@ -23,6 +24,13 @@ pub const EDGESPEC_DRAFT_MODEL: edgespec_draft_kind = 1;
 pub const EDGESPEC_DRAFT_LOOKUP: edgespec_draft_kind = 2;
 /// Lookup on long matches, the drafter model otherwise.
 pub const EDGESPEC_DRAFT_HYBRID: edgespec_draft_kind = 3;
+/// Entropy-adaptive decoding: the drafter model is the small model and
+/// generates while confident, the target takes over where the small model's
+/// rolling entropy exceeds `ead_threshold_bits` (not lossless by design).
+pub const EDGESPEC_DRAFT_EAD: edgespec_draft_kind = 4;
+/// EAD with the small model drafting for the target inside target regions
+/// (`gamma` tokens, default 4 when gamma is -1); those regions are lossless.
+pub const EDGESPEC_DRAFT_EAD_SPEC: edgespec_draft_kind = 5;
 
 /// Generation ended at an end-of-generation token.
 pub const EDGESPEC_STOP_EOG: i32 = 0;
@@ -70,6 +78,12 @@ pub struct edgespec_session_params {
     pub top_p: f32,
     /// RNG seed.
     pub seed: u64,
+    /// EAD: switching threshold on the small model's rolling mean entropy, bits (>= 0).
+    pub ead_threshold_bits: f64,
+    /// EAD: entropy values in the rolling mean (1..=4096).
+    pub ead_window: u32,
+    /// EAD: tokens generated after a switch before the next one.
+    pub ead_dwell: u32,
 }
 
 /// Defaults: 4096-token context, all cores, no drafter, automatic γ up to 8, greedy.
@@ -86,6 +100,9 @@ pub extern "C" fn edgespec_session_params_default() -> edgespec_session_params {
         top_k: 0,
         top_p: 1.0,
         seed: 0,
+        ead_threshold_bits: EadConfig::default().threshold_bits,
+        ead_window: EadConfig::default().window as u32,
+        ead_dwell: EadConfig::default().min_dwell as u32,
     }
 }
 
@@ -119,11 +136,16 @@ pub struct edgespec_stats {
     pub drafter_share: f64,
     /// One of EDGESPEC_STOP_*.
     pub stop_reason: i32,
+    /// EAD: share of generated tokens that came from the target (large) model.
+    pub large_share: f64,
+    /// EAD: switches between the models.
+    pub switches: u32,
 }
 
 enum Runner {
     Target(Context),
     Spec(Box<Speculator>),
+    Ead(Box<Ead>),
 }
 
 /// A generation session (opaque). One thread at a time.
@@ -135,6 +157,17 @@ pub struct edgespec_session {
 
 fn invalid(message: String) -> Failure {
     fail(edgespec_result::EDGESPEC_ERR_INVALID_PARAMETER, message)
+}
+
+impl From<EadError> for Failure {
+    fn from(e: EadError) -> Self {
+        match e {
+            EadError::Engine(e) => e.into(),
+            EadError::Vocab(e) => e.into(),
+            EadError::Sampling(e) => e.into(),
+            other => invalid(other.to_string()),
+        }
+    }
 }
 
 fn validate(p: &edgespec_session_params) -> Result<(SamplingParams, PolicyConfig), Failure> {
@@ -150,7 +183,7 @@ fn validate(p: &edgespec_session_params) -> Result<(SamplingParams, PolicyConfig
             p.n_threads
         )));
     }
-    if !(EDGESPEC_DRAFT_NONE..=EDGESPEC_DRAFT_HYBRID).contains(&p.draft_kind) {
+    if !(EDGESPEC_DRAFT_NONE..=EDGESPEC_DRAFT_EAD_SPEC).contains(&p.draft_kind) {
         return Err(invalid(format!(
             "draft_kind = {} is not an EDGESPEC_DRAFT_* value",
             p.draft_kind
@@ -234,7 +267,13 @@ pub unsafe extern "C" fn edgespec_session_new(
             n_threads_batch: p.n_threads,
         };
         let context = Context::new(target.inner.clone(), &ctx_params)?;
-        let needs_model = matches!(p.draft_kind, EDGESPEC_DRAFT_MODEL | EDGESPEC_DRAFT_HYBRID);
+        let needs_model = matches!(
+            p.draft_kind,
+            EDGESPEC_DRAFT_MODEL
+                | EDGESPEC_DRAFT_HYBRID
+                | EDGESPEC_DRAFT_EAD
+                | EDGESPEC_DRAFT_EAD_SPEC
+        );
         let draft_model = match (needs_model, drafter) {
             (true, None) => {
                 return Err(fail(
@@ -254,6 +293,20 @@ pub unsafe extern "C" fn edgespec_session_new(
         };
         let runner = match (p.draft_kind, &draft_model) {
             (EDGESPEC_DRAFT_NONE, _) => Runner::Target(context),
+            (kind @ (EDGESPEC_DRAFT_EAD | EDGESPEC_DRAFT_EAD_SPEC), Some(small)) => {
+                let config = EadConfig {
+                    threshold_bits: p.ead_threshold_bits,
+                    window: p.ead_window as usize,
+                    min_dwell: p.ead_dwell as usize,
+                };
+                let gamma = match (kind, p.gamma) {
+                    (EDGESPEC_DRAFT_EAD, _) => 0,
+                    (_, g) if g < 0 => DEFAULT_SPEC_GAMMA,
+                    (_, g) => g as usize,
+                };
+                let small_ctx = Context::new(small.clone(), &ctx_params)?;
+                Runner::Ead(Box::new(Ead::new(small_ctx, context, config, gamma)?))
+            }
             (kind, model) => {
                 let d: Box<dyn Drafter> = match (kind, model) {
                     (EDGESPEC_DRAFT_MODEL, Some(m)) => Box::new(new_model_drafter(m)?),
@@ -337,6 +390,7 @@ pub unsafe extern "C" fn edgespec_session_generate(
         let model = match &s.runner {
             Runner::Target(c) => c.model().clone(),
             Runner::Spec(sp) => sp.target().model().clone(),
+            Runner::Ead(e) => e.large().model().clone(),
         };
         let tokens = prompt_tokens(&model, prompt, chat)?;
         run(s, &tokens, max_tokens, callback, user_data, stats)
@@ -402,16 +456,33 @@ fn run(
         // for the call; user_data is passed through untouched.
         unsafe { cb(text_buf.as_ptr().cast(), text.len(), token, user_data) }
     };
-    let (generation, spec) = match &mut s.runner {
-        Runner::Target(ctx) => (generate_target_only(ctx, prompt, &params, on_token)?, None),
+    let (generation, spec, ead) = match &mut s.runner {
+        Runner::Target(ctx) => (
+            generate_target_only(ctx, prompt, &params, on_token)?,
+            None,
+            None,
+        ),
         Runner::Spec(sp) => {
             let r = sp.generate(prompt, &params, on_token)?;
-            (r.generation, Some(r.spec))
+            (r.generation, Some(r.spec), None)
+        }
+        Runner::Ead(e) => {
+            let r = e.generate(prompt, &params, on_token)?;
+            (r.generation, None, Some(r.stats))
         }
     };
     if !stats.is_null() {
+        let mut out = to_c_stats(&generation, spec.as_ref());
+        if let Some(e) = ead {
+            out.large_share = e.large_share();
+            out.switches = e.switches as u32;
+            out.drafted = e.drafted as u32;
+            out.accepted = e.accepted as u32;
+            out.acceptance = e.acceptance();
+            out.target_calls = e.large_passes as u32;
+        }
         // SAFETY: non-null and writable per the caller's contract.
-        unsafe { *stats = to_c_stats(&generation, spec.as_ref()) };
+        unsafe { *stats = out };
     }
     Ok(())
 }

@@ -8,8 +8,8 @@ use clap::Args;
 use sha2::{Digest, Sha256};
 
 use edgespec::bench::{
-    load_prompts, load_runs, peak_rss_bytes, read_bandwidth, run, summarize, write_charts, BenchConfig,
-    BenchReport, MachineInfo, Mode, PromptSet, Roofline,
+    load_prompts, load_runs, peak_rss_bytes, read_bandwidth, run, summarize, write_charts,
+    BenchConfig, BenchReport, MachineInfo, Mode, PromptSet, Roofline,
 };
 use edgespec::ead::EadConfig;
 use edgespec::gguf::{GgufFile, ModelSummary};
@@ -262,7 +262,9 @@ fn k_sweep(
     trimmed_k: &mut Vec<(u32, PathBuf)>,
 ) -> anyhow::Result<Vec<Mode>> {
     let (Some(draft), Some(counts)) = (&args.draft, &args.counts) else {
-        anyhow::bail!("--sweep k=…: needs the full drafter (--draft) and its calibration counts (--counts)");
+        anyhow::bail!(
+            "--sweep k=…: needs the full drafter (--draft) and its calibration counts (--counts)"
+        );
     };
     let trimmer = Trimmer::new(draft, TokenCounts::load(counts)?)
         .with_context(|| format!("--sweep k=…: opening {}", draft.display()))?;

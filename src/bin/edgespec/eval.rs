@@ -144,8 +144,8 @@ fn median(values: &mut [f64]) -> f64 {
 
 fn humaneval(args: HumanevalArgs) -> anyhow::Result<()> {
     if let Some(path) = &args.from_results {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         let records = text
             .lines()
             .enumerate()
@@ -233,7 +233,11 @@ fn humaneval(args: HumanevalArgs) -> anyhow::Result<()> {
             bar.set_message(format!("{} {label}", problem.task_id));
             let (text, tokens, large_tokens, switches, rate, cost) = match i {
                 0 | 1 => {
-                    let ctx = if i == 0 { &mut large_ctx } else { &mut small_ctx };
+                    let ctx = if i == 0 {
+                        &mut large_ctx
+                    } else {
+                        &mut small_ctx
+                    };
                     let g = generate_target_only(ctx, &prompt, &params, |_, _| true)?;
                     let n = g.tokens.len();
                     let large_n = if i == 0 { n } else { 0 };
@@ -315,7 +319,11 @@ fn summarize(records: &[Record], header: &str, out: &std::path::Path) -> anyhow:
             pass * 100.0,
             t.passed,
             t.problems,
-            if large_pass > 0.0 { pass / large_pass * 100.0 } else { 0.0 },
+            if large_pass > 0.0 {
+                pass / large_pass * 100.0
+            } else {
+                0.0
+            },
             t.large_tokens as f64 / t.tokens.max(1) as f64 * 100.0,
             t.switches as f64 / t.problems.max(1) as f64,
             median(&mut t.decode_rates),
@@ -325,6 +333,9 @@ fn summarize(records: &[Record], header: &str, out: &std::path::Path) -> anyhow:
     print!("{md}");
     std::fs::create_dir_all(out)?;
     std::fs::write(out.join("summary.md"), &md)?;
-    eprintln!("answers and outcomes: {}", out.join("results.jsonl").display());
+    eprintln!(
+        "answers and outcomes: {}",
+        out.join("results.jsonl").display()
+    );
     Ok(())
 }

@@ -14,8 +14,7 @@ use edgespec::gguf::{GgufFile, ModelSummary};
 use edgespec::sampling::SamplingParams;
 use edgespec::spec::{DraftLength, PolicyConfig, Speculator};
 use edgespec::vocabtrim::{
-    best_k, calibrate_generations, count_raw_text, k_candidates, Trimmer,
-    KPoint, TokenCounts,
+    best_k, calibrate_generations, count_raw_text, k_candidates, KPoint, TokenCounts, Trimmer,
 };
 
 /// Arguments of `calibrate`.
