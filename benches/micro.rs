@@ -70,6 +70,10 @@ fn maths(c: &mut Criterion) {
     c.bench_function("residual max(0,p-q) 151936", |b| {
         b.iter(|| residual(black_box(&p), black_box(&q), &mut out))
     });
+    // EAD scores every position with this.
+    c.bench_function("EAD entropy (bits) 151936", |b| {
+        b.iter(|| edgespec::ead::entropy_bits(black_box(&logits)))
+    });
 }
 
 /// The loop's own cost per round: a tiny model, so llama.cpp's share is small.

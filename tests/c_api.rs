@@ -216,11 +216,9 @@ fn generate_via_ffi(model: *const edgespec_model, prompt: &str, kind: i32) -> St
     }
 }
 
-#[test]
-fn two_sessions_on_two_threads_match_single_threaded_runs() {
-    let Some(path) = common::smollm2() else {
-        return;
-    };
+/// The test model through the C API (None, with a printed reason, when absent).
+fn load_smollm2() -> Option<*mut edgespec_model> {
+    let path = common::smollm2()?;
     let c_path = CString::new(path.to_str().unwrap()).unwrap();
     let mut model = std::ptr::null_mut();
     // SAFETY: valid string and out pointer.
@@ -229,6 +227,14 @@ fn two_sessions_on_two_threads_match_single_threaded_runs() {
             edgespec_model_load(c_path.as_ptr(), std::ptr::null(), &mut model),
             edgespec_result::EDGESPEC_OK
         )
+    };
+    Some(model)
+}
+
+#[test]
+fn two_sessions_on_two_threads_match_single_threaded_runs() {
+    let Some(mut model) = load_smollm2() else {
+        return;
     };
     let prompts = ["Tell me a fact about cats.", "Write a haiku about winter."];
     let expected: Vec<String> = prompts
@@ -256,17 +262,8 @@ fn two_sessions_on_two_threads_match_single_threaded_runs() {
 
 #[test]
 fn ead_through_the_c_api_equals_the_model_alone_when_small_is_large() {
-    let Some(path) = common::smollm2() else {
+    let Some(mut model) = load_smollm2() else {
         return;
-    };
-    let c_path = CString::new(path.to_str().unwrap()).unwrap();
-    let mut model = std::ptr::null_mut();
-    // SAFETY: valid string and out pointer.
-    unsafe {
-        assert_eq!(
-            edgespec_model_load(c_path.as_ptr(), std::ptr::null(), &mut model),
-            edgespec_result::EDGESPEC_OK
-        )
     };
     let prompt = "Write a haiku about winter.";
     let alone = generate_via_ffi(model, prompt, EDGESPEC_DRAFT_NONE);

@@ -24,7 +24,7 @@ pub use policy::{entropy_bits, EadConfig, EadConfigError, EadPolicy, Who, MAX_WI
 
 use crate::draft::{check_vocab_compatible, VocabError};
 use crate::engine::{Context, EngineError, Logits, Token};
-use crate::generate::{GenerateParams, Generation, StopReason, TokenSink};
+use crate::generate::{check_prompt, GenerateParams, Generation, StopReason, TokenSink};
 use crate::metrics::{as_secs, GenerationStats};
 use crate::sampling::{Sampler, SamplingError, SamplingParams};
 use crate::spec::{verify_greedy, verify_sampling, DraftProb, Verdict, MAX_DRAFT};
@@ -276,14 +276,7 @@ impl Ead {
         on_token: impl FnMut(Token, &str) -> bool,
     ) -> Result<EadGeneration, EadError> {
         params.sampling.validate()?;
-        if prompt.is_empty() {
-            return Err(EngineError::InvalidParam {
-                name: "prompt",
-                value: "0 tokens".into(),
-                reason: "needs at least one token",
-            }
-            .into());
-        }
+        check_prompt(prompt)?;
         let model = self.large.ctx.model().clone();
         let mut sampler = params.sampler(&model);
         // Drafts (ead-spec) are the small model's own samples, from a stream

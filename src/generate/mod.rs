@@ -125,6 +125,18 @@ impl GenerateParams {
     }
 }
 
+/// A generation needs at least one prompt token (its logits give the first token).
+pub fn check_prompt(prompt: &[Token]) -> Result<(), EngineError> {
+    if prompt.is_empty() {
+        return Err(EngineError::InvalidParam {
+            name: "prompt",
+            value: "0 tokens".into(),
+            reason: "needs at least one token",
+        });
+    }
+    Ok(())
+}
+
 /// Generates with the target alone. The context is cleared first.
 pub fn generate_target_only(
     ctx: &mut Context,
@@ -133,13 +145,7 @@ pub fn generate_target_only(
     on_token: impl FnMut(Token, &str) -> bool,
 ) -> Result<Generation, EngineError> {
     let max_tokens = params.max_tokens;
-    if prompt.is_empty() {
-        return Err(EngineError::InvalidParam {
-            name: "prompt",
-            value: "0 tokens".into(),
-            reason: "needs at least one token",
-        });
-    }
+    check_prompt(prompt)?;
     let model = ctx.model().clone();
     let mut sampler = params.sampler(&model);
     let mut sink = TokenSink::new(&model, on_token);

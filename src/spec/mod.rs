@@ -15,7 +15,7 @@ use crate::draft::{
     check_vocab_compatible, Draft, DraftControl, DraftSource, Drafter, Next, VocabError,
 };
 use crate::engine::{Context, EngineError, Logits, Model, Token};
-use crate::generate::{GenerateParams, Generation, StopReason, TokenSink};
+use crate::generate::{check_prompt, GenerateParams, Generation, StopReason, TokenSink};
 use crate::metrics::{GenerationStats, SpecStats};
 use crate::sampling::{Sampler, SamplingError};
 
@@ -326,14 +326,7 @@ impl Speculator {
         on_token: impl FnMut(Token, &str) -> bool,
     ) -> Result<SpecGeneration, SpecError> {
         params.sampling.validate()?;
-        if prompt.is_empty() {
-            return Err(EngineError::InvalidParam {
-                name: "prompt",
-                value: "0 tokens".into(),
-                reason: "needs at least one token",
-            }
-            .into());
-        }
+        check_prompt(prompt)?;
         let model = self.target.model().clone();
         let mut sampler = params.sampler(&model);
         let mut sink = TokenSink::new(&model, on_token);

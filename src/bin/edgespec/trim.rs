@@ -206,7 +206,7 @@ pub fn trim(args: TrimArgs) -> anyhow::Result<()> {
             .map_err(|_| anyhow::anyhow!("-k must be a number or `auto`, got {:?}", args.k))?;
         write(k, &args.out)?
     };
-    let before = ModelSummary::of(&file)?;
+    let before = ModelSummary::of(file)?;
     let after = ModelSummary::of(&GgufFile::open(&args.out)?)?;
     let covered: u64 = ids.iter().map(|&t| counts.counts[t as usize]).sum();
     eprintln!(
