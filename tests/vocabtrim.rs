@@ -34,7 +34,7 @@ fn trim_with(source: &Path, counts: &TokenCounts, k: usize, out: &Path) -> Vec<T
     let specials: Vec<Token> = (0..vocab.n_vocab())
         .filter(|&t| vocab.is_eog(t) || vocab.is_control(t))
         .collect();
-    let ids = select_ids(counts, k, &specials).unwrap();
+    let ids = select_ids(counts, None, k, &specials).unwrap();
     trim_drafter(
         &GgufFile::open(source).unwrap(),
         source,
@@ -309,21 +309,35 @@ fn bad_input_is_rejected_with_typed_errors() {
     let (target, draft) = synthetic_pair(dir.path(), false, false);
     let model = Model::load(&draft, &Default::default()).unwrap();
     let counts = counts_favouring(&model, &[300, 301]);
-    assert!(matches!(select_ids(&counts, 0, &[]), Err(TrimError::ZeroK)));
     assert!(matches!(
-        select_ids(&counts, 10_000, &[]),
+        select_ids(&counts, None, 0, &[]),
+        Err(TrimError::ZeroK)
+    ));
+    assert!(matches!(
+        select_ids(&counts, None, 10_000, &[]),
         Err(TrimError::KTooLarge { k: 10_000, .. })
     ));
     assert!(matches!(
-        select_ids(&counts, 2, &[0, 1, 2]),
+        select_ids(&counts, None, 2, &[0, 1, 2]),
         Err(TrimError::KBelowSpecials { k: 2, specials: 3 })
     ));
-    let ids = select_ids(&counts, 4, &[2]).unwrap();
+    let ids = select_ids(&counts, None, 4, &[2]).unwrap();
     assert_eq!(
         ids,
         vec![0, 2, 300, 301],
         "specials, then by count, ties to the lower id"
     );
+    // A prior breaks the ties among ids the counts never saw.
+    let prior = counts_favouring(&model, &[305, 301]);
+    let ids = select_ids(&counts, Some(&prior), 4, &[2]).unwrap();
+    assert_eq!(ids, vec![2, 300, 301, 305], "305 from the prior beats id 0");
+    let mut other = prior.clone();
+    other.vocab_size += 1;
+    other.counts.push(0);
+    assert!(matches!(
+        select_ids(&counts, Some(&other), 4, &[2]),
+        Err(TrimError::CountsVocabMismatch { .. })
+    ));
 
     // Malformed counts files and counts for another vocabulary.
     let bad = dir.path().join("bad.json");

@@ -17,13 +17,27 @@ pub const KEY_SOURCE_FILE: &str = "edgespec.vocabtrim.source_file";
 pub const KEY_VOCAB_FINGERPRINT: &str = "edgespec.vocabtrim.vocab_fingerprint";
 
 /// Picks the K most frequent ids, always keeping `always` (end-of-generation
-/// and other special tokens). Ties go to the lower id. Returned ascending.
+/// and other special tokens). Ties (above all the many ids calibration never
+/// saw) go to the more frequent id in `prior` (e.g. raw-text counts), then to
+/// the lower id. Returned ascending.
 pub fn select_ids(
     counts: &TokenCounts,
+    prior: Option<&TokenCounts>,
     k: usize,
     always: &[Token],
 ) -> Result<Vec<Token>, TrimError> {
     let vocab = counts.vocab_size;
+    if let Some(p) = prior {
+        if p.vocab_size != vocab || p.vocab_fingerprint != counts.vocab_fingerprint {
+            return Err(TrimError::CountsVocabMismatch {
+                expected: counts.vocab_fingerprint.clone(),
+                expected_size: vocab,
+                found: p.vocab_fingerprint.clone(),
+                found_size: p.vocab_size,
+            });
+        }
+    }
+    let prior_count = |t: Token| prior.map_or(0, |p| p.counts[t as usize]);
     if k == 0 {
         return Err(TrimError::ZeroK);
     }
@@ -47,6 +61,7 @@ pub fn select_ids(
     order.sort_by(|&a, &b| {
         counts.counts[b as usize]
             .cmp(&counts.counts[a as usize])
+            .then(prior_count(b).cmp(&prior_count(a)))
             .then(a.cmp(&b))
     });
     for t in order {
@@ -235,6 +250,7 @@ impl TrimInfo {
 /// for any K (the special tokens always kept).
 pub struct Trimmer {
     counts: TokenCounts,
+    prior: Option<TokenCounts>,
     file: GgufFile,
     source: PathBuf,
     fingerprint: String,
@@ -242,8 +258,13 @@ pub struct Trimmer {
 }
 
 impl Trimmer {
-    /// Opens the drafter (vocabulary only) and checks the counts are for its vocabulary.
-    pub fn new(drafter: &Path, counts: TokenCounts) -> Result<Self, TrimError> {
+    /// Opens the drafter (vocabulary only) and checks the counts (and the
+    /// tie-breaking `prior` counts, see [`select_ids`]) are for its vocabulary.
+    pub fn new(
+        drafter: &Path,
+        counts: TokenCounts,
+        prior: Option<TokenCounts>,
+    ) -> Result<Self, TrimError> {
         let vocab = Model::load(
             drafter,
             &ModelParams {
@@ -252,11 +273,15 @@ impl Trimmer {
             },
         )?;
         counts.check_vocab(&vocab)?;
+        if let Some(p) = &prior {
+            p.check_vocab(&vocab)?;
+        }
         let specials = (0..vocab.n_vocab())
             .filter(|&t| vocab.is_eog(t) || vocab.is_control(t))
             .collect();
         Ok(Self {
             counts,
+            prior,
             file: GgufFile::open(drafter)?,
             source: std::fs::canonicalize(drafter).unwrap_or_else(|_| drafter.to_owned()),
             fingerprint: vocab_fingerprint(&vocab),
@@ -281,7 +306,7 @@ impl Trimmer {
 
     /// Writes the drafter trimmed to the `k` most used ids to `out`; returns the kept ids.
     pub fn write(&self, k: usize, out: &Path) -> Result<Vec<Token>, TrimError> {
-        let ids = select_ids(&self.counts, k, &self.specials)?;
+        let ids = select_ids(&self.counts, self.prior.as_ref(), k, &self.specials)?;
         trim_drafter(&self.file, &self.source, &self.fingerprint, &ids, out)?;
         Ok(ids)
     }

@@ -49,6 +49,9 @@ pub struct BenchArgs {
     /// Calibration counts (from `edgespec calibrate`) for `--sweep k=…`.
     #[arg(long)]
     counts: Option<PathBuf>,
+    /// Tie-breaking counts for `--sweep k=…` (see `trim --prior`).
+    #[arg(long)]
+    prior: Option<PathBuf>,
     /// Rolling window of the ead modes.
     #[arg(long, default_value_t = EadConfig::default().window)]
     ead_window: usize,
@@ -266,7 +269,8 @@ fn k_sweep(
             "--sweep k=…: needs the full drafter (--draft) and its calibration counts (--counts)"
         );
     };
-    let trimmer = Trimmer::new(draft, TokenCounts::load(counts)?)
+    let prior = args.prior.as_deref().map(TokenCounts::load).transpose()?;
+    let trimmer = Trimmer::new(draft, TokenCounts::load(counts)?, prior)
         .with_context(|| format!("--sweep k=…: opening {}", draft.display()))?;
     let vocab = trimmer.counts().vocab_size;
     std::fs::create_dir_all(&args.out)?;

@@ -153,6 +153,10 @@ pub struct TrimArgs {
     /// Counts from `edgespec calibrate`.
     #[arg(short, long)]
     counts: PathBuf,
+    /// Counts that rank the ids --counts leaves tied (most of the vocabulary,
+    /// when calibration is small): e.g. `calibrate --raw-text` on a corpus.
+    #[arg(long)]
+    prior: Option<PathBuf>,
     /// Rows of the LM head to keep, or `auto`: measure each of --k-candidates
     /// with the target on held-out prompts and keep the fastest.
     #[arg(short)]
@@ -188,7 +192,8 @@ pub struct TrimArgs {
 }
 
 pub fn trim(args: TrimArgs) -> anyhow::Result<()> {
-    let trimmer = Trimmer::new(&args.drafter, TokenCounts::load(&args.counts)?)
+    let prior = args.prior.as_deref().map(TokenCounts::load).transpose()?;
+    let trimmer = Trimmer::new(&args.drafter, TokenCounts::load(&args.counts)?, prior)
         .with_context(|| format!("opening {}", args.drafter.display()))?;
     let counts = trimmer.counts();
     let file = trimmer.file();
