@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# The benchmark runs behind README.md's Results section, in one go on one
+# machine: (A) every mode side by side with llama.cpp's tools on code and chat
+# prompts, (B) VocabTrim: K curve and calibration sources on code prompts,
+# (C) Gemma 3 270M trimmed vs full. Reports land in $OUT/{main,vocabtrim,
+# vocabtrim-prior,gemma}/report.md with runs.jsonl, report.json and charts.
+#
+# Needs: cargo build --release, python3 models/fetch.py,
+# benches/build-peer.sh, python3 benches/prompts/fetch-humaneval.py.
+# Usage: benches/readme-results.sh [OUT] [PROMPTS_PER_SET] [N_TOKENS]
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+out=${1:-$here/bench-out/readme}
+limit=${2:-8}
+n=${3:-128}
+es="$here/target/release/edgespec"
+m="$here/models"
+target="$m/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
+draft="$m/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
+gemma="$m/gemma-3-270m-q4_k_m.gguf"
+code="$here/benches/prompts/humaneval.jsonl"
+chat="$here/benches/prompts/chat.txt"
+for f in "$es" "$target" "$draft" "$gemma" "$code"; do
+    [ -e "$f" ] || { echo "error: $f missing (see the header of $0)" >&2; exit 1; }
+done
+mkdir -p "$out"
+
+# Calibration: target generations on the shipped calibration prompts, and a
+# raw-text corpus (Python's standard library sources) as the tie-breaking prior.
+corpus=$(python3 -c 'import sysconfig; print(sysconfig.get_paths()["stdlib"])')
+[ -f "$out/qwen.gen.json" ] || "$es" calibrate -t "$target" -p "$here/benches/prompts/calibration.txt" -o "$out/qwen.gen.json"
+"$es" calibrate -t "$target" --raw-text "$corpus" -o "$out/qwen.raw.json"
+"$es" calibrate -t "$gemma" --raw-text "$corpus" -o "$out/gemma.raw.json"
+"$es" trim -d "$draft" -c "$out/qwen.gen.json" --prior "$out/qwen.raw.json" -k 32768 -o "$out/qwen0.5b.k32768.gguf"
+"$es" trim -d "$draft" -c "$out/qwen.raw.json" -k 32768 -o "$out/qwen0.5b.raw.k32768.gguf"
+
+# (A) Every mode, code and chat.
+"$es" bench -t "$target" -d "$draft" --trimmed "$out/qwen0.5b.k32768.gguf" \
+    -p code="$code" -p chat="$chat" --limit "$limit" -n "$n" \
+    -m target,small,model:auto,model:3,trimmed:auto,trimmed:3,lookup,hybrid,ead:0.1,ead-spec:0.1,llama-completion,llama-draft,llama-ngram \
+    -o "$out/main"
+# (B) VocabTrim on code: K curve (generation counts alone), raw-text counts
+# alone at K = 32768 (trimmed:3), and generation counts with the prior.
+"$es" bench -t "$target" -d "$draft" --trimmed "$out/qwen0.5b.raw.k32768.gguf" \
+    -p code="$code" --limit "$limit" -n "$n" -m target,model:3,trimmed:3 \
+    --counts "$out/qwen.gen.json" --sweep k=4096,8192,16384,32768,65536 -o "$out/vocabtrim"
+"$es" bench -t "$target" -d "$draft" -p code="$code" --limit "$limit" -n "$n" -m target \
+    --counts "$out/qwen.gen.json" --prior "$out/qwen.raw.json" --sweep k=8192,32768 -o "$out/vocabtrim-prior"
+# (C) Gemma 3 270M drafting for itself: full head vs trimmed heads (c time = step cost ratio).
+"$es" bench -t "$gemma" -d "$gemma" -p code="$code" --limit "$limit" -n "$n" -m target,model:3 \
+    --counts "$out/gemma.raw.json" --sweep k=16384,32768 -o "$out/gemma"
+for f in "$gemma" "$out/gemma/trimmed-k16384.gguf" "$out/gemma/trimmed-k32768.gguf"; do
+    "$es" inspect "$f" | grep -E "^(name|vocabulary|bytes per token|LM head bytes)" || true
+done
