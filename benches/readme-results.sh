@@ -47,7 +47,7 @@ corpus=$(python3 -c 'import sysconfig; print(sysconfig.get_paths()["stdlib"])')
 "$es" bench -t "$target" -d "$draft" -p code="$code" --limit "$limit" -n "$n" -m target \
     --counts "$out/qwen.gen.json" --prior "$out/qwen.raw.json" --sweep k=8192,32768 -o "$out/vocabtrim-prior"
 # (C) Gemma 3 270M drafting for itself: full head vs trimmed heads (c time = step cost ratio).
-"$es" bench -t "$gemma" -d "$gemma" -p code="$code" --limit "$limit" -n "$n" -m target,model:3 \
+"$es" bench -t "$gemma" -d "$gemma" -p code="$code" --no-chat --limit "$limit" -n "$n" -m target,model:3 \
     --counts "$out/gemma.raw.json" --sweep k=16384,32768 -o "$out/gemma"
 for f in "$gemma" "$out/gemma/trimmed-k16384.gguf" "$out/gemma/trimmed-k32768.gguf"; do
     "$es" inspect "$f" | grep -E "^(name|vocabulary|bytes per token|LM head bytes)" || true
