@@ -47,7 +47,9 @@ fn bench_rejects_bad_input_clearly() {
     let (ok, err) = edgespec(&["bench", "-t", m, "-p", p, "--sweep", "gamma=5..2"]);
     assert!(!ok && err.contains("gamma=5..2"), "{err}");
     let (ok, err) = edgespec(&["bench", "-t", m, "-p", p, "--sweep", "size=1..2"]);
-    assert!(!ok && err.contains("use gamma=A..B or k="), "{err}");
+    assert!(!ok && err.contains("use gamma=A..B, k="), "{err}");
+    let (ok, err) = edgespec(&["bench", "-t", m, "-p", p, "--sweep", "threads=2,0"]);
+    assert!(!ok && err.contains("\"0\" is not a thread count"), "{err}");
     let (ok, err) = edgespec(&["bench", "-t", m, "-p", p, "--sweep", "k=4096,8192"]);
     assert!(!ok && err.contains("needs the full drafter"), "{err}");
     // A K sweep past the vocabulary, with real counts for this model.

@@ -143,12 +143,12 @@ fn numeric_arg(mode: &str) -> Option<(&str, f64)> {
 /// x ascending; series with fewer than two points are dropped.
 fn curves(
     modes: &[&ModeSummary],
-    key: impl Fn(&str) -> Option<(String, f64)>,
+    key: impl Fn(&ModeSummary) -> Option<(String, f64)>,
     value: impl Fn(&ModeSummary) -> Option<f64>,
 ) -> Vec<Series> {
     let mut series: Vec<Series> = Vec::new();
     for m in modes {
-        let (Some((name, x)), Some(y)) = (key(&m.mode), value(m)) else {
+        let (Some((name, x)), Some(y)) = (key(m), value(m)) else {
             continue;
         };
         match series.iter_mut().find(|s| s.0 == name) {
@@ -173,26 +173,42 @@ pub fn write_charts(summaries: &[ModeSummary], dir: &Path) -> std::io::Result<Ve
     }
     let mut written = Vec::new();
     for set in sets {
-        let modes: Vec<&ModeSummary> = summaries.iter().filter(|s| s.set == set).collect();
+        let all: Vec<&ModeSummary> = summaries.iter().filter(|s| s.set == set).collect();
+        // The per-mode charts show the largest thread count; a threads
+        // sweep gets a chart of its own.
+        let most_threads = all.iter().map(|m| m.threads).max().unwrap_or(0);
+        let modes: Vec<&ModeSummary> = all
+            .iter()
+            .copied()
+            .filter(|m| m.threads == most_threads)
+            .collect();
         let file = |name: &str| dir.join(format!("{name}-{set}.svg"));
         let path = file("tok_s");
         bars(&path, &format!("decode tok/s per mode ({set})"), &modes)?;
         written.push(path);
 
         // γ: fixed-length speculative modes, a series per drafter kind.
-        let by_gamma = |mode: &str| {
-            let (family, g) = numeric_arg(mode)?;
+        let by_gamma = |m: &ModeSummary| {
+            let (family, g) = numeric_arg(&m.mode)?;
             (!family.starts_with("ead")).then(|| (family.to_owned(), g))
         };
         // K: trimmed@K:γ, a series per γ.
-        let by_k = |mode: &str| {
-            let rest = mode.strip_prefix("trimmed@")?;
+        let by_k = |m: &ModeSummary| {
+            let rest = m.mode.strip_prefix("trimmed@")?;
             let (k, g) = rest.split_once(':')?;
             Some((format!("trimmed γ={g}"), k.parse().ok()?))
         };
         let tok_s = |m: &ModeSummary| Some(m.tok_s.median);
         let alpha = |m: &ModeSummary| m.alpha;
-        let plots: [(&str, String, &str, &str, Vec<Series>); 5] = [
+        let by_threads = |m: &ModeSummary| Some((m.mode.clone(), f64::from(m.threads)));
+        let plots: [(&str, String, &str, &str, Vec<Series>); 6] = [
+            (
+                "threads-tok_s",
+                format!("tok/s vs threads ({set})"),
+                "threads",
+                "decode tok/s",
+                curves(&all, by_threads, tok_s),
+            ),
             (
                 "gamma-tok_s",
                 format!("tok/s vs draft length γ ({set})"),
@@ -228,8 +244,8 @@ pub fn write_charts(summaries: &[ModeSummary], dir: &Path) -> std::io::Result<Ve
                 "decode tok/s",
                 curves(
                     &modes,
-                    |mode| {
-                        let (family, _) = numeric_arg(mode)?;
+                    |m| {
+                        let (family, _) = numeric_arg(&m.mode)?;
                         family.starts_with("ead").then(|| (family.to_owned(), 0.0))
                     },
                     tok_s,
@@ -267,6 +283,7 @@ mod tests {
         ModeSummary {
             set: "code".into(),
             mode: mode.into(),
+            threads: 2,
             tok_s: Spread::of(&[tok_s * 0.9, tok_s, tok_s * 1.1]).unwrap(),
             speedup: None,
             alpha,
@@ -314,6 +331,28 @@ mod tests {
         assert!(svg.starts_with("<svg") && svg.contains("lookup:auto"));
         let k = std::fs::read_to_string(dir.join("k-alpha-code.svg")).unwrap();
         assert!(k.contains("trimmed γ=3"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_threads_sweep_gets_its_chart_and_the_rest_show_the_most_threads() {
+        let dir = std::env::temp_dir().join(format!("edgespec-threads-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let at = |threads, s: ModeSummary| ModeSummary { threads, ..s };
+        let s = vec![
+            at(1, summary("target", 15.0, None)),
+            at(1, summary("lookup:auto", 17.0, Some(0.5))),
+            at(4, summary("target", 30.0, None)),
+            at(4, summary("lookup:auto", 33.0, Some(0.5))),
+        ];
+        let written = write_charts(&s, &dir).unwrap();
+        let names: Vec<String> = written
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["tok_s-code.svg", "threads-tok_s-code.svg"]);
+        let svg = std::fs::read_to_string(dir.join("threads-tok_s-code.svg")).unwrap();
+        assert!(svg.contains("lookup:auto") && svg.contains("target"));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

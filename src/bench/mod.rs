@@ -11,6 +11,7 @@ mod report;
 mod roofline;
 mod stats;
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Write;
 use std::path::PathBuf;
@@ -23,7 +24,7 @@ pub use mode::{DraftKind, Mode, ModeError};
 pub use peer::{parse_peer_log, PeerError, PeerMode, PeerRun, PeerSetup};
 pub use prompts::{load_prompts, parse_prompts, PromptError};
 pub use report::{summarize, BenchReport, MachineInfo, ModeSummary, Roofline};
-pub use roofline::{peak_rss_bytes, read_bandwidth};
+pub use roofline::{peak_rss_bytes, read_bandwidth_passes, Bandwidth};
 pub use stats::Spread;
 
 use crate::draft::{Drafter, HybridDrafter, LookupDrafter, ModelDrafter, TrimmedSource};
@@ -62,8 +63,8 @@ pub struct BenchConfig {
     pub reps: usize,
     /// Most tokens per generation.
     pub max_tokens: usize,
-    /// Threads.
-    pub threads: i32,
+    /// Thread counts: every mode runs at each (a threads sweep when more than one).
+    pub threads: Vec<i32>,
     /// Context size.
     pub ctx_size: u32,
     /// Apply the chat template to prompts.
@@ -85,6 +86,9 @@ pub struct RunRecord {
     pub rep: usize,
     /// Mode name.
     pub mode: String,
+    /// Threads the run used (0: not recorded, older files).
+    #[serde(default)]
+    pub threads: i32,
     /// Tokens generated.
     pub tokens: usize,
     /// Decode tokens per second.
@@ -154,7 +158,7 @@ enum Runner {
     Target(Context),
     Ead(Box<Ead>),
     Spec(Box<Speculator>),
-    Peer(PeerMode),
+    Peer(PeerMode, i32),
 }
 
 /// Reads the runs a benchmark streamed to `runs.jsonl` (also from an
@@ -193,6 +197,12 @@ pub fn run(
             "--reps and -n must be at least 1".into(),
         ));
     }
+    if config.threads.is_empty() || config.threads.iter().any(|&t| t < 1) {
+        return Err(BenchError::Config(format!(
+            "thread counts must be at least 1 (got {:?})",
+            config.threads
+        )));
+    }
     let needs_draft = modes.iter().any(Mode::needs_draft_model);
     if needs_draft && config.draft.is_none() {
         let names: Vec<String> = modes
@@ -227,7 +237,6 @@ pub fn run(
             bin_dir: dir.clone(),
             target: config.target.clone(),
             draft: config.draft.clone(),
-            threads: config.threads,
             ctx_size: config.ctx_size,
         }),
         (_, true) => {
@@ -243,15 +252,23 @@ pub fn run(
         (Some(p), true) => Some(Model::load(p, &ModelParams::default())?),
         _ => None,
     };
-    let ctx_params = ContextParams {
-        n_ctx: config.ctx_size,
-        n_batch: 512,
-        n_threads: config.threads,
-        n_threads_batch: config.threads,
-    };
-    let mut runners: Vec<Runner> = modes
+    // Columns: every mode at every thread count.
+    let columns: Vec<(Mode, i32)> = config
+        .threads
         .iter()
-        .map(|m| make_runner(m, &model, draft_model.as_ref(), config, &ctx_params))
+        .flat_map(|&t| modes.iter().map(move |&m| (m, t)))
+        .collect();
+    let mut runners: Vec<Runner> = columns
+        .iter()
+        .map(|&(m, t)| {
+            let ctx_params = ContextParams {
+                n_ctx: config.ctx_size,
+                n_batch: 512,
+                n_threads: t,
+                n_threads_batch: t,
+            };
+            make_runner(&m, &model, draft_model.as_ref(), config, &ctx_params)
+        })
         .collect::<Result<_, _>>()?;
 
     let runs_path = config.out_dir.join("runs.jsonl");
@@ -283,7 +300,7 @@ pub fn run(
         .collect::<Result<_, _>>()?;
     let params = GenerateParams::greedy(config.max_tokens);
 
-    // Warm-up: one untimed generation per mode.
+    // Warm-up: one untimed generation per column.
     if let Some((tokens, text)) = prepared.iter().flatten().next() {
         for runner in runners.iter_mut() {
             measure(
@@ -296,36 +313,38 @@ pub fn run(
         }
     }
 
-    let total = config.reps * prepared.iter().map(Vec::len).sum::<usize>() * modes.len();
+    let total = config.reps * prepared.iter().map(Vec::len).sum::<usize>() * columns.len();
     let mut records = Vec::with_capacity(total);
-    let mut reference: Vec<Vec<Option<Vec<Token>>>> =
-        prepared.iter().map(|s| vec![None; s.len()]).collect();
+    // Target-only output per (set, prompt, threads): what `identical` compares to.
+    let mut reference: BTreeMap<(usize, usize, i32), Vec<Token>> = BTreeMap::new();
+    let n = columns.len();
     for rep in 0..config.reps {
         for (si, set) in prepared.iter().enumerate() {
             for (pi, (tokens, text)) in set.iter().enumerate() {
-                // Rotate the order so no mode always runs first (drift hits
-                // all alike); the target goes first while its reference
-                // output for this prompt is still missing.
-                let target_index = modes.iter().position(|m| *m == Mode::Target).unwrap_or(0);
-                let first_time = reference[si][pi].is_none();
-                for k in 0..modes.len() {
-                    let mi = if first_time {
-                        (target_index + k) % modes.len()
-                    } else {
-                        (k + rep + pi) % modes.len()
-                    };
+                // Rotate the order so no column always runs first (drift hits
+                // all alike); on the first repetition the target columns go
+                // first, so their reference output exists for the others.
+                let order: Vec<usize> = if rep == 0 {
+                    let (targets, others): (Vec<usize>, Vec<usize>) =
+                        (0..n).partition(|&c| columns[c].0 == Mode::Target);
+                    targets.into_iter().chain(others).collect()
+                } else {
+                    (0..n).map(|k| (k + rep + pi) % n).collect()
+                };
+                for ci in order {
+                    let (mode, threads) = columns[ci];
                     let (mut record, generated) =
-                        measure(&mut runners[mi], peer.as_ref(), tokens, text, &params)?;
-                    if let (Mode::Target, Some(g)) = (modes[mi], &generated) {
-                        reference[si][pi].get_or_insert_with(|| g.clone());
+                        measure(&mut runners[ci], peer.as_ref(), tokens, text, &params)?;
+                    let key = (si, pi, threads);
+                    if let (Mode::Target, Some(g)) = (mode, &generated) {
+                        reference.entry(key).or_insert_with(|| g.clone());
                     }
                     record.set = config.sets[si].name.clone();
                     record.prompt = pi;
                     record.rep = rep;
-                    record.mode = modes[mi].name();
-                    record.identical = generated
-                        .as_ref()
-                        .map(|g| Some(g) == reference[si][pi].as_ref());
+                    record.mode = mode.name();
+                    record.threads = threads;
+                    record.identical = generated.as_ref().map(|g| Some(g) == reference.get(&key));
                     let line = serde_json::to_string(&record).unwrap_or_default();
                     writeln!(runs_file, "{line}")
                         .and_then(|()| runs_file.flush())
@@ -378,7 +397,7 @@ fn make_runner(
                 .map_err(|e| BenchError::Config(e.to_string()))?,
             ))
         }
-        Mode::Peer(p) => Runner::Peer(*p),
+        Mode::Peer(p) => Runner::Peer(*p, ctx_params.n_threads),
         Mode::Spec(kind, length) => {
             let lookup = LookupDrafter::default();
             let model_drafter = || -> Result<ModelDrafter, BenchError> {
@@ -440,6 +459,7 @@ fn measure(
         prompt: 0,
         rep: 0,
         mode: String::new(),
+        threads: 0,
         tokens: 0,
         decode_tok_s: 0.0,
         decode_s: 0.0,
@@ -492,9 +512,9 @@ fn measure(
             record.verify_s = Some(r.stats.large_time.as_secs_f64());
             Some(r.generation.tokens)
         }
-        Runner::Peer(mode) => {
+        Runner::Peer(mode, threads) => {
             let peer = peer.ok_or_else(|| BenchError::Config("peer tools missing".into()))?;
-            let p = peer.run(*mode, text, params.max_tokens)?;
+            let p = peer.run(*mode, text, params.max_tokens, *threads)?;
             record.tokens = p.tokens;
             record.decode_tok_s = p.decode_tok_s;
             record.decode_s = if p.decode_tok_s > 0.0 {

@@ -38,8 +38,6 @@ pub struct PeerSetup {
     pub target: PathBuf,
     /// Drafter model (draft-simple).
     pub draft: Option<PathBuf>,
-    /// Threads.
-    pub threads: i32,
     /// Context size.
     pub ctx_size: u32,
 }
@@ -62,12 +60,13 @@ impl PeerSetup {
             .all(|t| bin_dir.join(t).is_file())
     }
 
-    /// Runs `mode` on an already chat-formatted prompt, greedy.
+    /// Runs `mode` on an already chat-formatted prompt, greedy, on `threads` threads.
     pub fn run(
         &self,
         mode: PeerMode,
         formatted_prompt: &str,
         max_tokens: usize,
+        threads: i32,
     ) -> Result<PeerRun, PeerError> {
         let tool = match mode {
             PeerMode::Completion => "llama-completion",
@@ -81,7 +80,7 @@ impl PeerSetup {
             "-n",
             &max_tokens.to_string(),
             "-t",
-            &self.threads.to_string(),
+            &threads.to_string(),
         ]);
         cmd.args([
             "-c",

@@ -14,8 +14,8 @@ pub struct MachineInfo {
     pub cpu: String,
     /// Logical cores.
     pub cores: usize,
-    /// Threads used.
-    pub threads: i32,
+    /// Thread counts used.
+    pub threads: Vec<i32>,
     /// ggml's system-info line (backends, detected CPU features).
     pub backend: String,
     /// edgespec version.
@@ -26,7 +26,7 @@ pub struct MachineInfo {
 
 impl MachineInfo {
     /// Describes this machine.
-    pub fn detect(threads: i32) -> Self {
+    pub fn detect(threads: Vec<i32>) -> Self {
         let cpu = std::fs::read_to_string("/proc/cpuinfo")
             .ok()
             .and_then(|s| {
@@ -60,6 +60,8 @@ pub struct ModeSummary {
     pub set: String,
     /// Mode.
     pub mode: String,
+    /// Threads.
+    pub threads: i32,
     /// Decode tok/s per repetition (all tokens of the set ÷ all decode time).
     pub tok_s: Spread,
     /// Ratio to target-only's tok/s in the same repetition.
@@ -89,8 +91,10 @@ pub struct ModeSummary {
 /// Memory traffic and the speed limit it sets.
 #[derive(Debug, Clone, Serialize)]
 pub struct Roofline {
-    /// Measured read bandwidth, bytes per second.
+    /// Measured read bandwidth, bytes per second (best pass; the bound uses it).
     pub bandwidth_bytes_s: f64,
+    /// The probe's passes (before and after the runs), when measured.
+    pub bandwidth: Option<super::Bandwidth>,
     /// Target weight bytes read per decoded token.
     pub target_bytes_per_token: u64,
     /// bandwidth ÷ bytes per token: the most tok/s target-only decoding could reach.
@@ -127,41 +131,41 @@ fn mean(values: impl Iterator<Item = f64>) -> Option<f64> {
     (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
 }
 
-/// Summarises runs per (set, mode), in the order sets and modes first appear.
+/// Summarises runs per (set, mode, threads), in the order they first appear;
+/// speed-ups are against target-only at the same thread count.
 pub fn summarize(runs: &[RunRecord]) -> Vec<ModeSummary> {
-    let mut order: Vec<(String, String)> = Vec::new();
+    type Column = (String, String, i32);
+    let column = |r: &RunRecord| -> Column { (r.set.clone(), r.mode.clone(), r.threads) };
+    let mut order: Vec<Column> = Vec::new();
     for r in runs {
-        let key = (r.set.clone(), r.mode.clone());
-        if !order.contains(&key) {
-            order.push(key);
+        if !order.contains(&column(r)) {
+            order.push(column(r));
         }
     }
-    // Aggregate rate per (set, mode, rep).
-    let mut rate: BTreeMap<(String, String, usize), (f64, f64)> = BTreeMap::new();
+    // Aggregate rate per (column, rep).
+    let mut rate: BTreeMap<(Column, usize), (f64, f64)> = BTreeMap::new();
     for r in runs {
-        let e = rate
-            .entry((r.set.clone(), r.mode.clone(), r.rep))
-            .or_default();
+        let e = rate.entry((column(r), r.rep)).or_default();
         e.0 += r.tokens.saturating_sub(1) as f64;
         e.1 += r.decode_s;
     }
-    let per_rep = |set: &str, mode: &str| -> Vec<(usize, f64)> {
+    let per_rep = |col: &Column| -> Vec<(usize, f64)> {
         rate.iter()
-            .filter(|((s, m, _), _)| s == set && m == mode)
+            .filter(|((c, _), _)| c == col)
             .filter(|(_, (_, secs))| *secs > 0.0)
-            .map(|((_, _, rep), (tokens, secs))| (*rep, tokens / secs))
+            .map(|((_, rep), (tokens, secs))| (*rep, tokens / secs))
             .collect()
     };
     order
         .iter()
-        .filter_map(|(set, mode)| {
-            let mine: Vec<&RunRecord> = runs
-                .iter()
-                .filter(|r| &r.set == set && &r.mode == mode)
-                .collect();
-            let rates = per_rep(set, mode);
+        .filter_map(|col| {
+            let (set, mode, threads) = col;
+            let mine: Vec<&RunRecord> = runs.iter().filter(|r| &column(r) == col).collect();
+            let rates = per_rep(col);
             let tok_s = Spread::of(&rates.iter().map(|r| r.1).collect::<Vec<_>>())?;
-            let base: BTreeMap<usize, f64> = per_rep(set, "target").into_iter().collect();
+            let base: BTreeMap<usize, f64> = per_rep(&(set.clone(), "target".into(), *threads))
+                .into_iter()
+                .collect();
             let ratios: Vec<f64> = rates
                 .iter()
                 .filter_map(|(rep, v)| base.get(rep).map(|b| v / b))
@@ -180,6 +184,7 @@ pub fn summarize(runs: &[RunRecord]) -> Vec<ModeSummary> {
             Some(ModeSummary {
                 set: set.clone(),
                 mode: mode.clone(),
+                threads: *threads,
                 tok_s,
                 speedup: Spread::of(&ratios),
                 alpha: mine.iter().any(|r| r.drafted.is_some()).then(|| {
@@ -212,8 +217,17 @@ impl BenchReport {
         let mut out = String::new();
         out.push_str("# edgespec bench\n\n");
         out.push_str(&format!(
-            "Machine: {} ({} cores), {} threads; backend: {}; edgespec {}, ggml {}.\n\n",
-            m.cpu, m.cores, m.threads, m.backend, m.edgespec, m.ggml
+            "Machine: {} ({} cores), threads {}; backend: {}; edgespec {}, ggml {}.\n\n",
+            m.cpu,
+            m.cores,
+            m.threads
+                .iter()
+                .map(i32::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+            m.backend,
+            m.edgespec,
+            m.ggml
         ));
         out.push_str(&format!(
             "Target: `{}` (sha256 {}…)",
@@ -229,8 +243,14 @@ impl BenchReport {
         out.push_str(&format!(".\n\nCommand: `{}`\n\n", self.command));
         let r = &self.roofline;
         out.push_str(&format!(
-            "Memory: read bandwidth {:.1} GB/s; the target reads {:.1} MB per token, so target-only decoding is bounded by {:.1} tok/s. Peak RSS {}; model files mapped {:.0} MB.\n\n",
+            "Memory: read bandwidth {:.1} GB/s{}; the target reads {:.1} MB per token, so target-only decoding is bounded by {:.1} tok/s. Peak RSS {}; model files mapped {:.0} MB.\n\n",
             r.bandwidth_bytes_s / 1e9,
+            r.bandwidth.map_or(String::new(), |b| format!(
+                " (best of {} passes before and after the runs; median {:.1}, slowest {:.1})",
+                b.passes,
+                b.median / 1e9,
+                b.worst / 1e9
+            )),
             r.target_bytes_per_token as f64 / 1e6,
             r.target_only_bound_tok_s,
             r.peak_rss_bytes.map_or("unknown".into(), |b| format!("{:.0} MB", b as f64 / 1e6)),
@@ -262,12 +282,26 @@ impl BenchReport {
 /// limit in tok/s (0 to leave the roofline column out).
 pub fn summary_table(summaries: &[ModeSummary], bound: f64) -> String {
     let opt = |v: Option<f64>, d: usize| v.map_or("–".to_owned(), |v| format!("{v:.d$}"));
-    let mut out = String::from(
-        "| set | mode | tok/s | ×target | α | τ | c time | c bytes | MBSU | TTFT ms | same | of bound | draft/small ms/tok | verify/large ms/tok | large share |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+    // A threads column only when the run swept thread counts.
+    let swept = summaries
+        .iter()
+        .any(|s| Some(s.threads) != summaries.first().map(|f| f.threads));
+    let (threads_head, threads_rule) = if swept {
+        (" threads |", "---|")
+    } else {
+        ("", "")
+    };
+    let mut out = format!(
+        "| set | mode |{threads_head} tok/s | ×target | α | τ | c time | c bytes | MBSU | TTFT ms | same | of bound | draft/small ms/tok | verify/large ms/tok | large share |\n|---|---|{threads_rule}---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for s in summaries {
+        let threads = if swept {
+            format!(" {} |", s.threads)
+        } else {
+            String::new()
+        };
         out.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} |{threads} {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             s.set,
             s.mode,
             s.tok_s.display(1),
@@ -303,6 +337,7 @@ mod tests {
             prompt: 0,
             rep,
             mode: mode.into(),
+            threads: 2,
             tokens,
             decode_tok_s: (tokens - 1) as f64 / secs,
             decode_s: secs,
@@ -347,6 +382,36 @@ mod tests {
         let table = summary_table(&s, 40.0);
         assert!(
             table.contains("| code | lookup | 20.0 | 3.00 (2.00–4.00) | 0.80 |"),
+            "{table}"
+        );
+        assert!(!table.contains("threads"), "{table}");
+    }
+
+    #[test]
+    fn a_threads_sweep_compares_each_count_to_its_own_target() {
+        let at = |threads, r: RunRecord| RunRecord { threads, ..r };
+        let runs = vec![
+            at(1, run("code", "target", 0, 11, 2.0)),
+            at(1, run("code", "lookup", 0, 11, 1.0)),
+            at(2, run("code", "target", 0, 11, 1.0)),
+            at(2, run("code", "lookup", 0, 11, 0.25)),
+        ];
+        let s = summarize(&runs);
+        let cell = |mode: &str, t: i32| {
+            s.iter()
+                .find(|x| x.mode == mode && x.threads == t)
+                .unwrap()
+                .clone()
+        };
+        assert_eq!(s.len(), 4);
+        assert_eq!(cell("target", 1).tok_s.median, 5.0);
+        assert_eq!(cell("target", 2).tok_s.median, 10.0);
+        assert_eq!(cell("lookup", 1).speedup.unwrap().median, 2.0);
+        assert_eq!(cell("lookup", 2).speedup.unwrap().median, 4.0);
+        let table = summary_table(&s, 0.0);
+        assert!(table.contains("| mode | threads | tok/s |"), "{table}");
+        assert!(
+            table.contains("| code | lookup | 2 | 40.0 | 4.00 |"),
             "{table}"
         );
     }

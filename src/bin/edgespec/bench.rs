@@ -8,8 +8,8 @@ use clap::Args;
 use sha2::{Digest, Sha256};
 
 use edgespec::bench::{
-    load_prompts, load_runs, peak_rss_bytes, read_bandwidth, run, summarize, write_charts,
-    BenchConfig, BenchReport, MachineInfo, Mode, PromptSet, Roofline,
+    load_prompts, load_runs, peak_rss_bytes, read_bandwidth_passes, run, summarize, write_charts,
+    Bandwidth, BenchConfig, BenchReport, MachineInfo, Mode, PromptSet, Roofline,
 };
 use edgespec::ead::EadConfig;
 use edgespec::gguf::{GgufFile, ModelSummary};
@@ -40,7 +40,8 @@ pub struct BenchArgs {
     modes: String,
     /// Sweep a setting: `gamma=A..B` adds model:A..=B (and trimmed:A..=B
     /// with --trimmed); `k=K1,K2,…` trims --draft to each K with --counts
-    /// and adds trimmed@K:G (G from --sweep-gamma). Repeatable.
+    /// and adds trimmed@K:G (G from --sweep-gamma); `threads=T1,T2,…` runs
+    /// every mode at each thread count (instead of --threads). Repeatable.
     #[arg(long)]
     sweep: Vec<String>,
     /// Draft length of the `--sweep k=…` modes (a number or auto).
@@ -113,10 +114,15 @@ pub fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
         .map(|m| Mode::parse(m.trim(), args.gamma_max))
         .collect::<Result<Vec<_>, _>>()?;
     let mut trimmed_k = Vec::new();
+    let mut threads = vec![args.threads];
     for sweep in &args.sweep {
-        let swept = match sweep.strip_prefix("k=") {
-            Some(list) => k_sweep(&args, list, &mut trimmed_k)?,
-            None => sweep_modes(sweep, args.trimmed.is_some())?,
+        let swept = if let Some(list) = sweep.strip_prefix("k=") {
+            k_sweep(&args, list, &mut trimmed_k)?
+        } else if let Some(list) = sweep.strip_prefix("threads=") {
+            threads = thread_counts(list)?;
+            Vec::new()
+        } else {
+            sweep_modes(sweep, args.trimmed.is_some())?
         };
         for mode in swept {
             if !modes.contains(&mode) {
@@ -162,20 +168,24 @@ pub fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
         modes,
         reps: args.reps,
         max_tokens: args.max_tokens,
-        threads: args.threads,
+        threads: threads.clone(),
         ctx_size: args.ctx_size,
         chat: !args.no_chat,
         peer_bin: Some(args.peer_bin.clone()),
         out_dir: args.out.clone(),
     };
-    let runs = match &args.from_runs {
-        Some(path) => load_runs(path)?,
-        None => run_all(&config)?,
+    // The bandwidth probe uses every core (the device's limit, whatever the
+    // thread count), runs alone before and after the runs, and keeps every
+    // pass, so the report shows how steady the memory system was.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let probe = || read_bandwidth_passes(cores, 1 << 30, 3.0);
+    let (before, runs) = match &args.from_runs {
+        Some(path) => (Vec::new(), load_runs(path)?),
+        None => (probe(), run_all(&config)?),
     };
     anyhow::ensure!(!runs.is_empty(), "no runs to report");
-
-    // Measured after the runs, alone, so it does not compete with decoding.
-    let bandwidth = read_bandwidth(args.threads.max(1) as usize, 1 << 30);
+    let bandwidth = Bandwidth::combine(&before, &probe());
+    let bandwidth_best = bandwidth.map_or(0.0, |b| b.best);
     let target_bytes = ModelSummary::of(&GgufFile::open(&args.target)?)?.bytes_per_token;
     let mapped: u64 = [
         Some(&args.target),
@@ -187,9 +197,10 @@ pub fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
     .filter_map(|p| std::fs::metadata(p).ok().map(|m| m.len()))
     .sum();
     let roofline = Roofline {
-        bandwidth_bytes_s: bandwidth,
+        bandwidth_bytes_s: bandwidth_best,
+        bandwidth,
         target_bytes_per_token: target_bytes,
-        target_only_bound_tok_s: bandwidth / target_bytes.max(1) as f64,
+        target_only_bound_tok_s: bandwidth_best / target_bytes.max(1) as f64,
         // Only a process that ran the models knows their memory.
         peak_rss_bytes: if args.from_runs.is_some() {
             None
@@ -213,7 +224,7 @@ pub fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
         .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
         .collect();
     let report = BenchReport {
-        machine: MachineInfo::detect(args.threads),
+        machine: MachineInfo::detect(threads),
         command: std::env::args().collect::<Vec<_>>().join(" "),
         target: describe(&args.target)?,
         draft: args.draft.as_deref().map(describe).transpose()?,
@@ -297,6 +308,25 @@ fn k_sweep(
     Ok(modes)
 }
 
+/// Thread counts of `--sweep threads=T1,T2,…`.
+fn thread_counts(list: &str) -> anyhow::Result<Vec<i32>> {
+    let mut counts = Vec::new();
+    for item in list.split(',') {
+        let t: i32 = item
+            .trim()
+            .parse()
+            .ok()
+            .filter(|t| (1..=1024).contains(t))
+            .ok_or_else(|| {
+                anyhow::anyhow!("--sweep threads=…: {item:?} is not a thread count (1 to 1024)")
+            })?;
+        if !counts.contains(&t) {
+            counts.push(t);
+        }
+    }
+    Ok(counts)
+}
+
 /// Modes for `--sweep gamma=A..B`.
 fn sweep_modes(spec: &str, trimmed: bool) -> anyhow::Result<Vec<Mode>> {
     let (key, range) = spec
@@ -304,7 +334,7 @@ fn sweep_modes(spec: &str, trimmed: bool) -> anyhow::Result<Vec<Mode>> {
         .ok_or_else(|| anyhow::anyhow!("--sweep {spec:?}: expected NAME=A..B"))?;
     anyhow::ensure!(
         key == "gamma",
-        "--sweep {key:?}: use gamma=A..B or k=K1,K2,…"
+        "--sweep {key:?}: use gamma=A..B, k=K1,K2,… or threads=T1,T2,…"
     );
     let (a, b) = range
         .split_once("..")
