@@ -6,14 +6,15 @@ use std::path::PathBuf;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 
-use edgespec::draft::{Drafter, LookupDrafter};
-use edgespec::engine::{Context, ContextParams, EmbeddingTable, Model};
+use edgespec::draft::{Drafter, LookupDrafter, TrimmedSource};
+use edgespec::engine::{Context, ContextParams, EmbeddingTable, Logits, Model, Token};
 use edgespec::generate::GenerateParams;
 use edgespec::gguf::GgufFile;
 use edgespec::sampling::{Sampler, SamplingParams};
 use edgespec::spec::verify::residual;
 use edgespec::spec::{DraftLength, PolicyConfig, Speculator};
 use edgespec::synthetic::{SyntheticSpec, BOS};
+use edgespec::vocabtrim::{CountSource, TokenCounts, Trimmer};
 
 fn models() -> Vec<PathBuf> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models");
@@ -126,5 +127,77 @@ fn loop_overhead(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, gguf_open, maths, loop_overhead);
+/// One drafter step (one position in, its logits out, greedy pick, rolled
+/// back) of each manifest drafter that has a trimmable head, full and
+/// VocabTrim-trimmed to several K: the cost ratio VocabTrim is after. The
+/// kept ids do not change the step's cost, so the counts are left empty
+/// (ids kept in id order); acceptance is the bench command's business.
+fn drafter_step(c: &mut Criterion) {
+    let drafters = [
+        "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
+        "gemma-3-270m-q4_k_m.gguf",
+    ];
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()) as i32;
+    let params = ContextParams {
+        n_ctx: 256,
+        n_batch: 256,
+        n_threads: threads,
+        n_threads_batch: threads,
+    };
+    let prefix: Vec<Token> = (0..64).map(|i| 1000 + i).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let mut group = c.benchmark_group("drafter step");
+    group.sample_size(30);
+    for path in models().into_iter().filter(|p| {
+        p.file_name()
+            .is_some_and(|n| drafters.iter().any(|d| n == std::ffi::OsStr::new(d)))
+    }) {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let model = Model::load(&path, &Default::default()).unwrap();
+        let mut ctx = Context::new(model.clone(), &params).unwrap();
+        ctx.decode(&prefix, Logits::None).unwrap();
+        group.bench_function(format!("{name} full"), |b| {
+            b.iter(|| {
+                ctx.decode(&[4242], Logits::Last).unwrap();
+                let pick = argmax(ctx.logits(0).unwrap());
+                ctx.truncate(prefix.len()).unwrap();
+                pick
+            })
+        });
+        let counts = TokenCounts::new(&model, CountSource::RawText, 0);
+        let trimmer = Trimmer::new(&path, counts, None).unwrap();
+        for k in [16_384usize, 32_768, 65_536] {
+            let out = dir.path().join(format!("{name}.k{k}.gguf"));
+            trimmer.write(k, &out).unwrap();
+            let src = TrimmedSource::open(&out, Some(&path), &Default::default()).unwrap();
+            let n_embd = src.table.n_embd();
+            let mut row = vec![0.0f32; n_embd];
+            let mut prefix_rows = vec![0.0f32; prefix.len() * n_embd];
+            for (r, &t) in prefix_rows.chunks_exact_mut(n_embd).zip(&prefix) {
+                src.table.row_into(t, r).unwrap();
+            }
+            let mut ctx = Context::new(src.model.clone(), &params).unwrap();
+            ctx.decode_embeddings(&prefix_rows, Logits::None).unwrap();
+            group.bench_function(format!("{name} trimmed K={k}"), |b| {
+                b.iter(|| {
+                    src.table.row_into(4242, &mut row).unwrap();
+                    ctx.decode_embeddings(&row, Logits::Last).unwrap();
+                    let pick = argmax(ctx.logits(0).unwrap());
+                    ctx.truncate(prefix.len()).unwrap();
+                    src.info.ids[pick]
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
+fn argmax(row: &[f32]) -> usize {
+    row.iter()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .map_or(0, |(i, _)| i)
+}
+
+criterion_group!(benches, gguf_open, maths, loop_overhead, drafter_step);
 criterion_main!(benches);
