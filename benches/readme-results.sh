@@ -9,8 +9,10 @@
 #
 # Needs: cargo build --release, python3 models/fetch.py,
 # benches/build-peer.sh, python3 benches/prompts/fetch-humaneval.py.
-# Usage: benches/readme-results.sh [OUT] [PROMPTS_PER_SET] [N_TOKENS]
+# Usage: [SECTIONS="A B C D E"] benches/readme-results.sh [OUT] [PROMPTS_PER_SET] [N_TOKENS]
 set -euo pipefail
+sections=${SECTIONS:-A B C D E}
+want() { [[ " $sections " == *" $1 "* ]]; }
 here=$(cd "$(dirname "$0")/.." && pwd)
 out=${1:-$here/bench-out/readme}
 limit=${2:-8}
@@ -37,28 +39,31 @@ corpus=$(python3 -c 'import sysconfig; print(sysconfig.get_paths()["stdlib"])')
 "$es" trim -d "$draft" -c "$out/qwen.raw.json" -k 32768 -o "$out/qwen0.5b.raw.k32768.gguf"
 
 # (A) Every mode, code and chat, two repetitions in interleaved order.
-"$es" bench -t "$target" -d "$draft" --trimmed "$out/qwen0.5b.k32768.gguf" \
+want A && "$es" bench -t "$target" -d "$draft" --trimmed "$out/qwen0.5b.k32768.gguf" \
     -p code="$code" -p chat="$chat" --limit "$limit" -n "$n" --reps 2 \
     -m target,small,model:auto,model:3,trimmed:auto,trimmed:3,lookup,hybrid,ead:0.1,ead-spec:0.1,llama-completion,llama-draft,llama-ngram \
     -o "$out/main"
 # (B) VocabTrim on code: the K curve of the recommended counts (target
 # generations, ties ranked by the raw-text prior) beside the full drafter and
 # raw-text counts alone at K = 32768 (trimmed:3)...
-"$es" bench -t "$target" -d "$draft" --trimmed "$out/qwen0.5b.raw.k32768.gguf" \
+want B && "$es" bench -t "$target" -d "$draft" --trimmed "$out/qwen0.5b.raw.k32768.gguf" \
     -p code="$code" --limit "$limit" -n "$n" --reps 2 -m target,model:3,trimmed:3 \
     --counts "$out/qwen.gen.json" --prior "$out/qwen.raw.json" \
     --sweep k=8192,16384,32768,65536 -o "$out/vocabtrim"
 # ...and generation counts alone (the paper's recipe), for comparison.
-"$es" bench -t "$target" -d "$draft" -p code="$code" --limit "$limit" -n "$n" -m target \
+want B && "$es" bench -t "$target" -d "$draft" -p code="$code" --limit "$limit" -n "$n" -m target \
     --counts "$out/qwen.gen.json" --sweep k=16384,32768,65536 -o "$out/vocabtrim-gen-only"
 # (C) Gemma 3 270M drafting for itself: full head vs trimmed heads (c time = step cost ratio).
-"$es" bench -t "$gemma" -d "$gemma" -p code="$code" --no-chat --limit "$limit" -n "$n" -m target,model:3 \
-    --counts "$out/gemma.raw.json" --sweep k=16384,32768 -o "$out/gemma"
-for f in "$gemma" "$out/gemma/trimmed-k16384.gguf" "$out/gemma/trimmed-k32768.gguf"; do
-    "$es" inspect "$f" | grep -E "^(name|vocabulary|bytes per token|LM head bytes)" || true
-done
+if want C; then
+    "$es" bench -t "$gemma" -d "$gemma" -p code="$code" --no-chat --limit "$limit" -n "$n" -m target,model:3 \
+        --counts "$out/gemma.raw.json" --sweep k=16384,32768 -o "$out/gemma"
+    for f in "$gemma" "$out/gemma/trimmed-k16384.gguf" "$out/gemma/trimmed-k32768.gguf"; do
+        "$es" inspect "$f" | grep -E "^(name|vocabulary|bytes per token|LM head bytes)" || true
+    done
+fi
 # (D) Threads: 1 and 2 threads side by side, llama.cpp included.
-"$es" bench -t "$target" -d "$draft" -p code="$code" --limit 4 -n "$n" --reps 2 \
+want D && "$es" bench -t "$target" -d "$draft" -p code="$code" --limit 4 -n "$n" --reps 2 \
     -m target,model:auto,hybrid,llama-completion --sweep threads=1,2 -o "$out/threads"
 # (E) The drafter step alone, full vs trimmed (criterion; target/criterion/).
-(cd "$here" && cargo bench --bench micro -- "drafter step")
+want E && (cd "$here" && cargo bench --bench micro -- "drafter step")
+exit 0

@@ -16,7 +16,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-// Draft length inside large-model regions for `ead-spec` when none is given.
+// Longest draft of `ead-spec`'s automatic length when none is given.
 #define DEFAULT_SPEC_GAMMA 4
 
 // Longest rolling window accepted.
@@ -177,7 +177,8 @@ typedef struct {
 #define EDGESPEC_DRAFT_EAD 4
 
 // EAD with the small model drafting for the target inside target regions
-// (`gamma` tokens, default 4 when gamma is -1); those regions are lossless.
+// (`gamma` tokens, or the cost-aware length up to `gamma_max` when gamma is
+// -1); those regions are lossless.
 #define EDGESPEC_DRAFT_EAD_SPEC 5
 
 #ifdef __cplusplus

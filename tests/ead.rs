@@ -10,20 +10,21 @@ use edgespec::ead::{Ead, EadConfig, EadConfigError, EadError, EadGeneration, Who
 use edgespec::engine::{Context, Logits, Model, Token};
 use edgespec::generate::{generate_target_only, prompt_tokens, GenerateParams, StopReason};
 use edgespec::sampling::argmax;
+use edgespec::spec::DraftLength;
 use edgespec::synthetic::BOS;
 
 fn ead(
     small: &Arc<Model>,
     large: &Arc<Model>,
     config: EadConfig,
-    gamma: usize,
+    length: DraftLength,
     n_ctx: u32,
     prompt: &[Token],
     params: &GenerateParams,
 ) -> (EadGeneration, (Vec<Token>, String), Ead) {
     let s = Context::new(small.clone(), &common::ctx_params(n_ctx)).unwrap();
     let l = Context::new(large.clone(), &common::ctx_params(n_ctx)).unwrap();
-    let mut engine = Ead::new(s, l, config, gamma).unwrap();
+    let mut engine = Ead::new(s, l, config, length).unwrap();
     let mut streamed = (Vec::new(), String::new());
     let g = engine
         .generate(prompt, params, |t, text| {
@@ -56,7 +57,15 @@ fn greedy_choices(model: &Arc<Model>, sequence: &[Token], from: usize) -> Vec<To
 /// `prompt` (measured with the small model alone) so both models take turns.
 fn thresholds(small: &Arc<Model>, large: &Arc<Model>, prompt: &[Token]) -> Vec<f64> {
     let params = GenerateParams::greedy(60);
-    let (g, _, _) = ead(small, large, config(1e9), 0, 256, prompt, &params);
+    let (g, _, _) = ead(
+        small,
+        large,
+        config(1e9),
+        DraftLength::Fixed(0),
+        256,
+        prompt,
+        &params,
+    );
     let h = g.stats.mean_entropy_bits;
     assert!(h > 0.0);
     let mut t = vec![0.0, 1e9];
@@ -80,7 +89,15 @@ fn every_token_comes_from_the_model_in_charge() {
     let mut mixed = 0;
     for tau in thresholds(&small, &large, &prompt) {
         for gamma in [0, 1, 4] {
-            let (g, streamed, _) = ead(&small, &large, config(tau), gamma, 256, &prompt, &params);
+            let (g, streamed, _) = ead(
+                &small,
+                &large,
+                config(tau),
+                DraftLength::Fixed(gamma),
+                256,
+                &prompt,
+                &params,
+            );
             let tokens = &g.generation.tokens;
             // What the user received is the committed sequence, once each.
             assert_eq!(&streamed.0, tokens, "τ {tau} γ {gamma}");
@@ -124,20 +141,41 @@ fn ead_spec_equals_plain_ead_and_large_regions_equal_large_only() {
     let prompt = [BOS, 310, 311, 312, 313, 314, 310, 311];
     let params = GenerateParams::greedy(50);
     for tau in thresholds(&small, &large, &prompt) {
-        let (plain, _, _) = ead(&small, &large, config(tau), 0, 256, &prompt, &params);
-        for gamma in [1, 3, 8] {
-            let (spec, _, _) = ead(&small, &large, config(tau), gamma, 256, &prompt, &params);
+        let (plain, _, _) = ead(
+            &small,
+            &large,
+            config(tau),
+            DraftLength::Fixed(0),
+            256,
+            &prompt,
+            &params,
+        );
+        for length in [
+            DraftLength::Fixed(1),
+            DraftLength::Fixed(3),
+            DraftLength::Fixed(8),
+            DraftLength::Auto { max: 4 },
+        ] {
+            let (spec, _, _) = ead(&small, &large, config(tau), length, 256, &prompt, &params);
             assert_eq!(
                 spec.generation.tokens, plain.generation.tokens,
-                "τ {tau} γ {gamma}"
+                "τ {tau} {length:?}"
             );
-            assert_eq!(spec.sources, plain.sources, "τ {tau} γ {gamma}");
+            assert_eq!(spec.sources, plain.sources, "τ {tau} {length:?}");
             assert_eq!(spec.stats.switches, plain.stats.switches);
         }
     }
     // τ = 0 puts the large model in charge from the first uncertain position
     // on for good; the output then equals large-only decoding from there.
-    let (g, _, _) = ead(&small, &large, config(0.0), 4, 256, &prompt, &params);
+    let (g, _, _) = ead(
+        &small,
+        &large,
+        config(0.0),
+        DraftLength::Fixed(4),
+        256,
+        &prompt,
+        &params,
+    );
     let first_large = g.sources.iter().position(|&w| w == Who::Large);
     if let Some(k) = first_large {
         assert!(g.sources[k..].iter().all(|&w| w == Who::Large));
@@ -166,7 +204,15 @@ fn same_model_as_small_and_large_equals_that_model() {
         let expected = generate_target_only(&mut ctx, &prompt, &params, |_, _| true).unwrap();
         for tau in thresholds(&model, &model, &prompt) {
             for gamma in [0, 4] {
-                let (g, _, _) = ead(&model, &model, config(tau), gamma, 256, &prompt, &params);
+                let (g, _, _) = ead(
+                    &model,
+                    &model,
+                    config(tau),
+                    DraftLength::Fixed(gamma),
+                    256,
+                    &prompt,
+                    &params,
+                );
                 assert_eq!(
                     g.generation.tokens, expected.tokens,
                     "n {n} τ {tau} γ {gamma}"
@@ -184,7 +230,15 @@ fn same_model_as_small_and_large_equals_that_model() {
     assert_eq!(expected.stop, StopReason::ContextFull);
     for gamma in [0, 4] {
         let tau = thresholds(&model, &model, &prompt)[2];
-        let (g, _, _) = ead(&model, &model, config(tau), gamma, 20, &prompt, &params);
+        let (g, _, _) = ead(
+            &model,
+            &model,
+            config(tau),
+            DraftLength::Fixed(gamma),
+            20,
+            &prompt,
+            &params,
+        );
         assert_eq!(g.generation.tokens, expected.tokens, "γ {gamma}");
         assert_eq!(g.generation.stop, StopReason::ContextFull);
     }
@@ -207,7 +261,15 @@ fn smollm2_as_small_and_large_equals_smollm2() {
     let expected = generate_target_only(&mut ctx, &prompt, &params, |_, _| true).unwrap();
     for tau in [0.3, 1.0, 2.0] {
         for gamma in [0, 4] {
-            let (g, _, _) = ead(&model, &model, config(tau), gamma, 1024, &prompt, &params);
+            let (g, _, _) = ead(
+                &model,
+                &model,
+                config(tau),
+                DraftLength::Fixed(gamma),
+                1024,
+                &prompt,
+                &params,
+            );
             assert_eq!(g.generation.tokens, expected.tokens, "τ {tau} γ {gamma}");
         }
     }
@@ -220,7 +282,15 @@ fn catch_up_leaves_each_context_as_a_fresh_one() {
     let params = GenerateParams::greedy(40);
     for gamma in [0, 4] {
         let tau = thresholds(&small, &large, &prompt)[5];
-        let (g, _, mut engine) = ead(&small, &large, config(tau), gamma, 256, &prompt, &params);
+        let (g, _, mut engine) = ead(
+            &small,
+            &large,
+            config(tau),
+            DraftLength::Fixed(gamma),
+            256,
+            &prompt,
+            &params,
+        );
         assert!(g.stats.switches > 0 && g.stats.large_catch_up_tokens > 0);
         let sequence: Vec<Token> = prompt.iter().chain(&g.generation.tokens).copied().collect();
         engine.sync_both(&sequence).unwrap();
@@ -246,7 +316,7 @@ fn bad_settings_are_rejected() {
     let make = |config: EadConfig, gamma: usize, small: &Arc<Model>| {
         let s = Context::new(small.clone(), &common::ctx_params(64)).unwrap();
         let l = Context::new(large.clone(), &common::ctx_params(64)).unwrap();
-        Ead::new(s, l, config, gamma).err()
+        Ead::new(s, l, config, DraftLength::Fixed(gamma)).err()
     };
     let ok = EadConfig::default();
     assert!(matches!(
@@ -268,6 +338,12 @@ fn bad_settings_are_rejected() {
         make(ok, 10_000, &small),
         Some(EadError::BadGamma(10_000))
     ));
+    let s = Context::new(small.clone(), &common::ctx_params(64)).unwrap();
+    let l = Context::new(large.clone(), &common::ctx_params(64)).unwrap();
+    assert!(matches!(
+        Ead::new(s, l, ok, DraftLength::Auto { max: 0 }).err(),
+        Some(EadError::BadGamma(0))
+    ));
     if let Some(path) = common::smollm2() {
         let smol = Model::load(&path, &Default::default()).unwrap();
         let err = make(ok, 0, &smol).unwrap();
@@ -277,7 +353,7 @@ fn bad_settings_are_rejected() {
     // An empty prompt is an error, not a panic.
     let s = Context::new(small.clone(), &common::ctx_params(64)).unwrap();
     let l = Context::new(large.clone(), &common::ctx_params(64)).unwrap();
-    let mut engine = Ead::new(s, l, ok, 0).unwrap();
+    let mut engine = Ead::new(s, l, ok, DraftLength::Fixed(0)).unwrap();
     assert!(engine
         .generate(&[], &GenerateParams::greedy(4), |_, _| true)
         .is_err());
@@ -297,7 +373,7 @@ fn ead_spec_sampling_keeps_the_large_distribution_in_large_regions() {
     // drafts (γ 3) with its own, different one.
     let s = Context::new(small.clone(), &common::ctx_params(64)).unwrap();
     let l = Context::new(large.clone(), &common::ctx_params(64)).unwrap();
-    let mut engine = Ead::new(s, l, config(0.0), 3).unwrap();
+    let mut engine = Ead::new(s, l, config(0.0), DraftLength::Fixed(3)).unwrap();
     let (chi2, n) = common::second_token_chi_square(&large, &sampling, |prompt, params| {
         let g = engine.generate(prompt, params, |_, _| true).unwrap();
         assert!(g.sources.iter().all(|&w| w == Who::Large));

@@ -31,7 +31,7 @@ use crate::draft::{Drafter, HybridDrafter, LookupDrafter, ModelDrafter, TrimmedS
 use crate::ead::{Ead, EadConfig, DEFAULT_SPEC_GAMMA};
 use crate::engine::{Context, ContextParams, EngineError, Model, ModelParams, Token};
 use crate::generate::{generate_target_only, prompt_tokens, GenerateParams};
-use crate::spec::{PolicyConfig, SpecError, Speculator};
+use crate::spec::{DraftLength, PolicyConfig, SpecError, Speculator};
 
 /// A named list of prompts.
 #[derive(Debug, Clone)]
@@ -386,13 +386,19 @@ fn make_runner(
                 threshold_bits: *threshold_bits,
                 ..config.ead
             };
-            let gamma = if *spec { DEFAULT_SPEC_GAMMA } else { 0 };
+            let length = if *spec {
+                DraftLength::Auto {
+                    max: DEFAULT_SPEC_GAMMA,
+                }
+            } else {
+                DraftLength::Fixed(0)
+            };
             Runner::Ead(Box::new(
                 Ead::new(
                     Context::new(small()?, ctx_params)?,
                     Context::new(model.clone(), ctx_params)?,
                     ead,
-                    gamma,
+                    length,
                 )
                 .map_err(|e| BenchError::Config(e.to_string()))?,
             ))

@@ -6,14 +6,17 @@
 //! One committed token sequence is shared by both models; each keeps its own
 //! context and position and catches up on what it has not seen in one batch.
 //! The small model scores every position (its distribution gives the entropy
-//! signal, so the signal has no holes). With `gamma > 0` (`ead-spec`) the
+//! signal, so the signal has no holes). With drafting on (`ead-spec`) the
 //! small model also drafts for the large one inside large-model regions,
-//! which are then exactly what the large model alone would produce there.
+//! which are then exactly what the large model alone would produce there;
+//! the draft length is fixed or chosen per round from measured costs and
+//! acceptance ([`draft_length`]).
 //!
 //! The entropy is that of the small model's full-vocabulary distribution
 //! before temperature. A VocabTrim drafter is not accepted as the small
 //! model: over K kept ids the entropy would only be an estimate.
 
+pub mod draft_length;
 pub mod policy;
 
 use std::time::{Duration, Instant};
@@ -26,10 +29,13 @@ use crate::draft::{check_vocab_compatible, VocabError};
 use crate::engine::{Context, EngineError, Logits, Token};
 use crate::generate::{check_prompt, GenerateParams, Generation, StopReason, TokenSink};
 use crate::metrics::{as_secs, GenerationStats};
-use crate::sampling::{Sampler, SamplingError, SamplingParams};
-use crate::spec::{verify_greedy, verify_sampling, DraftProb, Verdict, MAX_DRAFT};
+use crate::sampling::{argmax, Sampler, SamplingError, SamplingParams};
+use crate::spec::{
+    time_batches, verify_greedy, verify_sampling, CostModel, DraftLength, DraftProb, Ema, Verdict,
+    MAX_DRAFT,
+};
 
-/// Draft length inside large-model regions for `ead-spec` when none is given.
+/// Longest draft of `ead-spec`'s automatic length when none is given.
 pub const DEFAULT_SPEC_GAMMA: usize = 4;
 
 /// Errors of EAD generation.
@@ -56,7 +62,9 @@ pub enum EadError {
         vocab: usize,
     },
     /// Draft length out of range.
-    #[error("EAD draft length (gamma) must be in 0..={MAX_DRAFT}, got {0}")]
+    #[error(
+        "EAD draft length (gamma) must be in 0..={MAX_DRAFT} (automatic: 1..={MAX_DRAFT}), got {0}"
+    )]
     BadGamma(usize),
 }
 
@@ -145,6 +153,9 @@ struct Tracked {
     kv: Vec<Token>,
     passes: usize,
     time: Duration,
+    /// Pass times by batch size (single steps and all-logits batches),
+    /// kept across generations.
+    costs: CostModel,
 }
 
 impl Tracked {
@@ -154,6 +165,7 @@ impl Tracked {
             ctx,
             passes: 0,
             time: Duration::ZERO,
+            costs: CostModel::default(),
         }
     }
 
@@ -185,8 +197,13 @@ impl Tracked {
     fn feed(&mut self, tokens: &[Token], logits: Logits) -> Result<(), EngineError> {
         let start = Instant::now();
         self.ctx.decode(tokens, logits)?;
-        self.time += start.elapsed();
+        let elapsed = start.elapsed();
+        self.time += elapsed;
         self.passes += 1;
+        if tokens.len() == 1 || logits == Logits::All {
+            self.costs
+                .observe_verify(tokens.len(), elapsed.as_secs_f64() * 1e3);
+        }
         self.kv.extend_from_slice(tokens);
         Ok(())
     }
@@ -207,7 +224,13 @@ pub struct Ead {
     small: Tracked,
     large: Tracked,
     config: EadConfig,
-    gamma: usize,
+    /// Draft length in large-model regions (fixed 0: plain EAD).
+    length: DraftLength,
+    /// Per-token acceptance of the small model's choice in large-model
+    /// positions, kept across generations.
+    acceptance: Ema,
+    /// Large-model pass times for every draft length were measured.
+    calibrated: bool,
     batch: Vec<Token>,
     draft: heapless::Vec<Token, MAX_DRAFT>,
     /// Sampling mode: the small model's distribution per drafted position.
@@ -216,18 +239,23 @@ pub struct Ead {
 }
 
 impl Ead {
-    /// Sets up EAD over two contexts with the same vocabulary. `gamma` = 0:
-    /// plain EAD; `gamma` > 0: `ead-spec`, drafts of up to `gamma` tokens
-    /// inside large-model regions.
+    /// Sets up EAD over two contexts with the same vocabulary. `length`
+    /// fixed at 0: plain EAD; otherwise `ead-spec`, the small model drafting
+    /// inside large-model regions, a fixed number of tokens or an automatic
+    /// number up to a cap.
     pub fn new(
         small: Context,
         large: Context,
         config: EadConfig,
-        gamma: usize,
+        length: DraftLength,
     ) -> Result<Self, EadError> {
         config.validate()?;
-        if gamma > MAX_DRAFT {
-            return Err(EadError::BadGamma(gamma));
+        match length {
+            DraftLength::Fixed(g) if g > MAX_DRAFT => return Err(EadError::BadGamma(g)),
+            DraftLength::Auto { max } if max == 0 || max > MAX_DRAFT => {
+                return Err(EadError::BadGamma(max))
+            }
+            _ => {}
         }
         let small_model = small.model();
         let vocab = usize::try_from(small_model.n_vocab()).unwrap_or(0);
@@ -242,12 +270,36 @@ impl Ead {
             small: Tracked::new(small),
             large: Tracked::new(large),
             config,
-            gamma,
+            length,
+            acceptance: Ema::default(),
+            calibrated: false,
             batch: Vec::with_capacity(MAX_DRAFT + 1),
             draft: heapless::Vec::new(),
             q: Vec::new(),
             scratch: (Vec::new(), Vec::new()),
         })
+    }
+
+    /// The longest draft this engine proposes (0: plain EAD).
+    fn cap(&self) -> usize {
+        match self.length {
+            DraftLength::Fixed(g) => g,
+            DraftLength::Auto { max } => max,
+        }
+    }
+
+    /// The draft length for the next large-model round: fixed, or the best
+    /// for the measured costs and acceptance.
+    pub fn draft_length(&self) -> usize {
+        match self.length {
+            DraftLength::Fixed(g) => g,
+            DraftLength::Auto { max } => draft_length::best_draft_length(
+                max,
+                self.acceptance.get(),
+                self.small.costs.measured_ms(1),
+                &self.large.costs,
+            ),
+        }
     }
 
     /// The small model's context.
@@ -307,6 +359,16 @@ impl Ead {
 
         self.small.clear();
         self.large.clear();
+        if matches!(self.length, DraftLength::Auto { .. }) && !self.calibrated {
+            let sizes: Vec<usize> = (1..=self.cap() + 1).collect();
+            time_batches(
+                &mut self.large.ctx,
+                prompt[0],
+                &sizes,
+                &mut self.large.costs,
+            )?;
+            self.calibrated = true;
+        }
         let start = Instant::now();
         // Both models read the prompt up front, so prompt time and decode
         // speed compare with single-model decoding; the large model holds all
@@ -336,17 +398,28 @@ impl Ead {
                     let token = sampler.sample(self.small.ctx.logits(0)?);
                     let _ = emitted.push((token, Who::Small));
                 }
-                Who::Large if self.gamma == 0 => {
+                Who::Large if self.draft_length() == 0 => {
+                    let small_pick = argmax(self.small.ctx.logits(0)?);
                     // Steady state: one token (the last); more after a
                     // small-model region.
                     let fed = self.large.sync(&committed)?;
                     ead.large_catch_up_tokens += fed.saturating_sub(1);
                     let token = sampler.sample(self.large.ctx.logits(0)?);
+                    // Would a draft of the small model's choice have been
+                    // accepted here? (Free to know: it keeps the draft
+                    // length's acceptance estimate current without drafting.)
+                    if self.cap() > 0 {
+                        self.acceptance
+                            .add(f64::from(u8::from(small_pick == token)));
+                    }
                     let _ = emitted.push((token, Who::Large));
                 }
                 Who::Large => {
                     let remaining = params.max_tokens - sink.tokens().len();
-                    let room = self.gamma.min(remaining - 1).min(n_ctx - committed.len());
+                    let room = self
+                        .draft_length()
+                        .min(remaining - 1)
+                        .min(n_ctx - committed.len());
                     let (verdict, bonus_allowed, entropies) = self.speculate(
                         &committed,
                         room,
@@ -522,6 +595,10 @@ impl Ead {
             })?
         };
         ead.accepted += verdict.accepted;
+        for i in 0..self.draft.len().min(verdict.accepted + 1) {
+            self.acceptance
+                .add(f64::from(u8::from(i < verdict.accepted)));
+        }
         Ok((verdict, bonus_allowed, entropies))
     }
 }

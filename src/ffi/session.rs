@@ -5,7 +5,7 @@ use std::ffi::{c_char, c_void};
 use super::error::{edgespec_result, fail, Failure};
 use super::{c_str, edgespec_model, free_handle, guard, handle_mut};
 use crate::draft::{Drafter, HybridDrafter, LookupDrafter, ModelDrafter};
-use crate::ead::{Ead, EadConfig, EadError, DEFAULT_SPEC_GAMMA};
+use crate::ead::{Ead, EadConfig, EadError};
 use crate::engine::{Context, ContextParams, Token};
 use crate::generate::{
     generate_target_only, prompt_tokens, GenerateParams, Generation, StopReason,
@@ -29,7 +29,8 @@ pub const EDGESPEC_DRAFT_HYBRID: edgespec_draft_kind = 3;
 /// rolling entropy exceeds `ead_threshold_bits` (not lossless by design).
 pub const EDGESPEC_DRAFT_EAD: edgespec_draft_kind = 4;
 /// EAD with the small model drafting for the target inside target regions
-/// (`gamma` tokens, default 4 when gamma is -1); those regions are lossless.
+/// (`gamma` tokens, or the cost-aware length up to `gamma_max` when gamma is
+/// -1); those regions are lossless.
 pub const EDGESPEC_DRAFT_EAD_SPEC: edgespec_draft_kind = 5;
 
 /// Generation ended at an end-of-generation token.
@@ -299,13 +300,15 @@ pub unsafe extern "C" fn edgespec_session_new(
                     window: p.ead_window as usize,
                     min_dwell: p.ead_dwell as usize,
                 };
-                let gamma = match (kind, p.gamma) {
-                    (EDGESPEC_DRAFT_EAD, _) => 0,
-                    (_, g) if g < 0 => DEFAULT_SPEC_GAMMA,
-                    (_, g) => g as usize,
+                let length = match (kind, p.gamma) {
+                    (EDGESPEC_DRAFT_EAD, _) => DraftLength::Fixed(0),
+                    (_, g) if g < 0 => DraftLength::Auto {
+                        max: p.gamma_max as usize,
+                    },
+                    (_, g) => DraftLength::Fixed(g as usize),
                 };
                 let small_ctx = Context::new(small.clone(), &ctx_params)?;
-                Runner::Ead(Box::new(Ead::new(small_ctx, context, config, gamma)?))
+                Runner::Ead(Box::new(Ead::new(small_ctx, context, config, length)?))
             }
             (kind, model) => {
                 let d: Box<dyn Drafter> = match (kind, model) {

@@ -229,6 +229,41 @@ impl DraftControl for RoundControl<'_> {
     }
 }
 
+/// Times forward passes of `ctx` for each batch size in `sizes` (up to the
+/// context's room) after its cache, with `token` repeated, into `costs`:
+/// once to warm, then the median of three, so one noisy sample does not
+/// steer a policy until online samples correct it. The cache is left as found.
+pub fn time_batches(
+    ctx: &mut Context,
+    token: Token,
+    sizes: &[usize],
+    costs: &mut CostModel,
+) -> Result<(), EngineError> {
+    let base = ctx.n_past();
+    let mut sizes = sizes.to_vec();
+    sizes.sort_unstable();
+    sizes.dedup();
+    let mut batch = Vec::new();
+    for b in sizes {
+        if b == 0 || b > MAX_DRAFT + 1 || base + b > ctx.n_ctx() as usize {
+            continue;
+        }
+        batch.clear();
+        batch.resize(b, token);
+        let mut samples = [0.0f64; 4];
+        for sample in samples.iter_mut() {
+            let start = Instant::now();
+            ctx.decode(&batch, Logits::All)?;
+            *sample = start.elapsed().as_secs_f64() * 1e3;
+            ctx.truncate(base)?;
+        }
+        let mut timed = [samples[1], samples[2], samples[3]];
+        timed.sort_by(f64::total_cmp);
+        costs.observe_verify(b, timed[1]);
+    }
+    Ok(())
+}
+
 /// A target context plus an optional drafter; reusable across prompts
 /// (measured costs and acceptance carry over).
 pub struct Speculator {
@@ -276,30 +311,12 @@ impl Speculator {
     /// weigh, and one drafter step, on an empty cache.
     fn calibrate(&mut self, token: Token) -> Result<(), SpecError> {
         self.target.clear();
-        let base = 0;
         let cap = self.config.cap();
-        let mut sizes = vec![1, 2, 4, cap + 1];
-        sizes.sort_unstable();
-        sizes.dedup();
-        for b in sizes {
-            if b > cap + 1 || base + b > self.target.n_ctx() as usize {
-                continue;
-            }
-            self.batch.clear();
-            self.batch.resize(b, token);
-            // Warm once, then the median of three timed passes: one noisy
-            // sample would steer the policy until online samples correct it.
-            let mut samples = [0.0f64; 4];
-            for sample in samples.iter_mut() {
-                let start = Instant::now();
-                self.target.decode(&self.batch, Logits::All)?;
-                *sample = start.elapsed().as_secs_f64() * 1e3;
-                self.target.truncate(base)?;
-            }
-            let mut timed = [samples[1], samples[2], samples[3]];
-            timed.sort_by(f64::total_cmp);
-            self.state.costs.observe_verify(b, timed[1]);
-        }
+        let sizes: Vec<usize> = [1, 2, 4, cap + 1]
+            .into_iter()
+            .filter(|&b| b <= cap + 1)
+            .collect();
+        time_batches(&mut self.target, token, &sizes, &mut self.state.costs)?;
         if let Some(d) = self.drafter.as_mut() {
             if let Some(ms) = d.measure_step_ms()? {
                 self.state.costs.observe_draft(1, ms);

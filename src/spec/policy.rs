@@ -164,6 +164,11 @@ impl CostModel {
         self.draft.get()
     }
 
+    /// Target ms for a batch of `batch` tokens, if that size was measured.
+    pub fn measured_ms(&self, batch: usize) -> Option<f64> {
+        self.verify.get(batch).and_then(Ema::get)
+    }
+
     /// Target ms for a batch of `batch` tokens: measured, else linearly
     /// interpolated/extrapolated from the nearest measured sizes.
     pub fn verify_ms(&self, batch: usize) -> f64 {

@@ -14,6 +14,7 @@ use edgespec::ead::{Ead, EadConfig};
 use edgespec::engine::{Context, ContextParams, Model, ModelParams};
 use edgespec::eval::{extract_code, load_problems, Outcome, Sandbox};
 use edgespec::generate::{generate_target_only, prompt_tokens, GenerateParams};
+use edgespec::spec::DraftLength;
 
 /// `eval` subcommands.
 #[derive(Debug, Subcommand)]
@@ -208,7 +209,7 @@ fn humaneval(args: HumanevalArgs) -> anyhow::Result<()> {
                 Context::new(small.clone(), &ctx_params)?,
                 Context::new(large.clone(), &ctx_params)?,
                 config,
-                args.gamma,
+                DraftLength::Fixed(args.gamma),
             )?)
         })
         .collect::<anyhow::Result<Vec<_>>>()?;

@@ -7,7 +7,7 @@ use anyhow::{bail, Context as _};
 use clap::{Args, ValueEnum};
 
 use edgespec::draft::{Drafter, HybridDrafter, LookupDrafter, ModelDrafter, TrimmedSource};
-use edgespec::ead::{Ead, EadConfig, EadStats, DEFAULT_SPEC_GAMMA};
+use edgespec::ead::{Ead, EadConfig, EadStats};
 use edgespec::engine::{Context, ContextParams, Model, ModelParams};
 use edgespec::generate::{generate_target_only, prompt_tokens, GenerateParams, Generation};
 use edgespec::gguf::GgufFile;
@@ -206,12 +206,14 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
             window: args.ead_window,
             min_dwell: args.ead_dwell,
         };
-        let gamma = match (args.mode, args.gamma) {
-            (GenMode::EadSpec, Gamma::Fixed(g)) => g,
-            (GenMode::EadSpec, Gamma::Auto) => DEFAULT_SPEC_GAMMA,
-            _ => 0,
+        let length = match (args.mode, args.gamma) {
+            (GenMode::EadSpec, Gamma::Fixed(g)) => DraftLength::Fixed(g),
+            (GenMode::EadSpec, Gamma::Auto) => DraftLength::Auto {
+                max: args.gamma_max,
+            },
+            _ => DraftLength::Fixed(0),
         };
-        let mut ead = Ead::new(small, target, config, gamma)?;
+        let mut ead = Ead::new(small, target, config, length)?;
         let result = ead.generate(&prompt, &params, print)?;
         finish(&result.generation, None);
         if args.stats {
