@@ -68,20 +68,11 @@ pub fn read_bandwidth_passes(threads: usize, bytes: usize, min_secs: f64) -> Vec
     }
 }
 
-/// Sums words in eight independent lanes, so the adds keep up with memory.
+/// Sums words with a plain fold, which the compiler unrolls into several
+/// vector accumulators whatever the target CPU. (A hand-laned version ran at
+/// a quarter of memory speed when built with `target-cpu=native`.)
 fn sum_words(words: &[u64]) -> u64 {
-    let mut lanes = [0u64; 8];
-    let mut blocks = words.chunks_exact(8);
-    for block in &mut blocks {
-        for (lane, &w) in lanes.iter_mut().zip(block) {
-            *lane = lane.wrapping_add(w);
-        }
-    }
-    let tail = blocks
-        .remainder()
-        .iter()
-        .fold(0u64, |a, &w| a.wrapping_add(w));
-    lanes.iter().fold(tail, |a, &l| a.wrapping_add(l))
+    words.iter().fold(0u64, |a, &w| a.wrapping_add(w))
 }
 
 /// Peak resident set size of this process in bytes (VmHWM), if known.
@@ -109,7 +100,7 @@ mod tests {
     }
 
     #[test]
-    fn the_lanes_sum_every_word() {
+    fn the_sum_takes_every_word() {
         for n in [0, 1, 7, 8, 9, 100] {
             let words: Vec<u64> = (1..=n).collect();
             assert_eq!(sum_words(&words), n * (n + 1) / 2);
