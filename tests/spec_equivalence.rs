@@ -321,3 +321,35 @@ fn speculative_sampling_keeps_the_target_distribution_end_to_end() {
         );
     }
 }
+
+#[test]
+fn long_lookup_drafts_under_the_automatic_policy_stay_lossless() {
+    let Some(path) = common::smollm2() else {
+        return;
+    };
+    let model = Model::load(&path, &Default::default()).unwrap();
+    // Copying text: lookup finds long spans, and the automatic policy lets
+    // free lookup drafts run past the model cap (8 here).
+    let text = "Copy this paragraph three times, word for word: Speculative decoding \
+                lets a small drafter propose several tokens that the large model \
+                checks in one batch, keeping every token the large model agrees with.";
+    let prompt = prompt_tokens(&model, text, true).unwrap();
+    let params = GenerateParams::greedy(120);
+    let expected = target_only(&model, 1024, &prompt, &params);
+    let (got, spec) = speculate(
+        &model,
+        &model,
+        Kind::Lookup,
+        DraftLength::Auto { max: 8 },
+        1024,
+        &prompt,
+        &params,
+    );
+    assert_eq!(got.tokens, expected.tokens);
+    assert!(
+        spec.longest_draft > 8,
+        "longest draft {}: none ran past the model cap",
+        spec.longest_draft
+    );
+    assert_eq!(spec.drafted_lookup, spec.drafted);
+}

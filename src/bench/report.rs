@@ -450,6 +450,9 @@ mod tests {
         assert_eq!(bound_caveat(&s, 10.0), None);
         assert_eq!(bound_caveat(&s, 0.0), None);
         let caveat = bound_caveat(&s, 5.0).unwrap();
-        assert!(caveat.contains("7.5 tok/s, above the 5.0 tok/s"), "{caveat}");
+        assert!(
+            caveat.contains("7.5 tok/s, above the 5.0 tok/s"),
+            "{caveat}"
+        );
     }
 }

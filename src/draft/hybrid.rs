@@ -60,4 +60,8 @@ impl Drafter for HybridDrafter {
     fn measure_step_ms(&mut self) -> Result<Option<f64>, EngineError> {
         self.model.measure_step_ms()
     }
+
+    fn drafts_lookup(&self) -> bool {
+        true
+    }
 }

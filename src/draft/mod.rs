@@ -28,10 +28,11 @@ use crate::spec::MAX_DRAFT;
 pub enum DraftSource {
     /// A drafter model.
     Model,
-    /// Prompt lookup with a match of this many tokens.
+    /// Prompt lookup.
     Lookup {
-        /// Length of the matched n-gram.
-        ngram: usize,
+        /// Tokens of context the match shares with the end of the history
+        /// (see [`LookupMatch::matched`]).
+        matched: usize,
     },
 }
 
@@ -48,8 +49,9 @@ pub enum Next {
 
 /// The policy's side of drafting.
 pub trait DraftControl {
-    /// Most tokens this round's draft may hold.
-    fn room(&self) -> usize;
+    /// Most tokens this round's draft may hold when drafted by `source`
+    /// (free lookup drafts may run longer than model drafts).
+    fn room(&self, source: DraftSource) -> usize;
     /// Asked before a drafter spends time: draft at all, given that a model
     /// drafter must first catch up on `behind` tokens it has not seen?
     fn start(&mut self, source: DraftSource, behind: usize) -> bool;
@@ -180,4 +182,9 @@ pub trait Drafter: Send {
     /// Measures one model step in ms on a scratch sequence, if this drafter
     /// runs a model (for the cost model before the first round).
     fn measure_step_ms(&mut self) -> Result<Option<f64>, EngineError>;
+    /// Whether this drafter proposes prompt-lookup drafts (free to draft,
+    /// so the policy may let them run longer than model drafts).
+    fn drafts_lookup(&self) -> bool {
+        false
+    }
 }

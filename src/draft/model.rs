@@ -135,7 +135,7 @@ impl Drafter for ModelDrafter {
     ) -> Result<(), EngineError> {
         out.clear(DraftSource::Model);
         let room = ctl
-            .room()
+            .room(DraftSource::Model)
             .min((self.ctx.n_ctx() as usize + 1).saturating_sub(committed.len()));
         self.sync(committed)?;
         if room == 0 || !ctl.start(DraftSource::Model, committed.len() - self.kv.len()) {

@@ -89,6 +89,8 @@ pub struct SpecStats {
     pub draft_rounds: usize,
     /// Tokens drafted.
     pub drafted: usize,
+    /// Longest draft of one round.
+    pub longest_draft: usize,
     /// Drafted tokens accepted.
     pub accepted: usize,
     /// Drafted tokens by prompt lookup.

@@ -20,7 +20,8 @@ use crate::metrics::{GenerationStats, SpecStats};
 use crate::sampling::{Sampler, SamplingError};
 
 pub use policy::{
-    AcceptanceModel, CostModel, DraftCost, DraftLength, Ema, PolicyConfig, PolicyError, MAX_DRAFT,
+    AcceptanceModel, CostModel, DraftCost, DraftLength, Ema, Frequency, LookupModel, PolicyConfig,
+    PolicyError, MAX_DRAFT,
 };
 pub use verify::{verify_greedy, verify_sampling, DraftProb, Verdict};
 
@@ -64,13 +65,8 @@ struct PolicyState {
     acceptance: AcceptanceModel,
     /// Acceptance of the first drafted token of a model draft.
     first_model_token: Ema,
-    /// Acceptance of the first token of a lookup draft, by matched n-gram
-    /// length (index capped at 8).
-    lookup_first: [Ema; 9],
-    /// Acceptance of the lookup token at draft position i >= 1 given that
-    /// the earlier ones were accepted: copied spans succeed or fail together,
-    /// so these conditional rates are far from the first token's.
-    lookup_next: [Ema; MAX_DRAFT],
+    /// Acceptance of lookup drafts by how much context they matched.
+    lookup: LookupModel,
     /// Realised tokens per ms of recent rounds.
     realized_rate: Ema,
     rounds_without_draft: u32,
@@ -90,13 +86,7 @@ impl PolicyState {
     /// given that the tokens before it are accepted.
     fn token_estimate(&self, source: DraftSource, confidence: Option<f32>, position: usize) -> f64 {
         match (source, confidence) {
-            (DraftSource::Lookup { ngram }, _) => {
-                let first = self.lookup_first[ngram.min(8)].get().unwrap_or(0.5);
-                match position {
-                    0 => first,
-                    i => self.lookup_next.get(i).and_then(Ema::get).unwrap_or(first),
-                }
-            }
+            (DraftSource::Lookup { matched }, _) => self.lookup.predict(matched, position),
             (DraftSource::Model, Some(c)) => self.acceptance.predict(c),
             (DraftSource::Model, None) => self.first_model_token.get().unwrap_or(0.5),
         }
@@ -129,6 +119,7 @@ impl PolicyState {
 struct RoundControl<'a> {
     config: PolicyConfig,
     state: &'a PolicyState,
+    /// Tokens left before the output or the context is full.
     room: usize,
     cumulative: heapless::Vec<f64, MAX_DRAFT>,
     /// This round drafts one token whatever the estimates say.
@@ -136,12 +127,13 @@ struct RoundControl<'a> {
 }
 
 impl DraftControl for RoundControl<'_> {
-    fn room(&self) -> usize {
-        self.room
+    fn room(&self, source: DraftSource) -> usize {
+        self.config.cap_for(source).min(self.room)
     }
 
     fn start(&mut self, source: DraftSource, behind: usize) -> bool {
-        if self.room == 0 {
+        let room = self.room(source);
+        if room == 0 {
             return false;
         }
         if let DraftLength::Fixed(_) = self.config.length {
@@ -151,8 +143,8 @@ impl DraftControl for RoundControl<'_> {
         let worth = |acceptance: f64, cost: DraftCost| {
             policy::worth_extending(
                 &[],
-                acceptance,
-                self.room,
+                |_| acceptance,
+                room,
                 cost,
                 &state.costs,
                 state.best_rate(),
@@ -182,7 +174,8 @@ impl DraftControl for RoundControl<'_> {
                 return Next::DropLastAndStop;
             }
         }
-        if k >= self.room {
+        let room = self.room(draft.source());
+        if k >= room {
             return Next::Stop;
         }
         match self.config.length {
@@ -193,34 +186,36 @@ impl DraftControl for RoundControl<'_> {
                 self.cumulative.truncate(k - 1);
                 let previous = self.cumulative.last().copied().unwrap_or(1.0);
                 let _ = self.cumulative.push(previous * a);
-                // Further tokens: the next position's rate (a lookup copy's
-                // rates are conditional on the span so far).
-                let a_next = match draft.source() {
-                    DraftSource::Lookup { .. } => {
-                        self.state.token_estimate(draft.source(), None, k)
-                    }
-                    DraftSource::Model => a,
-                };
-                let costs = &self.state.costs;
-                let best = self.state.best_rate();
-                // Keep the token only if verifying it pays for itself.
-                let marginal_ms = costs.verify_ms(k + 1) - costs.verify_ms(k);
                 if self.probe {
                     return Next::Stop;
                 }
-                if marginal_ms > 0.0 && self.cumulative[k - 1] / marginal_ms < best {
-                    return Next::DropLastAndStop;
-                }
+                // Further tokens: a lookup copy's rates by position
+                // (conditional on the span so far); a model's, this one's.
+                let state = self.state;
+                let source = draft.source();
+                let next = |position: usize| match source {
+                    DraftSource::Lookup { .. } => state.token_estimate(source, None, position),
+                    DraftSource::Model => a,
+                };
+                let costs = &state.costs;
+                let best = state.best_rate();
                 let more = policy::worth_extending(
                     &self.cumulative,
-                    a_next,
-                    self.room - k,
-                    self.state.draft_cost(draft.source(), 0),
+                    next,
+                    room - k,
+                    state.draft_cost(source, 0),
                     costs,
                     best,
                 );
+                // Stopping here: keep the last token only if verifying it
+                // pays for itself. (Mid-way, a token that does not pay alone
+                // may still lead to a longer draft that does: the verify cost
+                // per token falls with batch size.)
+                let marginal_ms = costs.verify_ms(k + 1) - costs.verify_ms(k);
                 if more {
                     Next::Continue
+                } else if marginal_ms > 0.0 && self.cumulative[k - 1] / marginal_ms < best {
+                    Next::DropLastAndStop
                 } else {
                     Next::Stop
                 }
@@ -229,10 +224,16 @@ impl DraftControl for RoundControl<'_> {
     }
 }
 
+/// Batches longer than this are timed once at calibration: they take long
+/// enough to time steadily, the smaller sizes timed before them have warmed
+/// the graph, and online samples refine them.
+const ONE_SAMPLE_ABOVE: usize = 16;
+
 /// Times forward passes of `ctx` for each batch size in `sizes` (up to the
 /// context's room) after its cache, with `token` repeated, into `costs`:
 /// once to warm, then the median of three, so one noisy sample does not
-/// steer a policy until online samples correct it. The cache is left as found.
+/// steer a policy until online samples correct it (sizes above
+/// [`ONE_SAMPLE_ABOVE`] once). The cache is left as found.
 pub fn time_batches(
     ctx: &mut Context,
     token: Token,
@@ -250,16 +251,22 @@ pub fn time_batches(
         }
         batch.clear();
         batch.resize(b, token);
-        let mut samples = [0.0f64; 4];
-        for sample in samples.iter_mut() {
+        let mut time = || -> Result<f64, EngineError> {
             let start = Instant::now();
             ctx.decode(&batch, Logits::All)?;
-            *sample = start.elapsed().as_secs_f64() * 1e3;
+            let ms = start.elapsed().as_secs_f64() * 1e3;
             ctx.truncate(base)?;
-        }
-        let mut timed = [samples[1], samples[2], samples[3]];
-        timed.sort_by(f64::total_cmp);
-        costs.observe_verify(b, timed[1]);
+            Ok(ms)
+        };
+        let ms = if b > ONE_SAMPLE_ABOVE {
+            time()?
+        } else {
+            time()?;
+            let mut timed = [time()?, time()?, time()?];
+            timed.sort_by(f64::total_cmp);
+            timed[1]
+        };
+        costs.observe_verify(b, ms);
     }
     Ok(())
 }
@@ -311,11 +318,20 @@ impl Speculator {
     /// weigh, and one drafter step, on an empty cache.
     fn calibrate(&mut self, token: Token) -> Result<(), SpecError> {
         self.target.clear();
+        // The batch sizes the policy will weigh: small ones, the model cap,
+        // and for lookup drafts the longest batch, so costs in between are
+        // interpolated rather than extrapolated.
         let cap = self.config.cap();
-        let sizes: Vec<usize> = [1, 2, 4, cap + 1]
+        let longest = match &self.drafter {
+            Some(d) if d.drafts_lookup() => self.config.cap_for(DraftSource::Lookup { matched: 0 }),
+            _ => cap,
+        };
+        let mut sizes: Vec<usize> = [1, 2, 4, cap + 1, longest + 1]
             .into_iter()
-            .filter(|&b| b <= cap + 1)
+            .filter(|&b| b <= longest + 1)
             .collect();
+        sizes.sort_unstable();
+        sizes.dedup();
         time_batches(&mut self.target, token, &sizes, &mut self.state.costs)?;
         if let Some(d) = self.drafter.as_mut() {
             if let Some(ms) = d.measure_step_ms()? {
@@ -324,12 +340,11 @@ impl Speculator {
         }
         self.calibrated = true;
         log::debug!(
-            "calibrated: target ms by batch 1/2/4/{}: {:.2}/{:.2}/{:.2}/{:.2}, drafter step {:?} ms",
-            cap + 1,
-            self.state.costs.verify_ms(1),
-            self.state.costs.verify_ms(2),
-            self.state.costs.verify_ms(4),
-            self.state.costs.verify_ms(cap + 1),
+            "calibrated: target ms by batch {:?}, drafter step {:?} ms",
+            sizes
+                .iter()
+                .map(|&b| (b, self.state.costs.verify_ms(b)))
+                .collect::<Vec<_>>(),
             self.state.costs.draft_ms()
         );
         Ok(())
@@ -390,11 +405,7 @@ impl Speculator {
                 break;
             }
             let remaining = params.max_tokens - sink.tokens().len();
-            let room = self
-                .config
-                .cap()
-                .min(remaining - 1)
-                .min(self.target.n_ctx() as usize - n_past - 1);
+            let room = (remaining - 1).min(self.target.n_ctx() as usize - n_past - 1);
 
             // Draft.
             let t = Instant::now();
@@ -435,10 +446,17 @@ impl Speculator {
             spec.rollback_time += t.elapsed();
 
             let drafted = self.draft.len();
+            log::trace!(
+                "round: {drafted} drafted ({:?}), {} accepted, verify {:.1} ms",
+                self.draft.source(),
+                verdict.accepted,
+                verify_time.as_secs_f64() * 1e3
+            );
             self.learn(drafted, verdict.accepted, draft_time, verify_time);
             spec.drafted += drafted;
             spec.accepted += verdict.accepted;
             spec.draft_rounds += usize::from(drafted > 0);
+            spec.longest_draft = spec.longest_draft.max(drafted);
             if let DraftSource::Lookup { .. } = self.draft.source() {
                 spec.drafted_lookup += drafted;
                 spec.accepted_lookup += verdict.accepted;
@@ -572,12 +590,7 @@ impl Speculator {
                     }
                 }
             }
-            DraftSource::Lookup { ngram } => {
-                s.lookup_first[ngram.min(8)].add(f64::from(u8::from(accepted > 0)));
-                for i in 1..tested {
-                    s.lookup_next[i].add(f64::from(u8::from(i < accepted)));
-                }
-            }
+            DraftSource::Lookup { matched } => s.lookup.observe(matched, tested, accepted),
         }
     }
 }

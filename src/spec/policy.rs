@@ -13,8 +13,10 @@
 //! online. Acceptance is predicted from the drafter's confidence through
 //! bins calibrated on the acceptances actually observed.
 
+use crate::draft::DraftSource;
+
 /// Longest draft edgespec ever proposes in one round.
-pub const MAX_DRAFT: usize = 16;
+pub const MAX_DRAFT: usize = 64;
 
 /// Draft-length settings.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -75,10 +77,21 @@ impl PolicyConfig {
         Ok(())
     }
 
-    /// The longest draft this configuration can ask for.
+    /// The longest draft this configuration asks of a model drafter.
     pub fn cap(&self) -> usize {
         match self.length {
             DraftLength::Fixed(g) | DraftLength::Auto { max: g } => g,
+        }
+    }
+
+    /// The longest draft `source` may propose. A fixed length holds for every
+    /// source; the automatic policy lets free lookup drafts run to
+    /// [`MAX_DRAFT`], since it prices each token by the measured cost of
+    /// verifying it, and a copied span is often accepted whole, however long.
+    pub fn cap_for(&self, source: DraftSource) -> usize {
+        match (self.length, source) {
+            (DraftLength::Auto { .. }, DraftSource::Lookup { .. }) => MAX_DRAFT,
+            _ => self.cap(),
         }
     }
 }
@@ -199,21 +212,37 @@ impl CostModel {
     }
 }
 
-/// Predicts the acceptance of a drafted token from the drafter's confidence,
-/// with ten bins calibrated on observed outcomes (prior: the bin centre).
-#[derive(Debug, Clone, PartialEq)]
-pub struct AcceptanceModel {
-    accepted: [f64; 10],
-    seen: [f64; 10],
+/// How often something happened, over a fading window of observations,
+/// shrunk towards a prior while observations are few.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Frequency {
+    hits: f64,
+    seen: f64,
 }
 
-impl Default for AcceptanceModel {
-    fn default() -> Self {
-        Self {
-            accepted: [0.0; 10],
-            seen: [0.0; 10],
+impl Frequency {
+    /// Records one outcome; observations older than `memory` fade out.
+    pub fn observe(&mut self, hit: bool, memory: f64) {
+        if self.seen >= memory {
+            let keep = (memory - 1.0) / memory;
+            self.hits *= keep;
+            self.seen *= keep;
         }
+        self.seen += 1.0;
+        self.hits += f64::from(u8::from(hit));
     }
+
+    /// The frequency, with `prior` counted as `weight` observations.
+    pub fn estimate(&self, prior: f64, weight: f64) -> f64 {
+        (self.hits + weight * prior) / (self.seen + weight)
+    }
+}
+
+/// Predicts the acceptance of a drafted token from the drafter's confidence,
+/// with ten bins calibrated on observed outcomes (prior: the bin centre).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AcceptanceModel {
+    bins: [Frequency; 10],
 }
 
 impl AcceptanceModel {
@@ -227,21 +256,81 @@ impl AcceptanceModel {
 
     /// Predicted acceptance probability of a token drafted with this confidence.
     pub fn predict(&self, confidence: f32) -> f64 {
-        let b = Self::bin(confidence);
         let prior = f64::from(confidence.clamp(0.0, 1.0));
-        (self.accepted[b] + Self::PRIOR_WEIGHT * prior) / (self.seen[b] + Self::PRIOR_WEIGHT)
+        self.bins[Self::bin(confidence)].estimate(prior, Self::PRIOR_WEIGHT)
     }
 
     /// Records whether a token drafted with this confidence was accepted.
     pub fn observe(&mut self, confidence: f32, accepted: bool) {
-        let b = Self::bin(confidence);
-        if self.seen[b] >= Self::MEMORY {
-            let keep = (Self::MEMORY - 1.0) / Self::MEMORY;
-            self.accepted[b] *= keep;
-            self.seen[b] *= keep;
+        self.bins[Self::bin(confidence)].observe(accepted, Self::MEMORY);
+    }
+}
+
+/// Predicts the acceptance of lookup drafts from how much context the match
+/// shares with the text (see `LookupMatch::matched`), in doubling classes
+/// (1–2, 3–4, 5–8, …, 33+ tokens): a long shared context is evidence of a
+/// verbatim copy. Per class it learns the first token's acceptance, and the
+/// acceptance of each later token given that the ones before it were
+/// accepted (copied spans succeed or fail together, so the two differ).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LookupModel {
+    first: [Frequency; Self::CLASSES],
+    /// By matched-context class, then by draft-position class (positions
+    /// 1, 2–3, 4–7, …, 32+): deep into a copy that has held so far, the
+    /// next token is likelier to hold too.
+    next: [[Frequency; Self::CLASSES]; Self::CLASSES],
+}
+
+impl LookupModel {
+    const CLASSES: usize = 6;
+    /// Rounds (first token) or tokens (later ones, per class) that fade out.
+    const MEMORY_FIRST: f64 = 50.0;
+    const MEMORY_NEXT: f64 = 500.0;
+    /// Before any outcome, a lookup token is a coin flip, weighed as two.
+    const PRIOR: f64 = 0.5;
+    const PRIOR_WEIGHT: f64 = 2.0;
+
+    fn class(matched: usize) -> usize {
+        // 1–2 → 0, 3–4 → 1, 5–8 → 2, 9–16 → 3, 17–32 → 4, 33+ → 5.
+        Self::doubling(matched.saturating_sub(1))
+    }
+
+    fn position_class(position: usize) -> usize {
+        // 1 → 0, 2–3 → 1, 4–7 → 2, 8–15 → 3, 16–31 → 4, 32+ → 5.
+        Self::doubling(position)
+    }
+
+    /// 0–1 → 0, 2–3 → 1, 4–7 → 2, …, capped at the last class.
+    fn doubling(x: usize) -> usize {
+        let bits = usize::BITS - x.max(1).leading_zeros();
+        (bits as usize - 1).min(Self::CLASSES - 1)
+    }
+
+    /// Predicted acceptance of the token at draft `position` (0-based)
+    /// given that the ones before it were accepted. A position class with
+    /// no outcomes yet takes the one before it as its prior.
+    pub fn predict(&self, matched: usize, position: usize) -> f64 {
+        let c = Self::class(matched);
+        let mut estimate = self.first[c].estimate(Self::PRIOR, Self::PRIOR_WEIGHT);
+        if position > 0 {
+            for class in &self.next[c][..=Self::position_class(position)] {
+                estimate = class.estimate(estimate, Self::PRIOR_WEIGHT);
+            }
         }
-        self.seen[b] += 1.0;
-        self.accepted[b] += f64::from(u8::from(accepted));
+        estimate
+    }
+
+    /// Records a verified lookup draft: `accepted` of its first `tested`
+    /// tokens (the rest were never compared).
+    pub fn observe(&mut self, matched: usize, tested: usize, accepted: usize) {
+        let c = Self::class(matched);
+        if tested == 0 {
+            return;
+        }
+        self.first[c].observe(accepted > 0, Self::MEMORY_FIRST);
+        for i in 1..tested {
+            self.next[c][Self::position_class(i)].observe(i < accepted, Self::MEMORY_NEXT);
+        }
     }
 }
 
@@ -267,13 +356,14 @@ pub struct DraftCost {
 }
 
 /// The stopping rule. `p` holds cumulative acceptance probabilities of the
-/// tokens drafted so far; `next` estimates each further token's acceptance;
+/// tokens drafted so far; `next(i)` estimates the acceptance of the token at
+/// draft position i (0-based) given that the ones before it are accepted;
 /// `room` is how many more may be drafted at `cost`; `best_rate` is R*.
 /// True when some extension by 1..=room tokens gains more tokens per extra
 /// ms than R*.
 pub fn worth_extending(
     p: &[f64],
-    next: f64,
+    next: impl Fn(usize) -> f64,
     room: usize,
     cost: DraftCost,
     costs: &CostModel,
@@ -284,7 +374,7 @@ pub fn worth_extending(
     let mut gain = 0.0;
     let base_ms = costs.verify_ms(k + 1);
     for extra in 1..=room {
-        cumulative *= next.clamp(0.0, 1.0);
+        cumulative *= next(k + extra - 1).clamp(0.0, 1.0);
         gain += cumulative;
         let extra_ms =
             cost.upfront_ms + extra as f64 * cost.per_token_ms + costs.verify_ms(k + 1 + extra)
@@ -317,15 +407,75 @@ mod tests {
     }
 
     #[test]
+    fn lookup_acceptance_is_learned_per_matched_context_class() {
+        let classes: Vec<usize> = [0, 1, 2, 3, 4, 5, 8, 9, 16, 17, 32, 33, 64, 1000]
+            .iter()
+            .map(|&m| LookupModel::class(m))
+            .collect();
+        assert_eq!(classes, [0, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 5]);
+        let mut model = LookupModel::default();
+        assert_eq!(model.predict(40, 0), 0.5);
+        assert_eq!(model.predict(40, 7), 0.5);
+        // Long matches copied whole; short ones rejected at once.
+        for _ in 0..20 {
+            model.observe(40, 32, 32);
+            model.observe(2, 1, 0);
+        }
+        assert!(model.predict(40, 0) > 0.9, "{}", model.predict(40, 0));
+        assert!(model.predict(40, 5) > 0.99);
+        assert!(model.predict(2, 0) < 0.1);
+        // Nothing seen after the first token of short matches: their later
+        // tokens fall back to the first token's estimate.
+        assert_eq!(model.predict(2, 3), model.predict(2, 0));
+        // A copy that breaks at its 5th token lowers the estimate for that
+        // position, not for the 2nd.
+        let (second, fifth) = (model.predict(40, 1), model.predict(40, 4));
+        model.observe(40, 5, 4);
+        assert!(model.predict(40, 4) < fifth);
+        assert!(model.predict(40, 1) >= second);
+    }
+
+    #[test]
+    fn frequency_fades_old_observations() {
+        let mut f = Frequency::default();
+        assert_eq!(f.estimate(0.25, 4.0), 0.25);
+        for _ in 0..100 {
+            f.observe(true, 10.0);
+        }
+        for _ in 0..30 {
+            f.observe(false, 10.0);
+        }
+        // Only the last ~10 count: mostly misses now.
+        assert!(f.estimate(0.5, 0.0) < 0.1, "{}", f.estimate(0.5, 0.0));
+    }
+
+    #[test]
+    fn free_lookup_drafts_may_run_longer_only_under_the_automatic_policy() {
+        let lookup = DraftSource::Lookup { matched: 3 };
+        let auto = PolicyConfig {
+            length: DraftLength::Auto { max: 8 },
+            p_min: None,
+        };
+        assert_eq!(auto.cap_for(DraftSource::Model), 8);
+        assert_eq!(auto.cap_for(lookup), MAX_DRAFT);
+        let fixed = PolicyConfig {
+            length: DraftLength::Fixed(3),
+            p_min: None,
+        };
+        assert_eq!(fixed.cap_for(DraftSource::Model), 3);
+        assert_eq!(fixed.cap_for(lookup), 3);
+    }
+
+    #[test]
     fn a_long_catch_up_defers_drafting() {
         let c = cpu_costs();
         let plain = 1.0 / 37.0;
-        assert!(worth_extending(&[], 0.9, 8, per_token(3.0), &c, plain));
+        assert!(worth_extending(&[], |_| 0.9, 8, per_token(3.0), &c, plain));
         let behind = DraftCost {
             upfront_ms: 60.0,
             per_token_ms: 3.0,
         };
-        assert!(!worth_extending(&[], 0.9, 8, behind, &c, plain));
+        assert!(!worth_extending(&[], |_| 0.9, 8, behind, &c, plain));
     }
 
     #[test]
@@ -347,7 +497,7 @@ mod tests {
         let plain = 1.0 / 37.0;
         assert!(!worth_extending(
             &[],
-            0.9,
+            |_| 0.9,
             8,
             per_token(0.65 * 37.0),
             &c,
@@ -363,20 +513,20 @@ mod tests {
         // second verify position (11 ms for 0.8 tokens) beats 1/37 per ms.
         let c = cpu_costs();
         let plain = 1.0 / 37.0;
-        assert!(worth_extending(&[], 0.8, 8, per_token(0.0), &c, plain));
+        assert!(worth_extending(&[], |_| 0.8, 8, per_token(0.0), &c, plain));
         // ... but not with 10% acceptance.
-        assert!(!worth_extending(&[], 0.1, 8, per_token(0.0), &c, plain));
+        assert!(!worth_extending(&[], |_| 0.1, 8, per_token(0.0), &c, plain));
     }
 
     #[test]
     fn cheap_drafter_drafts_while_it_pays() {
         let c = cpu_costs();
         let plain = 1.0 / 37.0;
-        assert!(worth_extending(&[], 0.9, 8, per_token(3.0), &c, plain));
+        assert!(worth_extending(&[], |_| 0.9, 8, per_token(3.0), &c, plain));
         // After three tokens the cumulative acceptance is low: stop.
         assert!(!worth_extending(
             &[0.3, 0.05, 0.01],
-            0.2,
+            |_| 0.2,
             5,
             per_token(3.0),
             &c,

@@ -339,14 +339,15 @@ fn finish(generation: &Generation, spec: Option<&SpecStats>) {
     let n = generation.stats.generated_tokens;
     let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
     eprintln!(
-        "speculation: {} target calls, {} drafted ({} by lookup), {} accepted, α {:.3}, τ {:.2} tokens/call, mean γ {:.2}",
+        "speculation: {} target calls, {} drafted ({} by lookup), {} accepted, α {:.3}, τ {:.2} tokens/call, mean γ {:.2}, longest {}",
         s.target_calls,
         s.drafted,
         s.drafted_lookup,
         s.accepted,
         s.acceptance(),
         s.tau(n),
-        s.mean_gamma()
+        s.mean_gamma(),
+        s.longest_draft
     );
     eprintln!(
         "costs: c_time {:.3}, c_bytes {:.3}, MBSU {:.3} | draft {:.0} ms, verify {:.0} ms, accept {:.1} ms, rollback {:.1} ms, calibration {:.0} ms",
