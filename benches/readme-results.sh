@@ -31,12 +31,13 @@ mkdir -p "$out"
 
 # Calibration: target generations on the shipped calibration prompts, and a
 # raw-text corpus (Python's standard library sources) as the tie-breaking prior.
+# Counts and trimmed drafters already in $OUT are reused.
 corpus=$(python3 -c 'import sysconfig; print(sysconfig.get_paths()["stdlib"])')
 [ -f "$out/qwen.gen.json" ] || "$es" calibrate -t "$target" -p "$here/benches/prompts/calibration.txt" -o "$out/qwen.gen.json"
-"$es" calibrate -t "$target" --raw-text "$corpus" -o "$out/qwen.raw.json"
-"$es" calibrate -t "$gemma" --raw-text "$corpus" -o "$out/gemma.raw.json"
-"$es" trim -d "$draft" -c "$out/qwen.gen.json" --prior "$out/qwen.raw.json" -k 32768 -o "$out/qwen0.5b.k32768.gguf"
-"$es" trim -d "$draft" -c "$out/qwen.raw.json" -k 32768 -o "$out/qwen0.5b.raw.k32768.gguf"
+[ -f "$out/qwen.raw.json" ] || "$es" calibrate -t "$target" --raw-text "$corpus" -o "$out/qwen.raw.json"
+[ -f "$out/gemma.raw.json" ] || "$es" calibrate -t "$gemma" --raw-text "$corpus" -o "$out/gemma.raw.json"
+[ -f "$out/qwen0.5b.k32768.gguf" ] || "$es" trim -d "$draft" -c "$out/qwen.gen.json" --prior "$out/qwen.raw.json" -k 32768 -o "$out/qwen0.5b.k32768.gguf"
+[ -f "$out/qwen0.5b.raw.k32768.gguf" ] || "$es" trim -d "$draft" -c "$out/qwen.raw.json" -k 32768 -o "$out/qwen0.5b.raw.k32768.gguf"
 
 # (A) Every mode, code and chat, two repetitions in interleaved order.
 want A && "$es" bench -t "$target" -d "$draft" --trimmed "$out/qwen0.5b.k32768.gguf" \
