@@ -3,15 +3,15 @@
 # machine: (A) every mode side by side with llama.cpp's tools on code and chat
 # prompts, (B) VocabTrim: K curve and calibration sources on code prompts,
 # (C) Gemma 3 270M trimmed vs full, (D) a threads sweep, (E) the drafter
-# step alone (criterion). Reports land in $OUT/{main,vocabtrim,
-# vocabtrim-gen-only,gemma,threads}/report.md with runs.jsonl, report.json
-# and charts.
+# step alone (criterion), (F) a γ sweep of the full and trimmed drafters.
+# Reports land in $OUT/{main,vocabtrim,vocabtrim-gen-only,gemma,threads,gamma}/
+# report.md with runs.jsonl, report.json and charts.
 #
 # Needs: cargo build --release, python3 models/fetch.py,
 # benches/build-peer.sh, python3 benches/prompts/fetch-humaneval.py.
-# Usage: [SECTIONS="A B C D E"] benches/readme-results.sh [OUT] [PROMPTS_PER_SET] [N_TOKENS]
+# Usage: [SECTIONS="A B C D E F"] benches/readme-results.sh [OUT] [PROMPTS_PER_SET] [N_TOKENS]
 set -euo pipefail
-sections=${SECTIONS:-A B C D E}
+sections=${SECTIONS:-A B C D E F}
 want() { [[ " $sections " == *" $1 "* ]]; }
 here=$(cd "$(dirname "$0")/.." && pwd)
 out=${1:-$here/bench-out/readme}
@@ -67,4 +67,7 @@ want D && "$es" bench -t "$target" -d "$draft" -p code="$code" --limit 4 -n "$n"
     -m target,model:auto,hybrid,llama-completion --sweep threads=1,2 -o "$out/threads"
 # (E) The drafter step alone, full vs trimmed (criterion; target/criterion/).
 want E && (cd "$here" && cargo bench --bench micro -- "drafter step")
+# (F) Fixed draft length γ = 1..6, full and trimmed drafters (tok/s and α vs γ).
+want F && "$es" bench -t "$target" -d "$draft" --trimmed "$out/qwen0.5b.k32768.gguf" \
+    -p code="$code" --limit "$limit" -n "$n" -m target --sweep gamma=1..6 -o "$out/gamma"
 exit 0
