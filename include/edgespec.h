@@ -94,9 +94,9 @@ typedef struct {
   int32_t n_threads;
   // One of EDGESPEC_DRAFT_*.
   edgespec_draft_kind draft_kind;
-  // Draft length 0..=16, or -1 for the cost-aware automatic length.
+  // Draft length 0..=64, or -1 for the cost-aware automatic length.
   int32_t gamma;
-  // Longest draft the automatic length considers (1..=16).
+  // Longest model draft the automatic length considers (1..=64); prompt-lookup drafts may run to 64.
   uint32_t gamma_max;
   // Stop drafting below this drafter probability; negative: off.
   float p_min;

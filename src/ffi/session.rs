@@ -65,9 +65,9 @@ pub struct edgespec_session_params {
     pub n_threads: i32,
     /// One of EDGESPEC_DRAFT_*.
     pub draft_kind: edgespec_draft_kind,
-    /// Draft length 0..=16, or -1 for the cost-aware automatic length.
+    /// Draft length 0..=64, or -1 for the cost-aware automatic length.
     pub gamma: i32,
-    /// Longest draft the automatic length considers (1..=16).
+    /// Longest model draft the automatic length considers (1..=64); prompt-lookup drafts may run to 64.
     pub gamma_max: u32,
     /// Stop drafting below this drafter probability; negative: off.
     pub p_min: f32,

@@ -130,7 +130,7 @@ pub struct GenerateArgs {
     /// Source drafter of a trimmed --draft (default: the path stored in it).
     #[arg(long)]
     draft_source: Option<PathBuf>,
-    /// Draft length: a number (0..=16) or `auto` (cost-aware, chosen per round).
+    /// Draft length: a number (0..=64) or `auto` (cost-aware, chosen per round).
     #[arg(long, default_value = "auto")]
     gamma: Gamma,
     /// Longest draft `--gamma auto` considers.
