@@ -31,7 +31,8 @@ use crate::draft::{Drafter, HybridDrafter, LookupDrafter, ModelDrafter, TrimmedS
 use crate::ead::{Ead, EadConfig, DEFAULT_SPEC_GAMMA};
 use crate::engine::{Context, ContextParams, EngineError, Model, ModelParams, Token};
 use crate::generate::{generate_target_only, prompt_tokens, GenerateParams};
-use crate::spec::{DraftLength, PolicyConfig, SpecError, Speculator};
+use crate::spec::trace::{record_trace, write_trace};
+use crate::spec::{DraftLength, PolicyConfig, SpecError, Speculator, MAX_DRAFT};
 
 /// A named list of prompts.
 #[derive(Debug, Clone)]
@@ -159,6 +160,79 @@ enum Runner {
     Ead(Box<Ead>),
     Spec(Box<Speculator>),
     Peer(PeerMode, i32),
+}
+
+/// Records a trace of every prompt of every set (see
+/// [`crate::spec::trace`]): the target's greedy output and what the drafter
+/// (`model`) and the VocabTrim drafter (`trimmed`), when configured, would
+/// draft from every position, up to `max_draft` tokens. One file per set,
+/// `<out>/traces/<set>.jsonl`, written as it goes; `progress(set, prompt)`
+/// after each prompt.
+pub fn record_traces(
+    config: &BenchConfig,
+    max_draft: usize,
+    mut progress: impl FnMut(&str, usize),
+) -> Result<PathBuf, BenchError> {
+    let threads = config.threads.first().copied().unwrap_or(1);
+    let ctx_params = ContextParams {
+        n_ctx: config.ctx_size,
+        n_batch: 512,
+        n_threads: threads,
+        n_threads_batch: threads,
+    };
+    let drafter_ctx = ContextParams {
+        n_ctx: config.ctx_size + MAX_DRAFT as u32 + 1,
+        ..ctx_params.clone()
+    };
+    let greedy = crate::sampling::SamplingParams::greedy();
+    let model = Model::load(&config.target, &ModelParams::default())?;
+    let mut target = Context::new(model.clone(), &ctx_params)?;
+    let file_name = |p: &std::path::Path| {
+        p.file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+    };
+    let mut drafters: Vec<(String, String, Box<dyn Drafter>)> = Vec::new();
+    if let Some(path) = &config.draft {
+        let m = Model::load(path, &ModelParams::default())?;
+        let d = ModelDrafter::new(m, &drafter_ctx, greedy)?;
+        drafters.push(("model".into(), file_name(path), Box::new(d)));
+    }
+    if let Some(path) = &config.trimmed {
+        let src = TrimmedSource::open(path, None, &ModelParams::default())
+            .map_err(|e| BenchError::Config(e.to_string()))?;
+        let d = ModelDrafter::trimmed(src, &drafter_ctx, greedy)?;
+        drafters.push(("trimmed".into(), file_name(path), Box::new(d)));
+    }
+    let dir = config.out_dir.join("traces");
+    let io_err = |path: &std::path::Path| {
+        let path = path.to_owned();
+        move |source| BenchError::Io { path, source }
+    };
+    std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+    for set in &config.sets {
+        let path = dir.join(format!("{}.jsonl", set.name));
+        let mut file = File::create(&path).map_err(io_err(&path))?;
+        for (i, text) in set.prompts.iter().enumerate() {
+            let prompt = prompt_tokens(&model, text, config.chat)?;
+            let mut refs: Vec<(String, String, &mut dyn Drafter)> = drafters
+                .iter_mut()
+                .map(|(kind, file, d)| (kind.clone(), file.clone(), &mut **d as &mut dyn Drafter))
+                .collect();
+            let mut trace = record_trace(
+                &mut target,
+                &mut refs,
+                &prompt,
+                config.max_tokens,
+                max_draft,
+            )
+            .map_err(|e| BenchError::Config(format!("recording a trace: {e}")))?;
+            trace.set.clone_from(&set.name);
+            trace.prompt_index = i;
+            write_trace(&mut file, &trace).map_err(io_err(&path))?;
+            progress(&set.name, i);
+        }
+    }
+    Ok(dir)
 }
 
 /// Reads the runs a benchmark streamed to `runs.jsonl` (also from an

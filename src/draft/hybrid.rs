@@ -2,28 +2,35 @@
 
 use super::{Draft, DraftControl, Drafter, LookupDrafter, ModelDrafter};
 use crate::engine::{EngineError, Token};
+use crate::spec::CostModel;
 
 /// Uses prompt lookup when it finds a match of at least `min_ngram` tokens
-/// (a confident match: long n-grams repeat verbatim), else the model.
-pub struct HybridDrafter {
+/// (a confident match: long n-grams repeat verbatim), else the model
+/// (any model-running drafter; the replay simulator plugs in recorded ones).
+pub struct HybridDrafter<M = ModelDrafter> {
     lookup: LookupDrafter,
-    model: ModelDrafter,
+    model: M,
     /// Shortest n-gram match that lookup is trusted with.
     pub min_ngram: usize,
 }
 
-impl HybridDrafter {
+impl<M: Drafter> HybridDrafter<M> {
     /// Combines the two drafters.
-    pub fn new(lookup: LookupDrafter, model: ModelDrafter, min_ngram: usize) -> Self {
+    pub fn new(lookup: LookupDrafter, model: M, min_ngram: usize) -> Self {
         Self {
             lookup,
             model,
             min_ngram,
         }
     }
+
+    /// The model drafter.
+    pub fn model_mut(&mut self) -> &mut M {
+        &mut self.model
+    }
 }
 
-impl Drafter for HybridDrafter {
+impl<M: Drafter> Drafter for HybridDrafter<M> {
     fn name(&self) -> &'static str {
         "hybrid"
     }
@@ -57,8 +64,8 @@ impl Drafter for HybridDrafter {
         self.model.bytes_per_token()
     }
 
-    fn measure_step_ms(&mut self) -> Result<Option<f64>, EngineError> {
-        self.model.measure_step_ms()
+    fn calibrate(&mut self, costs: &mut CostModel) -> Result<(), EngineError> {
+        self.model.calibrate(costs)
     }
 
     fn drafts_lookup(&self) -> bool {

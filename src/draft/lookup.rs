@@ -119,7 +119,9 @@ impl LookupDrafter {
         ctl: &mut dyn DraftControl,
         out: &mut Draft,
     ) -> bool {
-        let room = ctl.room(DraftSource::Lookup { matched: 0 });
+        // The longest draft any match could get; the match's own cap
+        // applies as tokens are drafted.
+        let room = ctl.room(DraftSource::Lookup { matched: MAX_MATCH });
         let Some(m) = find_continuation(
             committed,
             min_ngram.max(1),
@@ -168,10 +170,6 @@ impl Drafter for LookupDrafter {
 
     fn bytes_per_token(&self) -> u64 {
         0
-    }
-
-    fn measure_step_ms(&mut self) -> Result<Option<f64>, EngineError> {
-        Ok(None)
     }
 
     fn drafts_lookup(&self) -> bool {

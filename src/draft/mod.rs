@@ -21,7 +21,7 @@ pub use trimmed::TrimmedSource;
 pub use vocab::{check_vocab_compatible, VocabError};
 
 use crate::engine::{EngineError, Token};
-use crate::spec::MAX_DRAFT;
+use crate::spec::{CostModel, MAX_DRAFT};
 
 /// Where a draft came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -179,9 +179,13 @@ pub trait Drafter: Send {
     fn commit(&mut self, committed: &[Token]) -> Result<(), EngineError>;
     /// Weight bytes one model draft step reads (0 for lookup).
     fn bytes_per_token(&self) -> u64;
-    /// Measures one model step in ms on a scratch sequence, if this drafter
-    /// runs a model (for the cost model before the first round).
-    fn measure_step_ms(&mut self) -> Result<Option<f64>, EngineError>;
+    /// Times this drafter's model passes on a scratch sequence into `costs`
+    /// (one step, and the small catch-up batches a drafting round leaves),
+    /// so the policy has costs before the first round. Nothing for drafters
+    /// that run no model.
+    fn calibrate(&mut self, _costs: &mut CostModel) -> Result<(), EngineError> {
+        Ok(())
+    }
     /// Whether this drafter proposes prompt-lookup drafts (free to draft,
     /// so the policy may let them run longer than model drafts).
     fn drafts_lookup(&self) -> bool {

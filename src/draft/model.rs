@@ -6,6 +6,12 @@ use std::time::Instant;
 use super::{Draft, DraftControl, DraftSource, Drafter, Next, TrimmedSource};
 use crate::engine::{Context, ContextParams, EmbeddingTable, EngineError, Logits, Model, Token};
 use crate::sampling::{argmax, Sampler, SamplingParams};
+use crate::spec::CostModel;
+
+/// Catch-up batch sizes timed at calibration: a drafting round leaves the
+/// drafter one or two tokens behind; the largest size anchors the slope
+/// for longer backlogs.
+const CALIBRATED_CATCH_UP: usize = 4;
 
 /// A VocabTrim drafter's input table and id map.
 struct Trim {
@@ -83,6 +89,39 @@ impl ModelDrafter {
             trim.table.row_into(t, row)?;
         }
         self.ctx.decode_embeddings(&trim.input, Logits::Last)
+    }
+
+    /// Times one pass over each batch size in `sizes` (ms), fed after
+    /// `context` tokens: once to warm, then the median of three. Leaves the
+    /// drafter reset.
+    pub fn time_batches(
+        &mut self,
+        sizes: &[usize],
+        context: usize,
+    ) -> Result<Vec<(usize, f64)>, EngineError> {
+        self.reset();
+        self.feed(&vec![0; context.max(1)])?;
+        let base = self.ctx.n_past();
+        let mut times = Vec::with_capacity(sizes.len());
+        for &tokens in sizes {
+            if tokens == 0 || base + tokens > self.ctx.n_ctx() as usize {
+                continue;
+            }
+            let batch = vec![0; tokens];
+            let mut time = || -> Result<f64, EngineError> {
+                let start = Instant::now();
+                self.feed(&batch)?;
+                let ms = start.elapsed().as_secs_f64() * 1e3;
+                self.ctx.truncate(base)?;
+                Ok(ms)
+            };
+            time()?;
+            let mut timed = [time()?, time()?, time()?];
+            timed.sort_by(f64::total_cmp);
+            times.push((tokens, timed[1]));
+        }
+        self.reset();
+        Ok(times)
     }
 
     /// The drafter's model.
@@ -202,13 +241,14 @@ impl Drafter for ModelDrafter {
         self.ctx.model().summary().bytes_per_token
     }
 
-    fn measure_step_ms(&mut self) -> Result<Option<f64>, EngineError> {
-        self.reset();
-        self.feed(&[0])?;
-        let start = Instant::now();
-        self.feed(&[0])?;
-        let ms = start.elapsed().as_secs_f64() * 1e3;
-        self.reset();
-        Ok(Some(ms))
+    fn calibrate(&mut self, costs: &mut CostModel) -> Result<(), EngineError> {
+        let sizes: Vec<usize> = (1..=CALIBRATED_CATCH_UP).collect();
+        for (tokens, ms) in self.time_batches(&sizes, 4)? {
+            costs.observe_catch_up(tokens, ms);
+            if tokens == 1 {
+                costs.observe_draft(1, ms);
+            }
+        }
+        Ok(())
     }
 }

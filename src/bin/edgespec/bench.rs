@@ -81,8 +81,13 @@ pub struct BenchArgs {
     #[arg(long, default_value = "benches/peer/bin")]
     peer_bin: PathBuf,
     /// Do not run anything: build the report from this runs.jsonl (e.g. of an interrupted run).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "trace")]
     from_runs: Option<PathBuf>,
+    /// After the runs, record a trace of every prompt for `edgespec replay`
+    /// (OUT/traces/SET.jsonl): the target's greedy output and what --draft
+    /// and --trimmed would draft from every position, up to --gamma-max tokens.
+    #[arg(long)]
+    trace: bool,
     /// Output folder: runs.jsonl (streamed), report.json, report.md.
     #[arg(short, long, default_value = "bench-out")]
     out: PathBuf,
@@ -183,6 +188,12 @@ pub fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
         Some(path) => (Vec::new(), load_runs(path)?),
         None => (probe(), run_all(&config)?),
     };
+    if args.trace {
+        let dir = edgespec::bench::record_traces(&config, args.gamma_max, |set, i| {
+            eprintln!("trace recorded: {set}#{i}");
+        })?;
+        eprintln!("wrote traces to {}", dir.display());
+    }
     anyhow::ensure!(!runs.is_empty(), "no runs to report");
     let bandwidth = Bandwidth::combine(&before, &probe());
     let bandwidth_best = bandwidth.map_or(0.0, |b| b.best);

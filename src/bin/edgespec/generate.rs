@@ -13,6 +13,7 @@ use edgespec::generate::{generate_target_only, prompt_tokens, GenerateParams, Ge
 use edgespec::gguf::GgufFile;
 use edgespec::metrics::SpecStats;
 use edgespec::sampling::SamplingParams;
+use edgespec::spec::trace::{record_trace, write_trace};
 use edgespec::spec::{DraftLength, PolicyConfig, Speculator};
 use edgespec::vocabtrim::TrimInfo;
 
@@ -154,6 +155,12 @@ pub struct GenerateArgs {
     /// Print speculation metrics (α, τ, c, MBSU, per-phase times).
     #[arg(long)]
     stats: bool,
+    /// Record a trace for `edgespec replay` instead of speculating: the
+    /// target's greedy output and what the --draft model would draft from
+    /// every position (up to --gamma-max tokens), appended to this file as
+    /// one line (greedy only).
+    #[arg(long)]
+    trace: Option<PathBuf>,
 }
 
 pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
@@ -228,6 +235,10 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         (false, None, Some(_)) => Some(DraftKind::Model),
         (false, None, None) => None,
     };
+    anyhow::ensure!(
+        kind.is_some() || args.trace.is_none(),
+        "--trace records what a drafter offers: give --draft (or --draft-kind lookup)"
+    );
     let Some(kind) = kind else {
         let mut target = target;
         target.reset_llama_counters();
@@ -281,6 +292,49 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         }
         (_, _) => (None, None),
     };
+    if let Some(path) = &args.trace {
+        anyhow::ensure!(
+            sampling.is_greedy(),
+            "--trace records greedy generations: drop --temp"
+        );
+        let mut model_drafter = model_drafter;
+        let name = match kind {
+            DraftKind::Trimmed => "trimmed",
+            _ => "model",
+        };
+        let drafter_file = args
+            .draft
+            .as_deref()
+            .and_then(|p| p.file_name())
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        let mut drafters: Vec<(String, String, &mut dyn Drafter)> = model_drafter
+            .as_mut()
+            .map(|d| (name.to_owned(), drafter_file, d as &mut dyn Drafter))
+            .into_iter()
+            .collect();
+        let mut target = target;
+        let mut trace = record_trace(
+            &mut target,
+            &mut drafters,
+            &prompt,
+            args.max_tokens,
+            args.gamma_max,
+        )?;
+        trace.set = "generate".into();
+        println!("{}", model.detokenize(&trace.output)?);
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        write_trace(&mut file, &trace).with_context(|| format!("writing {}", path.display()))?;
+        eprintln!(
+            "trace of {} output tokens appended to {}",
+            trace.output.len(),
+            path.display()
+        );
+        return Ok(());
+    }
     let drafter: Box<dyn Drafter> = match (kind, model_drafter) {
         (DraftKind::Hybrid, Some(m)) => {
             Box::new(HybridDrafter::new(lookup, m, args.hybrid_min_ngram))

@@ -5,6 +5,8 @@ mod eval;
 mod generate;
 mod info;
 mod inspect;
+mod profile;
+mod replay;
 mod synth;
 mod trim;
 
@@ -34,6 +36,10 @@ enum Command {
     Generate(generate::GenerateArgs),
     /// Benchmark modes side by side on prompt sets, llama.cpp included.
     Bench(bench::BenchArgs),
+    /// Measure this machine's cost curves (target and drafter passes by batch size).
+    Profile(profile::ProfileArgs),
+    /// Price draft-length policies on recorded traces under cost profiles.
+    Replay(replay::ReplayArgs),
     /// Count the token ids a target emits (VocabTrim calibration).
     Calibrate(trim::CalibrateArgs),
     /// Write a drafter whose LM head keeps only the K most used ids (VocabTrim).
@@ -54,6 +60,8 @@ fn main() -> ExitCode {
         Command::Eval(command) => eval::run(command),
         Command::Synth(args) => synth::run(args),
         Command::Info(args) => info::run(args),
+        Command::Profile(args) => profile::run(args),
+        Command::Replay(args) => replay::run(args),
         Command::Calibrate(args) => trim::calibrate(args),
         Command::Trim(args) => trim::trim(args),
     };

@@ -1,0 +1,221 @@
+//! Measured costs in milliseconds: target passes by batch size, drafter
+//! steps and catch-up batches, smoothed online.
+
+use super::MAX_DRAFT;
+
+/// Exponential moving average with a count.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Ema {
+    value: f64,
+    count: u32,
+}
+
+impl Ema {
+    const WEIGHT: f64 = 0.1;
+
+    /// Adds an observation (the first one sets the value).
+    pub fn add(&mut self, x: f64) {
+        self.value = if self.count == 0 {
+            x
+        } else {
+            self.value + Self::WEIGHT * (x - self.value)
+        };
+        self.count = self.count.saturating_add(1);
+    }
+
+    /// The average, if anything was observed.
+    pub fn get(&self) -> Option<f64> {
+        (self.count > 0).then_some(self.value)
+    }
+}
+
+/// Largest batch the cost model keeps a slot for.
+pub const MAX_BATCH: usize = MAX_DRAFT + 1;
+
+/// Pass time by batch size, measured; sizes not measured are interpolated
+/// linearly between the nearest measured ones (extrapolated past the ends).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchCurve {
+    /// Index b: a pass over b tokens.
+    slots: [Ema; MAX_BATCH + 1],
+}
+
+impl Default for BatchCurve {
+    fn default() -> Self {
+        Self {
+            slots: [Ema::default(); MAX_BATCH + 1],
+        }
+    }
+}
+
+impl BatchCurve {
+    /// Records a pass over `batch` tokens (ignored above [`MAX_BATCH`]).
+    pub fn observe(&mut self, batch: usize, ms: f64) {
+        if batch > 0 && ms.is_finite() && ms >= 0.0 {
+            if let Some(slot) = self.slots.get_mut(batch) {
+                slot.add(ms);
+            }
+        }
+    }
+
+    /// The measured time of a pass over `batch` tokens, if that size was measured.
+    pub fn measured(&self, batch: usize) -> Option<f64> {
+        self.slots.get(batch).and_then(Ema::get)
+    }
+
+    /// True when no size was measured.
+    pub fn is_empty(&self) -> bool {
+        self.slots.iter().all(|s| s.get().is_none())
+    }
+
+    /// Time of a pass over `batch` tokens: measured, else interpolated; with
+    /// one measured size, proportional to it; with none, `batch` ms.
+    pub fn ms(&self, batch: usize) -> f64 {
+        if let Some(v) = self.measured(batch) {
+            return v;
+        }
+        let mut below = None;
+        let mut above = None;
+        let mut first = None;
+        let mut second = None;
+        let mut last = None;
+        let mut before_last = None;
+        for (b, slot) in self.slots.iter().enumerate() {
+            let Some(v) = slot.get() else { continue };
+            if first.is_none() {
+                first = Some((b, v));
+            } else if second.is_none() {
+                second = Some((b, v));
+            }
+            before_last = last;
+            last = Some((b, v));
+            if b < batch {
+                below = Some((b, v));
+            } else if above.is_none() {
+                above = Some((b, v));
+            }
+        }
+        let (lo, hi) = match (below, above, first, second, before_last, last) {
+            (_, _, None, ..) => return batch as f64,
+            (_, _, Some((b, v)), None, ..) => return v * batch as f64 / b as f64,
+            (Some(lo), Some(hi), ..) => (lo, hi),
+            (None, _, Some(lo), Some(hi), ..) => (lo, hi),
+            (_, None, _, _, Some(lo), Some(hi)) => (lo, hi),
+            _ => return batch as f64,
+        };
+        let slope = (hi.1 - lo.1) / (hi.0 - lo.0) as f64;
+        (lo.1 + slope * (batch as f64 - lo.0 as f64)).max(0.0)
+    }
+}
+
+/// Measured costs in milliseconds.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CostModel {
+    /// Target pass time by batch size.
+    verify: BatchCurve,
+    /// Model drafter time per step after the first drafted token (one token fed).
+    draft: Ema,
+    /// Model drafter pass time by batch size (catch-up batches).
+    catch_up: BatchCurve,
+}
+
+impl CostModel {
+    /// Records a target decode of `batch` tokens.
+    pub fn observe_verify(&mut self, batch: usize, ms: f64) {
+        self.verify.observe(batch, ms);
+    }
+
+    /// Records drafter time for `tokens` drafter steps.
+    pub fn observe_draft(&mut self, tokens: usize, ms: f64) {
+        if tokens > 0 && ms.is_finite() && ms >= 0.0 {
+            self.draft.add(ms / tokens as f64);
+        }
+    }
+
+    /// Records a drafter catch-up batch of `tokens` tokens.
+    pub fn observe_catch_up(&mut self, tokens: usize, ms: f64) {
+        self.catch_up.observe(tokens, ms);
+    }
+
+    /// Model drafter ms to catch up on `tokens` tokens in one batch: the
+    /// measured batch curve once a size was timed; until then one step per
+    /// token beyond the first is an upper bound (a batch is never dearer
+    /// than its tokens fed one by one), which [`Self::catch_up_is_measured`]
+    /// lets callers tell apart.
+    pub fn catch_up_ms(&self, tokens: usize) -> f64 {
+        if tokens == 0 {
+            return 0.0;
+        }
+        if !self.catch_up.is_empty() {
+            return self.catch_up.ms(tokens);
+        }
+        self.draft.get().unwrap_or(0.0) * tokens as f64
+    }
+
+    /// True once a drafter batch was timed.
+    pub fn catch_up_is_measured(&self) -> bool {
+        !self.catch_up.is_empty()
+    }
+
+    /// Model drafter ms per token, once measured.
+    pub fn draft_ms(&self) -> Option<f64> {
+        self.draft.get()
+    }
+
+    /// Target ms for a batch of `batch` tokens, if that size was measured.
+    pub fn measured_ms(&self, batch: usize) -> Option<f64> {
+        self.verify.measured(batch)
+    }
+
+    /// Target ms for a batch of `batch` tokens: measured, else linearly
+    /// interpolated/extrapolated from the nearest measured sizes.
+    pub fn verify_ms(&self, batch: usize) -> f64 {
+        self.verify.ms(batch)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verify_cost_interpolates_and_extrapolates() {
+        let mut c = CostModel::default();
+        for (b, ms) in [(1, 37.0), (2, 48.0), (4, 88.0), (8, 167.0)] {
+            c.observe_verify(b, ms);
+        }
+        assert_eq!(c.verify_ms(2), 48.0);
+        assert!((c.verify_ms(3) - 68.0).abs() < 1e-9);
+        assert!((c.verify_ms(6) - 127.5).abs() < 1e-9);
+        assert!((c.verify_ms(9) - 186.75).abs() < 1e-9);
+        assert_eq!(CostModel::default().verify_ms(3), 3.0);
+        let mut one = CostModel::default();
+        one.observe_verify(2, 10.0);
+        assert_eq!(one.verify_ms(4), 20.0);
+    }
+
+    #[test]
+    fn catch_up_uses_the_batch_curve_once_measured() {
+        let mut c = CostModel::default();
+        assert_eq!(c.catch_up_ms(3), 0.0);
+        c.observe_draft(2, 40.0);
+        // Unmeasured: one step per token, an upper bound.
+        assert_eq!(c.catch_up_ms(3), 60.0);
+        assert!(!c.catch_up_is_measured());
+        c.observe_catch_up(1, 20.0);
+        c.observe_catch_up(4, 26.0);
+        assert!(c.catch_up_is_measured());
+        assert_eq!(c.catch_up_ms(2), 22.0);
+        assert_eq!(c.catch_up_ms(0), 0.0);
+    }
+
+    #[test]
+    fn bad_observations_are_ignored() {
+        let mut c = CostModel::default();
+        c.observe_verify(0, 5.0);
+        c.observe_verify(MAX_BATCH + 1, 5.0);
+        c.observe_verify(2, f64::NAN);
+        c.observe_draft(1, -1.0);
+        assert_eq!(c, CostModel::default());
+    }
+}
