@@ -78,6 +78,8 @@ fn config(threshold_bits: f64) -> EadConfig {
         threshold_bits,
         window: 3,
         min_dwell: 2,
+        large_share: None,
+        fallback: false,
     }
 }
 
@@ -382,4 +384,55 @@ fn ead_spec_sampling_keeps_the_large_distribution_in_large_regions() {
     });
     // At most 3 degrees of freedom (top-k 4); p = 0.001 critical value 16.27.
     assert!(chi2 < 16.27, "chi2 = {chi2} over {n} samples");
+}
+
+/// Where EAD runs slower than the large model alone (here: the large model
+/// in charge everywhere, and the small one still scoring every position),
+/// a request finishes with the large model alone; that part of the output
+/// is the large model's own, and with the fallback off it never happens.
+#[test]
+fn ead_slower_than_the_large_model_falls_back_to_it() {
+    let (_dir, large, small) = common::synthetic_pair();
+    let prompt = [BOS, 310, 311, 312, 313, 314, 310, 311];
+    let params = GenerateParams::greedy(200);
+    let with = EadConfig {
+        fallback: true,
+        ..config(0.0)
+    };
+    let (g, streamed, _) = ead(
+        &small,
+        &large,
+        with,
+        DraftLength::Fixed(0),
+        512,
+        &prompt,
+        &params,
+    );
+    let after = g.stats.fell_back_after.expect("no fallback");
+    assert!(after >= 32, "fell back after {after} tokens");
+    assert!(g.sources[after..].iter().all(|&w| w == Who::Large));
+    assert_eq!(streamed.0, g.generation.tokens);
+    // Output from the first large position on is the large model's alone.
+    let k = g.sources.iter().position(|&w| w == Who::Large).unwrap();
+    let head: Vec<Token> = prompt
+        .iter()
+        .chain(&g.generation.tokens[..k])
+        .copied()
+        .collect();
+    let mut ctx = Context::new(large.clone(), &common::ctx_params(512)).unwrap();
+    let rest = generate_target_only(&mut ctx, &head, &GenerateParams::greedy(200 - k), |_, _| {
+        true
+    })
+    .unwrap();
+    assert_eq!(&g.generation.tokens[k..], &rest.tokens[..]);
+    let (g, _, _) = ead(
+        &small,
+        &large,
+        config(0.0),
+        DraftLength::Fixed(0),
+        512,
+        &prompt,
+        &params,
+    );
+    assert_eq!(g.stats.fell_back_after, None);
 }

@@ -454,10 +454,12 @@ fn make_runner(
         Mode::Small => Runner::Target(Context::new(small()?, ctx_params)?),
         Mode::Ead {
             threshold_bits,
+            share,
             spec,
         } => {
             let ead = EadConfig {
                 threshold_bits: *threshold_bits,
+                large_share: *share,
                 ..config.ead
             };
             let length = if *spec {

@@ -29,8 +29,10 @@ pub enum Mode {
     /// Entropy-adaptive decoding with the drafter as small model; `spec`:
     /// the small model drafts inside large-model regions.
     Ead {
-        /// Switching threshold, bits.
+        /// Switching threshold, bits (where an adaptive one starts).
         threshold_bits: f64,
+        /// Adaptive: the large model's share of tokens to hold.
+        share: Option<f64>,
         /// ead-spec.
         spec: bool,
     },
@@ -42,7 +44,7 @@ pub enum Mode {
 
 /// An unknown mode name.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("unknown mode {0:?}: use target, small, model:N|auto, trimmed:N|auto, trimmed@K:N|auto, lookup:N|auto, hybrid:N|auto, ead:BITS, ead-spec:BITS, llama-completion, llama-draft, llama-ngram")]
+#[error("unknown mode {0:?}: use target, small, model:N|auto, trimmed:N|auto, trimmed@K:N|auto, lookup:N|auto, hybrid:N|auto, ead:BITS|share=S, ead-spec:BITS|share=S, llama-completion, llama-draft, llama-ngram")]
 pub struct ModeError(pub String);
 
 impl Mode {
@@ -55,10 +57,32 @@ impl Mode {
             None | Some("auto") => Ok(DraftLength::Auto { max: auto_max }),
             Some(n) => n.parse().map(DraftLength::Fixed).map_err(|_| err()),
         };
-        let threshold = |arg: Option<&str>| {
-            arg.and_then(|a| a.parse::<f64>().ok())
-                .filter(|t| t.is_finite() && *t >= 0.0)
-                .ok_or_else(err)
+        // `BITS` (a fixed threshold) or `share=S` (adaptive, 0 < S < 1).
+        let ead = |arg: Option<&str>, spec: bool| {
+            let arg = arg.ok_or_else(err)?;
+            let (threshold_bits, share) = match arg.strip_prefix("share=") {
+                Some(s) => (
+                    crate::ead::EadConfig::default().threshold_bits,
+                    Some(
+                        s.parse::<f64>()
+                            .ok()
+                            .filter(|s| *s > 0.0 && *s < 1.0)
+                            .ok_or_else(err)?,
+                    ),
+                ),
+                None => (
+                    arg.parse::<f64>()
+                        .ok()
+                        .filter(|t| t.is_finite() && *t >= 0.0)
+                        .ok_or_else(err)?,
+                    None,
+                ),
+            };
+            Ok(Mode::Ead {
+                threshold_bits,
+                share,
+                spec,
+            })
         };
         if let Some(k) = kind.strip_prefix("trimmed@") {
             let k = k.parse::<u32>().ok().filter(|&k| k > 0).ok_or_else(err)?;
@@ -67,14 +91,8 @@ impl Mode {
         Ok(match (kind, arg) {
             ("target", None) => Mode::Target,
             ("small", None) => Mode::Small,
-            ("ead", a) => Mode::Ead {
-                threshold_bits: threshold(a)?,
-                spec: false,
-            },
-            ("ead-spec", a) => Mode::Ead {
-                threshold_bits: threshold(a)?,
-                spec: true,
-            },
+            ("ead", a) => ead(a, false)?,
+            ("ead-spec", a) => ead(a, true)?,
             ("model", a) => Mode::Spec(DraftKind::Model, length(a)?),
             ("lookup", a) => Mode::Spec(DraftKind::Lookup, length(a)?),
             ("trimmed", a) => Mode::Spec(DraftKind::Trimmed, length(a)?),
@@ -97,11 +115,15 @@ impl Mode {
             Mode::Small => "small".into(),
             Mode::Ead {
                 threshold_bits,
+                share,
                 spec,
-            } => format!(
-                "{}:{threshold_bits}",
-                if *spec { "ead-spec" } else { "ead" }
-            ),
+            } => {
+                let kind = if *spec { "ead-spec" } else { "ead" };
+                match share {
+                    Some(s) => format!("{kind}:share={s}"),
+                    None => format!("{kind}:{threshold_bits}"),
+                }
+            }
             Mode::Spec(DraftKind::TrimmedK(k), l) => format!("trimmed@{k}:{}", length(l)),
             Mode::Spec(DraftKind::Model, l) => format!("model:{}", length(l)),
             Mode::Spec(DraftKind::Lookup, l) => format!("lookup:{}", length(l)),
@@ -143,6 +165,8 @@ mod tests {
             "small",
             "ead:0.5",
             "ead-spec:1.25",
+            "ead:share=0.2",
+            "ead-spec:share=0.15",
             "trimmed@8192:3",
             "trimmed@4096:auto",
         ] {
@@ -157,6 +181,9 @@ mod tests {
             "ead:-1",
             "ead:x",
             "ead-spec:nan",
+            "ead:share=1",
+            "ead:share=0",
+            "ead:share=x",
             "trimmed@0:3",
             "trimmed@x:3",
         ] {

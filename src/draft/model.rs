@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use super::{Draft, DraftControl, DraftSource, Drafter, Next, TrimmedSource};
 use crate::engine::{Context, ContextParams, EmbeddingTable, EngineError, Logits, Model, Token};
-use crate::sampling::{argmax, Sampler, SamplingParams};
+use crate::sampling::{argmax, top_probability, Sampler, SamplingParams};
 use crate::spec::CostModel;
 
 /// Catch-up batch sizes timed at calibration: a drafting round leaves the
@@ -143,13 +143,6 @@ impl ModelDrafter {
         }
         Ok(())
     }
-}
-
-/// Probability of the most likely token: 1 / Σ exp(l − max).
-fn top_probability(logits: &[f32], best: Token) -> f32 {
-    let max = logits[best as usize];
-    let total: f32 = logits.iter().map(|&l| (l - max).exp()).sum();
-    1.0 / total
 }
 
 impl Drafter for ModelDrafter {

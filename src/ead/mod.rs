@@ -9,31 +9,43 @@
 //! signal, so the signal has no holes). With drafting on (`ead-spec`) the
 //! small model also drafts for the large one inside large-model regions,
 //! which are then exactly what the large model alone would produce there;
-//! the draft length is fixed or chosen per round from measured costs and
-//! acceptance ([`draft_length`]).
+//! the draft length is fixed or chosen per round by the same cost-aware
+//! policy as speculative decoding ([`crate::spec::Policy`]), which also
+//! learns the small model's acceptance for free at every large-model
+//! position it does not draft. EAD never decodes slower than the large
+//! model alone for long: once a request has run slower than the large
+//! model's measured step, it finishes with the large model only.
 //!
 //! The entropy is that of the small model's full-vocabulary distribution
 //! before temperature. A VocabTrim drafter is not accepted as the small
 //! model: over K kept ids the entropy would only be an estimate.
 
-pub mod draft_length;
 pub mod policy;
 
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-pub use policy::{entropy_bits, EadConfig, EadConfigError, EadPolicy, Who, MAX_WINDOW};
+pub use policy::{
+    entropy_bits, EadConfig, EadConfigError, EadPolicy, ShareController, Who, MAX_WINDOW,
+};
 
-use crate::draft::{check_vocab_compatible, VocabError};
+use std::collections::BTreeMap;
+
+use crate::draft::{check_vocab_compatible, Draft, DraftSource, VocabError};
 use crate::engine::{Context, EngineError, Logits, Token};
 use crate::generate::{check_prompt, GenerateParams, Generation, StopReason, TokenSink};
 use crate::metrics::{as_secs, GenerationStats};
-use crate::sampling::{argmax, Sampler, SamplingError, SamplingParams};
+use crate::sampling::{argmax, top_probability, Sampler, SamplingError, SamplingParams};
 use crate::spec::{
-    time_batches, verify_greedy, verify_sampling, CostModel, DraftLength, DraftProb, Ema, Verdict,
+    calibration_sizes, time_batches, verify_greedy, verify_sampling, BatchCurve, CostModel,
+    DraftControl, DraftLength, DraftProb, Next, Policy, PolicyConfig, RoundOutcome, Verdict,
     MAX_DRAFT,
 };
+
+/// Decoded tokens after which a request that runs slower than the large
+/// model alone falls back to it.
+const FALLBACK_AFTER: usize = 32;
 
 /// Longest draft of `ead-spec`'s automatic length when none is given.
 pub const DEFAULT_SPEC_GAMMA: usize = 4;
@@ -100,6 +112,14 @@ pub struct EadStats {
     pub small_bytes_per_token: u64,
     /// See `small_bytes_per_token`.
     pub large_bytes_per_token: u64,
+    /// The small model's decode passes: count by batch size (to price the
+    /// same run under another machine's cost profile).
+    pub small_batches: BTreeMap<usize, usize>,
+    /// The large model's decode passes, likewise.
+    pub large_batches: BTreeMap<usize, usize>,
+    /// Tokens generated before the request fell back to the large model
+    /// alone (it was running slower than that), if it did.
+    pub fell_back_after: Option<usize>,
 }
 
 impl EadStats {
@@ -124,6 +144,20 @@ impl EadStats {
         let read = self.small_passes as f64 * self.small_bytes_per_token as f64
             + self.large_passes as f64 * self.large_bytes_per_token as f64;
         read / (total as f64 * self.large_bytes_per_token as f64)
+    }
+
+    /// Decode ms of this run's passes priced by the given batch curves (a
+    /// machine's cost profile), and of large-only decoding of as many
+    /// tokens (the first token comes from the prompt pass in both).
+    pub fn priced_ms(&self, small: &BatchCurve, large: &BatchCurve) -> (f64, f64) {
+        let price = |batches: &BTreeMap<usize, usize>, curve: &BatchCurve| -> f64 {
+            batches.iter().map(|(&b, &n)| n as f64 * curve.ms(b)).sum()
+        };
+        let tokens = self.small_tokens + self.large_tokens;
+        (
+            price(&self.small_batches, small) + price(&self.large_batches, large),
+            tokens.saturating_sub(1) as f64 * large.ms(1),
+        )
     }
 
     /// ead-spec: acceptance rate of the small model's drafts.
@@ -153,6 +187,8 @@ struct Tracked {
     kv: Vec<Token>,
     passes: usize,
     time: Duration,
+    /// Passes by batch size this generation.
+    batches: BTreeMap<usize, usize>,
     /// Pass times by batch size (single steps and all-logits batches),
     /// kept across generations.
     costs: CostModel,
@@ -165,6 +201,7 @@ impl Tracked {
             ctx,
             passes: 0,
             time: Duration::ZERO,
+            batches: BTreeMap::new(),
             costs: CostModel::default(),
         }
     }
@@ -172,8 +209,13 @@ impl Tracked {
     fn clear(&mut self) {
         self.ctx.clear();
         self.kv.clear();
+        self.restart_counters();
+    }
+
+    fn restart_counters(&mut self) {
         self.passes = 0;
         self.time = Duration::ZERO;
+        self.batches.clear();
     }
 
     /// Keeps only the longest prefix shared with `tokens`, then holds at most
@@ -200,6 +242,7 @@ impl Tracked {
         let elapsed = start.elapsed();
         self.time += elapsed;
         self.passes += 1;
+        *self.batches.entry(tokens.len()).or_default() += 1;
         if tokens.len() == 1 || logits == Logits::All {
             self.costs
                 .observe_verify(tokens.len(), elapsed.as_secs_f64() * 1e3);
@@ -226,16 +269,25 @@ pub struct Ead {
     config: EadConfig,
     /// Draft length in large-model regions (fixed 0: plain EAD).
     length: DraftLength,
-    /// Per-token acceptance of the small model's choice in large-model
-    /// positions, kept across generations.
-    acceptance: Ema,
-    /// Large-model pass times for every draft length were measured.
+    /// The draft-length policy of large-model regions (ead-spec), with the
+    /// costs and acceptance it learns across generations.
+    policy: Policy,
+    /// Costs for the automatic draft length were measured.
     calibrated: bool,
     batch: Vec<Token>,
-    draft: heapless::Vec<Token, MAX_DRAFT>,
-    /// Sampling mode: the small model's distribution per drafted position.
-    q: Vec<Vec<f32>>,
+    draft: Draft,
     scratch: (Vec<f32>, Vec<f32>),
+}
+
+/// What one ead-spec round produced.
+struct SpecRound {
+    verdict: Verdict,
+    /// Positions taken: the accepted drafts, then the large model's token
+    /// unless the draft was accepted whole and the next position is the
+    /// small model's.
+    take: usize,
+    /// The small model's entropy at each position from the round's first.
+    entropies: heapless::Vec<f64, { MAX_DRAFT + 1 }>,
 }
 
 impl Ead {
@@ -266,16 +318,20 @@ impl Ead {
             });
         }
         check_vocab_compatible(large.model(), small_model)?;
+        let policy = Policy::new(PolicyConfig {
+            length,
+            p_min: None,
+        })
+        .map_err(|_| EadError::BadGamma(MAX_DRAFT + 1))?;
         Ok(Self {
             small: Tracked::new(small),
             large: Tracked::new(large),
             config,
             length,
-            acceptance: Ema::default(),
+            policy,
             calibrated: false,
             batch: Vec::with_capacity(MAX_DRAFT + 1),
-            draft: heapless::Vec::new(),
-            q: Vec::new(),
+            draft: Draft::default(),
             scratch: (Vec::new(), Vec::new()),
         })
     }
@@ -285,20 +341,6 @@ impl Ead {
         match self.length {
             DraftLength::Fixed(g) => g,
             DraftLength::Auto { max } => max,
-        }
-    }
-
-    /// The draft length for the next large-model round: fixed, or the best
-    /// for the measured costs and acceptance.
-    pub fn draft_length(&self) -> usize {
-        match self.length {
-            DraftLength::Fixed(g) => g,
-            DraftLength::Auto { max } => draft_length::best_draft_length(
-                max,
-                self.acceptance.get(),
-                self.small.costs.measured_ms(1),
-                &self.large.costs,
-            ),
         }
     }
 
@@ -360,15 +402,9 @@ impl Ead {
         self.small.clear();
         self.large.clear();
         if matches!(self.length, DraftLength::Auto { .. }) && !self.calibrated {
-            let sizes: Vec<usize> = (1..=self.cap() + 1).collect();
-            time_batches(
-                &mut self.large.ctx,
-                prompt[0],
-                &sizes,
-                &mut self.large.costs,
-            )?;
-            self.calibrated = true;
+            self.calibrate(prompt[0])?;
         }
+        self.policy.begin_request();
         let start = Instant::now();
         // Both models read the prompt up front, so prompt time and decode
         // speed compare with single-model decoding; the large model holds all
@@ -379,74 +415,87 @@ impl Ead {
         }
         stats.prompt_time = start.elapsed();
         let decode_start = Instant::now();
-        for model in [&mut self.small, &mut self.large] {
-            model.passes = 0;
-            model.time = Duration::ZERO;
-        }
+        self.small.restart_counters();
+        self.large.restart_counters();
 
         let mut emitted: heapless::Vec<(Token, Who), { MAX_DRAFT + 1 }> = heapless::Vec::new();
+        let mut fallback = false;
         let stop = loop {
             if sink.tokens().len() >= params.max_tokens {
                 break StopReason::MaxTokens;
             }
-            // Invariant: the small model's logits are for position committed.len().
-            let h = entropy_bits(self.small.ctx.logits(0)?);
-            entropy_sum += h;
             emitted.clear();
-            match policy.observe(h) {
-                Who::Small => {
-                    let token = sampler.sample(self.small.ctx.logits(0)?);
-                    let _ = emitted.push((token, Who::Small));
-                }
-                Who::Large if self.draft_length() == 0 => {
-                    let small_pick = argmax(self.small.ctx.logits(0)?);
-                    // Steady state: one token (the last); more after a
-                    // small-model region.
-                    let fed = self.large.sync(&committed)?;
-                    ead.large_catch_up_tokens += fed.saturating_sub(1);
-                    let token = sampler.sample(self.large.ctx.logits(0)?);
-                    // Would a draft of the small model's choice have been
-                    // accepted here? (Free to know: it keeps the draft
-                    // length's acceptance estimate current without drafting.)
-                    if self.cap() > 0 {
-                        self.acceptance
-                            .add(f64::from(u8::from(small_pick == token)));
+            if fallback {
+                // The large model alone, as large-only decoding would.
+                self.large.sync(&committed)?;
+                let token = sampler.sample(self.large.ctx.logits(0)?);
+                let _ = emitted.push((token, Who::Large));
+            } else {
+                // Invariant: the small model's logits are for position committed.len().
+                let h = entropy_bits(self.small.ctx.logits(0)?);
+                entropy_sum += h;
+                match policy.observe(h) {
+                    Who::Small => {
+                        let token = sampler.sample(self.small.ctx.logits(0)?);
+                        let _ = emitted.push((token, Who::Small));
                     }
-                    let _ = emitted.push((token, Who::Large));
-                }
-                Who::Large => {
-                    let remaining = params.max_tokens - sink.tokens().len();
-                    let room = self
-                        .draft_length()
-                        .min(remaining - 1)
-                        .min(n_ctx - committed.len());
-                    let (verdict, bonus_allowed, entropies) = self.speculate(
-                        &committed,
-                        room,
-                        &policy,
-                        &mut sampler,
-                        &mut draft_sampler,
-                        &mut ead,
-                    )?;
-                    // The policy sees the entropies of the positions taken
-                    // after the first (it already saw that one), exactly as
-                    // the plain loop would: each said Large.
-                    let take = verdict.accepted
-                        + usize::from(verdict.accepted < self.draft.len() || bonus_allowed);
-                    // (A drafted end-of-generation token ends the draft
-                    // without an entropy after it; generation stops there.)
-                    for &h in &entropies[1..take.clamp(1, entropies.len())] {
-                        entropy_sum += h;
-                        let who = policy.observe(h);
-                        debug_assert_eq!(who, Who::Large);
-                    }
-                    for i in 0..take {
-                        let token = if i < verdict.accepted {
-                            self.draft[i]
+                    Who::Large => {
+                        let remaining = params.max_tokens - sink.tokens().len();
+                        let room = (remaining - 1).min(n_ctx - committed.len());
+                        let round = if self.cap() > 0 {
+                            self.speculate(
+                                &committed,
+                                room,
+                                &policy,
+                                &mut sampler,
+                                &mut draft_sampler,
+                                &mut ead,
+                            )?
                         } else {
-                            verdict.next
+                            None
                         };
-                        let _ = emitted.push((token, Who::Large));
+                        match round {
+                            Some(round) => {
+                                // The policy sees the entropies of the positions
+                                // taken after the first (it already saw that
+                                // one), exactly as the plain loop would: each
+                                // said Large. (A drafted end-of-generation token
+                                // ends the draft without an entropy after it;
+                                // generation stops there.)
+                                let seen = round.take.clamp(1, round.entropies.len());
+                                for &h in &round.entropies[1..seen] {
+                                    entropy_sum += h;
+                                    let who = policy.observe(h);
+                                    debug_assert_eq!(who, Who::Large);
+                                }
+                                for i in 0..round.take {
+                                    let token = if i < round.verdict.accepted {
+                                        self.draft.tokens()[i]
+                                    } else {
+                                        round.verdict.next
+                                    };
+                                    let _ = emitted.push((token, Who::Large));
+                                }
+                            }
+                            None => {
+                                let small_logits = self.small.ctx.logits(0)?;
+                                let small_pick = argmax(small_logits);
+                                let confidence = top_probability(small_logits, small_pick);
+                                // Steady state: one token (the last); more after a
+                                // small-model region.
+                                let fed = self.large.sync(&committed)?;
+                                ead.large_catch_up_tokens += fed.saturating_sub(1);
+                                let token = sampler.sample(self.large.ctx.logits(0)?);
+                                // Would a draft of the small model's choice have
+                                // been accepted here? Free to know: it keeps the
+                                // draft policy's acceptance current without drafting.
+                                if self.cap() > 0 {
+                                    self.policy
+                                        .observe_acceptance(confidence, small_pick == token);
+                                }
+                                let _ = emitted.push((token, Who::Large));
+                            }
+                        }
                     }
                 }
             }
@@ -484,7 +533,16 @@ impl Ead {
             if committed.len() > n_ctx {
                 break StopReason::ContextFull;
             }
-            self.small.sync(&committed)?;
+            if self.config.fallback
+                && !fallback
+                && self.running_slower_than_large(sink.tokens().len(), decode_start)
+            {
+                fallback = true;
+                ead.fell_back_after = Some(sink.tokens().len());
+            }
+            if !fallback {
+                self.small.sync(&committed)?;
+            }
         };
 
         stats.decode_time = decode_start.elapsed();
@@ -495,6 +553,8 @@ impl Ead {
         ead.small_time = self.small.time;
         ead.large_passes = self.large.passes;
         ead.large_time = self.large.time;
+        ead.small_batches = std::mem::take(&mut self.small.batches);
+        ead.large_batches = std::mem::take(&mut self.large.batches);
         let scored = (ead.small_tokens + ead.large_tokens).max(1);
         ead.mean_entropy_bits = entropy_sum / scored as f64;
         Ok(EadGeneration {
@@ -509,12 +569,46 @@ impl Ead {
         })
     }
 
+    /// Measures, on empty caches, the large model's passes for the batch
+    /// sizes the draft-length policy weighs and the small model's step and
+    /// short batches.
+    fn calibrate(&mut self, token: Token) -> Result<(), EngineError> {
+        let sizes = calibration_sizes(&self.policy.config(), false);
+        time_batches(&mut self.large.ctx, token, &sizes, self.policy.costs_mut())?;
+        for &b in &sizes {
+            if let Some(ms) = self.policy.costs().measured_ms(b) {
+                self.large.costs.observe_verify(b, ms);
+            }
+        }
+        let mut small = CostModel::default();
+        time_batches(&mut self.small.ctx, token, &[1, 2, 3, 4], &mut small)?;
+        for b in 1..=4 {
+            if let Some(ms) = small.measured_ms(b) {
+                self.policy.costs_mut().observe_catch_up(b, ms);
+                if b == 1 {
+                    self.policy.costs_mut().observe_draft(1, ms);
+                }
+            }
+        }
+        self.calibrated = true;
+        Ok(())
+    }
+
+    /// True once `tokens` tokens took longer than the large model alone
+    /// would have at its measured step time (and enough were decoded to say).
+    fn running_slower_than_large(&self, tokens: usize, decode_start: Instant) -> bool {
+        let Some(large_ms) = self.large.costs.measured_ms(1) else {
+            return false;
+        };
+        tokens >= FALLBACK_AFTER
+            && decode_start.elapsed().as_secs_f64() * 1e3 > tokens as f64 * large_ms
+    }
+
     /// One ead-spec round at position p = committed.len(), which the policy
-    /// gave to the large model. The small model drafts while a copy of the
-    /// policy keeps saying Large for the drafted positions; the large model
-    /// verifies. Returns the verdict, whether the large model's bonus token
-    /// (after a fully accepted draft) is in a large-model position, and the
-    /// small model's entropy at p, p+1, ….
+    /// gave to the large model, if the draft-length policy drafts at all.
+    /// The small model drafts while a copy of the EAD policy keeps saying
+    /// Large for the drafted positions and the draft-length policy says go
+    /// on; the large model verifies.
     fn speculate(
         &mut self,
         committed: &[Token],
@@ -523,26 +617,36 @@ impl Ead {
         sampler: &mut Sampler,
         draft_sampler: &mut Sampler,
         ead: &mut EadStats,
-    ) -> Result<(Verdict, bool, heapless::Vec<f64, { MAX_DRAFT + 1 }>), EadError> {
+    ) -> Result<Option<SpecRound>, EadError> {
         let sampling = !sampler.params().is_greedy();
+        let mut ctl = self.policy.round(room);
+        // The small model has read everything: its logits for p are there.
+        if room == 0 || !ctl.start(DraftSource::Model, 0) {
+            return Ok(None);
+        }
+        let draft_start = Instant::now();
         let mut lookahead = policy.clone();
         let mut entropies: heapless::Vec<f64, { MAX_DRAFT + 1 }> = heapless::Vec::new();
         let _ = entropies.push(entropy_bits(self.small.ctx.logits(0)?));
-        self.draft.clear();
+        self.draft.clear(DraftSource::Model);
         let mut bonus_allowed = true;
         while self.draft.len() < room {
             let logits = self.small.ctx.logits(0)?;
-            let token = if sampling {
-                let i = self.draft.len();
-                if self.q.len() <= i {
-                    self.q.push(Vec::new());
-                }
-                draft_sampler.distribution(logits, &mut self.q[i]);
-                draft_sampler.sample_from(&self.q[i])
+            let (token, confidence) = if sampling {
+                let row = self.draft.next_q_row();
+                draft_sampler.distribution(logits, row);
+                let token = draft_sampler.sample_from(row);
+                (token, row[token as usize])
             } else {
-                draft_sampler.sample(logits)
+                let token = draft_sampler.sample(logits);
+                (token, top_probability(logits, token))
             };
-            let _ = self.draft.push(token);
+            self.draft.push(token, Some(confidence));
+            let next = ctl.next(&self.draft);
+            if next == Next::DropLastAndStop {
+                self.draft.pop();
+                break;
+            }
             if self.small.ctx.model().is_eog(token) {
                 break;
             }
@@ -553,7 +657,12 @@ impl Ead {
                 bonus_allowed = false;
                 break;
             }
+            if next == Next::Stop {
+                break;
+            }
         }
+        drop(ctl);
+        let draft_ms = draft_start.elapsed().as_secs_f64() * 1e3;
         ead.drafted += self.draft.len();
 
         // The large model holds all committed tokens but the last, then
@@ -567,19 +676,26 @@ impl Ead {
         }
         self.batch.clear();
         self.batch.push(committed[committed.len() - 1]);
-        self.batch.extend_from_slice(&self.draft);
+        self.batch.extend_from_slice(self.draft.tokens());
         let batch = std::mem::take(&mut self.batch);
+        let verify_start = Instant::now();
         self.large.feed(&batch, Logits::All)?;
+        let verify_ms = verify_start.elapsed().as_secs_f64() * 1e3;
         self.batch = batch;
 
         let large = &self.large.ctx;
+        let draft = &self.draft;
         let verdict = if sampling {
-            let q: heapless::Vec<DraftProb<'_>, MAX_DRAFT> = (0..self.draft.len())
-                .map(|i| DraftProb::Sampled(&self.q[i]))
+            let q: heapless::Vec<DraftProb<'_>, MAX_DRAFT> = (0..draft.len())
+                .map(|i| {
+                    draft
+                        .q(i)
+                        .map_or(DraftProb::Deterministic, DraftProb::Sampled)
+                })
                 .collect();
             let cell = std::cell::RefCell::new(sampler);
             verify_sampling(
-                &self.draft,
+                draft.tokens(),
                 &q,
                 |i, out| {
                     cell.borrow_mut().distribution(large.logits(i)?, out);
@@ -590,15 +706,24 @@ impl Ead {
                 &mut self.scratch,
             )?
         } else {
-            verify_greedy(&self.draft, |i| {
+            verify_greedy(draft.tokens(), |i| {
                 Ok::<Token, EngineError>(sampler.sample(large.logits(i)?))
             })?
         };
         ead.accepted += verdict.accepted;
-        for i in 0..self.draft.len().min(verdict.accepted + 1) {
-            self.acceptance
-                .add(f64::from(u8::from(i < verdict.accepted)));
-        }
-        Ok((verdict, bonus_allowed, entropies))
+        let take =
+            verdict.accepted + usize::from(verdict.accepted < self.draft.len() || bonus_allowed);
+        self.policy.learn(RoundOutcome {
+            draft: &self.draft,
+            accepted: verdict.accepted,
+            emitted: take,
+            draft_ms,
+            verify_ms,
+        });
+        Ok(Some(SpecRound {
+            verdict,
+            take,
+            entropies,
+        }))
     }
 }

@@ -1,6 +1,8 @@
 //! The EAD switching rule as pure functions: entropy of the small model's
 //! next-token distribution, a rolling mean over a window, a threshold with a
-//! minimum dwell between switches.
+//! minimum dwell between switches, and optionally a feedback controller
+//! that moves the threshold to hold the large model's share of tokens where
+//! the user sets it.
 
 use std::collections::VecDeque;
 
@@ -25,6 +27,9 @@ pub enum EadConfigError {
     /// Entropy is never negative, so a negative threshold is a mistake.
     #[error("EAD threshold must be a finite number of bits >= 0 (got {0})")]
     BadThreshold(f64),
+    /// A share of tokens is a fraction strictly between 0 and 1.
+    #[error("EAD large-model share must be in (0, 1) (got {0})")]
+    BadShare(f64),
 }
 
 /// Longest rolling window accepted.
@@ -40,6 +45,14 @@ pub struct EadConfig {
     pub window: usize,
     /// Tokens that must be generated after a switch before the next one.
     pub min_dwell: usize,
+    /// Hold the large model's share of generated tokens here by moving the
+    /// threshold (which then only sets the start); None: a fixed threshold.
+    pub large_share: Option<f64>,
+    /// Finish a request with the large model alone once it has run slower
+    /// than the large model's measured step (after a few dozen tokens).
+    /// Keeps EAD from losing to large-only decoding, at the price of
+    /// output that depends on timing; off for reproducible output.
+    pub fallback: bool,
 }
 
 impl Default for EadConfig {
@@ -48,6 +61,8 @@ impl Default for EadConfig {
             threshold_bits: 1.0,
             window: 5,
             min_dwell: 4,
+            large_share: None,
+            fallback: true,
         }
     }
 }
@@ -64,7 +79,56 @@ impl EadConfig {
         if !self.threshold_bits.is_finite() || self.threshold_bits < 0.0 {
             return Err(EadConfigError::BadThreshold(self.threshold_bits));
         }
+        if let Some(share) = self.large_share {
+            if !(share > 0.0 && share < 1.0) {
+                return Err(EadConfigError::BadShare(share));
+            }
+        }
         Ok(())
+    }
+}
+
+/// A feedback controller on the switching threshold, in the spirit of
+/// Mirostat (Basu et al. 2021, arXiv 2007.14966), which steers its
+/// truncation to hold the text's surprise at a target: here the threshold
+/// is steered to hold the share of tokens the large model generates. The
+/// update is in log space (each large token raises the threshold by a
+/// factor, each small one lowers it), so one controller fits text whose
+/// entropies are hundredths of a bit (code) and text where they are bits
+/// (chat): a fixed threshold in bits does not transfer between the two.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ShareController {
+    target: f64,
+    log_threshold: f64,
+}
+
+impl ShareController {
+    /// Log-threshold change per token, times (large? 1 : 0) − target.
+    const RATE: f64 = 0.05;
+    /// Bounds of the threshold in bits: 1/1000 bit, and the entropy of a
+    /// uniform choice among 2^18 tokens (more than any vocabulary here).
+    const MIN_BITS: f64 = 1e-3;
+    const MAX_BITS: f64 = 18.0;
+
+    /// A controller holding the large model's share at `target`, starting
+    /// from `threshold_bits`.
+    pub fn new(target: f64, threshold_bits: f64) -> Self {
+        Self {
+            target,
+            log_threshold: threshold_bits.clamp(Self::MIN_BITS, Self::MAX_BITS).ln(),
+        }
+    }
+
+    /// The threshold now.
+    pub fn threshold_bits(&self) -> f64 {
+        self.log_threshold.exp()
+    }
+
+    /// Records which model generated a token.
+    pub fn observe(&mut self, who: Who) {
+        let large = f64::from(u8::from(who == Who::Large));
+        self.log_threshold = (self.log_threshold + Self::RATE * (large - self.target))
+            .clamp(Self::MIN_BITS.ln(), Self::MAX_BITS.ln());
     }
 }
 
@@ -99,6 +163,9 @@ pub fn entropy_bits(logits: &[f32]) -> f64 {
 #[derive(Debug, Clone)]
 pub struct EadPolicy {
     config: EadConfig,
+    /// The threshold in force (moved by the controller when there is one).
+    threshold: f64,
+    controller: Option<ShareController>,
     window: VecDeque<f64>,
     sum: f64,
     current: Who,
@@ -113,6 +180,10 @@ impl EadPolicy {
         config.validate()?;
         Ok(Self {
             config,
+            threshold: config.threshold_bits,
+            controller: config
+                .large_share
+                .map(|share| ShareController::new(share, config.threshold_bits)),
             window: VecDeque::with_capacity(config.window),
             sum: 0.0,
             current: Who::Small,
@@ -140,6 +211,11 @@ impl EadPolicy {
         self.switches
     }
 
+    /// The switching threshold in force, bits.
+    pub fn threshold_bits(&self) -> f64 {
+        self.threshold
+    }
+
     /// Takes the small model's entropy (bits) at the next position and says
     /// which model generates that position.
     pub fn observe(&mut self, entropy_bits: f64) -> Who {
@@ -157,8 +233,8 @@ impl EadPolicy {
             Some(n) => n >= self.config.min_dwell,
         };
         let wanted = match self.current {
-            Who::Small if mean > self.config.threshold_bits => Who::Large,
-            Who::Large if mean < self.config.threshold_bits => Who::Small,
+            Who::Small if mean > self.threshold => Who::Large,
+            Who::Large if mean < self.threshold => Who::Small,
             current => current,
         };
         if wanted != self.current && dwelt {
@@ -168,6 +244,10 @@ impl EadPolicy {
         }
         if let Some(n) = self.since_switch.as_mut() {
             *n += 1;
+        }
+        if let Some(c) = self.controller.as_mut() {
+            c.observe(self.current);
+            self.threshold = c.threshold_bits();
         }
         self.current
     }
@@ -182,8 +262,64 @@ mod tests {
             threshold_bits,
             window,
             min_dwell,
+            large_share: None,
+            fallback: false,
         })
         .unwrap()
+    }
+
+    /// A deterministic entropy stream: spread over two orders of magnitude
+    /// around `scale` bits (x in [0, 1) from a Weyl sequence, scale·100^(x−0.5)).
+    fn stream(scale: f64, n: usize) -> Vec<f64> {
+        (0..n)
+            .map(|i| {
+                let x = (i as f64 * 0.618_033_988_749_894_9).fract();
+                scale * 100f64.powf(x - 0.5)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_controller_holds_the_large_share_on_text_of_any_entropy_scale() {
+        // Code-like (0.05 bits typical) and chat-like (2 bits) streams, each
+        // started from a threshold far off: the share settles at the target.
+        for scale in [0.05, 2.0] {
+            for target in [0.1, 0.3] {
+                let mut p = EadPolicy::new(EadConfig {
+                    threshold_bits: 1.0,
+                    window: 5,
+                    min_dwell: 4,
+                    large_share: Some(target),
+                    fallback: false,
+                })
+                .unwrap();
+                let whos = run(&mut p, &stream(scale, 3000));
+                let share = whos[1000..].iter().filter(|&&w| w == L).count() as f64 / 2000.0;
+                assert!(
+                    (share - target).abs() < 0.05,
+                    "scale {scale}, target {target}: share {share}, threshold {}",
+                    p.threshold_bits()
+                );
+            }
+        }
+        // A fixed threshold does not transfer: 1 bit gives chat-like text
+        // to the large model most of the time and code-like text never.
+        for (scale, low, high) in [(0.05, 0.0, 0.05), (2.0, 0.5, 1.0)] {
+            let mut p = policy(1.0, 5, 4);
+            let whos = run(&mut p, &stream(scale, 3000));
+            let share = whos.iter().filter(|&&w| w == L).count() as f64 / 3000.0;
+            assert!((low..=high).contains(&share), "scale {scale}: {share}");
+        }
+    }
+
+    #[test]
+    fn the_controller_threshold_stays_in_bounds() {
+        let mut c = ShareController::new(0.5, 1e9);
+        assert!(c.threshold_bits() <= 18.0 + 1e-9);
+        for _ in 0..10_000 {
+            c.observe(Who::Small);
+        }
+        assert!((c.threshold_bits() - 1e-3).abs() < 1e-9);
     }
 
     fn run(p: &mut EadPolicy, entropies: &[f64]) -> Vec<Who> {
@@ -305,5 +441,14 @@ mod tests {
             }),
             EadConfigError::WindowTooLarge(_)
         ));
+        for share in [0.0, 1.0, -0.1, f64::NAN] {
+            assert!(matches!(
+                bad(EadConfig {
+                    large_share: Some(share),
+                    ..ok
+                }),
+                EadConfigError::BadShare(_)
+            ));
+        }
     }
 }

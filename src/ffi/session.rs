@@ -299,6 +299,8 @@ pub unsafe extern "C" fn edgespec_session_new(
                     threshold_bits: p.ead_threshold_bits,
                     window: p.ead_window as usize,
                     min_dwell: p.ead_dwell as usize,
+                    large_share: None,
+                    fallback: true,
                 };
                 let length = match (kind, p.gamma) {
                     (EDGESPEC_DRAFT_EAD, _) => DraftLength::Fixed(0),

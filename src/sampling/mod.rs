@@ -82,6 +82,14 @@ pub fn argmax(logits: &[f32]) -> Token {
     best as Token
 }
 
+/// Probability of token `best` under softmax(`logits`), for the most likely
+/// token its top probability: 1 / Σ exp(l − l_best).
+pub fn top_probability(logits: &[f32], best: Token) -> f32 {
+    let max = logits[best as usize];
+    let total: f32 = logits.iter().map(|&l| (l - max).exp()).sum();
+    1.0 / total
+}
+
 /// [`argmax`] over every id but the `banned` ones.
 pub fn argmax_excluding(logits: &[f32], banned: &[Token]) -> Token {
     if banned.is_empty() {

@@ -306,6 +306,14 @@ impl Policy {
         }
     }
 
+    /// Records whether a model-drafted token of this confidence would have
+    /// been accepted, observed without drafting it (EAD sees the small
+    /// model's choice at every large-model position for free).
+    pub fn observe_acceptance(&mut self, confidence: f32, accepted: bool) {
+        self.acceptance.observe(confidence, accepted);
+        self.first_model_token.observe(accepted, FIRST_MODEL_TOKEN);
+    }
+
     /// Updates costs and acceptance estimates from a verified round.
     pub fn learn(&mut self, round: RoundOutcome<'_>) {
         let draft = round.draft;

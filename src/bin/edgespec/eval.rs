@@ -41,9 +41,20 @@ pub struct HumanevalArgs {
     /// Problems to run.
     #[arg(long)]
     limit: Option<usize>,
-    /// Comma-separated EAD thresholds (bits).
+    /// Comma-separated EAD thresholds (bits); empty for none.
     #[arg(long, default_value = "0.25,0.5,1,1.5")]
     thresholds: String,
+    /// Comma-separated large-model shares for adaptive EAD (the threshold
+    /// moves to hold each; starting from --start-threshold).
+    #[arg(long, default_value = "")]
+    shares: String,
+    /// Let EAD fall back to the large model alone where it runs slower than
+    /// it (output then depends on timing; off: reproducible answers).
+    #[arg(long)]
+    fallback: bool,
+    /// Starting threshold (bits) of the adaptive configurations.
+    #[arg(long, default_value_t = EadConfig::default().threshold_bits)]
+    start_threshold: f64,
     /// EAD rolling window.
     #[arg(long, default_value_t = EadConfig::default().window)]
     window: usize,
@@ -79,6 +90,9 @@ pub struct HumanevalArgs {
 struct Record {
     config: String,
     threshold_bits: Option<f64>,
+    /// The large-model share an adaptive configuration held.
+    #[serde(default)]
+    large_share: Option<f64>,
     task_id: String,
     passed: bool,
     outcome: Outcome,
@@ -159,15 +173,46 @@ fn humaneval(args: HumanevalArgs) -> anyhow::Result<()> {
         let header = format!("HumanEval results from {}.", path.display());
         return summarize(&records, &header, &args.out);
     }
-    let thresholds: Vec<f64> = args
-        .thresholds
-        .split(',')
+    let numbers = |list: &str, flag: &str| -> anyhow::Result<Vec<f64>> {
+        list.split(',')
+            .filter(|t| !t.trim().is_empty())
+            .map(|t| {
+                t.trim()
+                    .parse::<f64>()
+                    .with_context(|| format!("--{flag}: {t:?} is not a number"))
+            })
+            .collect()
+    };
+    let fixed = numbers(&args.thresholds, "thresholds")?
+        .into_iter()
         .map(|t| {
-            t.trim()
-                .parse::<f64>()
-                .with_context(|| format!("--thresholds: {t:?} is not a number"))
-        })
-        .collect::<anyhow::Result<_>>()?;
+            (
+                format!("ead τ={t}"),
+                EadConfig {
+                    threshold_bits: t,
+                    window: args.window,
+                    min_dwell: args.dwell,
+                    large_share: None,
+                    fallback: args.fallback,
+                },
+            )
+        });
+    let adaptive = numbers(&args.shares, "shares")?.into_iter().map(|s| {
+        (
+            format!("ead share={s}"),
+            EadConfig {
+                threshold_bits: args.start_threshold,
+                window: args.window,
+                min_dwell: args.dwell,
+                large_share: Some(s),
+                fallback: args.fallback,
+            },
+        )
+    });
+    let configs: Vec<(String, EadConfig)> = fixed.chain(adaptive).collect();
+    for (_, c) in &configs {
+        c.validate()?;
+    }
     let problems = load_problems(&args.problems)?;
     let problems: Vec<_> = problems
         .into_iter()
@@ -197,18 +242,13 @@ fn humaneval(args: HumanevalArgs) -> anyhow::Result<()> {
     };
     let mut large_ctx = Context::new(large.clone(), &ctx_params)?;
     let mut small_ctx = Context::new(small.clone(), &ctx_params)?;
-    let mut engines = thresholds
+    let mut engines = configs
         .iter()
-        .map(|&t| {
-            let config = EadConfig {
-                threshold_bits: t,
-                window: args.window,
-                min_dwell: args.dwell,
-            };
+        .map(|(_, config)| {
             Ok(Ead::new(
                 Context::new(small.clone(), &ctx_params)?,
                 Context::new(large.clone(), &ctx_params)?,
-                config,
+                *config,
                 DraftLength::Fixed(args.gamma),
             )?)
         })
@@ -219,7 +259,7 @@ fn humaneval(args: HumanevalArgs) -> anyhow::Result<()> {
     let labels: Vec<String> = ["large", "small"]
         .into_iter()
         .map(String::from)
-        .chain(thresholds.iter().map(|t| format!("ead τ={t}")))
+        .chain(configs.iter().map(|(label, _)| label.clone()))
         .collect();
     let mut records = Vec::new();
     let bar = ProgressBar::new((problems.len() * labels.len()) as u64);
@@ -266,7 +306,11 @@ fn humaneval(args: HumanevalArgs) -> anyhow::Result<()> {
             let outcome = sandbox.check(problem, &extract_code(&text))?;
             let record = Record {
                 config: label.clone(),
-                threshold_bits: i.checked_sub(2).map(|j| thresholds[j]),
+                threshold_bits: i
+                    .checked_sub(2)
+                    .filter(|&j| configs[j].1.large_share.is_none())
+                    .map(|j| configs[j].1.threshold_bits),
+                large_share: i.checked_sub(2).and_then(|j| configs[j].1.large_share),
                 task_id: problem.task_id.clone(),
                 passed: outcome.passed(),
                 outcome,

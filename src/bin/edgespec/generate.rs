@@ -83,6 +83,14 @@ pub struct GenerateArgs {
     /// EAD: tokens to generate after a switch before the next one.
     #[arg(long, default_value_t = EadConfig::default().min_dwell)]
     ead_dwell: usize,
+    /// EAD: hold the large model's share of tokens at this fraction by
+    /// moving the threshold (--ead-threshold is then only where it starts).
+    #[arg(long)]
+    ead_share: Option<f64>,
+    /// EAD: never fall back to the large model alone when EAD runs slower
+    /// than it (output then does not depend on timing).
+    #[arg(long)]
+    ead_no_fallback: bool,
     /// Prompt text.
     #[arg(short, long)]
     prompt: String,
@@ -212,6 +220,8 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
             threshold_bits: args.ead_threshold,
             window: args.ead_window,
             min_dwell: args.ead_dwell,
+            large_share: args.ead_share,
+            fallback: !args.ead_no_fallback,
         };
         let length = match (args.mode, args.gamma) {
             (GenMode::EadSpec, Gamma::Fixed(g)) => DraftLength::Fixed(g),

@@ -154,6 +154,20 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
         for profile in &profiles {
             for (set, traces) in &sets {
                 for drafter in &drafters {
+                    let recorded = |kind: &str| {
+                        profile.drafter(kind).is_ok()
+                            && traces
+                                .iter()
+                                .chain(&warm_up)
+                                .all(|t| t.drafters.contains_key(kind))
+                    };
+                    let available = match drafter {
+                        ReplayDrafter::Model(kind) | ReplayDrafter::Hybrid(kind) => recorded(kind),
+                        _ => true,
+                    };
+                    if !available {
+                        continue;
+                    }
                     let r = regret(drafter, args.gamma_max, profile, &warm_up, traces)?;
                     let name = Setting {
                         drafter: drafter.clone(),
