@@ -296,6 +296,7 @@ mod tests {
             draft_ms_per_token: None,
             verify_ms_per_token: None,
             large_share: mode.starts_with("ead").then_some(0.3),
+            worst_prompt: None,
         }
     }
 
