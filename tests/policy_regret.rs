@@ -18,10 +18,14 @@ fn root() -> PathBuf {
 }
 
 fn profiles() -> Vec<CostProfile> {
-    ["vm-amd-epyc-compute-bound", "vm-intel-xeon-memory-bound"]
-        .iter()
-        .map(|n| CostProfile::load(&root().join(format!("profiles/{n}.json"))).unwrap())
-        .collect()
+    [
+        "vm-amd-epyc-compute-bound",
+        "vm-amd-epyc-avx2",
+        "vm-intel-xeon-memory-bound",
+    ]
+    .iter()
+    .map(|n| CostProfile::load(&root().join(format!("profiles/{n}.json"))).unwrap())
+    .collect()
 }
 
 fn traces(set: &str) -> Vec<Trace> {

@@ -126,6 +126,10 @@ pub struct RunRecord {
     /// Model switches (EAD modes).
     #[serde(default)]
     pub switches: Option<usize>,
+    /// EAD modes: decode passes of the small and the large model, count by
+    /// batch size (`edgespec replay --runs` prices them under a profile).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ead_batches: Option<[BTreeMap<usize, usize>; 2]>,
 }
 
 /// Errors of a benchmark run.
@@ -558,6 +562,7 @@ fn measure(
         verify_s: None,
         large_tokens: None,
         switches: None,
+        ead_batches: None,
     };
     let generated = match runner {
         Runner::Target(ctx) => {
@@ -586,6 +591,8 @@ fn measure(
             fill_generation(&mut record, &r.generation.stats);
             record.large_tokens = Some(r.stats.large_tokens);
             record.switches = Some(r.stats.switches);
+            record.ead_batches =
+                Some([r.stats.small_batches.clone(), r.stats.large_batches.clone()]);
             if r.stats.drafted > 0 {
                 record.drafted = Some(r.stats.drafted);
                 record.accepted = Some(r.stats.accepted);

@@ -454,6 +454,7 @@ mod tests {
             verify_s: (mode != "target").then_some(0.3),
             large_tokens: None,
             switches: None,
+            ead_batches: None,
         }
     }
 

@@ -1,12 +1,14 @@
 //! Lookup when the text repeats itself, the model otherwise.
 
-use super::{Draft, DraftControl, Drafter, LookupDrafter, ModelDrafter};
+use super::{Draft, DraftControl, DraftSource, Drafter, LookupDrafter, ModelDrafter};
 use crate::engine::{EngineError, Token};
 use crate::spec::CostModel;
 
-/// Uses prompt lookup when it finds a match of at least `min_ngram` tokens
-/// (a confident match: long n-grams repeat verbatim), else the model
-/// (any model-running drafter; the replay simulator plugs in recorded ones).
+/// Prompt lookup and a model drafter: each round the lookup draft (matches
+/// of at least `min_ngram` tokens) unless the policy expects the model to
+/// yield more per millisecond, and the model where lookup has nothing. The
+/// model is any model-running drafter (the replay simulator plugs in
+/// recorded ones).
 pub struct HybridDrafter<M = ModelDrafter> {
     lookup: LookupDrafter,
     model: M,
@@ -45,15 +47,22 @@ impl<M: Drafter> Drafter for HybridDrafter<M> {
         ctl: &mut dyn DraftControl,
         out: &mut Draft,
     ) -> Result<(), EngineError> {
-        // A match the policy turned down (empty draft) falls back to the model.
-        if self
-            .lookup
-            .propose_with(committed, self.min_ngram, ctl, out)
-            && !out.is_empty()
-        {
+        // A lookup draft is free to make: make it, then ask the policy
+        // whether the model would do better this round.
+        let lookup = |out: &mut Draft, ctl: &mut dyn DraftControl| {
+            self.lookup
+                .propose_with(committed, self.min_ngram, ctl, out)
+                && !out.is_empty()
+        };
+        if lookup(out, ctl) && !ctl.prefer(out, DraftSource::Model) {
             return Ok(());
         }
-        self.model.propose(committed, ctl, out)
+        self.model.propose(committed, ctl, out)?;
+        if out.is_empty() {
+            // The model did not start after all: the lookup draft, if any.
+            lookup(out, ctl);
+        }
+        Ok(())
     }
 
     fn commit(&mut self, committed: &[Token]) -> Result<(), EngineError> {

@@ -57,6 +57,12 @@ pub trait DraftControl {
     fn start(&mut self, source: DraftSource, behind: usize) -> bool;
     /// Asked after each drafted token.
     fn next(&mut self, draft: &Draft) -> Next;
+    /// Asked by a drafter holding a finished `draft` that could draft with
+    /// `alternative` instead: is that expected to be worth more? (By
+    /// default no: keep the draft in hand.)
+    fn prefer(&mut self, _draft: &Draft, _alternative: DraftSource) -> bool {
+        false
+    }
 }
 
 /// One round's draft: tokens, the drafter's confidence in each, and (in

@@ -68,43 +68,40 @@ impl BatchCurve {
         self.slots.iter().all(|s| s.get().is_none())
     }
 
-    /// Time of a pass over `batch` tokens: measured, else interpolated; with
-    /// one measured size, proportional to it; with none, `batch` ms.
+    /// Time of a pass over `batch` tokens: measured, else interpolated
+    /// linearly between the nearest measured sizes. Past the largest size
+    /// it grows by the mean cost per extra token between the smallest and
+    /// the largest measured sizes (the slope between two noisy neighbours
+    /// could be anything); below the smallest it is the smallest's (a pass
+    /// never costs less than a smaller one). One size measured: in
+    /// proportion to it. Nothing measured: `batch` ms.
     pub fn ms(&self, batch: usize) -> f64 {
         if let Some(v) = self.measured(batch) {
             return v;
         }
-        let mut below = None;
-        let mut above = None;
-        let mut first = None;
-        let mut second = None;
-        let mut last = None;
-        let mut before_last = None;
-        for (b, slot) in self.slots.iter().enumerate() {
-            let Some(v) = slot.get() else { continue };
-            if first.is_none() {
-                first = Some((b, v));
-            } else if second.is_none() {
-                second = Some((b, v));
-            }
-            before_last = last;
-            last = Some((b, v));
-            if b < batch {
-                below = Some((b, v));
-            } else if above.is_none() {
-                above = Some((b, v));
-            }
-        }
-        let (lo, hi) = match (below, above, first, second, before_last, last) {
-            (_, _, None, ..) => return batch as f64,
-            (_, _, Some((b, v)), None, ..) => return v * batch as f64 / b as f64,
-            (Some(lo), Some(hi), ..) => (lo, hi),
-            (None, _, Some(lo), Some(hi), ..) => (lo, hi),
-            (_, None, _, _, Some(lo), Some(hi)) => (lo, hi),
-            _ => return batch as f64,
+        let measured = || {
+            self.slots
+                .iter()
+                .enumerate()
+                .filter_map(|(b, slot)| slot.get().map(|v| (b, v)))
         };
-        let slope = (hi.1 - lo.1) / (hi.0 - lo.0) as f64;
-        (lo.1 + slope * (batch as f64 - lo.0 as f64)).max(0.0)
+        let below = measured().filter(|&(b, _)| b < batch).last();
+        let above = measured().find(|&(b, _)| b > batch);
+        match (below, above) {
+            (Some(lo), Some(hi)) => {
+                let slope = (hi.1 - lo.1) / (hi.0 - lo.0) as f64;
+                lo.1 + slope * (batch - lo.0) as f64
+            }
+            (Some((b, v)), None) => match measured().next() {
+                Some((first, first_v)) if first < b => {
+                    let slope = ((v - first_v) / (b - first) as f64).max(0.0);
+                    v + slope * (batch - b) as f64
+                }
+                _ => v * batch as f64 / b as f64,
+            },
+            (None, Some((_, v))) => v,
+            (None, None) => batch as f64,
+        }
     }
 }
 
@@ -187,11 +184,14 @@ mod tests {
         assert_eq!(c.verify_ms(2), 48.0);
         assert!((c.verify_ms(3) - 68.0).abs() < 1e-9);
         assert!((c.verify_ms(6) - 127.5).abs() < 1e-9);
-        assert!((c.verify_ms(9) - 186.75).abs() < 1e-9);
+        // Past the largest size: the mean slope from the smallest (130 ms
+        // over 7 tokens); below the smallest: its cost.
+        assert!((c.verify_ms(15) - 297.0).abs() < 1e-9);
         assert_eq!(CostModel::default().verify_ms(3), 3.0);
         let mut one = CostModel::default();
         one.observe_verify(2, 10.0);
         assert_eq!(one.verify_ms(4), 20.0);
+        assert_eq!(one.verify_ms(1), 10.0);
     }
 
     #[test]

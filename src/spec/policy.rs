@@ -216,6 +216,11 @@ pub struct Policy {
     probe_interval: u32,
     /// The current round's model draft is a probe.
     probing: bool,
+    /// Tokens model drafts produced since the drafter last caught up on
+    /// more than a steady backlog (the current episode).
+    episode_tokens: usize,
+    /// Tokens an episode produces: what a catch-up premium is repaid over.
+    episode_length: Ema,
 }
 
 impl Policy {
@@ -232,6 +237,8 @@ impl Policy {
             rounds_without_draft: 0,
             probe_interval: PROBE_EVERY,
             probing: false,
+            episode_tokens: 0,
+            episode_length: Ema::default(),
         })
     }
 
@@ -259,6 +266,16 @@ impl Policy {
         self.realized_rate = Ema::default();
         self.rounds_without_draft = 0;
         self.probing = false;
+        self.close_episode();
+    }
+
+    /// Ends the model drafter's current episode (it is about to pay a
+    /// catch-up premium, or the request ended).
+    fn close_episode(&mut self) {
+        if self.episode_tokens > 0 {
+            self.episode_length.add(self.episode_tokens as f64);
+            self.episode_tokens = 0;
+        }
     }
 
     /// The policy's side of one round's drafting, with `room` tokens left
@@ -314,6 +331,32 @@ impl Policy {
         self.first_model_token.observe(accepted, FIRST_MODEL_TOKEN);
     }
 
+    /// Expected tokens per ms of steady-state model drafting at per-token
+    /// acceptance `acceptance` and `cost`, at the best draft length up to
+    /// the cap (0 when the cap is 0).
+    fn model_rate(&self, acceptance: f64, cost: DraftCost) -> f64 {
+        let a = acceptance.clamp(0.0, 1.0);
+        let (mut tokens, mut p) = (1.0, 1.0);
+        let mut rate: f64 = 0.0;
+        for k in 1..=self.config.cap() {
+            p *= a;
+            tokens += p;
+            let ms = cost.upfront_ms + k as f64 * cost.per_token_ms + self.costs.verify_ms(k + 1);
+            if ms > 0.0 {
+                rate = rate.max(tokens / ms);
+            }
+        }
+        rate
+    }
+
+    /// Milliseconds per token that steady-state model drafting saves over
+    /// decoding at R* (0 when it does not pay).
+    fn saving_per_token(&self, acceptance: f64, cost: DraftCost) -> f64 {
+        let best = self.best_rate();
+        let rate = self.model_rate(acceptance, cost).max(best);
+        (1.0 / best - 1.0 / rate).max(0.0)
+    }
+
     /// Updates costs and acceptance estimates from a verified round.
     pub fn learn(&mut self, round: RoundOutcome<'_>) {
         let draft = round.draft;
@@ -338,6 +381,7 @@ impl Policy {
         let tested = (round.accepted + 1).min(drafted);
         match draft.source() {
             DraftSource::Model => {
+                self.episode_tokens += round.emitted;
                 // Probes that do not pay are made rarer; a draft chosen on
                 // its own merits resets the interval.
                 self.probe_interval = if self.probing {
@@ -398,20 +442,53 @@ impl DraftControl for RoundControl<'_> {
             )
         };
         // Judge drafting by its steady state: a drafting round leaves the
-        // drafter STEADY_BEHIND tokens behind. A longer backlog (after rounds
-        // without drafts) is a one-time cost that says nothing about whether
-        // drafting pays; counting it would keep a drafter that fell behind
-        // from ever starting again.
+        // drafter STEADY_BEHIND tokens behind. A longer backlog (the prompt,
+        // or the tokens other drafts produced) is a one-time premium: paid
+        // when what drafting saves until the drafter next falls behind (an
+        // episode: as long as the last ones, at most the rest of the
+        // request; the whole request before any was seen) covers it.
+        let estimate = policy.token_estimate(source, None, 0);
         let cost = policy.draft_cost(source, behind.min(STEADY_BEHIND));
-        if worth(policy.token_estimate(source, None, 0), cost) {
-            return true;
+        if worth(estimate, cost) {
+            let premium = policy.costs.catch_up_ms(behind)
+                - policy.costs.catch_up_ms(behind.min(STEADY_BEHIND));
+            if premium <= 0.0 {
+                return true;
+            }
+            let episode = policy
+                .episode_length
+                .get()
+                .map_or(self.room as f64, |e| e.min(self.room as f64));
+            if policy.saving_per_token(estimate, cost) * episode > premium {
+                self.policy.close_episode();
+                return true;
+            }
         }
         // A probe refreshes acceptance estimates. It pays the whole backlog's
         // catch-up, so it runs only if drafting would pay even at that price
         // with every token accepted; otherwise the drafter stays off.
         let probe = self.probe && worth(1.0, policy.draft_cost(source, behind));
         self.policy.probing = probe;
+        if probe {
+            self.policy.close_episode();
+        }
         probe
+    }
+
+    fn prefer(&mut self, draft: &Draft, alternative: DraftSource) -> bool {
+        let policy = &*self.policy;
+        if alternative != DraftSource::Model
+            || matches!(policy.config.length, DraftLength::Fixed(_))
+        {
+            return false;
+        }
+        // The draft in hand: its tokens' cumulative estimates (from next()).
+        let k = draft.len().min(self.cumulative.len());
+        let tokens = 1.0 + self.cumulative[..k].iter().sum::<f64>();
+        let in_hand = tokens / policy.costs.verify_ms(k + 1).max(1e-6);
+        let estimate = policy.token_estimate(DraftSource::Model, None, 0);
+        let cost = policy.draft_cost(DraftSource::Model, STEADY_BEHIND);
+        policy.model_rate(estimate, cost) > in_hand.max(policy.best_rate())
     }
 
     fn next(&mut self, draft: &Draft) -> Next {
@@ -658,6 +735,22 @@ mod tests {
         assert!(n >= 3, "drafted {n}");
     }
 
+    /// Cause 4: the first model draft of a request pays the drafter's read
+    /// of the whole prompt. It starts only if drafting the rest of the
+    /// request saves more than that: on the compute-bound machine where
+    /// drafting barely pays, not for a short answer after a long prompt.
+    #[test]
+    fn a_drafter_starts_only_where_the_request_repays_its_prompt_catch_up() {
+        let mut p = auto_policy(memory_bound());
+        let mut ctl = p.round(100);
+        assert!(ctl.start(DraftSource::Model, 150));
+        let mut ctl = p.round(3);
+        assert!(!ctl.start(DraftSource::Model, 150));
+        // Caught up (a steady backlog of two), three tokens left: it drafts.
+        let mut ctl = p.round(3);
+        assert!(ctl.start(DraftSource::Model, 2));
+    }
+
     /// ... but not where it could not pay even if always right: on the
     /// compute-bound profile one draft token costs a catch-up batch and a
     /// pass of two target tokens for at most one token more.
@@ -668,7 +761,7 @@ mod tests {
         assert_eq!(model_draft(&mut p, 2, 1.0), 0);
     }
 
-    /// Cause 4: the catch-up a drafting round leaves (two tokens) was priced
+    /// Cause 5: the catch-up a drafting round leaves (two tokens) was priced
     /// at two drafter steps; a batch of two costs little more than one on
     /// a memory-bound machine. At the acceptance the board-like VM measured
     /// on code (0.99), steady-state drafting pays there.
@@ -683,7 +776,7 @@ mod tests {
         assert!(model_draft(&mut p, 2, 0.99) >= 3);
     }
 
-    /// Cause 5: on the board-like curve two tokens cost as much as four; a
+    /// Cause 6: on the board-like curve two tokens cost as much as four; a
     /// draft of one token must not stop there when three more are as cheap.
     #[test]
     fn a_non_convex_verify_curve_drafts_past_the_dear_batch_size() {

@@ -187,8 +187,9 @@ impl CostProfile {
 mod tests {
     use super::*;
 
-    const SHIPPED: [&str; 2] = [
+    const SHIPPED: [&str; 3] = [
         include_str!("../../profiles/vm-amd-epyc-compute-bound.json"),
+        include_str!("../../profiles/vm-amd-epyc-avx2.json"),
         include_str!("../../profiles/vm-intel-xeon-memory-bound.json"),
     ];
 

@@ -100,6 +100,8 @@ pub struct ReplayRun {
     pub accepted: usize,
     /// Drafted tokens that came from a model.
     pub model_drafted: usize,
+    /// Simulated ms spent drafting (model catch-up and steps).
+    pub draft_ms: f64,
 }
 
 impl ReplayRun {
@@ -122,6 +124,7 @@ impl ReplayRun {
             drafted: a.drafted + r.drafted,
             accepted: a.accepted + r.accepted,
             model_drafted: a.model_drafted + r.model_drafted,
+            draft_ms: a.draft_ms + r.draft_ms,
         })
     }
 }
@@ -250,7 +253,7 @@ impl Drafter for TraceDrafter {
 
 /// Shortest lookup match the hybrid drafter trusts over its model (the
 /// CLI's and the benchmark's default).
-pub const HYBRID_MIN_NGRAM: usize = 3;
+pub const HYBRID_MIN_NGRAM: usize = 2;
 
 enum Source {
     None,
@@ -373,6 +376,7 @@ impl Replayer {
             committed.extend_from_slice(&output[done..done + emitted]);
             done += emitted;
             run.ms += draft_ms + verify_ms;
+            run.draft_ms += draft_ms;
             run.rounds += 1;
             run.drafted += self.draft.len();
             run.accepted += accepted;

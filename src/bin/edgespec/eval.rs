@@ -48,6 +48,10 @@ pub struct HumanevalArgs {
     /// moves to hold each; starting from --start-threshold).
     #[arg(long, default_value = "")]
     shares: String,
+    /// Skip the large-only and small-only answers (when an earlier run of
+    /// the same models has them: greedy answers do not change).
+    #[arg(long)]
+    no_baselines: bool,
     /// Let EAD fall back to the large model alone where it runs slower than
     /// it (output then depends on timing; off: reproducible answers).
     #[arg(long)]
@@ -262,7 +266,8 @@ fn humaneval(args: HumanevalArgs) -> anyhow::Result<()> {
         .chain(configs.iter().map(|(label, _)| label.clone()))
         .collect();
     let mut records = Vec::new();
-    let bar = ProgressBar::new((problems.len() * labels.len()) as u64);
+    let runs_per_problem = labels.len() - if args.no_baselines { 2 } else { 0 };
+    let bar = ProgressBar::new((problems.len() * runs_per_problem) as u64);
     bar.set_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} {msg} [{elapsed_precise}<{eta}]")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
@@ -271,6 +276,9 @@ fn humaneval(args: HumanevalArgs) -> anyhow::Result<()> {
     for problem in &problems {
         let prompt = prompt_tokens(&large, &problem.prompt, true)?;
         for (i, label) in labels.iter().enumerate() {
+            if args.no_baselines && i < 2 {
+                continue;
+            }
             bar.set_message(format!("{} {label}", problem.task_id));
             let (text, tokens, large_tokens, switches, rate, cost) = match i {
                 0 | 1 => {

@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use clap::Args;
 
-use edgespec::bench::{DraftKind, Mode};
+use edgespec::bench::{load_runs, DraftKind, Mode};
+use edgespec::ead::EadStats;
 use edgespec::spec::profile::CostProfile;
 use edgespec::spec::replay::{regret, ReplayDrafter, ReplayRun, Replayer, Setting};
 use edgespec::spec::trace::{load_traces, Trace};
@@ -17,8 +18,12 @@ use edgespec::spec::PolicyConfig;
 pub struct ReplayArgs {
     /// Trace file (`.jsonl` from `generate --trace` or `bench --trace`); one
     /// set per file. Repeatable.
-    #[arg(short, long = "traces", required = true)]
+    #[arg(short, long = "traces", required_unless_present = "runs")]
     traces: Vec<PathBuf>,
+    /// Instead of traces: a benchmark's runs.jsonl whose EAD runs are priced
+    /// under each profile (same decisions, the profile's pass times).
+    #[arg(long, conflicts_with = "traces")]
+    runs: Option<PathBuf>,
     /// Cost profile (JSON from `edgespec profile`, or profiles/*.json). Repeatable.
     #[arg(short = 'P', long = "profile", required = true)]
     profiles: Vec<PathBuf>,
@@ -81,7 +86,66 @@ fn set_name(path: &std::path::Path) -> String {
         .map_or_else(|| "traces".into(), |s| s.to_string_lossy().into_owned())
 }
 
+/// Prices a benchmark's EAD runs under each profile: the small model's
+/// passes on the profile's `model` drafter curve, the large model's on its
+/// target curve, against large-only decoding of as many tokens.
+fn price_ead_runs(path: &std::path::Path, profiles: &[CostProfile]) -> anyhow::Result<()> {
+    let runs = load_runs(path)?;
+    println!("| profile | set | mode | ×large-only | worst prompt | large share |");
+    println!("|---|---|---|---|---|---|");
+    for profile in profiles {
+        let small = profile.drafter("model")?.curve();
+        let large = profile.target.curve();
+        let mut cells: Vec<(String, String)> = Vec::new();
+        for r in &runs {
+            let key = (r.set.clone(), r.mode.clone());
+            if r.ead_batches.is_some() && !cells.contains(&key) {
+                cells.push(key);
+            }
+        }
+        for (set, mode) in cells {
+            let (mut ms, mut base, mut tokens, mut large_tokens) = (0.0, 0.0, 0, 0);
+            let mut worst = f64::INFINITY;
+            for r in runs.iter().filter(|r| r.set == set && r.mode == mode) {
+                let Some([s, l]) = &r.ead_batches else {
+                    continue;
+                };
+                let stats = EadStats {
+                    small_batches: s.clone(),
+                    large_batches: l.clone(),
+                    small_tokens: r.tokens - r.large_tokens.unwrap_or(0),
+                    large_tokens: r.large_tokens.unwrap_or(0),
+                    ..EadStats::default()
+                };
+                let (run_ms, run_base) = stats.priced_ms(&small, &large);
+                ms += run_ms;
+                base += run_base;
+                tokens += r.tokens;
+                large_tokens += stats.large_tokens;
+                if run_ms > 0.0 {
+                    worst = worst.min(run_base / run_ms);
+                }
+            }
+            println!(
+                "| {} | {set} | {mode} | {:.2} | {worst:.2} | {:.0}% |",
+                profile.name,
+                if ms > 0.0 { base / ms } else { 0.0 },
+                100.0 * large_tokens as f64 / tokens.max(1) as f64
+            );
+        }
+    }
+    Ok(())
+}
+
 pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
+    if let Some(path) = &args.runs {
+        let profiles = args
+            .profiles
+            .iter()
+            .map(|p| CostProfile::load(p))
+            .collect::<Result<Vec<_>, _>>()?;
+        return price_ead_runs(path, &profiles);
+    }
     let settings = args
         .modes
         .split(',')
@@ -106,8 +170,8 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
         .as_deref()
         .map(|p| format!(" (after {})", set_name(p)))
         .unwrap_or_default();
-    println!("| profile | set | setting | ×target | worst prompt | α | drafted | by model |");
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("| profile | set | setting | ×target | worst prompt | α | drafted | by model | drafting ms |");
+    println!("|---|---|---|---|---|---|---|---|---|");
     for profile in &profiles {
         for (set, traces) in &sets {
             for setting in &settings {
@@ -130,13 +194,14 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
                     "–".into()
                 };
                 println!(
-                    "| {} | {set}{after} | {} | {:.2} | {:.2} (#{worst_i}) | {alpha} | {} | {} |",
+                    "| {} | {set}{after} | {} | {:.2} | {:.2} (#{worst_i}) | {alpha} | {} | {} | {:.0} |",
                     profile.name,
                     setting.name(),
                     total.speedup(),
                     worst,
                     total.drafted,
-                    total.model_drafted
+                    total.model_drafted,
+                    total.draft_ms
                 );
             }
         }
