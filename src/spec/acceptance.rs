@@ -104,7 +104,7 @@ pub struct AcceptanceModel {
 impl AcceptanceModel {
     const MEMORY: Memory = Memory {
         process: 200.0,
-        request: 50.0,
+        request: 16.0,
     };
 
     fn bin(confidence: f32) -> usize {

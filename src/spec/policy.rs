@@ -176,11 +176,14 @@ const STEADY_BEHIND: usize = 2;
 /// Rounds without a draft after which one probe draft refreshes the estimates.
 const PROBE_EVERY: u32 = 16;
 
-/// How fast the first-token acceptance of model drafts is learned.
-const FIRST_MODEL_TOKEN: Memory = Memory {
-    process: 50.0,
-    request: 16.0,
+/// How fast the distribution of a model draft's first-token confidence is learned.
+const FIRST_CONFIDENCE: Memory = Memory {
+    process: 200.0,
+    request: 32.0,
 };
+
+/// Confidence tenths.
+const BINS: usize = 10;
 
 /// What one verified round tells the policy.
 #[derive(Debug, Clone, Copy)]
@@ -205,8 +208,9 @@ pub struct Policy {
     config: PolicyConfig,
     costs: CostModel,
     acceptance: AcceptanceModel,
-    /// Acceptance of the first drafted token of a model draft.
-    first_model_token: Layered,
+    /// How often a model draft's first token has its confidence in each
+    /// tenth (the policy decides whether to keep a draft once it sees it).
+    first_confidence: [Layered; BINS],
     /// Acceptance of lookup drafts by how much context they matched.
     lookup: LookupModel,
     /// Realised tokens per ms of this request's recent rounds.
@@ -221,6 +225,49 @@ pub struct Policy {
     episode_tokens: usize,
     /// Tokens an episode produces: what a catch-up premium is repaid over.
     episode_length: Ema,
+    /// Realised minus estimated saving of model rounds.
+    estimate_error: EstimateError,
+}
+
+/// How far what model rounds saved against plain decoding falls short of
+/// (or beats) the estimate the policy's acceptance model now gives for the
+/// same round (its first token's confidence, its length): realised minus
+/// estimated ms, smoothed per process and per request. The acceptance model
+/// treats a round's tokens alike; on text where a confident first token
+/// does not mean confident later ones, rounds are worth less than it says,
+/// and this corrects the estimate by as much.
+#[derive(Debug, Clone, Copy, Default)]
+struct EstimateError {
+    process: Ema,
+    request: Ema,
+    request_rounds: u32,
+}
+
+impl EstimateError {
+    /// The process's record counts as this many of the request's rounds.
+    const PROCESS_WEIGHT: f64 = 2.0;
+
+    fn observe(&mut self, error_ms: f64) {
+        self.process.add(error_ms);
+        self.request.add(error_ms);
+        self.request_rounds = self.request_rounds.saturating_add(1);
+    }
+
+    fn begin_request(&mut self) {
+        self.request = Ema::default();
+        self.request_rounds = 0;
+    }
+
+    /// The correction to add to an estimate: this request's mean error
+    /// shrunk towards the process's (none before any round).
+    fn correction(&self) -> f64 {
+        let process = self.process.get().unwrap_or(0.0);
+        let Some(request) = self.request.get() else {
+            return process;
+        };
+        let n = f64::from(self.request_rounds);
+        (n * request + Self::PROCESS_WEIGHT * process) / (n + Self::PROCESS_WEIGHT)
+    }
 }
 
 impl Policy {
@@ -231,7 +278,7 @@ impl Policy {
             config,
             costs: CostModel::default(),
             acceptance: AcceptanceModel::default(),
-            first_model_token: Layered::default(),
+            first_confidence: [Layered::default(); BINS],
             lookup: LookupModel::default(),
             realized_rate: Ema::default(),
             rounds_without_draft: 0,
@@ -239,6 +286,7 @@ impl Policy {
             probing: false,
             episode_tokens: 0,
             episode_length: Ema::default(),
+            estimate_error: EstimateError::default(),
         })
     }
 
@@ -261,12 +309,15 @@ impl Policy {
     /// requests showed as a weak prior), and so is the realised rate.
     pub fn begin_request(&mut self) {
         self.acceptance.begin_request();
-        self.first_model_token.begin_request();
+        self.first_confidence
+            .iter_mut()
+            .for_each(Layered::begin_request);
         self.lookup.begin_request();
         self.realized_rate = Ema::default();
         self.rounds_without_draft = 0;
         self.probing = false;
         self.close_episode();
+        self.estimate_error.begin_request();
     }
 
     /// Ends the model drafter's current episode (it is about to pay a
@@ -301,9 +352,7 @@ impl Policy {
     fn token_estimate(&self, source: DraftSource, confidence: Option<f32>, position: usize) -> f64 {
         match (source, confidence) {
             (DraftSource::Lookup { matched }, _) => self.lookup.predict(matched, position),
-            (DraftSource::Model, Some(c)) => self.acceptance.predict(c),
-            // Not observed yet: optimistic, so a drafter that could pay is tried.
-            (DraftSource::Model, None) => self.first_model_token.estimate(1.0),
+            (DraftSource::Model, c) => self.acceptance.predict(c.unwrap_or(0.5)),
         }
     }
 
@@ -328,33 +377,69 @@ impl Policy {
     /// model's choice at every large-model position for free).
     pub fn observe_acceptance(&mut self, confidence: f32, accepted: bool) {
         self.acceptance.observe(confidence, accepted);
-        self.first_model_token.observe(accepted, FIRST_MODEL_TOKEN);
+        self.observe_first_confidence(confidence);
     }
 
-    /// Expected tokens per ms of steady-state model drafting at per-token
-    /// acceptance `acceptance` and `cost`, at the best draft length up to
-    /// the cap (0 when the cap is 0).
-    fn model_rate(&self, acceptance: f64, cost: DraftCost) -> f64 {
-        let a = acceptance.clamp(0.0, 1.0);
+    fn observe_first_confidence(&mut self, confidence: f32) {
+        let bin = ((confidence.clamp(0.0, 1.0) * BINS as f32) as usize).min(BINS - 1);
+        for (b, f) in self.first_confidence.iter_mut().enumerate() {
+            f.observe(b == bin, FIRST_CONFIDENCE);
+        }
+    }
+
+    /// A steady-state model round valued against plain decoding of the same
+    /// tokens: the drafter's first token comes with its confidence, in
+    /// tenth b with the frequency learned so far (before any, in the top
+    /// tenth: an untried drafter is assumed confident and calibrated, so one
+    /// that could pay is tried and then judged on what it does); seeing
+    /// it, the round keeps the draft length that saves the most at the
+    /// acceptance calibrated for that tenth (none: the token is dropped and
+    /// the round decodes plainly). Returns (ms saved, tokens produced) per
+    /// round, the catch-up that makes the first token not counted.
+    fn model_round(&self, room: usize) -> (f64, f64) {
+        let plain = self.costs.verify_ms(1);
+        let step = self.costs.draft_ms().unwrap_or(0.0);
+        let cap = self.config.cap().min(room);
+        let weights: [f64; BINS] = std::array::from_fn(|b| {
+            self.first_confidence[b].estimate(if b == BINS - 1 { 1.0 } else { 0.0 })
+        });
+        let total: f64 = weights.iter().sum::<f64>().max(1e-12);
+        let (mut saved, mut tokens) = (0.0, 1.0);
+        for (b, w) in weights.iter().enumerate() {
+            let a = self.acceptance.predict((b as f32 + 0.5) / BINS as f32);
+            let (mut best, mut best_gain) = (0.0, 0.0);
+            let (mut gain, mut p) = (0.0, 1.0);
+            for k in 1..=cap {
+                p *= a;
+                gain += p;
+                let cost = (k - 1) as f64 * step + self.costs.verify_ms(k + 1) - plain;
+                let benefit = gain * plain - cost;
+                if benefit > best {
+                    (best, best_gain) = (benefit, gain);
+                }
+            }
+            saved += w / total * best;
+            tokens += w / total * best_gain;
+        }
+        (saved, tokens)
+    }
+
+    /// The saving against plain decoding the acceptance model gives a model
+    /// round of `drafted` tokens whose first one came with `confidence`,
+    /// its later ones taken alike, with a steady catch-up.
+    fn round_estimate(&self, confidence: f32, drafted: usize) -> f64 {
+        let plain = self.costs.verify_ms(1);
+        let a = self.acceptance.predict(confidence);
         let (mut tokens, mut p) = (1.0, 1.0);
-        let mut rate: f64 = 0.0;
-        for k in 1..=self.config.cap() {
+        for _ in 0..drafted {
             p *= a;
             tokens += p;
-            let ms = cost.upfront_ms + k as f64 * cost.per_token_ms + self.costs.verify_ms(k + 1);
-            if ms > 0.0 {
-                rate = rate.max(tokens / ms);
-            }
         }
-        rate
-    }
-
-    /// Milliseconds per token that steady-state model drafting saves over
-    /// decoding at R* (0 when it does not pay).
-    fn saving_per_token(&self, acceptance: f64, cost: DraftCost) -> f64 {
-        let best = self.best_rate();
-        let rate = self.model_rate(acceptance, cost).max(best);
-        (1.0 / best - 1.0 / rate).max(0.0)
+        let step = self.costs.draft_ms().unwrap_or(0.0);
+        let ms = self.costs.catch_up_ms(STEADY_BEHIND)
+            + drafted.saturating_sub(1) as f64 * step
+            + self.costs.verify_ms(drafted + 1);
+        tokens * plain - ms
     }
 
     /// Updates costs and acceptance estimates from a verified round.
@@ -363,11 +448,18 @@ impl Policy {
         let drafted = draft.len();
         self.costs.observe_verify(drafted + 1, round.verify_ms);
         let mut step_ms = round.draft_ms;
+        // The round's drafting time with a steady catch-up (a longer one is
+        // a one-time premium, not what drafting costs).
+        let mut steady_draft_ms = round.draft_ms;
         if let Some((tokens, time)) = draft.catch_up() {
             let ms = time.as_secs_f64() * 1e3;
             self.costs.observe_catch_up(tokens, ms);
             step_ms = (step_ms - ms).max(0.0);
+            if tokens > STEADY_BEHIND {
+                steady_draft_ms = step_ms + self.costs.catch_up_ms(STEADY_BEHIND);
+            }
         }
+        let model_round = draft.source() == DraftSource::Model && draft.catch_up().is_some();
         let round_ms = round.draft_ms + round.verify_ms;
         if round_ms > 0.0 {
             self.realized_rate.add(round.emitted as f64 / round_ms);
@@ -393,12 +485,16 @@ impl Policy {
                 if drafted > 1 {
                     self.costs.observe_draft(drafted - 1, step_ms);
                 }
-                self.first_model_token
-                    .observe(round.accepted > 0, FIRST_MODEL_TOKEN);
                 for (i, c) in draft.confidence()[..tested].iter().enumerate() {
                     if let Some(c) = c {
                         self.acceptance.observe(*c, i < round.accepted);
                     }
+                }
+                if let (true, Some(Some(first))) = (model_round, draft.confidence().first()) {
+                    let plain = self.costs.verify_ms(1);
+                    let saved = round.emitted as f64 * plain - steady_draft_ms - round.verify_ms;
+                    let estimate = self.round_estimate(*first, drafted);
+                    self.estimate_error.observe(saved - estimate);
                 }
             }
             DraftSource::Lookup { matched } => self.lookup.observe(matched, tested, round.accepted),
@@ -431,27 +527,19 @@ impl DraftControl for RoundControl<'_> {
             return true;
         }
         let policy = &*self.policy;
-        let worth = |acceptance: f64, cost: DraftCost| {
-            worth_extending(
-                &[],
-                |_| acceptance,
-                room,
-                cost,
-                &policy.costs,
-                policy.best_rate(),
-            )
-        };
         // Judge drafting by its steady state: a drafting round leaves the
-        // drafter STEADY_BEHIND tokens behind. A longer backlog (the prompt,
-        // or the tokens other drafts produced) is a one-time premium: paid
-        // when what drafting saves until the drafter next falls behind (an
+        // drafter at most STEADY_BEHIND tokens behind, and its catch-up
+        // yields the first draft token. A longer backlog (the prompt, or the
+        // tokens other drafts produced) is a one-time premium: paid when
+        // what drafting saves until the drafter next falls behind (an
         // episode: as long as the last ones, at most the rest of the
         // request; the whole request before any was seen) covers it.
-        let estimate = policy.token_estimate(source, None, 0);
-        let cost = policy.draft_cost(source, behind.min(STEADY_BEHIND));
-        if worth(estimate, cost) {
-            let premium = policy.costs.catch_up_ms(behind)
-                - policy.costs.catch_up_ms(behind.min(STEADY_BEHIND));
+        let steady = behind.min(STEADY_BEHIND);
+        let (saved, tokens) = policy.model_round(room);
+        let net =
+            saved - policy.costs.catch_up_ms(steady.max(1)) + policy.estimate_error.correction();
+        if net > 0.0 {
+            let premium = policy.costs.catch_up_ms(behind) - policy.costs.catch_up_ms(steady);
             if premium <= 0.0 {
                 return true;
             }
@@ -459,15 +547,23 @@ impl DraftControl for RoundControl<'_> {
                 .episode_length
                 .get()
                 .map_or(self.room as f64, |e| e.min(self.room as f64));
-            if policy.saving_per_token(estimate, cost) * episode > premium {
+            if net * episode / tokens > premium {
                 self.policy.close_episode();
                 return true;
             }
         }
-        // A probe refreshes acceptance estimates. It pays the whole backlog's
+        // A probe refreshes the estimates. It pays the whole backlog's
         // catch-up, so it runs only if drafting would pay even at that price
         // with every token accepted; otherwise the drafter stays off.
-        let probe = self.probe && worth(1.0, policy.draft_cost(source, behind));
+        let probe = self.probe
+            && worth_extending(
+                &[],
+                |_| 1.0,
+                room,
+                policy.draft_cost(source, behind),
+                &policy.costs,
+                policy.best_rate(),
+            );
         self.policy.probing = probe;
         if probe {
             self.policy.close_episode();
@@ -486,14 +582,20 @@ impl DraftControl for RoundControl<'_> {
         let k = draft.len().min(self.cumulative.len());
         let tokens = 1.0 + self.cumulative[..k].iter().sum::<f64>();
         let in_hand = tokens / policy.costs.verify_ms(k + 1).max(1e-6);
-        let estimate = policy.token_estimate(DraftSource::Model, None, 0);
-        let cost = policy.draft_cost(DraftSource::Model, STEADY_BEHIND);
-        policy.model_rate(estimate, cost) > in_hand.max(policy.best_rate())
+        // A model round: its tokens in the time plain decoding takes for
+        // them, less what it saves, plus its catch-up.
+        let (saved, model_tokens) = policy.model_round(self.room);
+        let plain = policy.costs.verify_ms(1);
+        let model_ms = model_tokens * plain - saved + policy.costs.catch_up_ms(STEADY_BEHIND);
+        model_ms > 0.0 && model_tokens / model_ms > in_hand.max(policy.best_rate())
     }
 
     fn next(&mut self, draft: &Draft) -> Next {
         let k = draft.len();
         let confidence = draft.confidence()[k - 1];
+        if let (1, DraftSource::Model, Some(c)) = (k, draft.source(), confidence) {
+            self.policy.observe_first_confidence(c);
+        }
         let config = self.policy.config;
         if let (Some(p_min), Some(c)) = (config.p_min, confidence) {
             if c < p_min {
@@ -625,7 +727,7 @@ mod tests {
     /// Drafts like the model drafter with every token at `confidence`, after
     /// a backlog of `behind` tokens. Returns the draft length.
     fn model_draft(policy: &mut Policy, behind: usize, confidence: f32) -> usize {
-        let mut ctl = policy.round(64);
+        let mut ctl = policy.round(127);
         let mut draft = Draft::default();
         draft.clear(DraftSource::Model);
         if !ctl.start(DraftSource::Model, behind) {
@@ -749,6 +851,52 @@ mod tests {
         // Caught up (a steady backlog of two), three tokens left: it drafts.
         let mut ctl = p.round(3);
         assert!(ctl.start(DraftSource::Model, 2));
+    }
+
+    /// Cause 7: a hybrid drafter switching to its model after every lookup
+    /// copy paid a catch-up over the copied tokens each time. A premium is
+    /// repaid only over the episode it opens; once episodes are seen to be
+    /// short, a long backlog is not caught up for them.
+    #[test]
+    fn a_catch_up_premium_is_weighed_against_the_episodes_it_buys() {
+        let mut p = auto_policy(memory_bound());
+        for _ in 0..20 {
+            learn(&mut p, DraftSource::Model, 4, 4);
+        }
+        assert!(p.round(100).start(DraftSource::Model, 40));
+        // Episodes of one round (4 drafted, 5 tokens) between long backlogs.
+        for _ in 0..30 {
+            learn(&mut p, DraftSource::Model, 4, 4);
+            p.close_episode();
+        }
+        assert!(!p.round(100).start(DraftSource::Model, 40));
+        assert!(p.round(100).start(DraftSource::Model, 2));
+    }
+
+    /// The hybrid keeps a free lookup draft unless the model is expected to
+    /// yield more per millisecond.
+    #[test]
+    fn a_hybrid_keeps_a_promising_lookup_draft_and_drops_a_weak_one() {
+        let mut p = auto_policy(memory_bound());
+        for _ in 0..20 {
+            learn(&mut p, DraftSource::Model, 4, 4);
+        }
+        let copy = DraftSource::Lookup { matched: 30 };
+        for _ in 0..20 {
+            learn(&mut p, copy, 16, 16);
+        }
+        let weak = DraftSource::Lookup { matched: 2 };
+        for _ in 0..20 {
+            learn(&mut p, weak, 2, 0);
+        }
+        for (source, keep) in [(copy, true), (weak, false)] {
+            let mut ctl = p.round(64);
+            let mut draft = Draft::default();
+            draft.clear(source);
+            draft.push(1, None);
+            ctl.next(&draft);
+            assert_eq!(!ctl.prefer(&draft, DraftSource::Model), keep, "{source:?}");
+        }
     }
 
     /// ... but not where it could not pay even if always right: on the

@@ -11,11 +11,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::calibration_sizes;
 use super::costs::BatchCurve;
 use super::policy::{DraftLength, Policy, PolicyConfig, PolicyError, RoundOutcome};
 use super::profile::{CostProfile, ModelCosts, ProfileError};
 use super::trace::Trace;
-use super::{calibration_sizes, MAX_DRAFT};
 use crate::draft::{Draft, DraftControl, DraftSource, Drafter, HybridDrafter, LookupDrafter, Next};
 use crate::engine::{EngineError, Token};
 
@@ -348,7 +348,7 @@ impl Replayer {
         }
         let mut done = 1;
         while done < n {
-            let room = (n - done - 1).min(MAX_DRAFT);
+            let room = n - done - 1;
             self.draft.clear(DraftSource::Model);
             self.clock.take();
             if let Some(drafter) = self.source.drafter() {

@@ -46,6 +46,9 @@ pub struct ReplayArgs {
     /// setting in hindsight.
     #[arg(long)]
     regret: bool,
+    /// Print every prompt's row, not only each set's.
+    #[arg(long)]
+    per_prompt: bool,
 }
 
 fn parse_setting(text: &str, gamma_max: usize) -> anyhow::Result<Setting> {
@@ -183,6 +186,19 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
                     .iter()
                     .map(|t| replayer.run(t))
                     .collect::<Result<Vec<_>, _>>()?;
+                if args.per_prompt {
+                    for (i, r) in runs.iter().enumerate() {
+                        println!(
+                            "|   | {set}#{i} | {} | {:.2} | | {:.2} | {} | {} | {:.0} |",
+                            setting.name(),
+                            r.speedup(),
+                            r.accepted as f64 / r.drafted.max(1) as f64,
+                            r.drafted,
+                            r.model_drafted,
+                            r.draft_ms
+                        );
+                    }
+                }
                 let total = ReplayRun::total(&runs);
                 let (worst_i, worst) = runs.iter().map(ReplayRun::speedup).enumerate().fold(
                     (0, f64::INFINITY),
