@@ -27,7 +27,9 @@ pub use report::{summarize, BenchReport, MachineInfo, ModeSummary, Roofline};
 pub use roofline::{peak_rss_bytes, read_bandwidth_passes, Bandwidth};
 pub use stats::Spread;
 
-use crate::draft::{Drafter, HybridDrafter, LookupDrafter, ModelDrafter, TrimmedSource};
+use crate::draft::{
+    Drafter, HybridDrafter, LookupDrafter, ModelDrafter, TrimmedSource, DEFAULT_HYBRID_MIN_NGRAM,
+};
 use crate::ead::{Ead, EadConfig, DEFAULT_SPEC_GAMMA};
 use crate::engine::{Context, ContextParams, EngineError, Model, ModelParams, Token};
 use crate::generate::{generate_target_only, prompt_tokens, GenerateParams};
@@ -499,7 +501,11 @@ fn make_runner(
             let drafter: Box<dyn Drafter> = match kind {
                 DraftKind::Lookup => Box::new(lookup),
                 DraftKind::Model => Box::new(model_drafter()?),
-                DraftKind::Hybrid => Box::new(HybridDrafter::new(lookup, model_drafter()?, 3)),
+                DraftKind::Hybrid => Box::new(HybridDrafter::new(
+                    lookup,
+                    model_drafter()?,
+                    DEFAULT_HYBRID_MIN_NGRAM,
+                )),
                 DraftKind::Trimmed | DraftKind::TrimmedK(_) => {
                     let path = match kind {
                         DraftKind::TrimmedK(k) => config

@@ -4,6 +4,10 @@ use super::{Draft, DraftControl, DraftSource, Drafter, LookupDrafter, ModelDraft
 use crate::engine::{EngineError, Token};
 use crate::spec::CostModel;
 
+/// Shortest lookup match a hybrid drafter considers by default: the lookup
+/// drafter's own; the policy then weighs each match against the model.
+pub const DEFAULT_HYBRID_MIN_NGRAM: usize = 2;
+
 /// Prompt lookup and a model drafter: each round the lookup draft (matches
 /// of at least `min_ngram` tokens) unless the policy expects the model to
 /// yield more per millisecond, and the model where lookup has nothing. The

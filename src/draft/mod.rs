@@ -14,7 +14,7 @@ mod model;
 mod trimmed;
 mod vocab;
 
-pub use hybrid::HybridDrafter;
+pub use hybrid::{HybridDrafter, DEFAULT_HYBRID_MIN_NGRAM};
 pub use lookup::{find_continuation, LookupDrafter, LookupMatch};
 pub use model::ModelDrafter;
 pub use trimmed::TrimmedSource;

@@ -4,7 +4,7 @@ use std::ffi::{c_char, c_void};
 
 use super::error::{edgespec_result, fail, Failure};
 use super::{c_str, edgespec_model, free_handle, guard, handle_mut};
-use crate::draft::{Drafter, HybridDrafter, LookupDrafter, ModelDrafter};
+use crate::draft::{Drafter, HybridDrafter, LookupDrafter, ModelDrafter, DEFAULT_HYBRID_MIN_NGRAM};
 use crate::ead::{Ead, EadConfig, EadError};
 use crate::engine::{Context, ContextParams, Token};
 use crate::generate::{
@@ -318,7 +318,7 @@ pub unsafe extern "C" fn edgespec_session_new(
                     (EDGESPEC_DRAFT_HYBRID, Some(m)) => Box::new(HybridDrafter::new(
                         LookupDrafter::default(),
                         new_model_drafter(m)?,
-                        3,
+                        DEFAULT_HYBRID_MIN_NGRAM,
                     )),
                     _ => Box::new(LookupDrafter::default()),
                 };

@@ -251,10 +251,6 @@ impl Drafter for TraceDrafter {
     }
 }
 
-/// Shortest lookup match the hybrid drafter trusts over its model (the
-/// CLI's and the benchmark's default).
-pub const HYBRID_MIN_NGRAM: usize = 2;
-
 enum Source {
     None,
     Lookup(LookupDrafter),
@@ -312,7 +308,8 @@ impl Replayer {
             }
             ReplayDrafter::Hybrid(kind) => {
                 let (d, c) = model(kind)?;
-                let hybrid = HybridDrafter::new(LookupDrafter::default(), *d, HYBRID_MIN_NGRAM);
+                let hybrid =
+                    HybridDrafter::new(LookupDrafter::default(), *d, DEFAULT_HYBRID_MIN_NGRAM);
                 (Source::Hybrid(Box::new(hybrid)), Some(c))
             }
         };

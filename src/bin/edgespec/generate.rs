@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use anyhow::{bail, Context as _};
 use clap::{Args, ValueEnum};
 
-use edgespec::draft::{Drafter, HybridDrafter, LookupDrafter, ModelDrafter, TrimmedSource};
+use edgespec::draft::{
+    Drafter, HybridDrafter, LookupDrafter, ModelDrafter, TrimmedSource, DEFAULT_HYBRID_MIN_NGRAM,
+};
 use edgespec::ead::{Ead, EadConfig, EadStats};
 use edgespec::engine::{Context, ContextParams, Model, ModelParams};
 use edgespec::generate::{generate_target_only, prompt_tokens, GenerateParams, Generation};
@@ -154,8 +156,8 @@ pub struct GenerateArgs {
     /// Longest n-gram prompt lookup tries first.
     #[arg(long, default_value_t = 4)]
     lookup_max_ngram: usize,
-    /// Shortest lookup match the hybrid drafter trusts over its model.
-    #[arg(long, default_value_t = 3)]
+    /// Shortest lookup match the hybrid drafter weighs against its model.
+    #[arg(long, default_value_t = DEFAULT_HYBRID_MIN_NGRAM)]
     hybrid_min_ngram: usize,
     /// Only generate with the target (ignores --draft).
     #[arg(long)]
