@@ -16,7 +16,10 @@ use super::costs::BatchCurve;
 use super::policy::{DraftLength, Policy, PolicyConfig, PolicyError, RoundOutcome};
 use super::profile::{CostProfile, ModelCosts, ProfileError};
 use super::trace::Trace;
-use crate::draft::{Draft, DraftControl, DraftSource, Drafter, HybridDrafter, LookupDrafter, Next};
+use crate::draft::{
+    Draft, DraftControl, DraftSource, Drafter, HybridDrafter, LookupDrafter, Next,
+    DEFAULT_HYBRID_MIN_NGRAM,
+};
 use crate::engine::{EngineError, Token};
 
 /// Which drafter a replayed setting uses.
