@@ -85,7 +85,7 @@ impl BatchCurve {
                 .enumerate()
                 .filter_map(|(b, slot)| slot.get().map(|v| (b, v)))
         };
-        let below = measured().filter(|&(b, _)| b < batch).last();
+        let below = measured().rev().find(|&(b, _)| b < batch);
         let above = measured().find(|&(b, _)| b > batch);
         match (below, above) {
             (Some(lo), Some(hi)) => {

@@ -138,8 +138,7 @@ impl Trace {
                 if r.matched > left || len > d.max_draft || r.confidence.len() != len {
                     return Err(format!("drafter {name}: draft {i} is malformed"));
                 }
-                if r.rest.first().is_some() && r.rest.first() == self.output.get(i + 1 + r.matched)
-                {
+                if !r.rest.is_empty() && r.rest.first() == self.output.get(i + 1 + r.matched) {
                     return Err(format!("drafter {name}: draft {i} under-counts its match"));
                 }
             }
