@@ -2,7 +2,7 @@
 //! latest n-gram of the sequence earlier in the sequence and propose what
 //! followed it. Costs no model call.
 
-use super::{Draft, DraftControl, DraftSource, Drafter, Next};
+use super::{Draft, DraftControl, DraftSource, Drafter};
 use crate::engine::{EngineError, Token};
 
 /// Longest context a match is measured over: beyond this the evidence that
@@ -132,14 +132,8 @@ impl LookupDrafter {
         };
         out.clear(DraftSource::Lookup { matched: m.matched });
         for i in 0..m.len {
-            out.push(m.token(committed, i), None);
-            match ctl.next(out) {
-                Next::Continue => {}
-                Next::Stop => break,
-                Next::DropLastAndStop => {
-                    out.pop();
-                    break;
-                }
+            if !out.push_and_ask(m.token(committed, i), None, ctl, m.len) {
+                break;
             }
         }
         true

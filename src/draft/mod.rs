@@ -166,6 +166,27 @@ impl Draft {
         self.tokens.pop();
         self.confidence.pop();
     }
+
+    /// Adds a drafted token and asks the policy what next: true to draft
+    /// another (while the draft holds fewer than `room`), false to stop,
+    /// with the token dropped again if the policy says so.
+    pub fn push_and_ask(
+        &mut self,
+        token: Token,
+        confidence: Option<f32>,
+        ctl: &mut dyn DraftControl,
+        room: usize,
+    ) -> bool {
+        self.push(token, confidence);
+        match ctl.next(self) {
+            Next::Continue => self.len() < room,
+            Next::Stop => false,
+            Next::DropLastAndStop => {
+                self.pop();
+                false
+            }
+        }
+    }
 }
 
 /// A source of drafts.

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::{Draft, DraftControl, DraftSource, Drafter, Next, TrimmedSource};
+use super::{Draft, DraftControl, DraftSource, Drafter, TrimmedSource};
 use crate::engine::{Context, ContextParams, EmbeddingTable, EngineError, Logits, Model, Token};
 use crate::sampling::{argmax, top_probability, Sampler, SamplingParams};
 use crate::spec::CostModel;
@@ -211,14 +211,8 @@ impl Drafter for ModelDrafter {
                     (trim.ids[j], trim.k_probs[j])
                 }
             };
-            out.push(token, Some(confidence));
-            match ctl.next(out) {
-                Next::Continue if out.len() < room => {}
-                Next::DropLastAndStop => {
-                    out.pop();
-                    break;
-                }
-                _ => break,
+            if !out.push_and_ask(token, Some(confidence), ctl, room) {
+                break;
             }
             self.feed(&[token])?;
             self.kv.push(token);

@@ -17,7 +17,7 @@ use super::policy::{DraftLength, Policy, PolicyConfig, PolicyError, RoundOutcome
 use super::profile::{CostProfile, ModelCosts, ProfileError};
 use super::trace::Trace;
 use crate::draft::{
-    Draft, DraftControl, DraftSource, Drafter, HybridDrafter, LookupDrafter, Next,
+    Draft, DraftControl, DraftSource, Drafter, HybridDrafter, LookupDrafter,
     DEFAULT_HYBRID_MIN_NGRAM,
 };
 use crate::engine::{EngineError, Token};
@@ -229,14 +229,8 @@ impl Drafter for TraceDrafter {
         let tokens = recorded.tokens(&self.output[from..]);
         let mut fed = 0;
         for (token, &confidence) in tokens.zip(&recorded.confidence) {
-            out.push(token, Some(confidence));
-            match ctl.next(out) {
-                Next::Continue if out.len() < room => {}
-                Next::DropLastAndStop => {
-                    out.pop();
-                    break;
-                }
-                _ => break,
+            if !out.push_and_ask(token, Some(confidence), ctl, room) {
+                break;
             }
             self.clock.add(self.step_ms);
             fed += 1;
