@@ -32,15 +32,14 @@ pub use policy::{
 
 use std::collections::BTreeMap;
 
-use crate::draft::{check_vocab_compatible, Draft, DraftSource, VocabError};
+use crate::draft::{check_vocab_compatible, Draft, DraftControl, DraftSource, Next, VocabError};
 use crate::engine::{Context, EngineError, Logits, Token};
 use crate::generate::{check_prompt, GenerateParams, Generation, StopReason, TokenSink};
 use crate::metrics::{as_secs, GenerationStats};
 use crate::sampling::{argmax, top_probability, Sampler, SamplingError, SamplingParams};
 use crate::spec::{
     calibration_sizes, time_batches, verify_greedy, verify_sampling, BatchCurve, CostModel,
-    DraftControl, DraftLength, DraftProb, Next, Policy, PolicyConfig, RoundOutcome, Verdict,
-    MAX_DRAFT,
+    DraftLength, DraftProb, Policy, PolicyConfig, RoundOutcome, Verdict, MAX_DRAFT,
 };
 
 /// Decoded tokens after which a request that runs slower than the large
@@ -274,6 +273,9 @@ pub struct Ead {
     policy: Policy,
     /// Costs for the automatic draft length were measured.
     calibrated: bool,
+    /// Where the adaptive threshold's controller left off (the next
+    /// generation resumes from it).
+    controller: Option<ShareController>,
     batch: Vec<Token>,
     draft: Draft,
     scratch: (Vec<f32>, Vec<f32>),
@@ -330,6 +332,7 @@ impl Ead {
             length,
             policy,
             calibrated: false,
+            controller: None,
             batch: Vec::with_capacity(MAX_DRAFT + 1),
             draft: Draft::default(),
             scratch: (Vec::new(), Vec::new()),
@@ -382,7 +385,7 @@ impl Ead {
         if params.ignore_eos {
             draft_sampler.ban(model.eog_tokens());
         }
-        let mut policy = EadPolicy::new(self.config)?;
+        let mut policy = EadPolicy::resume(self.config, self.controller)?;
         let mut sink = TokenSink::new(&model, on_token);
         let mut stats = GenerationStats {
             prompt_tokens: prompt.len(),
@@ -546,6 +549,7 @@ impl Ead {
         };
 
         stats.decode_time = decode_start.elapsed();
+        self.controller = policy.controller();
         let (tokens, text) = sink.finish();
         stats.generated_tokens = tokens.len();
         ead.switches = policy.switches();
@@ -725,5 +729,34 @@ impl Ead {
             take,
             entropies,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_is_priced_pass_by_pass_against_large_only_decoding() {
+        let curve = |points: &[(usize, f64)]| {
+            let mut c = BatchCurve::default();
+            for &(b, ms) in points {
+                c.observe(b, ms);
+            }
+            c
+        };
+        let small = curve(&[(1, 4.0), (4, 6.0)]);
+        let large = curve(&[(1, 10.0), (4, 13.0)]);
+        // 8 tokens: 6 small steps, a large catch-up of 4 then 2 large steps.
+        let stats = EadStats {
+            small_tokens: 6,
+            large_tokens: 2,
+            small_batches: [(1, 6)].into(),
+            large_batches: [(4, 1), (1, 2)].into(),
+            ..EadStats::default()
+        };
+        let (ms, large_only) = stats.priced_ms(&small, &large);
+        assert_eq!(ms, 6.0 * 4.0 + 13.0 + 2.0 * 10.0);
+        assert_eq!(large_only, 7.0 * 10.0);
     }
 }

@@ -103,8 +103,12 @@ pub struct ShareController {
 }
 
 impl ShareController {
-    /// Log-threshold change per token, times (large? 1 : 0) − target.
-    const RATE: f64 = 0.05;
+    /// Log-threshold change per token, times (large? 1 : 0) − target: a
+    /// run of large tokens doubles the threshold in about four tokens
+    /// (4·0.2·0.85 ≈ ln 2 at a 15 % target), so an answer settles within a
+    /// few dozen tokens, while the threshold (entropies span orders of
+    /// magnitude) dithers by a factor of about two.
+    const RATE: f64 = 0.2;
     /// Bounds of the threshold in bits: 1/1000 bit, and the entropy of a
     /// uniform choice among 2^18 tokens (more than any vocabulary here).
     const MIN_BITS: f64 = 1e-3;
@@ -190,6 +194,26 @@ impl EadPolicy {
             since_switch: None,
             switches: 0,
         })
+    }
+
+    /// A policy that starts from where an earlier generation's controller
+    /// left the threshold (a long-running engine keeps what it learned).
+    pub fn resume(
+        config: EadConfig,
+        controller: Option<ShareController>,
+    ) -> Result<Self, EadConfigError> {
+        let mut policy = Self::new(config)?;
+        if let (Some(c), Some(share)) = (controller, config.large_share) {
+            let c = ShareController { target: share, ..c };
+            policy.threshold = c.threshold_bits();
+            policy.controller = Some(c);
+        }
+        Ok(policy)
+    }
+
+    /// The threshold controller, if the threshold adapts.
+    pub fn controller(&self) -> Option<ShareController> {
+        self.controller
     }
 
     /// The rolling mean of the entropies seen, over the last `window`.
@@ -310,6 +334,35 @@ mod tests {
             let share = whos.iter().filter(|&&w| w == L).count() as f64 / 3000.0;
             assert!((low..=high).contains(&share), "scale {scale}: {share}");
         }
+    }
+
+    #[test]
+    fn a_resumed_controller_holds_the_share_from_its_first_tokens() {
+        let config = EadConfig {
+            threshold_bits: 1.0,
+            window: 5,
+            min_dwell: 4,
+            large_share: Some(0.2),
+            fallback: false,
+        };
+        let share =
+            |whos: &[Who]| whos.iter().filter(|&&w| w == L).count() as f64 / whos.len() as f64;
+        // A first chat-like answer starts far off (1 bit is below most of
+        // its entropies) and settles; the next resumes where it settled.
+        let mut first = EadPolicy::new(config).unwrap();
+        let whos = run(&mut first, &stream(2.0, 1000));
+        assert!(share(&whos[..20]) > 0.5, "{}", share(&whos[..20]));
+        let mut next = EadPolicy::resume(config, first.controller()).unwrap();
+        assert_eq!(next.threshold_bits(), first.threshold_bits());
+        let whos = run(&mut next, &stream(2.0, 200));
+        assert!((share(&whos) - 0.2).abs() < 0.1, "{}", share(&whos));
+        // A fixed threshold ignores a carried controller.
+        let fixed = EadConfig {
+            large_share: None,
+            ..config
+        };
+        let p = EadPolicy::resume(fixed, first.controller()).unwrap();
+        assert_eq!((p.threshold_bits(), p.controller()), (1.0, None));
     }
 
     #[test]

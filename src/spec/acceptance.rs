@@ -32,11 +32,6 @@ impl Frequency {
     pub fn estimate(&self, prior: f64, weight: f64) -> f64 {
         (self.hits + weight * prior) / (self.seen + weight)
     }
-
-    /// Outcomes observed (faded).
-    pub fn seen(&self) -> f64 {
-        self.seen
-    }
 }
 
 /// How much history each level keeps and how much the levels weigh.
@@ -80,11 +75,6 @@ impl Layered {
     pub fn estimate_capped(&self, prior: f64, cap: f64) -> f64 {
         let process = self.process.estimate(prior, PRIOR_WEIGHT);
         self.request.estimate(process.min(cap), PROCESS_WEIGHT)
-    }
-
-    /// Outcomes observed in this request (faded).
-    pub fn seen_in_request(&self) -> f64 {
-        self.request.seen()
     }
 
     /// Starts a new request: its own evidence starts from nothing.
@@ -304,7 +294,6 @@ mod tests {
         assert!((l.estimate(0.3) - 0.825).abs() < 1e-12);
         l.begin_request();
         assert!((l.estimate(0.3) - 0.65).abs() < 1e-12);
-        assert_eq!(l.seen_in_request(), 0.0);
     }
 
     #[test]

@@ -17,7 +17,6 @@ pub mod verify;
 use std::time::Instant;
 
 use crate::draft::{check_vocab_compatible, Draft, DraftSource, Drafter, VocabError};
-pub use crate::draft::{DraftControl, Next};
 use crate::engine::{Context, EngineError, Logits, Model, Token};
 use crate::generate::{check_prompt, GenerateParams, Generation, StopReason, TokenSink};
 use crate::metrics::{GenerationStats, SpecStats};

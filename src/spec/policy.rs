@@ -109,18 +109,6 @@ impl PolicyConfig {
     }
 }
 
-/// Expected tokens per millisecond of a round that drafts `p.len()` tokens
-/// at `draft_ms` each, where p[m] is the probability that the first m+1
-/// draft tokens are all accepted.
-pub fn round_rate(p: &[f64], draft_ms: f64, costs: &CostModel) -> f64 {
-    let tokens = 1.0 + p.iter().sum::<f64>();
-    let ms = p.len() as f64 * draft_ms + costs.verify_ms(p.len() + 1);
-    if ms <= 0.0 {
-        return f64::INFINITY;
-    }
-    tokens / ms
-}
-
 /// Drafting costs of one decision, in ms.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct DraftCost {
@@ -982,8 +970,6 @@ mod tests {
             &c,
             plain
         ));
-        // Longer drafts never pay either: at 95%, γ = 2 gives 2.85 tokens in 116 ms.
-        assert!(round_rate(&[0.95, 0.9025], 0.65 * 37.0, &c) < plain);
     }
 
     #[test]
@@ -1018,9 +1004,6 @@ mod tests {
             &c,
             plain
         ));
-        // The rate of a round matches its definition.
-        let r = round_rate(&[0.9, 0.81], 3.0, &c);
-        assert!((r - 2.71 / (6.0 + 68.0)).abs() < 1e-9);
     }
 
     #[test]

@@ -59,6 +59,11 @@ pub struct BenchArgs {
     /// Minimum dwell of the ead modes.
     #[arg(long, default_value_t = EadConfig::default().min_dwell)]
     ead_dwell: usize,
+    /// EAD modes never fall back to the large model alone (their decisions
+    /// then do not depend on this machine's timing, so `replay --runs`
+    /// prices them fairly under another machine's profile).
+    #[arg(long)]
+    ead_no_fallback: bool,
     /// Longest draft the auto modes consider.
     #[arg(long, default_value_t = 8)]
     gamma_max: usize,
@@ -167,6 +172,7 @@ pub fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
         ead: EadConfig {
             window: args.ead_window,
             min_dwell: args.ead_dwell,
+            fallback: !args.ead_no_fallback,
             ..EadConfig::default()
         },
         sets,
