@@ -118,13 +118,11 @@ pub struct DraftCost {
     pub per_token_ms: f64,
 }
 
-impl DraftCost {
-    /// Drafting that costs nothing (prompt lookup).
-    pub const FREE: Self = Self {
-        upfront_ms: 0.0,
-        per_token_ms: 0.0,
-    };
-}
+/// Drafting that costs nothing (prompt lookup).
+const FREE_DRAFT: DraftCost = DraftCost {
+    upfront_ms: 0.0,
+    per_token_ms: 0.0,
+};
 
 /// The stopping rule. `p` holds cumulative acceptance probabilities of the
 /// tokens drafted so far; `next(i)` estimates the acceptance of the token at
@@ -346,7 +344,7 @@ impl Policy {
 
     fn draft_cost(&self, source: DraftSource, behind: usize) -> DraftCost {
         match source {
-            DraftSource::Lookup { .. } => DraftCost::FREE,
+            DraftSource::Lookup { .. } => FREE_DRAFT,
             // The catch-up batch of `behind` tokens yields the first draft
             // token; each further token is one drafter step.
             DraftSource::Model => {
@@ -978,13 +976,13 @@ mod tests {
         // second verify position (11 ms for 0.8 tokens) beats 1/37 per ms.
         let c = compute_bound();
         let plain = 1.0 / 37.0;
-        assert!(worth_extending(&[], |_| 0.8, 8, DraftCost::FREE, &c, plain));
+        assert!(worth_extending(&[], |_| 0.8, 8, FREE_DRAFT, &c, plain));
         // ... but not with 10% acceptance.
         assert!(!worth_extending(
             &[],
             |_| 0.1,
             8,
-            DraftCost::FREE,
+            FREE_DRAFT,
             &c,
             plain
         ));
