@@ -978,14 +978,7 @@ mod tests {
         let plain = 1.0 / 37.0;
         assert!(worth_extending(&[], |_| 0.8, 8, FREE_DRAFT, &c, plain));
         // ... but not with 10% acceptance.
-        assert!(!worth_extending(
-            &[],
-            |_| 0.1,
-            8,
-            FREE_DRAFT,
-            &c,
-            plain
-        ));
+        assert!(!worth_extending(&[], |_| 0.1, 8, FREE_DRAFT, &c, plain));
     }
 
     #[test]
