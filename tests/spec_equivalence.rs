@@ -323,13 +323,15 @@ fn speculative_sampling_keeps_the_target_distribution_end_to_end() {
 }
 
 #[test]
-fn long_lookup_drafts_under_the_automatic_policy_stay_lossless() {
+fn long_lookup_drafts_stay_lossless() {
     let Some(path) = common::smollm2() else {
         return;
     };
     let model = Model::load(&path, &Default::default()).unwrap();
-    // Copying text: lookup finds long spans, and the automatic policy lets
-    // free lookup drafts run past the model cap (8 here).
+    // Copying text: lookup finds long spans. A fixed length of 24 makes
+    // every match draft up to 24 tokens on any machine (how long the
+    // automatic policy drafts depends on the measured costs; its choices
+    // are tested on the pure policy and in replay).
     let text = "Copy this paragraph three times, word for word: Speculative decoding \
                 lets a small drafter propose several tokens that the large model \
                 checks in one batch, keeping every token the large model agrees with.";
@@ -340,7 +342,7 @@ fn long_lookup_drafts_under_the_automatic_policy_stay_lossless() {
         &model,
         &model,
         Kind::Lookup,
-        DraftLength::Auto { max: 8 },
+        DraftLength::Fixed(24),
         1024,
         &prompt,
         &params,
@@ -348,7 +350,7 @@ fn long_lookup_drafts_under_the_automatic_policy_stay_lossless() {
     assert_eq!(got.tokens, expected.tokens);
     assert!(
         spec.longest_draft > 8,
-        "longest draft {}: none ran past the model cap",
+        "longest draft {}: no long draft was verified",
         spec.longest_draft
     );
     assert_eq!(spec.drafted_lookup, spec.drafted);
