@@ -17,15 +17,19 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// Every shipped profile: a board's profile added to profiles/ joins the test.
 fn profiles() -> Vec<CostProfile> {
-    [
-        "vm-amd-epyc-compute-bound",
-        "vm-amd-epyc-avx2",
-        "vm-intel-xeon-memory-bound",
-    ]
-    .iter()
-    .map(|n| CostProfile::load(&root().join(format!("profiles/{n}.json"))).unwrap())
-    .collect()
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(root().join("profiles"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|e| e == "json"))
+        .collect();
+    paths.sort();
+    assert!(paths.len() >= 3, "shipped profiles missing: {paths:?}");
+    paths
+        .iter()
+        .map(|p| CostProfile::load(p).unwrap())
+        .collect()
 }
 
 fn traces(set: &str) -> Vec<Trace> {
