@@ -6,13 +6,13 @@ use std::path::PathBuf;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 
-use edgespec::draft::{Drafter, LookupDrafter, TrimmedSource};
+use edgespec::draft::{DraftLength, Drafter, LookupDrafter, TrimmedSource};
 use edgespec::engine::{Context, ContextParams, EmbeddingTable, Logits, Model, Token};
 use edgespec::generate::GenerateParams;
 use edgespec::gguf::GgufFile;
 use edgespec::sampling::{Sampler, SamplingParams};
-use edgespec::spec::verify::residual;
-use edgespec::spec::{DraftLength, PolicyConfig, Speculator};
+use edgespec::speculative::verify::residual;
+use edgespec::speculative::{PolicyConfig, Speculator};
 use edgespec::synthetic::{SyntheticSpec, BOS};
 use edgespec::vocabtrim::{CountSource, TokenCounts, Trimmer};
 

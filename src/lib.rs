@@ -3,6 +3,7 @@
 #![warn(missing_docs)]
 
 pub mod bench;
+pub mod costs;
 pub mod draft;
 pub mod ead;
 pub mod engine;
@@ -12,6 +13,6 @@ pub mod generate;
 pub mod gguf;
 pub mod metrics;
 pub mod sampling;
-pub mod spec;
+pub mod speculative;
 pub mod synthetic;
 pub mod vocabtrim;

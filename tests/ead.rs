@@ -6,11 +6,11 @@ mod common;
 
 use std::sync::Arc;
 
+use edgespec::draft::DraftLength;
 use edgespec::ead::{Ead, EadConfig, EadConfigError, EadError, EadGeneration, Who};
 use edgespec::engine::{Context, Logits, Model, Token};
 use edgespec::generate::{generate_target_only, prompt_tokens, GenerateParams, StopReason};
 use edgespec::sampling::argmax;
-use edgespec::spec::DraftLength;
 use edgespec::synthetic::BOS;
 
 fn ead(

@@ -8,10 +8,11 @@
 
 use std::path::{Path, PathBuf};
 
-use edgespec::spec::profile::CostProfile;
-use edgespec::spec::replay::{regret, replay, ReplayDrafter, ReplayRun, Setting};
-use edgespec::spec::trace::{load_traces, Trace};
-use edgespec::spec::{DraftLength, PolicyConfig};
+use edgespec::draft::DraftLength;
+use edgespec::speculative::profile::CostProfile;
+use edgespec::speculative::replay::{regret, replay, ReplayDrafter, ReplayRun, Setting};
+use edgespec::speculative::trace::{load_traces, Trace};
+use edgespec::speculative::PolicyConfig;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -9,16 +9,16 @@ mod common;
 use std::collections::BTreeMap;
 
 use edgespec::draft::{
-    Draft, DraftControl, DraftSource, Drafter, HybridDrafter, LookupDrafter, ModelDrafter, Next,
-    DEFAULT_HYBRID_MIN_NGRAM,
+    Draft, DraftControl, DraftLength, DraftSource, Drafter, HybridDrafter, LookupDrafter,
+    ModelDrafter, Next, DEFAULT_HYBRID_MIN_NGRAM,
 };
 use edgespec::engine::{Context, Token};
 use edgespec::generate::{generate_target_only, GenerateParams};
 use edgespec::sampling::SamplingParams;
-use edgespec::spec::profile::{CostProfile, ModelCosts, PROFILE_VERSION};
-use edgespec::spec::replay::{replay, ReplayDrafter, Setting};
-use edgespec::spec::trace::record_trace;
-use edgespec::spec::{DraftLength, PolicyConfig, Speculator};
+use edgespec::speculative::profile::{CostProfile, ModelCosts, PROFILE_VERSION};
+use edgespec::speculative::replay::{replay, ReplayDrafter, Setting};
+use edgespec::speculative::trace::record_trace;
+use edgespec::speculative::{PolicyConfig, Speculator};
 use edgespec::synthetic::BOS;
 
 fn costs(points: &[(usize, f64)]) -> ModelCosts {

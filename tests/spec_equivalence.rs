@@ -6,13 +6,15 @@ mod common;
 
 use std::sync::Arc;
 
-use edgespec::draft::{Drafter, HybridDrafter, LookupDrafter, ModelDrafter, VocabError};
+use edgespec::draft::{
+    DraftLength, Drafter, HybridDrafter, LookupDrafter, ModelDrafter, VocabError,
+};
 use edgespec::engine::{Context, Model, Token};
 use edgespec::generate::{
     generate_target_only, prompt_tokens, GenerateParams, Generation, StopReason,
 };
 use edgespec::sampling::SamplingParams;
-use edgespec::spec::{DraftLength, PolicyConfig, SpecError, Speculator};
+use edgespec::speculative::{PolicyConfig, SpecError, Speculator};
 use edgespec::synthetic::BOS;
 
 #[derive(Debug, Clone, Copy)]

@@ -5,11 +5,11 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use edgespec::draft::{Drafter, ModelDrafter, TrimmedSource};
+use edgespec::draft::{DraftLength, Drafter, ModelDrafter, TrimmedSource};
 use edgespec::engine::{Context, Logits, Model, ModelParams, Token};
 use edgespec::generate::{generate_target_only, GenerateParams};
 use edgespec::gguf::{GgufFile, GgufWriter, Value, OUTPUT, TOKEN_EMBD};
-use edgespec::spec::{DraftLength, PolicyConfig, SpecError, Speculator};
+use edgespec::speculative::{PolicyConfig, SpecError, Speculator};
 use edgespec::synthetic::{SyntheticSpec, BOS};
 use edgespec::vocabtrim::*;
 

@@ -28,13 +28,14 @@ pub use roofline::{peak_rss_bytes, read_bandwidth_passes, Bandwidth};
 pub use stats::Spread;
 
 use crate::draft::{
-    Drafter, HybridDrafter, LookupDrafter, ModelDrafter, TrimmedSource, DEFAULT_HYBRID_MIN_NGRAM,
+    DraftLength, Drafter, HybridDrafter, LookupDrafter, ModelDrafter, TrimmedSource,
+    DEFAULT_HYBRID_MIN_NGRAM, MAX_DRAFT,
 };
 use crate::ead::{Ead, EadConfig, DEFAULT_SPEC_GAMMA};
 use crate::engine::{Context, ContextParams, EngineError, Model, ModelParams, Token};
 use crate::generate::{generate_target_only, prompt_tokens, GenerateParams};
-use crate::spec::trace::{record_trace, write_trace};
-use crate::spec::{DraftLength, PolicyConfig, SpecError, Speculator, MAX_DRAFT};
+use crate::speculative::trace::{record_trace, write_trace};
+use crate::speculative::{PolicyConfig, SpecError, Speculator};
 
 /// A named list of prompts.
 #[derive(Debug, Clone)]
@@ -169,7 +170,7 @@ enum Runner {
 }
 
 /// Records a trace of every prompt of every set (see
-/// [`crate::spec::trace`]): the target's greedy output and what the drafter
+/// [`crate::speculative::trace`]): the target's greedy output and what the drafter
 /// (`model`) and the VocabTrim drafter (`trimmed`), when configured, would
 /// draft from every position, up to `max_draft` tokens. One file per set,
 /// `<out>/traces/<set>.jsonl`, written as it goes; `progress(set, prompt)`

@@ -1,7 +1,7 @@
 //! Benchmark modes and their names on the command line.
 
 use super::peer::PeerMode;
-use crate::spec::DraftLength;
+use crate::draft::DraftLength;
 
 /// Which drafter a speculative mode uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

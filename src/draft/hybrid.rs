@@ -1,8 +1,8 @@
 //! Lookup when the text repeats itself, the model otherwise.
 
 use super::{Draft, DraftControl, DraftSource, Drafter, LookupDrafter, ModelDrafter};
+use crate::costs::CostModel;
 use crate::engine::{EngineError, Token};
-use crate::spec::CostModel;
 
 /// Shortest lookup match a hybrid drafter considers by default: the lookup
 /// drafter's own; the policy then weighs each match against the model.
@@ -37,10 +37,6 @@ impl<M: Drafter> HybridDrafter<M> {
 }
 
 impl<M: Drafter> Drafter for HybridDrafter<M> {
-    fn name(&self) -> &'static str {
-        "hybrid"
-    }
-
     fn reset(&mut self) {
         self.model.reset();
     }

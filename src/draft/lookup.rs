@@ -141,10 +141,6 @@ impl LookupDrafter {
 }
 
 impl Drafter for LookupDrafter {
-    fn name(&self) -> &'static str {
-        "lookup"
-    }
-
     fn reset(&mut self) {}
 
     fn propose(

@@ -20,8 +20,24 @@ pub use model::ModelDrafter;
 pub use trimmed::TrimmedSource;
 pub use vocab::{check_vocab_compatible, VocabError};
 
+use crate::costs::CostModel;
 use crate::engine::{EngineError, Token};
-use crate::spec::{CostModel, MAX_DRAFT};
+
+/// Longest draft edgespec ever proposes in one round.
+pub const MAX_DRAFT: usize = 64;
+
+/// Draft-length settings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum DraftLength {
+    /// Always draft this many tokens (fewer at the limits).
+    Fixed(usize),
+    /// Cost-aware: pick each round's length from measured costs and
+    /// predicted acceptance, up to the cap.
+    Auto {
+        /// Longest model draft considered.
+        max: usize,
+    },
+}
 
 /// Where a draft came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,11 +152,6 @@ impl Draft {
         self.source
     }
 
-    /// True when tokens were sampled from [`Draft::q`] rows (sampling mode).
-    pub fn sampled(&self) -> bool {
-        self.sampled
-    }
-
     /// The distribution token `i` was sampled from (sampling mode only).
     pub fn q(&self, i: usize) -> Option<&[f32]> {
         (self.sampled && i < self.tokens.len()).then(|| self.q_rows[i].as_slice())
@@ -191,8 +202,6 @@ impl Draft {
 
 /// A source of drafts.
 pub trait Drafter: Send {
-    /// Short name (`model`, `lookup`, `hybrid`).
-    fn name(&self) -> &'static str;
     /// Forgets the previous sequence.
     fn reset(&mut self);
     /// Proposes a draft continuing `committed` (prompt + generated so far).

@@ -4,9 +4,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::{Draft, DraftControl, DraftSource, Drafter, TrimmedSource};
+use crate::costs::CostModel;
 use crate::engine::{Context, ContextParams, EmbeddingTable, EngineError, Logits, Model, Token};
 use crate::sampling::{argmax, top_probability, Sampler, SamplingParams};
-use crate::spec::CostModel;
 
 /// Catch-up batch sizes timed at calibration: a drafting round leaves the
 /// drafter one or two tokens behind; the largest size anchors the slope
@@ -146,14 +146,6 @@ impl ModelDrafter {
 }
 
 impl Drafter for ModelDrafter {
-    fn name(&self) -> &'static str {
-        if self.trim.is_some() {
-            "trimmed"
-        } else {
-            "model"
-        }
-    }
-
     fn reset(&mut self) {
         self.ctx.clear();
         self.kv.clear();

@@ -10,7 +10,7 @@
 //! small model also drafts for the large one inside large-model regions,
 //! which are then exactly what the large model alone would produce there;
 //! the draft length is fixed or chosen per round by the same cost-aware
-//! policy as speculative decoding ([`crate::spec::Policy`]), which also
+//! policy as speculative decoding ([`crate::speculative::Policy`]), which also
 //! learns the small model's acceptance for free at every large-model
 //! position it does not draft. EAD never decodes slower than the large
 //! model alone for long: once a request has run slower than the large
@@ -32,14 +32,18 @@ pub use policy::{
 
 use std::collections::BTreeMap;
 
-use crate::draft::{check_vocab_compatible, Draft, DraftControl, DraftSource, Next, VocabError};
+use crate::costs::{BatchCurve, CostModel};
+use crate::draft::{
+    check_vocab_compatible, Draft, DraftControl, DraftLength, DraftSource, Next, VocabError,
+    MAX_DRAFT,
+};
 use crate::engine::{Context, EngineError, Logits, Token};
 use crate::generate::{check_prompt, GenerateParams, Generation, StopReason, TokenSink};
 use crate::metrics::{as_secs, GenerationStats};
 use crate::sampling::{argmax, top_probability, Sampler, SamplingError, SamplingParams};
-use crate::spec::{
-    calibration_sizes, time_batches, verify_greedy, verify_sampling, BatchCurve, CostModel,
-    DraftLength, DraftProb, Policy, PolicyConfig, RoundOutcome, Verdict, MAX_DRAFT,
+use crate::speculative::{
+    calibration_sizes, time_batches, verify_greedy, verify_sampling, DraftProb, Policy,
+    PolicyConfig, RoundOutcome, Verdict,
 };
 
 /// Decoded tokens after which a request that runs slower than the large

@@ -168,12 +168,6 @@ impl Model {
         unsafe { sys::llama_model_n_embd(self.raw.as_ptr()) }
     }
 
-    /// Context length the model was trained with.
-    pub fn n_ctx_train(&self) -> i32 {
-        // SAFETY: raw is live while self is.
-        unsafe { sys::llama_model_n_ctx_train(self.raw.as_ptr()) }
-    }
-
     /// True if generation ends at this token (EOS, EOT and the like).
     pub fn is_eog(&self, token: Token) -> bool {
         // SAFETY: llama_vocab_is_eog bounds-checks nothing, so check the id first.

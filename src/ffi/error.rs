@@ -6,7 +6,7 @@ use std::ffi::{c_char, CString};
 use crate::draft::VocabError;
 use crate::engine::EngineError;
 use crate::sampling::SamplingError;
-use crate::spec::{PolicyError, SpecError};
+use crate::speculative::{PolicyError, SpecError};
 
 /// Result of every fallible function. The numbers are part of the ABI and
 /// are never renumbered; new codes are only ever appended.

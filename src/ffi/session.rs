@@ -4,7 +4,10 @@ use std::ffi::{c_char, c_void};
 
 use super::error::{edgespec_result, fail, Failure};
 use super::{c_str, edgespec_model, free_handle, guard, handle_mut};
-use crate::draft::{Drafter, HybridDrafter, LookupDrafter, ModelDrafter, DEFAULT_HYBRID_MIN_NGRAM};
+use crate::draft::{
+    DraftLength, Drafter, HybridDrafter, LookupDrafter, ModelDrafter, DEFAULT_HYBRID_MIN_NGRAM,
+    MAX_DRAFT,
+};
 use crate::ead::{Ead, EadConfig, EadError};
 use crate::engine::{Context, ContextParams, Token};
 use crate::generate::{
@@ -12,7 +15,7 @@ use crate::generate::{
 };
 use crate::metrics::SpecStats;
 use crate::sampling::SamplingParams;
-use crate::spec::{DraftLength, PolicyConfig, Speculator, MAX_DRAFT};
+use crate::speculative::{PolicyConfig, Speculator};
 
 /// Drafter kinds for `edgespec_session_params.draft_kind`.
 pub type edgespec_draft_kind = i32;

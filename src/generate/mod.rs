@@ -1,6 +1,6 @@
 //! Target-only generation: prompt in, tokens streamed out, stopping exactly
 //! where llama.cpp's own decoding would (end-of-generation token, token
-//! limit, full context). The speculative loop (src/spec) keeps these rules.
+//! limit, full context). The speculative loop (src/speculative) keeps these rules.
 
 use std::time::Instant;
 

@@ -10,11 +10,11 @@ use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
+use edgespec::draft::DraftLength;
 use edgespec::ead::{Ead, EadConfig};
 use edgespec::engine::{Context, ContextParams, Model, ModelParams};
 use edgespec::eval::{extract_code, load_problems, Outcome, Sandbox};
 use edgespec::generate::{generate_target_only, prompt_tokens, GenerateParams};
-use edgespec::spec::DraftLength;
 
 /// `eval` subcommands.
 #[derive(Debug, Subcommand)]

@@ -7,7 +7,8 @@ use anyhow::{bail, Context as _};
 use clap::{Args, ValueEnum};
 
 use edgespec::draft::{
-    Drafter, HybridDrafter, LookupDrafter, ModelDrafter, TrimmedSource, DEFAULT_HYBRID_MIN_NGRAM,
+    DraftLength, Drafter, HybridDrafter, LookupDrafter, ModelDrafter, TrimmedSource,
+    DEFAULT_HYBRID_MIN_NGRAM,
 };
 use edgespec::ead::{Ead, EadConfig, EadStats};
 use edgespec::engine::{Context, ContextParams, Model, ModelParams};
@@ -15,8 +16,8 @@ use edgespec::generate::{generate_target_only, prompt_tokens, GenerateParams, Ge
 use edgespec::gguf::GgufFile;
 use edgespec::metrics::SpecStats;
 use edgespec::sampling::SamplingParams;
-use edgespec::spec::trace::{record_trace, write_trace};
-use edgespec::spec::{DraftLength, PolicyConfig, Speculator};
+use edgespec::speculative::trace::{record_trace, write_trace};
+use edgespec::speculative::{PolicyConfig, Speculator};
 use edgespec::vocabtrim::TrimInfo;
 
 /// Kinds of drafter.

@@ -7,11 +7,12 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use clap::Args;
 
+use edgespec::costs::{CostModel, MAX_BATCH};
 use edgespec::draft::{ModelDrafter, TrimmedSource};
 use edgespec::engine::{Context, ContextParams, Logits, Model, ModelParams};
 use edgespec::sampling::SamplingParams;
-use edgespec::spec::profile::{CostProfile, ModelCosts, PROFILE_VERSION};
-use edgespec::spec::{time_batches, CostModel, MAX_BATCH};
+use edgespec::speculative::profile::{CostProfile, ModelCosts, PROFILE_VERSION};
+use edgespec::speculative::time_batches;
 
 /// Arguments of `profile`.
 #[derive(Debug, Args)]

@@ -8,10 +8,10 @@ use clap::Args;
 
 use edgespec::bench::{load_runs, DraftKind, Mode};
 use edgespec::ead::EadStats;
-use edgespec::spec::profile::CostProfile;
-use edgespec::spec::replay::{regret, ReplayDrafter, ReplayRun, Replayer, Setting};
-use edgespec::spec::trace::{load_traces, Trace};
-use edgespec::spec::PolicyConfig;
+use edgespec::speculative::profile::CostProfile;
+use edgespec::speculative::replay::{regret, ReplayDrafter, ReplayRun, Replayer, Setting};
+use edgespec::speculative::trace::{load_traces, Trace};
+use edgespec::speculative::PolicyConfig;
 
 /// Arguments of `replay`.
 #[derive(Debug, Args)]
@@ -64,7 +64,7 @@ fn parse_setting(text: &str, gamma_max: usize) -> anyhow::Result<Setting> {
         None => (text, None),
     };
     let (drafter, length) = match Mode::parse(mode, gamma_max)? {
-        Mode::Target => (ReplayDrafter::None, edgespec::spec::DraftLength::Fixed(0)),
+        Mode::Target => (ReplayDrafter::None, edgespec::draft::DraftLength::Fixed(0)),
         Mode::Spec(kind, length) => (
             match kind {
                 DraftKind::Model => ReplayDrafter::Model("model".into()),

@@ -6,13 +6,13 @@ use anyhow::Context as _;
 use clap::Args;
 
 use edgespec::bench::load_prompts;
-use edgespec::draft::{ModelDrafter, TrimmedSource};
+use edgespec::draft::{DraftLength, ModelDrafter, TrimmedSource};
 use edgespec::engine::{Context, ContextParams, Model, ModelParams};
 use edgespec::generate::prompt_tokens;
 use edgespec::generate::GenerateParams;
 use edgespec::gguf::{GgufFile, ModelSummary};
 use edgespec::sampling::SamplingParams;
-use edgespec::spec::{DraftLength, PolicyConfig, Speculator};
+use edgespec::speculative::{PolicyConfig, Speculator};
 use edgespec::vocabtrim::{
     best_k, calibrate_generations, count_raw_text, k_candidates, KPoint, TokenCounts, Trimmer,
 };

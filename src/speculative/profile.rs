@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::costs::{BatchCurve, CostModel, MAX_BATCH};
+use crate::costs::{BatchCurve, CostModel, MAX_BATCH};
 
 /// Profile format version written into every file.
 pub const PROFILE_VERSION: u32 = 1;

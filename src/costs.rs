@@ -1,7 +1,7 @@
 //! Measured costs in milliseconds: target passes by batch size, drafter
 //! steps and catch-up batches, smoothed online.
 
-use super::MAX_DRAFT;
+use crate::draft::MAX_DRAFT;
 
 /// Exponential moving average with a count.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]

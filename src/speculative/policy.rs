@@ -26,24 +26,8 @@
 //! code with measured or profiled times.
 
 use super::acceptance::{AcceptanceModel, Layered, LookupModel, Memory};
-use super::costs::{CostModel, Ema};
-use crate::draft::{Draft, DraftControl, DraftSource, Next};
-
-/// Longest draft edgespec ever proposes in one round.
-pub const MAX_DRAFT: usize = 64;
-
-/// Draft-length settings.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum DraftLength {
-    /// Always draft this many tokens (fewer at the limits).
-    Fixed(usize),
-    /// Cost-aware: pick each round's length from measured costs and
-    /// predicted acceptance, up to the cap.
-    Auto {
-        /// Longest model draft considered.
-        max: usize,
-    },
-}
+use crate::costs::{CostModel, Ema};
+use crate::draft::{Draft, DraftControl, DraftLength, DraftSource, Next, MAX_DRAFT};
 
 /// Policy settings.
 #[derive(Debug, Clone, Copy, PartialEq)]

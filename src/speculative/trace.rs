@@ -122,7 +122,7 @@ impl Trace {
             return Err("empty prompt or output".into());
         }
         for (name, d) in &self.drafters {
-            if d.max_draft == 0 || d.max_draft > super::MAX_DRAFT {
+            if d.max_draft == 0 || d.max_draft > crate::draft::MAX_DRAFT {
                 return Err(format!("drafter {name}: max_draft {}", d.max_draft));
             }
             if d.drafts.len() != self.output.len() - 1 {

@@ -7,7 +7,6 @@
 //! (`[last, x1..xγ]`). Stopping rules match target-only decoding exactly.
 
 pub mod acceptance;
-pub mod costs;
 pub mod policy;
 pub mod profile;
 pub mod replay;
@@ -16,18 +15,15 @@ pub mod verify;
 
 use std::time::Instant;
 
-use crate::draft::{check_vocab_compatible, Draft, DraftSource, Drafter, VocabError};
+use crate::costs::CostModel;
+use crate::draft::{check_vocab_compatible, Draft, DraftSource, Drafter, VocabError, MAX_DRAFT};
 use crate::engine::{Context, EngineError, Logits, Model, Token};
 use crate::generate::{check_prompt, GenerateParams, Generation, StopReason, TokenSink};
 use crate::metrics::{GenerationStats, SpecStats};
 use crate::sampling::{Sampler, SamplingError};
 
 pub use acceptance::{AcceptanceModel, Frequency, Layered, LookupModel};
-pub use costs::{BatchCurve, CostModel, Ema, MAX_BATCH};
-pub use policy::{
-    DraftCost, DraftLength, Policy, PolicyConfig, PolicyError, RoundControl, RoundOutcome,
-    MAX_DRAFT,
-};
+pub use policy::{DraftCost, Policy, PolicyConfig, PolicyError, RoundControl, RoundOutcome};
 pub use verify::{verify_greedy, verify_sampling, DraftProb, Verdict};
 
 /// Errors of speculative generation.

@@ -12,12 +12,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::calibration_sizes;
-use super::costs::BatchCurve;
-use super::policy::{DraftLength, Policy, PolicyConfig, PolicyError, RoundOutcome};
+use super::policy::{Policy, PolicyConfig, PolicyError, RoundOutcome};
 use super::profile::{CostProfile, ModelCosts, ProfileError};
 use super::trace::Trace;
+use crate::costs::BatchCurve;
 use crate::draft::{
-    Draft, DraftControl, DraftSource, Drafter, HybridDrafter, LookupDrafter,
+    Draft, DraftControl, DraftLength, DraftSource, Drafter, HybridDrafter, LookupDrafter,
     DEFAULT_HYBRID_MIN_NGRAM,
 };
 use crate::engine::{EngineError, Token};
@@ -196,10 +196,6 @@ impl TraceDrafter {
 }
 
 impl Drafter for TraceDrafter {
-    fn name(&self) -> &'static str {
-        "trace"
-    }
-
     fn reset(&mut self) {
         self.cached = 0;
     }
