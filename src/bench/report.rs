@@ -36,19 +36,13 @@ impl MachineInfo {
                     .map(|s| s.trim().to_owned())
             })
             .unwrap_or_else(|| std::env::consts::ARCH.to_owned());
-        // SAFETY: ggml_version/ggml_commit return pointers to static strings.
-        let ggml = unsafe {
-            let v = std::ffi::CStr::from_ptr(llama_cpp_sys_2::ggml_version());
-            let c = std::ffi::CStr::from_ptr(llama_cpp_sys_2::ggml_commit());
-            format!("{} ({})", v.to_string_lossy(), c.to_string_lossy())
-        };
         Self {
             cpu,
             cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
             threads,
             backend: crate::engine::system_info(),
             edgespec: env!("CARGO_PKG_VERSION").to_owned(),
-            ggml,
+            ggml: crate::engine::ggml_version(),
         }
     }
 }

@@ -35,6 +35,34 @@ pub fn system_info() -> String {
     info.to_string_lossy().trim().to_owned()
 }
 
+/// The ggml version and commit llama.cpp was built from.
+pub fn ggml_version() -> String {
+    // SAFETY: ggml_version/ggml_commit return pointers to static strings.
+    unsafe {
+        let v = CStr::from_ptr(llama_cpp_sys_2::ggml_version());
+        let c = CStr::from_ptr(llama_cpp_sys_2::ggml_commit());
+        format!("{} ({})", v.to_string_lossy(), c.to_string_lossy())
+    }
+}
+
+/// ggml's own (type size, block size) for every tensor type id, removed
+/// types included (their block size is 0): what a GGUF reader's table must
+/// agree with.
+pub fn ggml_type_table() -> Vec<(u64, u64)> {
+    (0..llama_cpp_sys_2::GGML_TYPE_COUNT)
+        .map(|id| {
+            // SAFETY: ggml_type_size/ggml_blck_size read a static table
+            // indexed by type id; every id below GGML_TYPE_COUNT is valid.
+            unsafe {
+                (
+                    llama_cpp_sys_2::ggml_type_size(id as _) as u64,
+                    llama_cpp_sys_2::ggml_blck_size(id as _) as u64,
+                )
+            }
+        })
+        .collect()
+}
+
 /// A compute device llama.cpp can use.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct DeviceInfo {

@@ -16,7 +16,7 @@ mod error;
 mod model;
 mod text;
 
-pub use backend::{backend, devices, system_info, DeviceInfo};
+pub use backend::{backend, devices, ggml_type_table, ggml_version, system_info, DeviceInfo};
 pub use chat::ChatMessage;
 pub use context::{Context, ContextParams, Logits};
 pub use embedding::{input_embedding_scale, EmbeddingTable};

@@ -279,21 +279,13 @@ mod tests {
     /// Our table must agree with the ggml that llama.cpp was built from.
     #[test]
     fn table_matches_ggml() {
-        let count = llama_cpp_sys_2::GGML_TYPE_COUNT;
         let mut checked = 0;
-        for id in 0..count {
-            // SAFETY: ggml_type_size/ggml_blck_size read a static table indexed
-            // by type id; every id below GGML_TYPE_COUNT is a valid index.
-            let (size, block) = unsafe {
-                (
-                    llama_cpp_sys_2::ggml_type_size(id as _),
-                    llama_cpp_sys_2::ggml_blck_size(id as _),
-                )
-            };
+        for (id, (size, block)) in crate::engine::ggml_type_table().into_iter().enumerate() {
+            let id = id as u32;
             match GgmlType::from_id(id) {
                 Some(t) => {
-                    assert_eq!(t.type_size, size as u64, "type size of {}", t.name);
-                    assert_eq!(t.block_size, block as u64, "block size of {}", t.name);
+                    assert_eq!(t.type_size, size, "type size of {}", t.name);
+                    assert_eq!(t.block_size, block, "block size of {}", t.name);
                     checked += 1;
                 }
                 // Removed types have block size 0 in ggml's table.
