@@ -6,11 +6,12 @@ mod common;
 
 use std::sync::Arc;
 
-use edgespec::draft::DraftLength;
+use edgespec::draft::{DraftLength, DraftLengthError};
 use edgespec::ead::{Ead, EadConfig, EadConfigError, EadError, EadGeneration, Who};
 use edgespec::engine::{Context, Logits, Model, Token};
 use edgespec::generate::{generate_target_only, prompt_tokens, GenerateParams, StopReason};
 use edgespec::sampling::argmax;
+use edgespec::speculative::PolicyError;
 use edgespec::synthetic::BOS;
 
 fn ead(
@@ -338,13 +339,17 @@ fn bad_settings_are_rejected() {
     ));
     assert!(matches!(
         make(ok, 10_000, &small),
-        Some(EadError::BadGamma(10_000))
+        Some(EadError::Policy(PolicyError::Length(
+            DraftLengthError::Fixed(10_000)
+        )))
     ));
     let s = Context::new(small.clone(), &common::ctx_params(64)).unwrap();
     let l = Context::new(large.clone(), &common::ctx_params(64)).unwrap();
     assert!(matches!(
         Ead::new(s, l, ok, DraftLength::Auto { max: 0 }).err(),
-        Some(EadError::BadGamma(0))
+        Some(EadError::Policy(PolicyError::Length(
+            DraftLengthError::AutoCap(0)
+        )))
     ));
     if let Some(path) = common::smollm2() {
         let smol = Model::load(&path, &Default::default()).unwrap();

@@ -39,6 +39,32 @@ pub enum DraftLength {
     },
 }
 
+/// A draft length edgespec cannot run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum DraftLengthError {
+    /// A fixed length above [`MAX_DRAFT`].
+    #[error("draft length {0} is outside 0..={MAX_DRAFT}")]
+    Fixed(usize),
+    /// An automatic cap of 0 (use a fixed length of 0 to never draft) or
+    /// above [`MAX_DRAFT`].
+    #[error("automatic draft length cap (gamma max) {0} is outside 1..={MAX_DRAFT}")]
+    AutoCap(usize),
+}
+
+impl DraftLength {
+    /// The one rule for every engine and front end: a fixed length in
+    /// 0..=MAX_DRAFT, an automatic cap in 1..=MAX_DRAFT.
+    pub fn validate(self) -> Result<Self, DraftLengthError> {
+        match self {
+            Self::Fixed(g) if g > MAX_DRAFT => Err(DraftLengthError::Fixed(g)),
+            Self::Auto { max } if max == 0 || max > MAX_DRAFT => {
+                Err(DraftLengthError::AutoCap(max))
+            }
+            _ => Ok(self),
+        }
+    }
+}
+
 /// Where a draft came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DraftSource {

@@ -43,7 +43,7 @@ use crate::metrics::{as_secs, GenerationStats};
 use crate::sampling::{argmax, top_probability, Sampler, SamplingError, SamplingParams};
 use crate::speculative::{
     calibration_sizes, time_batches, verify_greedy, verify_sampling, DraftProb, Policy,
-    PolicyConfig, RoundOutcome, Verdict,
+    PolicyConfig, PolicyError, RoundOutcome, Verdict,
 };
 
 /// Decoded tokens after which a request that runs slower than the large
@@ -77,10 +77,8 @@ pub enum EadError {
         vocab: usize,
     },
     /// Draft length out of range.
-    #[error(
-        "EAD draft length (gamma) must be in 0..={MAX_DRAFT} (automatic: 1..={MAX_DRAFT}), got {0}"
-    )]
-    BadGamma(usize),
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
 }
 
 /// What an EAD generation measured, on top of [`GenerationStats`].
@@ -308,13 +306,10 @@ impl Ead {
         length: DraftLength,
     ) -> Result<Self, EadError> {
         config.validate()?;
-        match length {
-            DraftLength::Fixed(g) if g > MAX_DRAFT => return Err(EadError::BadGamma(g)),
-            DraftLength::Auto { max } if max == 0 || max > MAX_DRAFT => {
-                return Err(EadError::BadGamma(max))
-            }
-            _ => {}
-        }
+        let policy = Policy::new(PolicyConfig {
+            length,
+            p_min: None,
+        })?;
         let small_model = small.model();
         let vocab = usize::try_from(small_model.n_vocab()).unwrap_or(0);
         if small_model.n_logits() != vocab {
@@ -324,11 +319,6 @@ impl Ead {
             });
         }
         check_vocab_compatible(large.model(), small_model)?;
-        let policy = Policy::new(PolicyConfig {
-            length,
-            p_min: None,
-        })
-        .map_err(|_| EadError::BadGamma(MAX_DRAFT + 1))?;
         Ok(Self {
             small: Tracked::new(small),
             large: Tracked::new(large),

@@ -193,23 +193,20 @@ fn validate(p: &edgespec_session_params) -> Result<(SamplingParams, PolicyConfig
             p.draft_kind
         )));
     }
+    // Values that do not fit usize map to one past the limit, which the
+    // shared rule rejects.
     let length = match p.gamma {
-        -1 if (1..=MAX_DRAFT as u32).contains(&p.gamma_max) => DraftLength::Auto {
-            max: p.gamma_max as usize,
+        -1 => DraftLength::Auto {
+            max: usize::try_from(p.gamma_max).unwrap_or(MAX_DRAFT + 1),
         },
-        -1 => {
-            return Err(invalid(format!(
-                "gamma_max = {} must be in 1..={MAX_DRAFT}",
-                p.gamma_max
-            )))
-        }
-        g if (0..=MAX_DRAFT as i32).contains(&g) => DraftLength::Fixed(g as usize),
-        g => {
-            return Err(invalid(format!(
+        g => DraftLength::Fixed(usize::try_from(g).map_err(|_| {
+            invalid(format!(
                 "gamma = {g} must be -1 (auto) or in 0..={MAX_DRAFT}"
-            )))
-        }
-    };
+            ))
+        })?),
+    }
+    .validate()
+    .map_err(|e| invalid(e.to_string()))?;
     if p.top_k < 0 {
         return Err(invalid(format!("top_k = {} must be >= 0", p.top_k)));
     }

@@ -27,7 +27,9 @@
 
 use super::acceptance::{AcceptanceModel, Layered, LookupModel, Memory};
 use crate::costs::{CostModel, Ema};
-use crate::draft::{Draft, DraftControl, DraftLength, DraftSource, Next, MAX_DRAFT};
+use crate::draft::{
+    Draft, DraftControl, DraftLength, DraftLengthError, DraftSource, Next, MAX_DRAFT,
+};
 
 /// Policy settings.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -50,9 +52,9 @@ impl Default for PolicyConfig {
 /// Invalid policy settings.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum PolicyError {
-    /// γ outside 0..=MAX_DRAFT.
-    #[error("draft length {0} is outside 0..={MAX_DRAFT}")]
-    Gamma(usize),
+    /// A draft length out of range.
+    #[error(transparent)]
+    Length(#[from] DraftLengthError),
     /// p_min outside [0, 1].
     #[error("p-min must be in [0, 1], got {0}")]
     PMin(f32),
@@ -61,10 +63,7 @@ pub enum PolicyError {
 impl PolicyConfig {
     /// Checks the ranges.
     pub fn validate(&self) -> Result<(), PolicyError> {
-        let g = self.cap();
-        if g > MAX_DRAFT {
-            return Err(PolicyError::Gamma(g));
-        }
+        self.length.validate()?;
         if let Some(p) = self.p_min {
             if !(0.0..=1.0).contains(&p) {
                 return Err(PolicyError::PMin(p));
@@ -1019,7 +1018,15 @@ mod tests {
         let mut c = PolicyConfig::default();
         assert!(c.validate().is_ok());
         c.length = DraftLength::Fixed(MAX_DRAFT + 1);
-        assert_eq!(c.validate(), Err(PolicyError::Gamma(MAX_DRAFT + 1)));
+        assert_eq!(
+            c.validate(),
+            Err(PolicyError::Length(DraftLengthError::Fixed(MAX_DRAFT + 1)))
+        );
+        c.length = DraftLength::Auto { max: 0 };
+        assert_eq!(
+            c.validate(),
+            Err(PolicyError::Length(DraftLengthError::AutoCap(0)))
+        );
         c.length = DraftLength::Fixed(3);
         c.p_min = Some(1.5);
         assert_eq!(c.validate(), Err(PolicyError::PMin(1.5)));
