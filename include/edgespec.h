@@ -239,7 +239,9 @@ edgespec_result edgespec_session_new(const edgespec_model *target,
 // `session` must be NULL or point to NULL or to a handle from `edgespec_session_new`.
 void edgespec_session_free(edgespec_session **session);
 
-// Forgets the previous prompt (each generate call also starts afresh).
+// Forgets the previous prompt: empties every model's cache, drafters' and
+// EAD's small model's included (each generate call also starts afresh).
+// What the session measured and learned (pass costs, acceptance) stays.
 //
 // # Safety
 // `session` must be NULL or a live handle.

@@ -441,3 +441,24 @@ fn ead_slower_than_the_large_model_falls_back_to_it() {
     );
     assert_eq!(g.stats.fell_back_after, None);
 }
+
+#[test]
+fn clearing_ead_empties_both_caches_and_keeps_its_output() {
+    let (_dir, large, small) = common::synthetic_pair();
+    let prompt = [BOS, 300, 301, 302];
+    let params = GenerateParams::greedy(20);
+    let (first, _, mut engine) = ead(
+        &small,
+        &large,
+        config(0.5),
+        DraftLength::Fixed(2),
+        256,
+        &prompt,
+        &params,
+    );
+    assert!(engine.small().n_past() > 0 && engine.large().n_past() > 0);
+    engine.clear();
+    assert_eq!((engine.small().n_past(), engine.large().n_past()), (0, 0));
+    let again = engine.generate(&prompt, &params, |_, _| true).unwrap();
+    assert_eq!(again.generation.tokens, first.generation.tokens);
+}

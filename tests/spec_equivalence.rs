@@ -134,6 +134,22 @@ fn synthetic_pair_greedy_equals_target_only() {
 }
 
 #[test]
+fn clearing_a_speculator_empties_its_caches_and_keeps_its_output() {
+    let (_dir, target, draft) = common::synthetic_pair();
+    let params = GenerateParams::greedy(20);
+    let prompt = [BOS, 300, 301, 302];
+    let ctx = Context::new(target.clone(), &common::ctx_params(256)).unwrap();
+    let d = drafter(Kind::Model, &draft, 256, params.sampling);
+    let mut s = Speculator::new(ctx, Some(d), Some(&draft), PolicyConfig::default()).unwrap();
+    let first = s.generate(&prompt, &params, |_, _| true).unwrap();
+    assert!(s.target().n_past() > 0);
+    s.clear();
+    assert_eq!(s.target().n_past(), 0);
+    let again = s.generate(&prompt, &params, |_, _| true).unwrap();
+    assert_eq!(again.generation.tokens, first.generation.tokens);
+}
+
+#[test]
 fn synthetic_drafting_for_itself_accepts_everything() {
     let (_dir, target, _) = common::synthetic_pair();
     let params = GenerateParams::greedy(40);

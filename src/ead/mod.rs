@@ -351,6 +351,13 @@ impl Ead {
         &self.large.ctx
     }
 
+    /// Forgets the sequence: empties both models' caches. What was
+    /// measured and learned (pass costs, the threshold controller) stays.
+    pub fn clear(&mut self) {
+        self.small.clear();
+        self.large.clear();
+    }
+
     /// Brings both contexts to exactly `tokens` (as one catch-up batch
     /// each), leaving the logits of the next position in each.
     pub fn sync_both(&mut self, tokens: &[Token]) -> Result<(), EngineError> {

@@ -351,7 +351,9 @@ pub unsafe extern "C" fn edgespec_session_free(session: *mut *mut edgespec_sessi
     unsafe { free_handle(session) }
 }
 
-/// Forgets the previous prompt (each generate call also starts afresh).
+/// Forgets the previous prompt: empties every model's cache, drafters' and
+/// EAD's small model's included (each generate call also starts afresh).
+/// What the session measured and learned (pass costs, acceptance) stays.
 ///
 /// # Safety
 /// `session` must be NULL or a live handle.
@@ -360,8 +362,10 @@ pub unsafe extern "C" fn edgespec_session_reset(session: *mut edgespec_session) 
     guard(|| {
         // SAFETY: NULL or a live handle per the caller's contract.
         let s = unsafe { handle_mut(session, "session")? };
-        if let Runner::Target(ctx) = &mut s.runner {
-            ctx.clear();
+        match &mut s.runner {
+            Runner::Target(ctx) => ctx.clear(),
+            Runner::Spec(sp) => sp.clear(),
+            Runner::Ead(e) => e.clear(),
         }
         Ok(())
     })

@@ -140,6 +140,15 @@ impl Speculator {
         &self.target
     }
 
+    /// Forgets the sequence: empties the target's and the drafter's caches.
+    /// What was measured and learned (pass costs, acceptance) stays.
+    pub fn clear(&mut self) {
+        self.target.clear();
+        if let Some(d) = self.drafter.as_mut() {
+            d.reset();
+        }
+    }
+
     /// Measures target forward passes for the batch sizes the policy will
     /// weigh, and the drafter's step and catch-up batches, on an empty cache.
     fn calibrate(&mut self, token: Token) -> Result<(), SpecError> {
