@@ -9,15 +9,15 @@ mod common;
 use std::collections::BTreeMap;
 
 use edgespec::draft::{
-    Draft, DraftControl, DraftLength, DraftSource, Drafter, HybridDrafter, LookupDrafter,
-    ModelDrafter, Next, DEFAULT_HYBRID_MIN_NGRAM,
+    Draft, DraftLength, Drafter, HybridDrafter, LookupDrafter, ModelDrafter,
+    DEFAULT_HYBRID_MIN_NGRAM,
 };
 use edgespec::engine::{Context, Token};
 use edgespec::generate::{generate_target_only, GenerateParams};
 use edgespec::sampling::SamplingParams;
 use edgespec::speculative::profile::{CostProfile, ModelCosts, PROFILE_VERSION};
 use edgespec::speculative::replay::{replay, ReplayDrafter, Setting};
-use edgespec::speculative::trace::record_trace;
+use edgespec::speculative::trace::{record_trace, DraftAll};
 use edgespec::speculative::{PolicyConfig, Speculator};
 use edgespec::synthetic::BOS;
 
@@ -26,21 +26,6 @@ fn costs(points: &[(usize, f64)]) -> ModelCosts {
         model: "synthetic".into(),
         batch_ms: points.iter().copied().collect::<BTreeMap<_, _>>(),
         step_ms: None,
-    }
-}
-
-/// Drafts exactly `room` tokens.
-struct All(usize);
-
-impl DraftControl for All {
-    fn room(&self, _: DraftSource) -> usize {
-        self.0
-    }
-    fn start(&mut self, _: DraftSource, _: usize) -> bool {
-        true
-    }
-    fn next(&mut self, _: &Draft) -> Next {
-        Next::Continue
     }
 }
 
@@ -68,7 +53,9 @@ fn replayed_fixed_lengths_draft_and_accept_what_the_live_loop_does() {
         let history: Vec<Token> = prompt.iter().chain(&trace.output[..=i]).copied().collect();
         let mut draft = Draft::default();
         direct.reset();
-        direct.propose(&history, &mut All(8), &mut draft).unwrap();
+        direct
+            .propose(&history, &mut DraftAll(8), &mut draft)
+            .unwrap();
         let recorded: Vec<Token> = trace.drafters["model"].drafts[i]
             .tokens(&trace.output[i + 1..])
             .collect();

@@ -184,8 +184,9 @@ fn round3(p: f32) -> f32 {
     (p * 1000.0).round() / 1000.0
 }
 
-/// A control that drafts exactly `room` tokens.
-struct DraftAll(usize);
+/// A control that drafts exactly `.0` tokens whatever they cost: how traces
+/// see every draft a drafter would make.
+pub struct DraftAll(pub usize);
 
 impl DraftControl for DraftAll {
     fn room(&self, _source: DraftSource) -> usize {
