@@ -6,13 +6,12 @@ use std::path::PathBuf;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 
-use edgespec::draft::{DraftLength, Drafter, LookupDrafter, TrimmedSource};
+use edgespec::draft::{DraftLength, TrimmedSource};
 use edgespec::engine::{Context, ContextParams, EmbeddingTable, Logits, Model, Token};
-use edgespec::generate::GenerateParams;
 use edgespec::gguf::GgufFile;
 use edgespec::sampling::{Sampler, SamplingParams};
+use edgespec::session::{DraftKind, Session, SessionConfig};
 use edgespec::speculative::verify::residual;
-use edgespec::speculative::{PolicyConfig, Speculator};
 use edgespec::synthetic::{SyntheticSpec, BOS};
 use edgespec::vocabtrim::{CountSource, TokenCounts, Trimmer};
 
@@ -99,31 +98,21 @@ fn loop_overhead(c: &mut Criterion) {
         n_threads_batch: 1,
     };
     let prompt = [BOS, 300, 301, 302, 300, 301, 302];
-    let gen = GenerateParams {
+    let target_only = SessionConfig {
         ignore_eos: true,
-        ..GenerateParams::greedy(64)
+        ..SessionConfig::new(model, params)
     };
-    let mut target_only = Context::new(model.clone(), &params).unwrap();
+    let mut session = Session::new(target_only.clone()).unwrap();
     c.bench_function("64 tokens target-only (tiny model)", |b| {
-        b.iter(|| {
-            edgespec::generate::generate_target_only(&mut target_only, &prompt, &gen, |_, _| true)
-                .unwrap()
-        })
+        b.iter(|| session.generate(&prompt, 64, |_, _| true).unwrap())
     });
-    let lookup: Box<dyn Drafter> = Box::new(LookupDrafter::default());
-    let config = PolicyConfig {
+    let mut spec = Session::new(SessionConfig {
         length: DraftLength::Fixed(0),
-        p_min: None,
-    };
-    let mut spec = Speculator::new(
-        Context::new(model, &params).unwrap(),
-        Some(lookup),
-        None,
-        config,
-    )
+        ..target_only.with_drafter(DraftKind::Lookup, None)
+    })
     .unwrap();
     c.bench_function("64 tokens speculative loop, gamma 0 (tiny model)", |b| {
-        b.iter(|| spec.generate(&prompt, &gen, |_, _| true).unwrap())
+        b.iter(|| spec.generate(&prompt, 64, |_, _| true).unwrap())
     });
 }
 

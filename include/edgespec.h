@@ -181,6 +181,8 @@ typedef struct {
 // -1); those regions are lossless.
 #define EDGESPEC_DRAFT_EAD_SPEC 5
 
+
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus

@@ -7,8 +7,9 @@ mod common;
 use std::sync::Arc;
 
 use edgespec::draft::{DraftLength, DraftLengthError};
-use edgespec::ead::{Ead, EadConfig, EadConfigError, EadError, EadGeneration, Who};
+use edgespec::ead::{Ead, EadConfig, EadConfigError, EadGeneration, Who};
 use edgespec::engine::{Context, Logits, Model, Token};
+use edgespec::error::GenerateError;
 use edgespec::generate::{generate_target_only, prompt_tokens, GenerateParams, StopReason};
 use edgespec::sampling::argmax;
 use edgespec::speculative::PolicyError;
@@ -324,7 +325,7 @@ fn bad_settings_are_rejected() {
     let ok = EadConfig::default();
     assert!(matches!(
         make(EadConfig { window: 0, ..ok }, 0, &small),
-        Some(EadError::Config(EadConfigError::ZeroWindow(0)))
+        Some(GenerateError::Ead(EadConfigError::ZeroWindow(0)))
     ));
     assert!(matches!(
         make(
@@ -335,11 +336,11 @@ fn bad_settings_are_rejected() {
             0,
             &small
         ),
-        Some(EadError::Config(EadConfigError::BadThreshold(_)))
+        Some(GenerateError::Ead(EadConfigError::BadThreshold(_)))
     ));
     assert!(matches!(
         make(ok, 10_000, &small),
-        Some(EadError::Policy(PolicyError::Length(
+        Some(GenerateError::Policy(PolicyError::Length(
             DraftLengthError::Fixed(10_000)
         )))
     ));
@@ -347,14 +348,14 @@ fn bad_settings_are_rejected() {
     let l = Context::new(large.clone(), &common::ctx_params(64)).unwrap();
     assert!(matches!(
         Ead::new(s, l, ok, DraftLength::Auto { max: 0 }).err(),
-        Some(EadError::Policy(PolicyError::Length(
+        Some(GenerateError::Policy(PolicyError::Length(
             DraftLengthError::AutoCap(0)
         )))
     ));
     if let Some(path) = common::smollm2() {
         let smol = Model::load(&path, &Default::default()).unwrap();
         let err = make(ok, 0, &smol).unwrap();
-        assert!(matches!(err, EadError::Vocab(_)), "{err}");
+        assert!(matches!(err, GenerateError::Vocab(_)), "{err}");
         assert!(err.to_string().contains("vocabulary"), "{err}");
     }
     // An empty prompt is an error, not a panic.

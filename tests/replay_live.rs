@@ -8,17 +8,15 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use edgespec::draft::{
-    Draft, DraftLength, Drafter, HybridDrafter, LookupDrafter, ModelDrafter,
-    DEFAULT_HYBRID_MIN_NGRAM,
-};
+use edgespec::draft::{Draft, DraftLength, DraftModel, Drafter, ModelDrafter};
 use edgespec::engine::{Context, Token};
 use edgespec::generate::{generate_target_only, GenerateParams};
 use edgespec::sampling::SamplingParams;
+use edgespec::session::{Session, SessionConfig};
 use edgespec::speculative::profile::{CostProfile, ModelCosts, PROFILE_VERSION};
 use edgespec::speculative::replay::{replay, ReplayDrafter, Setting};
 use edgespec::speculative::trace::{record_trace, DraftAll};
-use edgespec::speculative::{PolicyConfig, Speculator};
+use edgespec::speculative::PolicyConfig;
 use edgespec::synthetic::BOS;
 
 fn costs(points: &[(usize, f64)]) -> ModelCosts {
@@ -75,25 +73,13 @@ fn replayed_fixed_lengths_draft_and_accept_what_the_live_loop_does() {
     let mut checked_model_rounds = false;
     for g in [1, 2, 3, 5] {
         for kind in ["model", "lookup", "hybrid"] {
-            let config = PolicyConfig {
+            let mut live = Session::new(SessionConfig {
                 length: DraftLength::Fixed(g),
-                p_min: None,
-            };
-            let live_drafter: Box<dyn Drafter> = match kind {
-                "model" => Box::new(new_drafter()),
-                "lookup" => Box::new(LookupDrafter::default()),
-                _ => Box::new(HybridDrafter::new(
-                    LookupDrafter::default(),
-                    new_drafter(),
-                    DEFAULT_HYBRID_MIN_NGRAM,
-                )),
-            };
-            let target_ctx = Context::new(target.clone(), &common::ctx_params(320)).unwrap();
-            let mut live =
-                Speculator::new(target_ctx, Some(live_drafter), Some(&small), config).unwrap();
-            let run = live
-                .generate(&prompt, &GenerateParams::greedy(n), |_, _| true)
-                .unwrap();
+                ..SessionConfig::new(target.clone(), common::ctx_params(320))
+                    .with_drafter(kind.parse().unwrap(), Some(DraftModel::Full(small.clone())))
+            })
+            .unwrap();
+            let run = live.generate(&prompt, n, |_, _| true).unwrap();
             assert_eq!(run.generation.tokens, trace.output, "{kind}:{g}");
             let setting = Setting {
                 drafter: match kind {
@@ -101,10 +87,14 @@ fn replayed_fixed_lengths_draft_and_accept_what_the_live_loop_does() {
                     "lookup" => ReplayDrafter::Lookup,
                     _ => ReplayDrafter::Hybrid("model".into()),
                 },
-                config,
+                config: PolicyConfig {
+                    length: DraftLength::Fixed(g),
+                    p_min: None,
+                },
             };
             let replayed = replay(&setting, &profile, std::slice::from_ref(&trace)).unwrap()[0];
-            let live_stats = (run.spec.drafted, run.spec.accepted, run.spec.target_calls);
+            let spec = run.speculation.expect("a speculative session");
+            let live_stats = (spec.drafted, spec.accepted, spec.target_calls);
             let replay_stats = (replayed.drafted, replayed.accepted, replayed.rounds);
             assert_eq!(
                 live_stats, replay_stats,

@@ -6,70 +6,52 @@ mod common;
 
 use std::sync::Arc;
 
-use edgespec::draft::{
-    DraftLength, Drafter, HybridDrafter, LookupDrafter, ModelDrafter, VocabError,
-};
-use edgespec::engine::{Context, Model, Token};
-use edgespec::generate::{
-    generate_target_only, prompt_tokens, GenerateParams, Generation, StopReason,
-};
+use edgespec::draft::{DraftLength, DraftModel, LookupDrafter, VocabError};
+use edgespec::engine::{Model, Token};
+use edgespec::error::GenerateError;
+use edgespec::generate::{prompt_tokens, GenerateParams, Generation, StopReason};
 use edgespec::sampling::SamplingParams;
-use edgespec::speculative::{PolicyConfig, SpecError, Speculator};
+use edgespec::session::{DraftKind, Session, SessionConfig};
 use edgespec::synthetic::BOS;
 
-#[derive(Debug, Clone, Copy)]
-enum Kind {
-    Model,
-    Lookup,
-    Hybrid,
-}
+const KINDS: [DraftKind; 3] = [DraftKind::Model, DraftKind::Lookup, DraftKind::Hybrid];
 
-const KINDS: [Kind; 3] = [Kind::Model, Kind::Lookup, Kind::Hybrid];
-
-fn drafter(
-    kind: Kind,
-    draft_model: &Arc<Model>,
+/// A session of `kind` drafting with `drafter`, the way every front end builds one.
+fn session(
+    target: &Arc<Model>,
+    kind: DraftKind,
+    drafter: Option<DraftModel>,
+    length: DraftLength,
     n_ctx: u32,
-    sampling: SamplingParams,
-) -> Box<dyn Drafter> {
-    let lookup = LookupDrafter {
-        min_ngram: 1,
-        max_ngram: 3,
-    };
-    let model = || {
-        ModelDrafter::new(
-            draft_model.clone(),
-            &common::ctx_params(n_ctx + 1),
-            sampling,
-        )
-        .unwrap()
-    };
-    match kind {
-        Kind::Model => Box::new(model()),
-        Kind::Lookup => Box::new(lookup),
-        Kind::Hybrid => Box::new(HybridDrafter::new(lookup, model(), 2)),
-    }
+    params: &GenerateParams,
+) -> Result<Session, GenerateError> {
+    Session::new(SessionConfig {
+        lookup: LookupDrafter {
+            min_ngram: 1,
+            max_ngram: 3,
+        },
+        hybrid_min_ngram: 2,
+        length,
+        sampling: params.sampling,
+        ignore_eos: params.ignore_eos,
+        ..SessionConfig::new(target.clone(), common::ctx_params(n_ctx)).with_drafter(kind, drafter)
+    })
 }
 
 fn speculate(
     target: &Arc<Model>,
     draft_model: &Arc<Model>,
-    kind: Kind,
+    kind: DraftKind,
     length: DraftLength,
     n_ctx: u32,
     prompt: &[Token],
     params: &GenerateParams,
 ) -> (Generation, edgespec::metrics::SpecStats) {
-    let ctx = Context::new(target.clone(), &common::ctx_params(n_ctx)).unwrap();
-    let d = drafter(kind, draft_model, n_ctx, params.sampling);
-    let config = PolicyConfig {
-        length,
-        p_min: None,
-    };
-    let mut s = Speculator::new(ctx, Some(d), Some(draft_model), config).unwrap();
+    let drafter = Some(DraftModel::Full(draft_model.clone()));
+    let mut s = session(target, kind, drafter, length, n_ctx, params).unwrap();
     let mut streamed = Vec::new();
     let r = s
-        .generate(prompt, params, |t, _| {
+        .generate(prompt, params.max_tokens, |t, _| {
             streamed.push(t);
             true
         })
@@ -77,7 +59,7 @@ fn speculate(
     // What the callback saw is exactly what was generated: nothing lost or repeated.
     streamed.retain(|&t| t >= 0);
     assert_eq!(streamed, r.generation.tokens);
-    (r.generation, r.spec)
+    (r.generation, r.speculation.expect("a speculative session"))
 }
 
 fn target_only(
@@ -86,8 +68,18 @@ fn target_only(
     prompt: &[Token],
     params: &GenerateParams,
 ) -> Generation {
-    let mut ctx = Context::new(target.clone(), &common::ctx_params(n_ctx)).unwrap();
-    generate_target_only(&mut ctx, prompt, params, |_, _| true).unwrap()
+    let mut s = session(
+        target,
+        DraftKind::None,
+        None,
+        DraftLength::Fixed(0),
+        n_ctx,
+        params,
+    )
+    .unwrap();
+    let r = s.generate(prompt, params.max_tokens, |_, _| true).unwrap();
+    assert!(r.speculation.is_none() && r.ead.is_none());
+    r.generation
 }
 
 /// Every kind and draft length against target-only, on one prompt.
@@ -138,14 +130,14 @@ fn clearing_a_speculator_empties_its_caches_and_keeps_its_output() {
     let (_dir, target, draft) = common::synthetic_pair();
     let params = GenerateParams::greedy(20);
     let prompt = [BOS, 300, 301, 302];
-    let ctx = Context::new(target.clone(), &common::ctx_params(256)).unwrap();
-    let d = drafter(Kind::Model, &draft, 256, params.sampling);
-    let mut s = Speculator::new(ctx, Some(d), Some(&draft), PolicyConfig::default()).unwrap();
-    let first = s.generate(&prompt, &params, |_, _| true).unwrap();
+    let drafter = Some(DraftModel::Full(draft.clone()));
+    let auto = DraftLength::Auto { max: 8 };
+    let mut s = session(&target, DraftKind::Model, drafter, auto, 256, &params).unwrap();
+    let first = s.generate(&prompt, params.max_tokens, |_, _| true).unwrap();
     assert!(s.target().n_past() > 0);
     s.clear();
     assert_eq!(s.target().n_past(), 0);
-    let again = s.generate(&prompt, &params, |_, _| true).unwrap();
+    let again = s.generate(&prompt, params.max_tokens, |_, _| true).unwrap();
     assert_eq!(again.generation.tokens, first.generation.tokens);
 }
 
@@ -156,7 +148,7 @@ fn synthetic_drafting_for_itself_accepts_everything() {
     let (g, spec) = speculate(
         &target,
         &target,
-        Kind::Model,
+        DraftKind::Model,
         DraftLength::Fixed(4),
         256,
         &[BOS, 300, 301],
@@ -247,25 +239,37 @@ fn mismatched_vocabularies_are_rejected() {
     };
     let smol = Model::load(&path, &Default::default()).unwrap();
     let (_dir, synthetic, _) = common::synthetic_pair();
-    let ctx = Context::new(synthetic.clone(), &common::ctx_params(64)).unwrap();
-    let lookup: Box<dyn Drafter> = Box::new(LookupDrafter::default());
-    let err = Speculator::new(ctx, Some(lookup), Some(&smol), PolicyConfig::default())
-        .err()
-        .unwrap();
+    let params = GenerateParams::greedy(4);
+    let auto = DraftLength::Auto { max: 8 };
+    let err = session(
+        &synthetic,
+        DraftKind::Model,
+        Some(DraftModel::Full(smol.clone())),
+        auto,
+        64,
+        &params,
+    )
+    .err()
+    .unwrap();
     assert!(
         matches!(
             err,
-            SpecError::Vocab(VocabError::TooLarge { drafter: 49152, .. })
+            GenerateError::Vocab(VocabError::TooLarge { drafter: 49152, .. })
         ),
         "{err}"
     );
-    let ctx = Context::new(smol.clone(), &common::ctx_params(64)).unwrap();
-    let lookup: Box<dyn Drafter> = Box::new(LookupDrafter::default());
-    let err = Speculator::new(ctx, Some(lookup), Some(&synthetic), PolicyConfig::default())
-        .err()
-        .unwrap();
+    let err = session(
+        &smol,
+        DraftKind::Hybrid,
+        Some(DraftModel::Full(synthetic.clone())),
+        auto,
+        64,
+        &params,
+    )
+    .err()
+    .unwrap();
     match err {
-        SpecError::Vocab(VocabError::Mismatch { id, .. }) => {
+        GenerateError::Vocab(VocabError::Mismatch { id, .. }) => {
             assert_eq!(id, 0, "first differing id")
         }
         other => panic!("unexpected {other}"),
@@ -273,18 +277,47 @@ fn mismatched_vocabularies_are_rejected() {
 }
 
 #[test]
-fn bad_policy_settings_are_rejected() {
-    let (_dir, target, _) = common::synthetic_pair();
-    let ctx = Context::new(target.clone(), &common::ctx_params(64)).unwrap();
-    let lookup: Box<dyn Drafter> = Box::new(LookupDrafter::default());
-    let config = PolicyConfig {
-        length: DraftLength::Fixed(1_000_000),
-        p_min: None,
+fn bad_settings_are_rejected_before_anything_runs() {
+    let (_dir, target, draft) = common::synthetic_pair();
+    let params = GenerateParams::greedy(4);
+    let draft = Some(DraftModel::Full(draft));
+    let err = |kind, drafter: Option<DraftModel>, length| {
+        session(&target, kind, drafter, length, 64, &params)
+            .err()
+            .unwrap()
     };
     assert!(matches!(
-        Speculator::new(ctx, Some(lookup), None, config),
-        Err(SpecError::Policy(_))
+        err(DraftKind::Lookup, None, DraftLength::Fixed(1_000_000)),
+        GenerateError::Policy(_)
     ));
+    assert!(matches!(
+        err(
+            DraftKind::EadSpec,
+            draft.clone(),
+            DraftLength::Auto { max: 0 }
+        ),
+        GenerateError::Policy(_)
+    ));
+    for kind in [
+        DraftKind::Model,
+        DraftKind::Hybrid,
+        DraftKind::Trimmed,
+        DraftKind::Ead,
+    ] {
+        assert!(matches!(
+            err(kind, None, DraftLength::Fixed(2)),
+            GenerateError::MissingDrafter(k) if k == kind
+        ));
+    }
+    assert!(matches!(
+        err(DraftKind::Trimmed, draft, DraftLength::Fixed(2)),
+        GenerateError::NotTrimmed
+    ));
+    let huge = Session::new(SessionConfig::new(
+        target.clone(),
+        common::ctx_params(u32::MAX),
+    ));
+    assert!(matches!(huge.err(), Some(GenerateError::Engine(_))));
 }
 
 /// End to end with sampling: the second generated token (the first one that
@@ -307,27 +340,29 @@ fn speculative_sampling_keeps_the_target_distribution_end_to_end() {
     let file = edgespec::gguf::GgufFile::open(&draft_path).unwrap();
     edgespec::vocabtrim::trim_drafter(&file, &draft_path, "fp", &ids, &trimmed_path).unwrap();
     for trimmed in [false, true] {
-        let d: Box<dyn Drafter> = if trimmed {
-            let src = edgespec::draft::TrimmedSource::open(
-                &trimmed_path,
-                Some(&draft_path),
-                &Default::default(),
-            )
-            .unwrap();
-            Box::new(ModelDrafter::trimmed(src, &common::ctx_params(65), sampling(0)).unwrap())
+        let drafter = if trimmed {
+            DraftModel::open(&trimmed_path, Some(&draft_path), &Default::default()).unwrap()
         } else {
-            Box::new(
-                ModelDrafter::new(draft.clone(), &common::ctx_params(65), sampling(0)).unwrap(),
-            )
+            DraftModel::Full(draft.clone())
         };
-        let ctx = Context::new(target.clone(), &common::ctx_params(64)).unwrap();
-        let config = PolicyConfig {
-            length: DraftLength::Fixed(3),
-            p_min: None,
+        assert_eq!(drafter.is_trimmed(), trimmed);
+        let params = GenerateParams {
+            max_tokens: 2,
+            sampling: sampling(0),
+            ignore_eos: true,
         };
-        let mut s = Speculator::new(ctx, Some(d), Some(&draft), config).unwrap();
+        let mut s = session(
+            &target,
+            DraftKind::Model,
+            Some(drafter),
+            DraftLength::Fixed(3),
+            64,
+            &params,
+        )
+        .unwrap();
         let (chi2, n) = common::second_token_chi_square(&target, &sampling, |prompt, params| {
-            s.generate(prompt, params, |_, _| true)
+            s.reseed(params.sampling.seed);
+            s.generate(prompt, params.max_tokens, |_, _| true)
                 .unwrap()
                 .generation
                 .tokens
@@ -359,7 +394,7 @@ fn long_lookup_drafts_stay_lossless() {
     let (got, spec) = speculate(
         &model,
         &model,
-        Kind::Lookup,
+        DraftKind::Lookup,
         DraftLength::Fixed(24),
         1024,
         &prompt,

@@ -3,13 +3,12 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use edgespec::draft::{DraftLength, Drafter, ModelDrafter, TrimmedSource};
+use edgespec::draft::{DraftLength, DraftModel, TrimmedSource};
 use edgespec::engine::{Context, Logits, Model, ModelParams, Token};
-use edgespec::generate::{generate_target_only, GenerateParams};
+use edgespec::error::GenerateError;
 use edgespec::gguf::{GgufFile, GgufWriter, Value, OUTPUT, TOKEN_EMBD};
-use edgespec::speculative::{PolicyConfig, SpecError, Speculator};
+use edgespec::session::{DraftKind, Session, SessionConfig};
 use edgespec::synthetic::{SyntheticSpec, BOS};
 use edgespec::vocabtrim::*;
 
@@ -159,27 +158,23 @@ fn smollm2_trimmed_logits_and_greedy_output() {
         true,
     )
     .unwrap();
-    let params = GenerateParams::greedy(40);
-    let mut ctx = Context::new(model.clone(), &common::ctx_params(512)).unwrap();
-    let expected = generate_target_only(&mut ctx, &prompt, &params, |_, _| true).unwrap();
+    let base = SessionConfig::new(model.clone(), common::ctx_params(512));
+    let expected = Session::new(base.clone())
+        .unwrap()
+        .generate(&prompt, 40, |_, _| true)
+        .unwrap()
+        .generation;
+    let drafter = DraftModel::open(&trimmed, None, &Default::default()).unwrap();
+    assert!(drafter.is_trimmed());
     for length in [DraftLength::Fixed(3), DraftLength::Auto { max: 8 }] {
-        let src = TrimmedSource::open(&trimmed, None, &Default::default()).unwrap();
-        let vocab = src.vocab.clone();
-        let d: Box<dyn Drafter> = Box::new(
-            ModelDrafter::trimmed(src, &common::ctx_params(513), params.sampling).unwrap(),
-        );
-        let target = Context::new(model.clone(), &common::ctx_params(512)).unwrap();
-        let mut s = Speculator::new(
-            target,
-            Some(d),
-            Some(&vocab),
-            PolicyConfig {
-                length,
-                p_min: None,
-            },
-        )
+        let mut s = Session::new(SessionConfig {
+            length,
+            ..base
+                .clone()
+                .with_drafter(DraftKind::Trimmed, Some(drafter.clone()))
+        })
         .unwrap();
-        let got = s.generate(&prompt, &params, |_, _| true).unwrap();
+        let got = s.generate(&prompt, 40, |_, _| true).unwrap();
         assert_eq!(got.generation.tokens, expected.tokens, "{length:?}");
     }
 }
@@ -247,26 +242,25 @@ fn greedy_calibration_is_deterministic_and_resumable() {
     let dir = tempfile::tempdir().unwrap();
     let (target, _) = synthetic_pair(dir.path(), false, false);
     let model = Model::load(&target, &Default::default()).unwrap();
-    let mut ctx = Context::new(model.clone(), &common::ctx_params(256)).unwrap();
+    let mut session = Session::new(SessionConfig::new(model, common::ctx_params(256))).unwrap();
     let prompts: Vec<String> = ["kalo mine", "suta ro", "vika lomi", "neta"]
         .iter()
         .map(|s| s.to_string())
         .collect();
-    let params = GenerateParams::greedy(20);
     let a_path = dir.path().join("a.json");
     let a = calibrate_generations(
-        &mut ctx,
+        &mut session,
         &prompts,
-        &params,
+        20,
         false,
         &a_path,
         &mut |_, _, _| {},
     )
     .unwrap();
     let b = calibrate_generations(
-        &mut ctx,
+        &mut session,
         &prompts,
-        &params,
+        20,
         false,
         &dir.path().join("b.json"),
         &mut |_, _, _| {},
@@ -278,9 +272,9 @@ fn greedy_calibration_is_deterministic_and_resumable() {
     // An interrupted run (two prompts done) resumes to the same counts.
     let c_path = dir.path().join("c.json");
     calibrate_generations(
-        &mut ctx,
+        &mut session,
         &prompts[..2],
-        &params,
+        20,
         false,
         &c_path,
         &mut |_, _, _| {},
@@ -291,9 +285,9 @@ fn greedy_calibration_is_deterministic_and_resumable() {
     partial.save(&c_path).unwrap();
     let mut seen = Vec::new();
     let c = calibrate_generations(
-        &mut ctx,
+        &mut session,
         &prompts,
-        &params,
+        20,
         false,
         &c_path,
         &mut |done, _, _| seen.push(done),
@@ -369,17 +363,11 @@ fn bad_input_is_rejected_with_typed_errors() {
         // A trimmed drafter cannot draft for a target with another vocabulary.
         let trimmed = dir.path().join("d.trim.gguf");
         trim_with(&draft, &counts, 32, &trimmed);
-        let src = TrimmedSource::open(&trimmed, Some(&draft), &Default::default()).unwrap();
-        let vocab: Arc<Model> = src.vocab.clone();
-        let d: Box<dyn Drafter> = Box::new(
-            ModelDrafter::trimmed(src, &common::ctx_params(65), Default::default()).unwrap(),
-        );
+        let drafter = DraftModel::open(&trimmed, Some(&draft), &Default::default()).unwrap();
         let smol_full = Model::load(common::smollm2().unwrap(), &Default::default()).unwrap();
-        let target = Context::new(smol_full, &common::ctx_params(64)).unwrap();
-        assert!(matches!(
-            Speculator::new(target, Some(d), Some(&vocab), PolicyConfig::default()),
-            Err(SpecError::Vocab(_))
-        ));
+        let config = SessionConfig::new(smol_full, common::ctx_params(64))
+            .with_drafter(DraftKind::Trimmed, Some(drafter));
+        assert!(matches!(Session::new(config), Err(GenerateError::Vocab(_))));
     }
     let _ = target;
 

@@ -20,22 +20,20 @@ use std::sync::Arc;
 use serde::Serialize;
 
 pub use charts::write_charts;
-pub use mode::{DraftKind, Mode, ModeError};
+pub use mode::{Mode, ModeError};
 pub use peer::{parse_peer_log, PeerError, PeerMode, PeerRun, PeerSetup};
 pub use prompts::{load_prompts, parse_prompts, PromptError};
 pub use report::{summarize, BenchReport, MachineInfo, ModeSummary, Roofline};
 pub use roofline::{peak_rss_bytes, read_bandwidth_passes, Bandwidth};
 pub use stats::Spread;
 
-use crate::draft::{
-    DraftLength, Drafter, HybridDrafter, LookupDrafter, ModelDrafter, TrimmedSource,
-    DEFAULT_HYBRID_MIN_NGRAM, MAX_DRAFT,
-};
-use crate::ead::{Ead, EadConfig, DEFAULT_SPEC_GAMMA};
+use crate::draft::{DraftLength, DraftModel, Drafter, ModelDrafter, TrimmedSource, MAX_DRAFT};
+use crate::ead::{EadConfig, DEFAULT_SPEC_GAMMA};
 use crate::engine::{Context, ContextParams, EngineError, Model, ModelParams, Token};
-use crate::generate::{generate_target_only, prompt_tokens, GenerateParams};
+use crate::error::GenerateError;
+use crate::generate::{prompt_tokens, GenerateParams};
+use crate::session::{DraftKind, Session, SessionConfig};
 use crate::speculative::trace::{record_trace, write_trace};
-use crate::speculative::{PolicyConfig, SpecError, Speculator};
 
 /// A named list of prompts.
 #[derive(Debug, Clone)]
@@ -141,9 +139,9 @@ pub enum BenchError {
     /// Model or context trouble.
     #[error(transparent)]
     Engine(#[from] EngineError),
-    /// Speculation setup trouble.
+    /// Session setup or generation trouble.
     #[error(transparent)]
-    Spec(#[from] SpecError),
+    Generate(#[from] GenerateError),
     /// A peer tool failed.
     #[error(transparent)]
     Peer(#[from] PeerError),
@@ -162,10 +160,9 @@ pub enum BenchError {
 }
 
 enum Runner {
-    /// Target-only decoding (of the target, or of the drafter for `small`).
-    Target(Context),
-    Ead(Box<Ead>),
-    Spec(Box<Speculator>),
+    /// An edgespec session (`small`: the drafter model as the target).
+    Session(Box<Session>),
+    /// A llama.cpp tool at a thread count.
     Peer(PeerMode, i32),
 }
 
@@ -207,7 +204,7 @@ pub fn record_traces(
     if let Some(path) = &config.trimmed {
         let src = TrimmedSource::open(path, None, &ModelParams::default())
             .map_err(|e| BenchError::Config(e.to_string()))?;
-        let d = ModelDrafter::trimmed(src, &drafter_ctx, greedy)?;
+        let d = ModelDrafter::trimmed(Arc::new(src), &drafter_ctx, greedy)?;
         drafters.push(("trimmed".into(), file_name(path), Box::new(d)));
     }
     let dir = config.out_dir.join("traces");
@@ -296,9 +293,9 @@ pub fn run(
             names.join(", ")
         )));
     }
-    if let Some(Mode::Spec(DraftKind::TrimmedK(k), _)) = modes.iter().find(|m| {
-        matches!(m, Mode::Spec(DraftKind::TrimmedK(k), _) if !config.trimmed_k.iter().any(|(kk, _)| kk == k))
-    }) {
+    if let Some(Mode::TrimmedK(k, _)) = modes.iter().find(
+        |m| matches!(m, Mode::TrimmedK(k, _) if !config.trimmed_k.iter().any(|(kk, _)| kk == k)),
+    ) {
         return Err(BenchError::Config(format!(
             "mode trimmed@{k} has no drafter trimmed to K = {k} (use --sweep k=… with --counts)"
         )));
@@ -329,10 +326,7 @@ pub fn run(
     };
 
     let model = Model::load(&config.target, &ModelParams::default())?;
-    let draft_model = match (&config.draft, needs_draft) {
-        (Some(p), true) => Some(Model::load(p, &ModelParams::default())?),
-        _ => None,
-    };
+    let drafters = Drafters::open(config, &modes)?;
     // Columns: every mode at every thread count.
     let columns: Vec<(Mode, i32)> = config
         .threads
@@ -348,7 +342,7 @@ pub fn run(
                 n_threads: t,
                 n_threads_batch: t,
             };
-            make_runner(&m, &model, draft_model.as_ref(), config, &ctx_params)
+            make_runner(&m, &model, &drafters, config, &ctx_params)
         })
         .collect::<Result<_, _>>()?;
 
@@ -439,103 +433,126 @@ pub fn run(
     Ok(records)
 }
 
+/// The drafters a benchmark's modes draw on, each opened once.
+struct Drafters {
+    model: Option<DraftModel>,
+    trimmed: Option<DraftModel>,
+    trimmed_k: Vec<(u32, DraftModel)>,
+}
+
+impl Drafters {
+    fn open(config: &BenchConfig, modes: &[Mode]) -> Result<Self, BenchError> {
+        let open = |path: &std::path::Path| {
+            DraftModel::open(path, None, &ModelParams::default())
+                .map_err(|e| BenchError::Config(format!("{}: {e}", path.display())))
+        };
+        let wanted = |kind| {
+            modes
+                .iter()
+                .any(|m| matches!(m, Mode::Spec(k, _) if *k == kind))
+        };
+        Ok(Self {
+            model: match &config.draft {
+                Some(p) if modes.iter().any(Mode::needs_draft_model) => Some(open(p)?),
+                _ => None,
+            },
+            trimmed: match &config.trimmed {
+                Some(p) if wanted(DraftKind::Trimmed) => Some(open(p)?),
+                _ => None,
+            },
+            trimmed_k: config
+                .trimmed_k
+                .iter()
+                .filter(|(k, _)| {
+                    modes
+                        .iter()
+                        .any(|m| matches!(m, Mode::TrimmedK(kk, _) if kk == k))
+                })
+                .map(|(k, p)| Ok((*k, open(p)?)))
+                .collect::<Result<_, BenchError>>()?,
+        })
+    }
+}
+
+/// The session behind one column.
 fn make_runner(
     mode: &Mode,
     model: &Arc<Model>,
-    draft_model: Option<&Arc<Model>>,
+    drafters: &Drafters,
     config: &BenchConfig,
-    ctx_params: &ContextParams,
+    context: &ContextParams,
 ) -> Result<Runner, BenchError> {
-    let small = || {
-        draft_model
-            .cloned()
-            .ok_or_else(|| BenchError::Config("drafter model missing".into()))
+    let missing = |what: &str| BenchError::Config(format!("{what} missing"));
+    let drafter = || {
+        drafters
+            .model
+            .clone()
+            .ok_or_else(|| missing("drafter model"))
     };
-    let greedy = crate::sampling::SamplingParams::greedy();
-    let drafter_ctx = ContextParams {
-        n_ctx: ctx_params.n_ctx + 1,
-        ..ctx_params.clone()
-    };
-    Ok(match mode {
-        Mode::Target => Runner::Target(Context::new(model.clone(), ctx_params)?),
-        Mode::Small => Runner::Target(Context::new(small()?, ctx_params)?),
+    let base = SessionConfig::new(model.clone(), context.clone());
+    let session = match mode {
+        Mode::Peer(p) => return Ok(Runner::Peer(*p, context.n_threads)),
+        Mode::Target => base,
+        Mode::Small => match drafter()? {
+            DraftModel::Full(m) => SessionConfig::new(m, context.clone()),
+            DraftModel::Trimmed(_) => {
+                return Err(BenchError::Config(
+                    "small needs a full drafter model".into(),
+                ))
+            }
+        },
         Mode::Ead {
             threshold_bits,
             share,
             spec,
-        } => {
-            let ead = EadConfig {
+        } => SessionConfig {
+            ead: EadConfig {
                 threshold_bits: *threshold_bits,
                 large_share: *share,
                 ..config.ead
-            };
-            let length = if *spec {
-                DraftLength::Auto {
-                    max: DEFAULT_SPEC_GAMMA,
-                }
-            } else {
-                DraftLength::Fixed(0)
-            };
-            Runner::Ead(Box::new(
-                Ead::new(
-                    Context::new(small()?, ctx_params)?,
-                    Context::new(model.clone(), ctx_params)?,
-                    ead,
-                    length,
-                )
-                .map_err(|e| BenchError::Config(e.to_string()))?,
-            ))
-        }
-        Mode::Peer(p) => Runner::Peer(*p, ctx_params.n_threads),
+            },
+            length: DraftLength::Auto {
+                max: DEFAULT_SPEC_GAMMA,
+            },
+            ..base.with_drafter(
+                if *spec {
+                    DraftKind::EadSpec
+                } else {
+                    DraftKind::Ead
+                },
+                Some(drafter()?),
+            )
+        },
         Mode::Spec(kind, length) => {
-            let lookup = LookupDrafter::default();
-            let model_drafter = || -> Result<ModelDrafter, BenchError> {
-                let m = draft_model
-                    .ok_or_else(|| BenchError::Config("drafter model missing".into()))?;
-                Ok(ModelDrafter::new(m.clone(), &drafter_ctx, greedy)?)
+            let model = match kind {
+                DraftKind::Lookup => None,
+                DraftKind::Trimmed => Some(
+                    drafters
+                        .trimmed
+                        .clone()
+                        .ok_or_else(|| missing("trimmed drafter"))?,
+                ),
+                _ => Some(drafter()?),
             };
-            let mut vocab_model = if *kind == DraftKind::Lookup {
-                None
-            } else {
-                draft_model.cloned()
-            };
-            let drafter: Box<dyn Drafter> = match kind {
-                DraftKind::Lookup => Box::new(lookup),
-                DraftKind::Model => Box::new(model_drafter()?),
-                DraftKind::Hybrid => Box::new(HybridDrafter::new(
-                    lookup,
-                    model_drafter()?,
-                    DEFAULT_HYBRID_MIN_NGRAM,
-                )),
-                DraftKind::Trimmed | DraftKind::TrimmedK(_) => {
-                    let path = match kind {
-                        DraftKind::TrimmedK(k) => config
-                            .trimmed_k
-                            .iter()
-                            .find(|(kk, _)| kk == k)
-                            .map(|(_, p)| p.as_path()),
-                        _ => config.trimmed.as_deref(),
-                    }
-                    .ok_or_else(|| BenchError::Config("trimmed drafter missing".into()))?;
-                    let src = TrimmedSource::open(path, None, &ModelParams::default())
-                        .map_err(|e| BenchError::Config(e.to_string()))?;
-                    vocab_model = Some(src.vocab.clone());
-                    Box::new(ModelDrafter::trimmed(src, &drafter_ctx, greedy)?)
-                }
-            };
-            let config = PolicyConfig {
+            SessionConfig {
                 length: *length,
-                p_min: None,
-            };
-            let target = Context::new(model.clone(), ctx_params)?;
-            Runner::Spec(Box::new(Speculator::new(
-                target,
-                Some(drafter),
-                vocab_model.as_deref(),
-                config,
-            )?))
+                ..base.with_drafter(*kind, model)
+            }
         }
-    })
+        Mode::TrimmedK(k, length) => {
+            let model = drafters
+                .trimmed_k
+                .iter()
+                .find(|(kk, _)| kk == k)
+                .map(|(_, m)| m.clone())
+                .ok_or_else(|| missing("trimmed drafter"))?;
+            SessionConfig {
+                length: *length,
+                ..base.with_drafter(DraftKind::Trimmed, Some(model))
+            }
+        }
+    };
+    Ok(Runner::Session(Box::new(Session::new(session)?)))
 }
 
 /// One generation; returns the record (set/prompt/rep/mode filled by the caller)
@@ -572,40 +589,31 @@ fn measure(
         ead_batches: None,
     };
     let generated = match runner {
-        Runner::Target(ctx) => {
-            let g = generate_target_only(ctx, tokens, params, |_, _| true)?;
-            fill_generation(&mut record, &g.stats);
-            Some(g.tokens)
-        }
-        Runner::Spec(s) => {
-            let r = s.generate(tokens, params, |_, _| true)?;
-            fill_generation(&mut record, &r.generation.stats);
+        Runner::Session(session) => {
+            let r = session.generate(tokens, params.max_tokens, |_, _| true)?;
             let n = r.generation.stats.generated_tokens;
-            record.drafted = Some(r.spec.drafted);
-            record.accepted = Some(r.spec.accepted);
-            record.target_calls = Some(r.spec.target_calls);
-            record.c_time = Some(r.spec.c_time);
-            record.c_bytes = Some(r.spec.c_bytes);
-            record.mbsu = Some(r.spec.mbsu(n));
-            record.draft_s = Some(r.spec.draft_time.as_secs_f64());
-            record.verify_s = Some(r.spec.verify_time.as_secs_f64());
-            Some(r.generation.tokens)
-        }
-        Runner::Ead(e) => {
-            let r = e
-                .generate(tokens, params, |_, _| true)
-                .map_err(|e| BenchError::Config(e.to_string()))?;
             fill_generation(&mut record, &r.generation.stats);
-            record.large_tokens = Some(r.stats.large_tokens);
-            record.switches = Some(r.stats.switches);
-            record.ead_batches =
-                Some([r.stats.small_batches.clone(), r.stats.large_batches.clone()]);
-            if r.stats.drafted > 0 {
-                record.drafted = Some(r.stats.drafted);
-                record.accepted = Some(r.stats.accepted);
+            if let Some(s) = &r.speculation {
+                record.drafted = Some(s.drafted);
+                record.accepted = Some(s.accepted);
+                record.target_calls = Some(s.target_calls);
+                record.c_time = Some(s.c_time);
+                record.c_bytes = Some(s.c_bytes);
+                record.mbsu = Some(s.mbsu(n));
+                record.draft_s = Some(s.draft_time.as_secs_f64());
+                record.verify_s = Some(s.verify_time.as_secs_f64());
             }
-            record.draft_s = Some(r.stats.small_time.as_secs_f64());
-            record.verify_s = Some(r.stats.large_time.as_secs_f64());
+            if let Some(e) = &r.ead {
+                record.large_tokens = Some(e.large_tokens);
+                record.switches = Some(e.switches);
+                record.ead_batches = Some([e.small_batches.clone(), e.large_batches.clone()]);
+                if e.drafted > 0 {
+                    record.drafted = Some(e.drafted);
+                    record.accepted = Some(e.accepted);
+                }
+                record.draft_s = Some(e.small_time.as_secs_f64());
+                record.verify_s = Some(e.large_time.as_secs_f64());
+            }
             Some(r.generation.tokens)
         }
         Runner::Peer(mode, threads) => {

@@ -2,22 +2,7 @@
 
 use super::peer::PeerMode;
 use crate::draft::DraftLength;
-
-/// Which drafter a speculative mode uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DraftKind {
-    /// The drafter model.
-    Model,
-    /// Prompt lookup.
-    Lookup,
-    /// Lookup on confident matches, else the model.
-    Hybrid,
-    /// A VocabTrim drafter (`--trimmed`).
-    Trimmed,
-    /// A VocabTrim drafter with K ids, trimmed by the benchmark itself
-    /// (`--sweep k=…` with `--counts`).
-    TrimmedK(u32),
-}
+use crate::session::DraftKind;
 
 /// One column of the benchmark.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -36,8 +21,11 @@ pub enum Mode {
         /// ead-spec.
         spec: bool,
     },
-    /// edgespec speculative decoding.
+    /// edgespec speculative decoding (lookup, model, hybrid, trimmed).
     Spec(DraftKind, DraftLength),
+    /// Speculative decoding with a VocabTrim drafter of K ids, trimmed by
+    /// the benchmark itself (`--sweep k=…` with `--counts`).
+    TrimmedK(u32, DraftLength),
     /// A llama.cpp tool.
     Peer(PeerMode),
 }
@@ -86,7 +74,7 @@ impl Mode {
         };
         if let Some(k) = kind.strip_prefix("trimmed@") {
             let k = k.parse::<u32>().ok().filter(|&k| k > 0).ok_or_else(err)?;
-            return Ok(Mode::Spec(DraftKind::TrimmedK(k), length(arg)?));
+            return Ok(Mode::TrimmedK(k, length(arg)?));
         }
         Ok(match (kind, arg) {
             ("target", None) => Mode::Target,
@@ -124,11 +112,8 @@ impl Mode {
                     None => format!("{kind}:{threshold_bits}"),
                 }
             }
-            Mode::Spec(DraftKind::TrimmedK(k), l) => format!("trimmed@{k}:{}", length(l)),
-            Mode::Spec(DraftKind::Model, l) => format!("model:{}", length(l)),
-            Mode::Spec(DraftKind::Lookup, l) => format!("lookup:{}", length(l)),
-            Mode::Spec(DraftKind::Trimmed, l) => format!("trimmed:{}", length(l)),
-            Mode::Spec(DraftKind::Hybrid, l) => format!("hybrid:{}", length(l)),
+            Mode::TrimmedK(k, l) => format!("trimmed@{k}:{}", length(l)),
+            Mode::Spec(kind, l) => format!("{kind}:{}", length(l)),
             Mode::Peer(PeerMode::Completion) => "llama-completion".into(),
             Mode::Peer(PeerMode::DraftSimple) => "llama-draft".into(),
             Mode::Peer(PeerMode::NgramMod) => "llama-ngram".into(),

@@ -2,7 +2,9 @@
 
 use super::{Draft, DraftControl, DraftSource, Drafter, LookupDrafter, ModelDrafter};
 use crate::costs::CostModel;
-use crate::engine::{EngineError, Token};
+use std::sync::Arc;
+
+use crate::engine::{EngineError, Model, Token};
 
 /// Shortest lookup match a hybrid drafter considers by default: the lookup
 /// drafter's own; the policy then weighs each match against the model.
@@ -75,6 +77,10 @@ impl<M: Drafter> Drafter for HybridDrafter<M> {
 
     fn calibrate(&mut self, costs: &mut CostModel) -> Result<(), EngineError> {
         self.model.calibrate(costs)
+    }
+
+    fn vocabulary(&self) -> Option<&Arc<Model>> {
+        self.model.vocabulary()
     }
 
     fn drafts_lookup(&self) -> bool {

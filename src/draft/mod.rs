@@ -16,12 +16,14 @@ mod vocab;
 
 pub use hybrid::{HybridDrafter, DEFAULT_HYBRID_MIN_NGRAM};
 pub use lookup::{find_continuation, LookupDrafter, LookupMatch};
-pub use model::ModelDrafter;
+pub use model::{DraftModel, ModelDrafter};
 pub use trimmed::TrimmedSource;
 pub use vocab::{check_vocab_compatible, VocabError};
 
+use std::sync::Arc;
+
 use crate::costs::CostModel;
-use crate::engine::{EngineError, Token};
+use crate::engine::{EngineError, Model, Token};
 
 /// Longest draft edgespec ever proposes in one round.
 pub const MAX_DRAFT: usize = 64;
@@ -252,5 +254,11 @@ pub trait Drafter: Send {
     /// so the policy may let them run longer than model drafts).
     fn drafts_lookup(&self) -> bool {
         false
+    }
+    /// The vocabulary this drafter's tokens come from, when it runs a model
+    /// (a trimmed drafter's is its source drafter's): checked against the
+    /// target's before any draft. None for drafters that run no model.
+    fn vocabulary(&self) -> Option<&Arc<Model>> {
+        None
     }
 }

@@ -1,25 +1,66 @@
 //! A drafter model in its own llama.cpp context.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
 use super::{Draft, DraftControl, DraftSource, Drafter, TrimmedSource};
 use crate::costs::CostModel;
-use crate::engine::{Context, ContextParams, EmbeddingTable, EngineError, Logits, Model, Token};
+use crate::engine::{Context, ContextParams, EngineError, Logits, Model, ModelParams, Token};
+use crate::gguf::GgufFile;
 use crate::sampling::{argmax, top_probability, Sampler, SamplingParams};
+use crate::vocabtrim::{TrimError, TrimInfo};
 
 /// Catch-up batch sizes timed at calibration: a drafting round leaves the
 /// drafter one or two tokens behind; the largest size anchors the slope
 /// for longer backlogs.
 const CALIBRATED_CATCH_UP: usize = 4;
 
-/// A VocabTrim drafter's input table and id map.
+/// The model a drafter runs: a full-vocabulary model, or a VocabTrim
+/// drafter with the source drafter it was trimmed from.
+#[derive(Clone)]
+pub enum DraftModel {
+    /// A smaller model with the target's vocabulary.
+    Full(Arc<Model>),
+    /// A trimmed drafter (`edgespec trim`).
+    Trimmed(Arc<TrimmedSource>),
+}
+
+impl DraftModel {
+    /// Opens a drafter file: a trimmed one (VocabTrim metadata) with its
+    /// source drafter (`source`, else the path stored in the file), any
+    /// other as a full model.
+    pub fn open(
+        path: &Path,
+        source: Option<&Path>,
+        params: &ModelParams,
+    ) -> Result<Self, TrimError> {
+        if TrimInfo::from_gguf(&GgufFile::open(path)?)?.is_some() {
+            Ok(Self::Trimmed(Arc::new(TrimmedSource::open(
+                path, source, params,
+            )?)))
+        } else {
+            Ok(Self::Full(Model::load(path, params)?))
+        }
+    }
+
+    /// True for a VocabTrim drafter.
+    pub fn is_trimmed(&self) -> bool {
+        matches!(self, Self::Trimmed(_))
+    }
+
+    /// The model whose vocabulary the drafter's tokens come from.
+    pub fn vocabulary(&self) -> &Arc<Model> {
+        match self {
+            Self::Full(m) => m,
+            Self::Trimmed(t) => &t.vocab,
+        }
+    }
+}
+
+/// A VocabTrim drafter's input table and id map, with scratch rows.
 struct Trim {
-    table: EmbeddingTable,
-    /// Logit index j is target id ids[j].
-    ids: Vec<Token>,
-    /// Width of the q rows handed to the verifier (the full vocabulary).
-    full_vocab: usize,
+    source: Arc<TrimmedSource>,
     input: Vec<f32>,
     k_probs: Vec<f32>,
 }
@@ -63,19 +104,29 @@ impl ModelDrafter {
     /// A VocabTrim drafter: input as embeddings from the source drafter's
     /// table, K-wide logits mapped back to target ids (q = 0 outside them).
     pub fn trimmed(
-        source: TrimmedSource,
+        source: Arc<TrimmedSource>,
         params: &ContextParams,
         sampling: SamplingParams,
     ) -> Result<Self, EngineError> {
         let mut drafter = Self::new(source.model.clone(), params, sampling)?;
         drafter.trim = Some(Trim {
-            full_vocab: source.info.source_vocab as usize,
-            ids: source.info.ids,
-            table: source.table,
+            source,
             input: Vec::new(),
             k_probs: Vec::new(),
         });
         Ok(drafter)
+    }
+
+    /// A drafter running `model`: full or trimmed.
+    pub fn open(
+        model: &DraftModel,
+        params: &ContextParams,
+        sampling: SamplingParams,
+    ) -> Result<Self, EngineError> {
+        match model {
+            DraftModel::Full(m) => Self::new(m.clone(), params, sampling),
+            DraftModel::Trimmed(t) => Self::trimmed(t.clone(), params, sampling),
+        }
     }
 
     /// Feeds tokens to the drafter's context (as embeddings when trimmed).
@@ -83,10 +134,11 @@ impl ModelDrafter {
         let Some(trim) = self.trim.as_mut() else {
             return self.ctx.decode(tokens, Logits::Last);
         };
-        let n = trim.table.n_embd();
+        let table = &trim.source.table;
+        let n = table.n_embd();
         trim.input.resize(tokens.len() * n, 0.0);
         for (row, &t) in trim.input.chunks_exact_mut(n).zip(tokens) {
-            trim.table.row_into(t, row)?;
+            table.row_into(t, row)?;
         }
         self.ctx.decode_embeddings(&trim.input, Logits::Last)
     }
@@ -182,7 +234,9 @@ impl Drafter for ModelDrafter {
             let (token, confidence) = match (&mut self.sampler, &mut self.trim) {
                 (None, trim) => {
                     let best = argmax(logits);
-                    let token = trim.as_ref().map_or(best, |t| t.ids[best as usize]);
+                    let token = trim
+                        .as_ref()
+                        .map_or(best, |t| t.source.info.ids[best as usize]);
                     (token, top_probability(logits, best))
                 }
                 (Some(sampler), None) => {
@@ -194,13 +248,14 @@ impl Drafter for ModelDrafter {
                 (Some(sampler), Some(trim)) => {
                     sampler.distribution(logits, &mut trim.k_probs);
                     let j = sampler.sample_from(&trim.k_probs) as usize;
+                    let info = &trim.source.info;
                     let row = out.next_q_row();
                     row.clear();
-                    row.resize(trim.full_vocab, 0.0);
-                    for (&id, &p) in trim.ids.iter().zip(&trim.k_probs) {
+                    row.resize(info.source_vocab as usize, 0.0);
+                    for (&id, &p) in info.ids.iter().zip(&trim.k_probs) {
                         row[id as usize] = p;
                     }
-                    (trim.ids[j], trim.k_probs[j])
+                    (info.ids[j], trim.k_probs[j])
                 }
             };
             if !out.push_and_ask(token, Some(confidence), ctl, room) {
@@ -218,6 +273,14 @@ impl Drafter for ModelDrafter {
 
     fn bytes_per_token(&self) -> u64 {
         self.ctx.model().summary().bytes_per_token
+    }
+
+    fn vocabulary(&self) -> Option<&Arc<Model>> {
+        Some(
+            self.trim
+                .as_ref()
+                .map_or(self.ctx.model(), |t| &t.source.vocab),
+        )
     }
 
     fn calibrate(&mut self, costs: &mut CostModel) -> Result<(), EngineError> {

@@ -34,16 +34,16 @@ use std::collections::BTreeMap;
 
 use crate::costs::{BatchCurve, CostModel};
 use crate::draft::{
-    check_vocab_compatible, Draft, DraftControl, DraftLength, DraftSource, Next, VocabError,
-    MAX_DRAFT,
+    check_vocab_compatible, Draft, DraftControl, DraftLength, DraftSource, Next, MAX_DRAFT,
 };
 use crate::engine::{Context, EngineError, Logits, Token};
+use crate::error::GenerateError;
 use crate::generate::{check_prompt, GenerateParams, Generation, StopReason, TokenSink};
 use crate::metrics::{as_secs, GenerationStats};
-use crate::sampling::{argmax, top_probability, Sampler, SamplingError, SamplingParams};
+use crate::sampling::{argmax, top_probability, Sampler, SamplingParams};
 use crate::speculative::{
     calibration_sizes, time_batches, verify_greedy, verify_sampling, DraftProb, Policy,
-    PolicyConfig, PolicyError, RoundOutcome, Verdict,
+    PolicyConfig, RoundOutcome, Verdict,
 };
 
 /// Decoded tokens after which a request that runs slower than the large
@@ -52,34 +52,6 @@ const FALLBACK_AFTER: usize = 32;
 
 /// Longest draft of `ead-spec`'s automatic length when none is given.
 pub const DEFAULT_SPEC_GAMMA: usize = 4;
-
-/// Errors of EAD generation.
-#[derive(Debug, thiserror::Error)]
-pub enum EadError {
-    /// llama.cpp or parameter trouble.
-    #[error(transparent)]
-    Engine(#[from] EngineError),
-    /// The two models do not share a vocabulary.
-    #[error(transparent)]
-    Vocab(#[from] VocabError),
-    /// Bad policy settings.
-    #[error(transparent)]
-    Config(#[from] EadConfigError),
-    /// Bad sampling settings.
-    #[error(transparent)]
-    Sampling(#[from] SamplingError),
-    /// The small model must be a full-vocabulary model.
-    #[error("the small model has {small} logits per position but the vocabulary has {vocab}: EAD needs the full-vocabulary small model (a VocabTrim drafter cannot measure exact entropy)")]
-    TrimmedSmall {
-        /// Logits per position of the small model.
-        small: usize,
-        /// Its vocabulary.
-        vocab: usize,
-    },
-    /// Draft length out of range.
-    #[error(transparent)]
-    Policy(#[from] PolicyError),
-}
 
 /// What an EAD generation measured, on top of [`GenerationStats`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -304,7 +276,7 @@ impl Ead {
         large: Context,
         config: EadConfig,
         length: DraftLength,
-    ) -> Result<Self, EadError> {
+    ) -> Result<Self, GenerateError> {
         config.validate()?;
         let policy = Policy::new(PolicyConfig {
             length,
@@ -313,7 +285,7 @@ impl Ead {
         let small_model = small.model();
         let vocab = usize::try_from(small_model.n_vocab()).unwrap_or(0);
         if small_model.n_logits() != vocab {
-            return Err(EadError::TrimmedSmall {
+            return Err(GenerateError::TrimmedSmall {
                 small: small_model.n_logits(),
                 vocab,
             });
@@ -351,6 +323,11 @@ impl Ead {
         &self.large.ctx
     }
 
+    /// The large model's context, mutably.
+    pub fn large_mut(&mut self) -> &mut Context {
+        &mut self.large.ctx
+    }
+
     /// Forgets the sequence: empties both models' caches. What was
     /// measured and learned (pass costs, the threshold controller) stays.
     pub fn clear(&mut self) {
@@ -372,7 +349,7 @@ impl Ead {
         prompt: &[Token],
         params: &GenerateParams,
         on_token: impl FnMut(Token, &str) -> bool,
-    ) -> Result<EadGeneration, EadError> {
+    ) -> Result<EadGeneration, GenerateError> {
         params.sampling.validate()?;
         check_prompt(prompt)?;
         let model = self.large.ctx.model().clone();
@@ -622,7 +599,7 @@ impl Ead {
         sampler: &mut Sampler,
         draft_sampler: &mut Sampler,
         ead: &mut EadStats,
-    ) -> Result<Option<SpecRound>, EadError> {
+    ) -> Result<Option<SpecRound>, GenerateError> {
         let sampling = !sampler.params().is_greedy();
         let mut ctl = self.policy.round(room);
         // The small model has read everything: its logits for p are there.

@@ -33,6 +33,9 @@ impl Default for ContextParams {
     }
 }
 
+/// Largest context window edgespec accepts, in tokens.
+pub const MAX_CONTEXT: u32 = 1 << 20;
+
 impl ContextParams {
     /// Checks every field before anything reaches llama.cpp.
     pub fn validate(&self) -> Result<(), EngineError> {
@@ -43,8 +46,8 @@ impl ContextParams {
                 reason,
             })
         };
-        if self.n_ctx == 0 {
-            return invalid("n_ctx", self.n_ctx.to_string(), "must be at least 1");
+        if self.n_ctx == 0 || self.n_ctx > MAX_CONTEXT {
+            return invalid("n_ctx", self.n_ctx.to_string(), "must be in 1..=1048576");
         }
         if self.n_batch == 0 {
             return invalid("n_batch", self.n_batch.to_string(), "must be at least 1");

@@ -18,7 +18,7 @@ mod text;
 
 pub use backend::{backend, devices, ggml_type_table, ggml_version, system_info, DeviceInfo};
 pub use chat::ChatMessage;
-pub use context::{Context, ContextParams, Logits};
+pub use context::{Context, ContextParams, Logits, MAX_CONTEXT};
 pub use embedding::{input_embedding_scale, EmbeddingTable};
 pub use error::EngineError;
 pub use model::{Model, ModelParams};

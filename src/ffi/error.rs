@@ -5,8 +5,7 @@ use std::ffi::{c_char, CString};
 
 use crate::draft::VocabError;
 use crate::engine::EngineError;
-use crate::sampling::SamplingError;
-use crate::speculative::{PolicyError, SpecError};
+use crate::error::GenerateError;
 
 /// Result of every fallible function. The numbers are part of the ABI and
 /// are never renumbered; new codes are only ever appended.
@@ -84,13 +83,18 @@ impl From<EngineError> for Failure {
     }
 }
 
-impl From<SpecError> for Failure {
-    fn from(e: SpecError) -> Self {
+impl From<GenerateError> for Failure {
+    fn from(e: GenerateError) -> Self {
         match e {
-            SpecError::Engine(e) => e.into(),
-            SpecError::Vocab(e) => e.into(),
-            SpecError::Policy(e) => e.into(),
-            SpecError::Sampling(e) => e.into(),
+            GenerateError::Engine(e) => e.into(),
+            GenerateError::Vocab(e) => e.into(),
+            GenerateError::MissingDrafter(_) => {
+                fail(edgespec_result::EDGESPEC_ERR_MISSING_DRAFTER, e.to_string())
+            }
+            other => fail(
+                edgespec_result::EDGESPEC_ERR_INVALID_PARAMETER,
+                other.to_string(),
+            ),
         }
     }
 }
@@ -98,24 +102,6 @@ impl From<SpecError> for Failure {
 impl From<VocabError> for Failure {
     fn from(e: VocabError) -> Self {
         fail(edgespec_result::EDGESPEC_ERR_VOCAB_MISMATCH, e.to_string())
-    }
-}
-
-impl From<PolicyError> for Failure {
-    fn from(e: PolicyError) -> Self {
-        fail(
-            edgespec_result::EDGESPEC_ERR_INVALID_PARAMETER,
-            e.to_string(),
-        )
-    }
-}
-
-impl From<SamplingError> for Failure {
-    fn from(e: SamplingError) -> Self {
-        fail(
-            edgespec_result::EDGESPEC_ERR_INVALID_PARAMETER,
-            e.to_string(),
-        )
     }
 }
 

@@ -4,18 +4,12 @@ use std::ffi::{c_char, c_void};
 
 use super::error::{edgespec_result, fail, Failure};
 use super::{c_str, edgespec_model, free_handle, guard, handle_mut};
-use crate::draft::{
-    DraftLength, Drafter, HybridDrafter, LookupDrafter, ModelDrafter, DEFAULT_HYBRID_MIN_NGRAM,
-    MAX_DRAFT,
-};
-use crate::ead::{Ead, EadConfig, EadError};
-use crate::engine::{Context, ContextParams, Token};
-use crate::generate::{
-    generate_target_only, prompt_tokens, GenerateParams, Generation, StopReason,
-};
-use crate::metrics::SpecStats;
+use crate::draft::{DraftLength, DraftModel, MAX_DRAFT};
+use crate::ead::EadConfig;
+use crate::engine::{ContextParams, Token};
+use crate::generate::StopReason;
 use crate::sampling::SamplingParams;
-use crate::speculative::{PolicyConfig, Speculator};
+use crate::session::{DraftKind, Outcome, Session, SessionConfig};
 
 /// Drafter kinds for `edgespec_session_params.draft_kind`.
 pub type edgespec_draft_kind = i32;
@@ -146,16 +140,9 @@ pub struct edgespec_stats {
     pub switches: u32,
 }
 
-enum Runner {
-    Target(Context),
-    Spec(Box<Speculator>),
-    Ead(Box<Ead>),
-}
-
 /// A generation session (opaque). One thread at a time.
 pub struct edgespec_session {
-    runner: Runner,
-    sampling: SamplingParams,
+    session: Session,
     text: Vec<u8>,
 }
 
@@ -163,38 +150,25 @@ fn invalid(message: String) -> Failure {
     fail(edgespec_result::EDGESPEC_ERR_INVALID_PARAMETER, message)
 }
 
-impl From<EadError> for Failure {
-    fn from(e: EadError) -> Self {
-        match e {
-            EadError::Engine(e) => e.into(),
-            EadError::Vocab(e) => e.into(),
-            EadError::Sampling(e) => e.into(),
-            other => invalid(other.to_string()),
-        }
-    }
-}
-
-fn validate(p: &edgespec_session_params) -> Result<(SamplingParams, PolicyConfig), Failure> {
-    if p.n_ctx == 0 || p.n_ctx > 1 << 20 {
-        return Err(invalid(format!(
-            "n_ctx = {} must be in 1..=1048576",
-            p.n_ctx
-        )));
-    }
-    if !(1..=1024).contains(&p.n_threads) {
-        return Err(invalid(format!(
-            "n_threads = {} must be in 1..=1024",
-            p.n_threads
-        )));
-    }
-    if !(EDGESPEC_DRAFT_NONE..=EDGESPEC_DRAFT_EAD_SPEC).contains(&p.draft_kind) {
-        return Err(invalid(format!(
-            "draft_kind = {} is not an EDGESPEC_DRAFT_* value",
-            p.draft_kind
-        )));
-    }
+/// Translates the C settings into the session's configuration; the session
+/// validates the rest.
+fn config(
+    p: &edgespec_session_params,
+    target: &edgespec_model,
+    drafter: Option<&edgespec_model>,
+) -> Result<SessionConfig, Failure> {
+    let kind = usize::try_from(p.draft_kind)
+        .ok()
+        .filter(|&k| k <= EDGESPEC_DRAFT_EAD_SPEC as usize)
+        .map(|k| DraftKind::ALL[k])
+        .ok_or_else(|| {
+            invalid(format!(
+                "draft_kind = {} is not an EDGESPEC_DRAFT_* value",
+                p.draft_kind
+            ))
+        })?;
     // Values that do not fit usize map to one past the limit, which the
-    // shared rule rejects.
+    // session's rule rejects.
     let length = match p.gamma {
         -1 => DraftLength::Auto {
             max: usize::try_from(p.gamma_max).unwrap_or(MAX_DRAFT + 1),
@@ -204,25 +178,35 @@ fn validate(p: &edgespec_session_params) -> Result<(SamplingParams, PolicyConfig
                 "gamma = {g} must be -1 (auto) or in 0..={MAX_DRAFT}"
             ))
         })?),
-    }
-    .validate()
-    .map_err(|e| invalid(e.to_string()))?;
-    if p.top_k < 0 {
-        return Err(invalid(format!("top_k = {} must be >= 0", p.top_k)));
-    }
-    let sampling = SamplingParams {
-        temperature: p.temperature,
-        top_k: p.top_k as usize,
-        top_p: p.top_p,
-        seed: p.seed,
     };
-    sampling.validate()?;
-    let config = PolicyConfig {
+    let top_k = usize::try_from(p.top_k)
+        .map_err(|_| invalid(format!("top_k = {} must be >= 0", p.top_k)))?;
+    let context = ContextParams {
+        n_ctx: p.n_ctx,
+        n_batch: 512,
+        n_threads: p.n_threads,
+        n_threads_batch: p.n_threads,
+    };
+    Ok(SessionConfig {
+        kind,
+        drafter: drafter.map(|d| DraftModel::Full(d.inner.clone())),
+        ead: EadConfig {
+            threshold_bits: p.ead_threshold_bits,
+            window: p.ead_window as usize,
+            min_dwell: p.ead_dwell as usize,
+            large_share: None,
+            fallback: true,
+        },
         length,
         p_min: (p.p_min >= 0.0).then_some(p.p_min),
-    };
-    config.validate()?;
-    Ok((sampling, config))
+        sampling: SamplingParams {
+            temperature: p.temperature,
+            top_k,
+            top_p: p.top_p,
+            seed: p.seed,
+        },
+        ..SessionConfig::new(target.inner.clone(), context)
+    })
 }
 
 /// Creates a session on `target`, with `drafter` (may be NULL unless the
@@ -260,79 +244,9 @@ pub unsafe extern "C" fn edgespec_session_new(
             // SAFETY: non-null and valid per the caller's contract.
             unsafe { *params }
         };
-        let (sampling, config) = validate(&p)?;
-        let ctx_params = ContextParams {
-            n_ctx: p.n_ctx,
-            n_batch: 512,
-            n_threads: p.n_threads,
-            n_threads_batch: p.n_threads,
-        };
-        let context = Context::new(target.inner.clone(), &ctx_params)?;
-        let needs_model = matches!(
-            p.draft_kind,
-            EDGESPEC_DRAFT_MODEL
-                | EDGESPEC_DRAFT_HYBRID
-                | EDGESPEC_DRAFT_EAD
-                | EDGESPEC_DRAFT_EAD_SPEC
-        );
-        let draft_model = match (needs_model, drafter) {
-            (true, None) => {
-                return Err(fail(
-                    edgespec_result::EDGESPEC_ERR_MISSING_DRAFTER,
-                    "this draft_kind needs a drafter model",
-                ))
-            }
-            (true, Some(d)) => Some(d.inner.clone()),
-            (false, _) => None,
-        };
-        let drafter_ctx = ContextParams {
-            n_ctx: p.n_ctx + 1,
-            ..ctx_params.clone()
-        };
-        let new_model_drafter = |m: &std::sync::Arc<crate::engine::Model>| {
-            ModelDrafter::new(m.clone(), &drafter_ctx, sampling)
-        };
-        let runner = match (p.draft_kind, &draft_model) {
-            (EDGESPEC_DRAFT_NONE, _) => Runner::Target(context),
-            (kind @ (EDGESPEC_DRAFT_EAD | EDGESPEC_DRAFT_EAD_SPEC), Some(small)) => {
-                let config = EadConfig {
-                    threshold_bits: p.ead_threshold_bits,
-                    window: p.ead_window as usize,
-                    min_dwell: p.ead_dwell as usize,
-                    large_share: None,
-                    fallback: true,
-                };
-                let length = match (kind, p.gamma) {
-                    (EDGESPEC_DRAFT_EAD, _) => DraftLength::Fixed(0),
-                    (_, g) if g < 0 => DraftLength::Auto {
-                        max: p.gamma_max as usize,
-                    },
-                    (_, g) => DraftLength::Fixed(g as usize),
-                };
-                let small_ctx = Context::new(small.clone(), &ctx_params)?;
-                Runner::Ead(Box::new(Ead::new(small_ctx, context, config, length)?))
-            }
-            (kind, model) => {
-                let d: Box<dyn Drafter> = match (kind, model) {
-                    (EDGESPEC_DRAFT_MODEL, Some(m)) => Box::new(new_model_drafter(m)?),
-                    (EDGESPEC_DRAFT_HYBRID, Some(m)) => Box::new(HybridDrafter::new(
-                        LookupDrafter::default(),
-                        new_model_drafter(m)?,
-                        DEFAULT_HYBRID_MIN_NGRAM,
-                    )),
-                    _ => Box::new(LookupDrafter::default()),
-                };
-                Runner::Spec(Box::new(Speculator::new(
-                    context,
-                    Some(d),
-                    draft_model.as_deref(),
-                    config,
-                )?))
-            }
-        };
+        let session = Session::new(config(&p, target, drafter)?)?;
         let session = Box::into_raw(Box::new(edgespec_session {
-            runner,
-            sampling,
+            session,
             text: Vec::with_capacity(64),
         }));
         // SAFETY: out is non-null and writable per the caller's contract.
@@ -362,11 +276,7 @@ pub unsafe extern "C" fn edgespec_session_reset(session: *mut edgespec_session) 
     guard(|| {
         // SAFETY: NULL or a live handle per the caller's contract.
         let s = unsafe { handle_mut(session, "session")? };
-        match &mut s.runner {
-            Runner::Target(ctx) => ctx.clear(),
-            Runner::Spec(sp) => sp.clear(),
-            Runner::Ead(e) => e.clear(),
-        }
+        s.session.clear();
         Ok(())
     })
 }
@@ -396,12 +306,7 @@ pub unsafe extern "C" fn edgespec_session_generate(
         if prompt.is_empty() {
             return Err(invalid("prompt is empty".into()));
         }
-        let model = match &s.runner {
-            Runner::Target(c) => c.model().clone(),
-            Runner::Spec(sp) => sp.target().model().clone(),
-            Runner::Ead(e) => e.large().model().clone(),
-        };
-        let tokens = prompt_tokens(&model, prompt, chat)?;
+        let tokens = s.session.prompt_tokens(prompt, chat)?;
         run(s, &tokens, max_tokens, callback, user_data, stats)
     })
 }
@@ -450,11 +355,6 @@ fn run(
     if max_tokens == 0 {
         return Err(invalid("max_tokens is 0".into()));
     }
-    let params = GenerateParams {
-        max_tokens: max_tokens as usize,
-        sampling: s.sampling,
-        ignore_eos: false,
-    };
     let text_buf = &mut s.text;
     let on_token = |token: Token, text: &str| -> bool {
         let Some(cb) = callback else { return true };
@@ -465,38 +365,16 @@ fn run(
         // for the call; user_data is passed through untouched.
         unsafe { cb(text_buf.as_ptr().cast(), text.len(), token, user_data) }
     };
-    let (generation, spec, ead) = match &mut s.runner {
-        Runner::Target(ctx) => (
-            generate_target_only(ctx, prompt, &params, on_token)?,
-            None,
-            None,
-        ),
-        Runner::Spec(sp) => {
-            let r = sp.generate(prompt, &params, on_token)?;
-            (r.generation, Some(r.spec), None)
-        }
-        Runner::Ead(e) => {
-            let r = e.generate(prompt, &params, on_token)?;
-            (r.generation, None, Some(r.stats))
-        }
-    };
+    let outcome = s.session.generate(prompt, max_tokens as usize, on_token)?;
     if !stats.is_null() {
-        let mut out = to_c_stats(&generation, spec.as_ref());
-        if let Some(e) = ead {
-            out.large_share = e.large_share();
-            out.switches = e.switches as u32;
-            out.drafted = e.drafted as u32;
-            out.accepted = e.accepted as u32;
-            out.acceptance = e.acceptance();
-            out.target_calls = e.large_passes as u32;
-        }
         // SAFETY: non-null and writable per the caller's contract.
-        unsafe { *stats = out };
+        unsafe { *stats = to_c_stats(&outcome) };
     }
     Ok(())
 }
 
-fn to_c_stats(g: &Generation, spec: Option<&SpecStats>) -> edgespec_stats {
+fn to_c_stats(outcome: &Outcome) -> edgespec_stats {
+    let g = &outcome.generation;
     let n = g.stats.generated_tokens;
     let mut out = edgespec_stats {
         prompt_tokens: g.stats.prompt_tokens as u32,
@@ -515,7 +393,7 @@ fn to_c_stats(g: &Generation, spec: Option<&SpecStats>) -> edgespec_stats {
         },
         ..Default::default()
     };
-    if let Some(s) = spec {
+    if let Some(s) = &outcome.speculation {
         out.target_calls = s.target_calls as u32;
         out.drafted = s.drafted as u32;
         out.accepted = s.accepted as u32;
@@ -527,6 +405,14 @@ fn to_c_stats(g: &Generation, spec: Option<&SpecStats>) -> edgespec_stats {
         } else {
             s.accepted as f64 / n as f64
         };
+    }
+    if let Some(e) = &outcome.ead {
+        out.large_share = e.large_share();
+        out.switches = e.switches as u32;
+        out.drafted = e.drafted as u32;
+        out.accepted = e.accepted as u32;
+        out.acceptance = e.acceptance();
+        out.target_calls = e.large_passes as u32;
     }
     out
 }

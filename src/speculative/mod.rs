@@ -16,32 +16,16 @@ pub mod verify;
 use std::time::Instant;
 
 use crate::costs::CostModel;
-use crate::draft::{check_vocab_compatible, Draft, DraftSource, Drafter, VocabError, MAX_DRAFT};
-use crate::engine::{Context, EngineError, Logits, Model, Token};
+use crate::draft::{check_vocab_compatible, Draft, DraftSource, Drafter, MAX_DRAFT};
+use crate::engine::{Context, EngineError, Logits, Token};
+use crate::error::GenerateError;
 use crate::generate::{check_prompt, GenerateParams, Generation, StopReason, TokenSink};
 use crate::metrics::{GenerationStats, SpecStats};
-use crate::sampling::{Sampler, SamplingError};
+use crate::sampling::Sampler;
 
 pub use acceptance::{AcceptanceModel, Frequency, Layered, LookupModel};
 pub use policy::{DraftCost, Policy, PolicyConfig, PolicyError, RoundControl, RoundOutcome};
 pub use verify::{verify_greedy, verify_sampling, DraftProb, Verdict};
-
-/// Errors of speculative generation.
-#[derive(Debug, thiserror::Error)]
-pub enum SpecError {
-    /// llama.cpp or parameter trouble.
-    #[error(transparent)]
-    Engine(#[from] EngineError),
-    /// The drafter cannot draft for this target.
-    #[error(transparent)]
-    Vocab(#[from] VocabError),
-    /// Bad policy settings.
-    #[error(transparent)]
-    Policy(#[from] PolicyError),
-    /// Bad sampling settings.
-    #[error(transparent)]
-    Sampling(#[from] SamplingError),
-}
 
 /// A speculative generation's result: the usual one plus speculation stats.
 #[derive(Debug, Clone)]
@@ -112,17 +96,16 @@ pub struct Speculator {
 }
 
 impl Speculator {
-    /// Sets up speculation. `drafter_model` is the drafter's model when it
-    /// runs one: its vocabulary is checked against the target's first.
+    /// Sets up speculation. A drafter that runs a model has its vocabulary
+    /// checked against the target's first.
     pub fn new(
         target: Context,
         drafter: Option<Box<dyn Drafter>>,
-        drafter_model: Option<&Model>,
         config: PolicyConfig,
-    ) -> Result<Self, SpecError> {
+    ) -> Result<Self, GenerateError> {
         let policy = Policy::new(config)?;
-        if let Some(d) = drafter_model {
-            check_vocab_compatible(target.model(), d)?;
+        if let Some(vocabulary) = drafter.as_ref().and_then(|d| d.vocabulary()) {
+            check_vocab_compatible(target.model(), vocabulary)?;
         }
         Ok(Self {
             target,
@@ -140,6 +123,11 @@ impl Speculator {
         &self.target
     }
 
+    /// The target context, mutably.
+    pub fn target_mut(&mut self) -> &mut Context {
+        &mut self.target
+    }
+
     /// Forgets the sequence: empties the target's and the drafter's caches.
     /// What was measured and learned (pass costs, acceptance) stays.
     pub fn clear(&mut self) {
@@ -151,7 +139,7 @@ impl Speculator {
 
     /// Measures target forward passes for the batch sizes the policy will
     /// weigh, and the drafter's step and catch-up batches, on an empty cache.
-    fn calibrate(&mut self, token: Token) -> Result<(), SpecError> {
+    fn calibrate(&mut self, token: Token) -> Result<(), GenerateError> {
         self.target.clear();
         let lookup = self.drafter.as_ref().is_some_and(|d| d.drafts_lookup());
         let sizes = calibration_sizes(&self.policy.config(), lookup);
@@ -179,7 +167,7 @@ impl Speculator {
         prompt: &[Token],
         params: &GenerateParams,
         on_token: impl FnMut(Token, &str) -> bool,
-    ) -> Result<SpecGeneration, SpecError> {
+    ) -> Result<SpecGeneration, GenerateError> {
         params.sampling.validate()?;
         check_prompt(prompt)?;
         let model = self.target.model().clone();

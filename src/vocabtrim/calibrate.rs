@@ -5,24 +5,25 @@ use std::path::Path;
 use rayon::prelude::*;
 
 use super::{CountSource, TokenCounts, TrimError};
-use crate::engine::{Context, Model};
-use crate::generate::{generate_target_only, prompt_tokens, GenerateParams};
+use crate::engine::Model;
+use crate::session::Session;
 
 /// Progress of a calibration: (prompts done, prompts total, tokens counted).
 pub type CalibrationProgress<'a> = &'a mut dyn FnMut(usize, usize, u64);
 
-/// Generates with the target on each prompt and counts the emitted ids.
+/// Generates with the session on each prompt (up to `max_tokens`) and
+/// counts the emitted ids.
 /// Counts are saved to `out` after every prompt (atomically), and an
 /// existing file for the same vocabulary and prompt count is resumed.
 pub fn calibrate_generations(
-    ctx: &mut Context,
+    session: &mut Session,
     prompts: &[String],
-    params: &GenerateParams,
+    max_tokens: usize,
     chat: bool,
     out: &Path,
     progress: CalibrationProgress<'_>,
 ) -> Result<TokenCounts, TrimError> {
-    let model = ctx.model().clone();
+    let model = session.model().clone();
     let mut counts = match TokenCounts::load(out) {
         Ok(existing)
             if existing.source == CountSource::TargetGenerations
@@ -34,9 +35,9 @@ pub fn calibrate_generations(
         _ => TokenCounts::new(&model, CountSource::TargetGenerations, prompts.len()),
     };
     for (i, prompt) in prompts.iter().enumerate().skip(counts.items_done) {
-        let tokens = prompt_tokens(&model, prompt, chat)?;
-        let g = generate_target_only(ctx, &tokens, params, |_, _| true)?;
-        for t in g.tokens {
+        let tokens = session.prompt_tokens(prompt, chat)?;
+        let g = session.generate(&tokens, max_tokens, |_, _| true)?;
+        for t in g.generation.tokens {
             counts.counts[t as usize] += 1;
         }
         counts.items_done = i + 1;

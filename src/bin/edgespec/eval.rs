@@ -10,11 +10,12 @@ use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
-use edgespec::draft::DraftLength;
-use edgespec::ead::{Ead, EadConfig};
-use edgespec::engine::{Context, ContextParams, Model, ModelParams};
+use edgespec::draft::{DraftLength, DraftModel};
+use edgespec::ead::EadConfig;
+use edgespec::engine::{ContextParams, Model, ModelParams};
 use edgespec::eval::{extract_code, load_problems, Outcome, Sandbox};
-use edgespec::generate::{generate_target_only, prompt_tokens, GenerateParams};
+use edgespec::generate::prompt_tokens;
+use edgespec::session::{DraftKind, Session, SessionConfig};
 
 /// `eval` subcommands.
 #[derive(Debug, Subcommand)]
@@ -238,25 +239,34 @@ fn humaneval(args: HumanevalArgs) -> anyhow::Result<()> {
         .with_context(|| format!("loading {}", large_path.display()))?;
     let small = Model::load(small_path, &model_params)
         .with_context(|| format!("loading {}", small_path.display()))?;
-    let ctx_params = ContextParams {
+    let context = ContextParams {
         n_ctx: 2048,
         n_threads: args.threads,
         n_threads_batch: args.threads,
         ..ContextParams::default()
     };
-    let mut large_ctx = Context::new(large.clone(), &ctx_params)?;
-    let mut small_ctx = Context::new(small.clone(), &ctx_params)?;
-    let mut engines = configs
-        .iter()
-        .map(|(_, config)| {
-            Ok(Ead::new(
-                Context::new(small.clone(), &ctx_params)?,
-                Context::new(large.clone(), &ctx_params)?,
-                *config,
-                DraftLength::Fixed(args.gamma),
-            )?)
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let alone = |model: &std::sync::Arc<Model>| {
+        Session::new(SessionConfig::new(model.clone(), context.clone()))
+    };
+    // Sessions by label: the large model alone, the small one alone, each EAD configuration.
+    let mut sessions = [alone(&large)?, alone(&small)?]
+        .into_iter()
+        .map(Ok)
+        .chain(configs.iter().map(|(_, config)| {
+            Session::new(SessionConfig {
+                ead: *config,
+                length: DraftLength::Fixed(args.gamma),
+                ..SessionConfig::new(large.clone(), context.clone()).with_drafter(
+                    if args.gamma > 0 {
+                        DraftKind::EadSpec
+                    } else {
+                        DraftKind::Ead
+                    },
+                    Some(DraftModel::Full(small.clone())),
+                )
+            })
+        }))
+        .collect::<Result<Vec<_>, _>>()?;
 
     std::fs::create_dir_all(&args.out)?;
     let mut results = std::fs::File::create(args.out.join("results.jsonl"))?;
@@ -272,7 +282,6 @@ fn humaneval(args: HumanevalArgs) -> anyhow::Result<()> {
         ProgressStyle::with_template("{bar:40} {pos}/{len} {msg} [{elapsed_precise}<{eta}]")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let params = GenerateParams::greedy(args.max_tokens);
     for problem in &problems {
         let prompt = prompt_tokens(&large, &problem.prompt, true)?;
         for (i, label) in labels.iter().enumerate() {
@@ -280,37 +289,19 @@ fn humaneval(args: HumanevalArgs) -> anyhow::Result<()> {
                 continue;
             }
             bar.set_message(format!("{} {label}", problem.task_id));
-            let (text, tokens, large_tokens, switches, rate, cost) = match i {
-                0 | 1 => {
-                    let ctx = if i == 0 {
-                        &mut large_ctx
-                    } else {
-                        &mut small_ctx
-                    };
-                    let g = generate_target_only(ctx, &prompt, &params, |_, _| true)?;
-                    let n = g.tokens.len();
-                    let large_n = if i == 0 { n } else { 0 };
-                    let cost = if i == 0 {
-                        1.0
-                    } else {
-                        small.summary().bytes_per_token as f64
-                            / large.summary().bytes_per_token as f64
-                    };
-                    (g.text, n, large_n, 0, g.stats.decode_tok_per_s(), cost)
-                }
-                _ => {
-                    let g = engines[i - 2].generate(&prompt, &params, |_, _| true)?;
-                    let s = &g.stats;
-                    (
-                        g.generation.text,
-                        g.generation.tokens.len(),
-                        s.large_tokens,
-                        s.switches,
-                        g.generation.stats.decode_tok_per_s(),
-                        s.cost_bytes(),
-                    )
-                }
+            let g = sessions[i].generate(&prompt, args.max_tokens, |_, _| true)?;
+            let n = g.generation.tokens.len();
+            let (large_tokens, switches, cost) = match (&g.ead, i) {
+                (Some(s), _) => (s.large_tokens, s.switches, s.cost_bytes()),
+                (None, 0) => (n, 0, 1.0),
+                (None, _) => (
+                    0,
+                    0,
+                    small.summary().bytes_per_token as f64 / large.summary().bytes_per_token as f64,
+                ),
             };
+            let (text, tokens, rate) =
+                (g.generation.text, n, g.generation.stats.decode_tok_per_s());
             let outcome = sandbox.check(problem, &extract_code(&text))?;
             let record = Record {
                 config: label.clone(),

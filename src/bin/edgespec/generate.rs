@@ -7,31 +7,15 @@ use anyhow::{bail, Context as _};
 use clap::{Args, ValueEnum};
 
 use edgespec::draft::{
-    DraftLength, Drafter, HybridDrafter, LookupDrafter, ModelDrafter, TrimmedSource,
-    DEFAULT_HYBRID_MIN_NGRAM,
+    DraftLength, DraftModel, Drafter, LookupDrafter, ModelDrafter, DEFAULT_HYBRID_MIN_NGRAM,
 };
-use edgespec::ead::{Ead, EadConfig, EadStats};
+use edgespec::ead::{EadConfig, EadStats};
 use edgespec::engine::{Context, ContextParams, Model, ModelParams};
-use edgespec::generate::{generate_target_only, prompt_tokens, GenerateParams, Generation};
-use edgespec::gguf::GgufFile;
+use edgespec::generate::{prompt_tokens, Generation};
 use edgespec::metrics::SpecStats;
 use edgespec::sampling::SamplingParams;
+use edgespec::session::{DraftKind, Session, SessionConfig};
 use edgespec::speculative::trace::{record_trace, write_trace};
-use edgespec::speculative::{PolicyConfig, Speculator};
-use edgespec::vocabtrim::TrimInfo;
-
-/// Kinds of drafter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum DraftKind {
-    /// A smaller model with the same vocabulary (--draft).
-    Model,
-    /// Prompt lookup: n-gram matches in the prompt and output; no model.
-    Lookup,
-    /// Lookup on confident matches, the --draft model otherwise.
-    Hybrid,
-    /// A VocabTrim drafter (--draft OUT.gguf from `edgespec trim`).
-    Trimmed,
-}
 
 /// How to generate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -136,8 +120,9 @@ pub struct GenerateArgs {
     /// target); the small model in EAD modes.
     #[arg(short, long, visible_alias = "small")]
     draft: Option<PathBuf>,
-    /// Drafter kind (default: model with --draft; lookup without).
-    #[arg(long, value_enum)]
+    /// Drafter kind: model, lookup, hybrid or trimmed (default: model with
+    /// --draft; the target alone without).
+    #[arg(long)]
     draft_kind: Option<DraftKind>,
     /// Source drafter of a trimmed --draft (default: the path stored in it).
     #[arg(long)]
@@ -175,18 +160,24 @@ pub struct GenerateArgs {
 }
 
 pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
-    let sampling = SamplingParams {
-        temperature: args.temp,
-        top_k: args.top_k,
-        top_p: args.top_p,
-        seed: args.seed,
+    let kind = match (args.mode, args.target_only, args.draft_kind, &args.draft) {
+        (GenMode::Ead, _, _, _) => DraftKind::Ead,
+        (GenMode::EadSpec, _, _, _) => DraftKind::EadSpec,
+        (GenMode::Spec, true, _, _) => DraftKind::None,
+        (GenMode::Spec, false, Some(kind), _) => kind,
+        (GenMode::Spec, false, None, Some(_)) => DraftKind::Model,
+        (GenMode::Spec, false, None, None) => DraftKind::None,
     };
-    sampling.validate()?;
-    let params = GenerateParams {
-        max_tokens: args.max_tokens,
-        sampling,
-        ignore_eos: args.ignore_eos,
-    };
+    if kind.needs_model() && args.draft.is_none() {
+        match kind {
+            DraftKind::Ead | DraftKind::EadSpec => bail!("{kind} needs a small model (--small)"),
+            _ => bail!("--draft-kind {kind} needs a drafter model (--draft)"),
+        }
+    }
+    anyhow::ensure!(
+        kind != DraftKind::None || args.trace.is_none(),
+        "--trace records what a drafter offers: give --draft (or --draft-kind lookup)"
+    );
     let model_params = ModelParams {
         gpu_layers: args.gpu_layers,
         repack: !args.no_repack,
@@ -194,16 +185,55 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     };
     let model = Model::load(&args.model, &model_params)
         .with_context(|| format!("loading {}", args.model.display()))?;
-    let mut ctx_params = ContextParams {
+    let drafter = match (&args.draft, kind.needs_model()) {
+        (Some(path), true) => Some(
+            DraftModel::open(path, args.draft_source.as_deref(), &model_params)
+                .with_context(|| format!("loading drafter {}", path.display()))?,
+        ),
+        _ => None,
+    };
+    let mut context = ContextParams {
         n_ctx: args.ctx_size,
         ..ContextParams::default()
     };
     if let Some(t) = args.threads {
-        ctx_params.n_threads = t;
-        ctx_params.n_threads_batch = t;
+        context.n_threads = t;
+        context.n_threads_batch = t;
     }
-    let target = Context::new(model.clone(), &ctx_params)?;
+    let config = SessionConfig {
+        lookup: LookupDrafter {
+            min_ngram: args.lookup_min_ngram,
+            max_ngram: args.lookup_max_ngram,
+        },
+        hybrid_min_ngram: args.hybrid_min_ngram,
+        ead: EadConfig {
+            threshold_bits: args.ead_threshold,
+            window: args.ead_window,
+            min_dwell: args.ead_dwell,
+            large_share: args.ead_share,
+            fallback: !args.ead_no_fallback,
+        },
+        length: match args.gamma {
+            Gamma::Fixed(g) => DraftLength::Fixed(g),
+            Gamma::Auto => DraftLength::Auto {
+                max: args.gamma_max,
+            },
+        },
+        p_min: args.p_min,
+        sampling: SamplingParams {
+            temperature: args.temp,
+            top_k: args.top_k,
+            top_p: args.top_p,
+            seed: args.seed,
+        },
+        ignore_eos: args.ignore_eos,
+        ..SessionConfig::new(model.clone(), context.clone()).with_drafter(kind, drafter)
+    };
     let prompt = prompt_tokens(&model, &args.prompt, args.chat)?;
+    if let Some(path) = &args.trace {
+        return trace(&args, &config, &prompt, path);
+    }
+    let mut session = Session::new(config)?;
     let mut stdout = std::io::stdout().lock();
     let print = |_, text: &str| {
         // A closed stdout (e.g. `| head`) ends generation quietly.
@@ -212,161 +242,83 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
             .and_then(|()| stdout.flush())
             .is_ok()
     };
-    if args.mode != GenMode::Spec {
-        let Some(small_path) = &args.draft else {
-            bail!("--mode {:?} needs a small model (--small)", args.mode);
-        };
-        let small_model = Model::load(small_path, &model_params)
-            .with_context(|| format!("loading small model {}", small_path.display()))?;
-        let small = Context::new(small_model, &ctx_params)?;
-        let config = EadConfig {
-            threshold_bits: args.ead_threshold,
-            window: args.ead_window,
-            min_dwell: args.ead_dwell,
-            large_share: args.ead_share,
-            fallback: !args.ead_no_fallback,
-        };
-        let length = match (args.mode, args.gamma) {
-            (GenMode::EadSpec, Gamma::Fixed(g)) => DraftLength::Fixed(g),
-            (GenMode::EadSpec, Gamma::Auto) => DraftLength::Auto {
-                max: args.gamma_max,
-            },
-            _ => DraftLength::Fixed(0),
-        };
-        let mut ead = Ead::new(small, target, config, length)?;
-        let result = ead.generate(&prompt, &params, print)?;
-        finish(&result.generation, None);
-        if args.stats {
-            print_ead_stats(&result.stats);
-        }
-        return Ok(());
-    }
-
-    let kind = match (args.target_only, args.draft_kind, &args.draft) {
-        (true, _, _) => None,
-        (false, Some(kind), _) => Some(kind),
-        (false, None, Some(_)) => Some(DraftKind::Model),
-        (false, None, None) => None,
-    };
-    anyhow::ensure!(
-        kind.is_some() || args.trace.is_none(),
-        "--trace records what a drafter offers: give --draft (or --draft-kind lookup)"
+    session.target_mut().reset_llama_counters();
+    let outcome = session.generate(&prompt, args.max_tokens, print)?;
+    finish(
+        &outcome.generation,
+        outcome.speculation.as_ref().filter(|_| args.stats),
     );
-    let Some(kind) = kind else {
-        let mut target = target;
-        target.reset_llama_counters();
-        let generation = generate_target_only(&mut target, &prompt, &params, print)?;
-        finish(&generation, None);
-        let (eval_ms, n_eval) = target.llama_eval_time();
+    if let (true, Some(ead)) = (args.stats, &outcome.ead) {
+        print_ead_stats(ead);
+    }
+    if kind == DraftKind::None {
+        let (eval_ms, n_eval) = session.target().llama_eval_time();
         log::info!(
             "llama.cpp eval time: {eval_ms:.1} ms / {n_eval} runs ({:.2} tok/s by llama.cpp's own counter)",
             f64::from(n_eval) * 1e3 / eval_ms.max(1e-9)
         );
-        return Ok(());
-    };
-
-    let lookup = LookupDrafter {
-        min_ngram: args.lookup_min_ngram,
-        max_ngram: args.lookup_max_ngram,
-    };
-    let drafter_ctx = ContextParams {
-        n_ctx: args.ctx_size + 1,
-        ..ctx_params.clone()
-    };
-    let is_trimmed = match &args.draft {
-        Some(path) => TrimInfo::from_gguf(&GgufFile::open(path)?)?.is_some(),
-        None => false,
-    };
-    let (model_drafter, vocab_model) = match (&args.draft, kind) {
-        (None, DraftKind::Model | DraftKind::Hybrid | DraftKind::Trimmed) => {
-            bail!("--draft-kind {kind:?} needs a drafter model (--draft)")
-        }
-        (Some(path), DraftKind::Trimmed) if !is_trimmed => {
-            bail!(
-                "{} is not a trimmed drafter (make one with `edgespec trim`)",
-                path.display()
-            )
-        }
-        (Some(path), DraftKind::Model | DraftKind::Hybrid | DraftKind::Trimmed) if is_trimmed => {
-            let source = TrimmedSource::open(path, args.draft_source.as_deref(), &model_params)?;
-            let vocab = source.vocab.clone();
-            (
-                Some(ModelDrafter::trimmed(source, &drafter_ctx, sampling)?),
-                Some(vocab),
-            )
-        }
-        (Some(path), DraftKind::Model | DraftKind::Hybrid) => {
-            let m = Model::load(path, &model_params)
-                .with_context(|| format!("loading drafter {}", path.display()))?;
-            (
-                Some(ModelDrafter::new(m.clone(), &drafter_ctx, sampling)?),
-                Some(m),
-            )
-        }
-        (_, _) => (None, None),
-    };
-    if let Some(path) = &args.trace {
-        anyhow::ensure!(
-            sampling.is_greedy(),
-            "--trace records greedy generations: drop --temp"
-        );
-        let mut model_drafter = model_drafter;
-        let name = match kind {
-            DraftKind::Trimmed => "trimmed",
-            _ => "model",
-        };
-        let drafter_file = args
-            .draft
-            .as_deref()
-            .and_then(|p| p.file_name())
-            .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
-        let mut drafters: Vec<(String, String, &mut dyn Drafter)> = model_drafter
-            .as_mut()
-            .map(|d| (name.to_owned(), drafter_file, d as &mut dyn Drafter))
-            .into_iter()
-            .collect();
-        let mut target = target;
-        let mut trace = record_trace(
-            &mut target,
-            &mut drafters,
-            &prompt,
-            args.max_tokens,
-            args.gamma_max,
-        )?;
-        trace.set = "generate".into();
-        println!("{}", model.detokenize(&trace.output)?);
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .with_context(|| format!("opening {}", path.display()))?;
-        write_trace(&mut file, &trace).with_context(|| format!("writing {}", path.display()))?;
-        eprintln!(
-            "trace of {} output tokens appended to {}",
-            trace.output.len(),
-            path.display()
-        );
-        return Ok(());
     }
-    let drafter: Box<dyn Drafter> = match (kind, model_drafter) {
-        (DraftKind::Hybrid, Some(m)) => {
-            Box::new(HybridDrafter::new(lookup, m, args.hybrid_min_ngram))
+    Ok(())
+}
+
+/// `--trace`: the target's greedy output and what the drafter would draft
+/// from every position, appended to `path` as one line.
+fn trace(
+    args: &GenerateArgs,
+    config: &SessionConfig,
+    prompt: &[i32],
+    path: &std::path::Path,
+) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        config.sampling.is_greedy(),
+        "--trace records greedy generations: drop --temp"
+    );
+    let drafter_context = ContextParams {
+        n_ctx: config.context.n_ctx + 1,
+        ..config.context.clone()
+    };
+    let mut model_drafter = match (&config.drafter, config.kind) {
+        (Some(d), DraftKind::Model | DraftKind::Hybrid | DraftKind::Trimmed) => {
+            Some(ModelDrafter::open(d, &drafter_context, config.sampling)?)
         }
-        (_, Some(m)) => Box::new(m),
-        (_, None) => Box::new(lookup),
+        _ => None,
     };
-    let config = PolicyConfig {
-        length: match args.gamma {
-            Gamma::Fixed(g) => DraftLength::Fixed(g),
-            Gamma::Auto => DraftLength::Auto {
-                max: args.gamma_max,
-            },
-        },
-        p_min: args.p_min,
+    let name = if config.drafter.as_ref().is_some_and(DraftModel::is_trimmed) {
+        "trimmed"
+    } else {
+        "model"
     };
-    let mut speculator = Speculator::new(target, Some(drafter), vocab_model.as_deref(), config)?;
-    let result = speculator.generate(&prompt, &params, print)?;
-    finish(&result.generation, args.stats.then_some(&result.spec));
+    let drafter_file = args
+        .draft
+        .as_deref()
+        .and_then(|p| p.file_name())
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    let mut drafters: Vec<(String, String, &mut dyn Drafter)> = model_drafter
+        .as_mut()
+        .map(|d| (name.to_owned(), drafter_file, d as &mut dyn Drafter))
+        .into_iter()
+        .collect();
+    let mut target = Context::new(config.target.clone(), &config.context)?;
+    let mut trace = record_trace(
+        &mut target,
+        &mut drafters,
+        prompt,
+        args.max_tokens,
+        args.gamma_max,
+    )?;
+    trace.set = "generate".into();
+    println!("{}", config.target.detokenize(&trace.output)?);
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    write_trace(&mut file, &trace).with_context(|| format!("writing {}", path.display()))?;
+    eprintln!(
+        "trace of {} output tokens appended to {}",
+        trace.output.len(),
+        path.display()
+    );
     Ok(())
 }
 

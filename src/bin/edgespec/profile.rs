@@ -150,7 +150,7 @@ pub fn run(args: ProfileArgs) -> anyhow::Result<()> {
     if let Some(path) = &args.trimmed {
         eprintln!("timing the trimmed drafter");
         let source = TrimmedSource::open(path, None, &params)?;
-        let mut d = ModelDrafter::trimmed(source, &ctx_params, greedy)?;
+        let mut d = ModelDrafter::trimmed(std::sync::Arc::new(source), &ctx_params, greedy)?;
         drafters.insert(
             "trimmed".to_owned(),
             drafter_costs(&mut d, file_name(path), &sizes, args.context)?,

@@ -6,8 +6,9 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use clap::Args;
 
-use edgespec::bench::{load_runs, DraftKind, Mode};
+use edgespec::bench::{load_runs, Mode};
 use edgespec::ead::EadStats;
+use edgespec::session::DraftKind;
 use edgespec::speculative::profile::CostProfile;
 use edgespec::speculative::replay::{regret, ReplayDrafter, ReplayRun, Replayer, Setting};
 use edgespec::speculative::trace::{load_traces, Trace};
@@ -71,9 +72,9 @@ fn parse_setting(text: &str, gamma_max: usize) -> anyhow::Result<Setting> {
                 DraftKind::Trimmed => ReplayDrafter::Model("trimmed".into()),
                 DraftKind::Lookup => ReplayDrafter::Lookup,
                 DraftKind::Hybrid => ReplayDrafter::Hybrid("model".into()),
-                DraftKind::TrimmedK(_) => {
-                    anyhow::bail!("{text:?}: replay has no trimmed@K drafters")
-                }
+                _ => anyhow::bail!(
+                    "{text:?}: replay handles target, model, trimmed, lookup and hybrid"
+                ),
             },
             length,
         ),

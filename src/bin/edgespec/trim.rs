@@ -1,18 +1,18 @@
 //! `edgespec calibrate` and `edgespec trim`: VocabTrim from the command line.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::Args;
 
 use edgespec::bench::load_prompts;
-use edgespec::draft::{DraftLength, ModelDrafter, TrimmedSource};
-use edgespec::engine::{Context, ContextParams, Model, ModelParams};
+use edgespec::draft::{DraftLength, DraftModel, TrimmedSource};
+use edgespec::engine::{ContextParams, Model, ModelParams};
 use edgespec::generate::prompt_tokens;
-use edgespec::generate::GenerateParams;
 use edgespec::gguf::{GgufFile, ModelSummary};
 use edgespec::sampling::SamplingParams;
-use edgespec::speculative::{PolicyConfig, Speculator};
+use edgespec::session::{DraftKind, Session, SessionConfig};
 use edgespec::vocabtrim::{
     best_k, calibrate_generations, count_raw_text, k_candidates, KPoint, TokenCounts, Trimmer,
 };
@@ -96,21 +96,18 @@ pub fn calibrate(args: CalibrateArgs) -> anyhow::Result<()> {
             .as_ref()
             .expect("clap requires --prompts without --raw-text");
         let prompts = load_prompts(path)?;
-        let mut ctx_params = ContextParams::default();
+        let mut context = ContextParams::default();
         if let Some(t) = args.threads {
-            ctx_params.n_threads = t;
-            ctx_params.n_threads_batch = t;
+            context.n_threads = t;
+            context.n_threads_batch = t;
         }
-        let mut ctx = Context::new(model.clone(), &ctx_params)?;
-        let params = GenerateParams {
-            max_tokens: args.max_tokens,
+        let mut session = Session::new(SessionConfig {
             sampling: SamplingParams {
                 temperature: args.temp,
                 ..SamplingParams::greedy()
             },
-            ignore_eos: false,
-        };
-        params.sampling.validate()?;
+            ..SessionConfig::new(model.clone(), context)
+        })?;
         let bar = indicatif::ProgressBar::new(prompts.len() as u64);
         bar.set_style(
             indicatif::ProgressStyle::with_template(
@@ -119,9 +116,9 @@ pub fn calibrate(args: CalibrateArgs) -> anyhow::Result<()> {
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         );
         let counts = calibrate_generations(
-            &mut ctx,
+            &mut session,
             &prompts,
-            &params,
+            args.max_tokens,
             !args.no_chat,
             &args.out,
             &mut |done, _, tokens| {
@@ -242,20 +239,15 @@ fn choose_k(
     let mut prompts = load_prompts(prompts)?;
     prompts.truncate(args.limit.max(1));
     let model = Model::load(target, &ModelParams::default())?;
-    let ctx_params = ContextParams {
+    let context = ContextParams {
         n_threads: args.threads,
         n_threads_batch: args.threads,
         ..ContextParams::default()
-    };
-    let drafter_ctx = ContextParams {
-        n_ctx: ctx_params.n_ctx + 1,
-        ..ctx_params.clone()
     };
     let tokens: Vec<Vec<i32>> = prompts
         .iter()
         .map(|p| prompt_tokens(&model, p, true))
         .collect::<Result<_, _>>()?;
-    let params = GenerateParams::greedy(args.max_tokens);
     let dir = tempfile_dir(&args.out)?;
     let mut points = Vec::new();
     eprintln!(
@@ -266,30 +258,24 @@ fn choose_k(
         let path = dir.join(format!("k{k}.gguf"));
         write(k, &path)?;
         let src = TrimmedSource::open(&path, Some(&args.drafter), &ModelParams::default())?;
-        let vocab_model = src.vocab.clone();
-        let drafter = Box::new(ModelDrafter::trimmed(src, &drafter_ctx, params.sampling)?);
-        let config = PolicyConfig {
+        let mut session = Session::new(SessionConfig {
             length: DraftLength::Fixed(args.gamma),
-            p_min: None,
-        };
-        let mut spec = Speculator::new(
-            Context::new(model.clone(), &ctx_params)?,
-            Some(drafter),
-            Some(&vocab_model),
-            config,
-        )?;
+            ..SessionConfig::new(model.clone(), context.clone())
+                .with_drafter(DraftKind::Trimmed, Some(DraftModel::Trimmed(Arc::new(src))))
+        })?;
         let (mut decoded, mut secs, mut drafted, mut accepted, mut mbsu, mut c_ms) =
             (0usize, 0f64, 0usize, 0usize, 0f64, 0f64);
         for t in &tokens {
-            let r = spec.generate(t, &params, |_, _| true)?;
+            let r = session.generate(t, args.max_tokens, |_, _| true)?;
             let n = r.generation.stats.generated_tokens;
             decoded += n.saturating_sub(1);
             secs += r.generation.stats.decode_time.as_secs_f64();
-            drafted += r.spec.drafted;
-            accepted += r.spec.accepted;
-            mbsu += r.spec.mbsu(n);
-            c_ms += if r.spec.drafted > 0 {
-                r.spec.draft_time.as_secs_f64() * 1e3 / r.spec.drafted as f64
+            let spec = r.speculation.unwrap_or_default();
+            drafted += spec.drafted;
+            accepted += spec.accepted;
+            mbsu += spec.mbsu(n);
+            c_ms += if spec.drafted > 0 {
+                spec.draft_time.as_secs_f64() * 1e3 / spec.drafted as f64
             } else {
                 0.0
             };

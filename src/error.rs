@@ -1,0 +1,44 @@
+//! The one error of generation, whichever engine runs it: what can go wrong
+//! assembling a session and decoding with it.
+
+use crate::draft::VocabError;
+use crate::ead::EadConfigError;
+use crate::engine::EngineError;
+use crate::sampling::SamplingError;
+use crate::session::DraftKind;
+use crate::speculative::PolicyError;
+
+/// Errors of building a session and of generating with it (target alone,
+/// speculative or EAD).
+#[derive(Debug, thiserror::Error)]
+pub enum GenerateError {
+    /// llama.cpp or parameter trouble.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// The drafter (or EAD's small model) cannot draft for this target.
+    #[error(transparent)]
+    Vocab(#[from] VocabError),
+    /// Bad draft-length policy settings.
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    /// Bad sampling settings.
+    #[error(transparent)]
+    Sampling(#[from] SamplingError),
+    /// Bad EAD settings.
+    #[error(transparent)]
+    Ead(#[from] EadConfigError),
+    /// The draft kind runs a model and none was given.
+    #[error("draft kind {0} needs a drafter model")]
+    MissingDrafter(DraftKind),
+    /// The trimmed kind was given a full model.
+    #[error("the drafter is not a trimmed drafter: the trimmed draft kind needs a VocabTrim drafter (make one with `edgespec trim`)")]
+    NotTrimmed,
+    /// EAD's small model must be a full-vocabulary model.
+    #[error("the small model has {small} logits per position but the vocabulary has {vocab}: EAD needs the full-vocabulary small model (a VocabTrim drafter cannot measure exact entropy)")]
+    TrimmedSmall {
+        /// Logits per position of the small model.
+        small: usize,
+        /// Its vocabulary.
+        vocab: usize,
+    },
+}

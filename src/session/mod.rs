@@ -1,0 +1,268 @@
+//! The front door: one configuration, validated once, assembles the target
+//! and its drafter (or EAD's small model); one `generate` returns one
+//! outcome; one error type. The CLI, the benchmark, the C API and the tests
+//! all build their engines here.
+
+mod kind;
+
+use std::sync::Arc;
+
+pub use kind::{DraftKind, DraftKindError};
+
+use crate::draft::{
+    DraftLength, DraftModel, Drafter, HybridDrafter, LookupDrafter, ModelDrafter,
+    DEFAULT_HYBRID_MIN_NGRAM,
+};
+use crate::ead::{Ead, EadConfig, EadStats, Who};
+use crate::engine::{Context, ContextParams, EngineError, Model, Token};
+use crate::error::GenerateError;
+use crate::generate::{generate_target_only, prompt_tokens, GenerateParams, Generation};
+use crate::metrics::SpecStats;
+use crate::sampling::SamplingParams;
+use crate::speculative::{PolicyConfig, Speculator};
+
+/// Everything a session needs: the models, how to draft, how to sample,
+/// the context. Start from [`SessionConfig::new`] and set what differs.
+#[derive(Clone)]
+pub struct SessionConfig {
+    /// The target model (EAD's large model).
+    pub target: Arc<Model>,
+    /// How to draft.
+    pub kind: DraftKind,
+    /// The drafter model (model, hybrid, trimmed) or EAD's small model.
+    pub drafter: Option<DraftModel>,
+    /// Prompt-lookup settings (lookup and hybrid).
+    pub lookup: LookupDrafter,
+    /// Shortest lookup match a hybrid drafter considers.
+    pub hybrid_min_ngram: usize,
+    /// EAD's switching settings (EAD kinds).
+    pub ead: EadConfig,
+    /// Draft length (ignored by plain EAD, which never drafts).
+    pub length: DraftLength,
+    /// Stop a model draft below this drafter probability.
+    pub p_min: Option<f32>,
+    /// How tokens are picked.
+    pub sampling: SamplingParams,
+    /// Never produce end-of-generation tokens (fixed-length benchmark runs).
+    pub ignore_eos: bool,
+    /// Context window and threads, shared by every model of the session.
+    pub context: ContextParams,
+}
+
+impl SessionConfig {
+    /// The target alone, greedy, with the default draft-length policy for
+    /// when a drafter is set.
+    pub fn new(target: Arc<Model>, context: ContextParams) -> Self {
+        Self {
+            target,
+            kind: DraftKind::None,
+            drafter: None,
+            lookup: LookupDrafter::default(),
+            hybrid_min_ngram: DEFAULT_HYBRID_MIN_NGRAM,
+            ead: EadConfig::default(),
+            length: PolicyConfig::default().length,
+            p_min: None,
+            sampling: SamplingParams::greedy(),
+            ignore_eos: false,
+            context,
+        }
+    }
+
+    /// The same session with `kind` drafting from `drafter`.
+    pub fn with_drafter(mut self, kind: DraftKind, drafter: Option<DraftModel>) -> Self {
+        self.kind = kind;
+        self.drafter = drafter;
+        self
+    }
+}
+
+/// What one generation produced and measured.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// Tokens, text, stop reason, timings.
+    pub generation: Generation,
+    /// Speculation counters (speculative sessions).
+    pub speculation: Option<SpecStats>,
+    /// EAD counters (EAD sessions).
+    pub ead: Option<EadStats>,
+    /// EAD: which model produced each generated token (empty otherwise).
+    pub sources: Vec<Who>,
+}
+
+enum Engine {
+    Target(Context),
+    Speculative(Box<Speculator>),
+    Ead(Box<Ead>),
+}
+
+/// A target (and drafter) ready to generate, prompt after prompt. What it
+/// measures and learns (pass costs, acceptance) carries over between
+/// generations; each generation starts from an empty cache.
+pub struct Session {
+    engine: Engine,
+    params: GenerateParams,
+}
+
+impl Session {
+    /// Validates `config` and assembles its engine.
+    pub fn new(config: SessionConfig) -> Result<Self, GenerateError> {
+        config.context.validate()?;
+        config.sampling.validate()?;
+        let length = config
+            .length
+            .validate()
+            .map_err(crate::speculative::PolicyError::from)?;
+        let drafter = match (config.kind.needs_model(), &config.drafter) {
+            (true, None) => return Err(GenerateError::MissingDrafter(config.kind)),
+            (true, Some(d)) => Some(d),
+            (false, _) => None,
+        };
+        let target = || Context::new(config.target.clone(), &config.context);
+        let drafter_context = ContextParams {
+            n_ctx: config.context.n_ctx + 1,
+            ..config.context.clone()
+        };
+        let model_drafter = || -> Result<ModelDrafter, GenerateError> {
+            let model = drafter.ok_or(GenerateError::MissingDrafter(config.kind))?;
+            Ok(ModelDrafter::open(
+                model,
+                &drafter_context,
+                config.sampling,
+            )?)
+        };
+        let policy = PolicyConfig {
+            length,
+            p_min: config.p_min,
+        };
+        let speculative = |d: Box<dyn Drafter>| -> Result<Engine, GenerateError> {
+            Ok(Engine::Speculative(Box::new(Speculator::new(
+                target()?,
+                Some(d),
+                policy,
+            )?)))
+        };
+        let engine = match config.kind {
+            DraftKind::None => Engine::Target(target()?),
+            DraftKind::Lookup => speculative(Box::new(config.lookup))?,
+            DraftKind::Model => speculative(Box::new(model_drafter()?))?,
+            DraftKind::Trimmed => {
+                if !drafter.is_some_and(DraftModel::is_trimmed) {
+                    return Err(GenerateError::NotTrimmed);
+                }
+                speculative(Box::new(model_drafter()?))?
+            }
+            DraftKind::Hybrid => speculative(Box::new(HybridDrafter::new(
+                config.lookup,
+                model_drafter()?,
+                config.hybrid_min_ngram,
+            )))?,
+            DraftKind::Ead | DraftKind::EadSpec => {
+                let small = match drafter {
+                    Some(DraftModel::Full(m)) => m.clone(),
+                    Some(DraftModel::Trimmed(t)) => t.model.clone(),
+                    None => return Err(GenerateError::MissingDrafter(config.kind)),
+                };
+                let length = if config.kind == DraftKind::EadSpec {
+                    length
+                } else {
+                    DraftLength::Fixed(0)
+                };
+                let small = Context::new(small, &config.context)?;
+                Engine::Ead(Box::new(Ead::new(small, target()?, config.ead, length)?))
+            }
+        };
+        Ok(Self {
+            engine,
+            params: GenerateParams {
+                max_tokens: 0,
+                sampling: config.sampling,
+                ignore_eos: config.ignore_eos,
+            },
+        })
+    }
+
+    /// The target model.
+    pub fn model(&self) -> &Arc<Model> {
+        self.target().model()
+    }
+
+    /// The target's context.
+    pub fn target(&self) -> &Context {
+        match &self.engine {
+            Engine::Target(c) => c,
+            Engine::Speculative(s) => s.target(),
+            Engine::Ead(e) => e.large(),
+        }
+    }
+
+    /// The target's context, mutably (llama.cpp's own counters).
+    pub fn target_mut(&mut self) -> &mut Context {
+        match &mut self.engine {
+            Engine::Target(c) => c,
+            Engine::Speculative(s) => s.target_mut(),
+            Engine::Ead(e) => e.large_mut(),
+        }
+    }
+
+    /// Prompt tokens for `text`: through the target's chat template as one
+    /// user message when `chat`, else raw.
+    pub fn prompt_tokens(&self, text: &str, chat: bool) -> Result<Vec<Token>, EngineError> {
+        prompt_tokens(self.model(), text, chat)
+    }
+
+    /// Generates up to `max_tokens` from `prompt`, streaming each token and
+    /// its newly complete text to `on_token` (false stops).
+    pub fn generate(
+        &mut self,
+        prompt: &[Token],
+        max_tokens: usize,
+        on_token: impl FnMut(Token, &str) -> bool,
+    ) -> Result<Outcome, GenerateError> {
+        let params = GenerateParams {
+            max_tokens,
+            ..self.params
+        };
+        Ok(match &mut self.engine {
+            Engine::Target(ctx) => Outcome {
+                generation: generate_target_only(ctx, prompt, &params, on_token)?,
+                speculation: None,
+                ead: None,
+                sources: Vec::new(),
+            },
+            Engine::Speculative(s) => {
+                let r = s.generate(prompt, &params, on_token)?;
+                Outcome {
+                    generation: r.generation,
+                    speculation: Some(r.spec),
+                    ead: None,
+                    sources: Vec::new(),
+                }
+            }
+            Engine::Ead(e) => {
+                let r = e.generate(prompt, &params, on_token)?;
+                Outcome {
+                    generation: r.generation,
+                    speculation: None,
+                    ead: Some(r.stats),
+                    sources: r.sources,
+                }
+            }
+        })
+    }
+
+    /// Seeds the target's sampling stream of the next generations (a
+    /// per-request seed; drafters keep their own streams).
+    pub fn reseed(&mut self, seed: u64) {
+        self.params.sampling.seed = seed;
+    }
+
+    /// Forgets the sequence: empties every model's cache. What was measured
+    /// and learned stays.
+    pub fn clear(&mut self) {
+        match &mut self.engine {
+            Engine::Target(c) => c.clear(),
+            Engine::Speculative(s) => s.clear(),
+            Engine::Ead(e) => e.clear(),
+        }
+    }
+}
