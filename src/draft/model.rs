@@ -6,7 +6,9 @@ use std::time::Instant;
 
 use super::{Draft, DraftControl, DraftSource, Drafter, TrimmedSource};
 use crate::costs::CostModel;
-use crate::engine::{Context, ContextParams, EngineError, Logits, Model, ModelParams, Token};
+use crate::engine::{
+    Context, ContextParams, EngineError, Logits, Model, ModelParams, Sequence, Token,
+};
 use crate::gguf::GgufFile;
 use crate::sampling::{argmax, top_probability, Sampler, SamplingParams};
 use crate::vocabtrim::{TrimError, TrimInfo};
@@ -69,9 +71,7 @@ struct Trim {
 /// follows the committed sequence lazily: tokens it has not seen are fed in
 /// one batch at the next draft, and rejected tokens are rolled back.
 pub struct ModelDrafter {
-    ctx: Context,
-    /// Tokens in the drafter's KV cache, in order.
-    kv: Vec<Token>,
+    seq: Sequence,
     /// Some in sampling mode: drafts are sampled from q.
     sampler: Option<Sampler>,
     /// Some for a VocabTrim drafter.
@@ -86,7 +86,7 @@ impl ModelDrafter {
         params: &ContextParams,
         sampling: SamplingParams,
     ) -> Result<Self, EngineError> {
-        let ctx = Context::new(model, params)?;
+        let seq = Sequence::new(Context::new(model, params)?);
         let sampler = (!sampling.is_greedy()).then(|| {
             Sampler::new(SamplingParams {
                 seed: sampling.seed ^ 0x9e37_79b9_7f4a_7c15,
@@ -94,8 +94,7 @@ impl ModelDrafter {
             })
         });
         Ok(Self {
-            kv: Vec::with_capacity(ctx.n_ctx() as usize),
-            ctx,
+            seq,
             sampler,
             trim: None,
         })
@@ -132,7 +131,7 @@ impl ModelDrafter {
     /// Feeds tokens to the drafter's context (as embeddings when trimmed).
     fn feed(&mut self, tokens: &[Token]) -> Result<(), EngineError> {
         let Some(trim) = self.trim.as_mut() else {
-            return self.ctx.decode(tokens, Logits::Last);
+            return self.seq.decode(tokens, Logits::Last);
         };
         let table = &trim.source.table;
         let n = table.n_embd();
@@ -140,7 +139,8 @@ impl ModelDrafter {
         for (row, &t) in trim.input.chunks_exact_mut(n).zip(tokens) {
             table.row_into(t, row)?;
         }
-        self.ctx.decode_embeddings(&trim.input, Logits::Last)
+        self.seq
+            .decode_embeddings(tokens, &trim.input, Logits::Last)
     }
 
     /// Times one pass over each batch size in `sizes` (ms), fed after
@@ -153,10 +153,10 @@ impl ModelDrafter {
     ) -> Result<Vec<(usize, f64)>, EngineError> {
         self.reset();
         self.feed(&vec![0; context.max(1)])?;
-        let base = self.ctx.n_past();
+        let base = self.seq.len();
         let mut times = Vec::with_capacity(sizes.len());
         for &tokens in sizes {
-            if tokens == 0 || base + tokens > self.ctx.n_ctx() as usize {
+            if tokens == 0 || base + tokens > self.seq.context().n_ctx() as usize {
                 continue;
             }
             let batch = vec![0; tokens];
@@ -164,7 +164,7 @@ impl ModelDrafter {
                 let start = Instant::now();
                 self.feed(&batch)?;
                 let ms = start.elapsed().as_secs_f64() * 1e3;
-                self.ctx.truncate(base)?;
+                self.seq.truncate(base)?;
                 Ok(ms)
             };
             time()?;
@@ -178,29 +178,13 @@ impl ModelDrafter {
 
     /// The drafter's model.
     pub fn model(&self) -> &Arc<Model> {
-        self.ctx.model()
-    }
-
-    /// Rolls the cache back to the longest prefix shared with `committed`.
-    fn sync(&mut self, committed: &[Token]) -> Result<(), EngineError> {
-        let common = self
-            .kv
-            .iter()
-            .zip(committed)
-            .take_while(|(a, b)| a == b)
-            .count();
-        if common < self.kv.len() {
-            self.ctx.truncate(common)?;
-            self.kv.truncate(common);
-        }
-        Ok(())
+        self.seq.context().model()
     }
 }
 
 impl Drafter for ModelDrafter {
     fn reset(&mut self) {
-        self.ctx.clear();
-        self.kv.clear();
+        self.seq.clear();
     }
 
     fn propose(
@@ -212,25 +196,19 @@ impl Drafter for ModelDrafter {
         out.clear(DraftSource::Model);
         let room = ctl
             .room(DraftSource::Model)
-            .min((self.ctx.n_ctx() as usize + 1).saturating_sub(committed.len()));
-        self.sync(committed)?;
-        if room == 0 || !ctl.start(DraftSource::Model, committed.len() - self.kv.len()) {
+            .min((self.seq.context().n_ctx() as usize + 1).saturating_sub(committed.len()));
+        self.seq.roll_back_to(committed, usize::MAX)?;
+        if room == 0 || !ctl.start(DraftSource::Model, committed.len() - self.seq.len()) {
             return Ok(());
         }
-        if self.kv.len() == committed.len() {
-            // Everything is cached but the logits are gone: replay the last token.
-            self.ctx.truncate(committed.len() - 1)?;
-            self.kv.pop();
-        }
         // Catch up on every committed token not yet seen, in one batch.
+        let pending_from = self.seq.prepare_catch_up(committed)?;
         let start = Instant::now();
-        let pending_from = self.kv.len();
         self.feed(&committed[pending_from..])?;
         out.set_catch_up(committed.len() - pending_from, start.elapsed());
-        self.kv.extend_from_slice(&committed[pending_from..]);
 
         loop {
-            let logits = self.ctx.logits(0)?;
+            let logits = self.seq.context().logits(0)?;
             let (token, confidence) = match (&mut self.sampler, &mut self.trim) {
                 (None, trim) => {
                     let best = argmax(logits);
@@ -262,24 +240,23 @@ impl Drafter for ModelDrafter {
                 break;
             }
             self.feed(&[token])?;
-            self.kv.push(token);
         }
         Ok(())
     }
 
     fn commit(&mut self, committed: &[Token]) -> Result<(), EngineError> {
-        self.sync(committed)
+        self.seq.roll_back_to(committed, usize::MAX)
     }
 
     fn bytes_per_token(&self) -> u64 {
-        self.ctx.model().summary().bytes_per_token
+        self.model().summary().bytes_per_token
     }
 
     fn vocabulary(&self) -> Option<&Arc<Model>> {
         Some(
             self.trim
                 .as_ref()
-                .map_or(self.ctx.model(), |t| &t.source.vocab),
+                .map_or(self.seq.context().model(), |t| &t.source.vocab),
         )
     }
 

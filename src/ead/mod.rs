@@ -36,14 +36,13 @@ use crate::costs::{BatchCurve, CostModel};
 use crate::draft::{
     check_vocab_compatible, Draft, DraftControl, DraftLength, DraftSource, Next, MAX_DRAFT,
 };
-use crate::engine::{Context, EngineError, Logits, Token};
+use crate::engine::{Context, EngineError, Logits, Sequence, Token};
 use crate::error::GenerateError;
-use crate::generate::{check_prompt, GenerateParams, Generation, StopReason, TokenSink};
+use crate::generate::{check_prompt, Emitter, GenerateParams, Generation, StopReason};
 use crate::metrics::{as_secs, GenerationStats};
 use crate::sampling::{argmax, top_probability, Sampler, SamplingParams};
 use crate::speculative::{
-    calibration_sizes, time_batches, verify_greedy, verify_sampling, DraftProb, Policy,
-    PolicyConfig, RoundOutcome, Verdict,
+    calibration_sizes, judge, time_batches, Policy, PolicyConfig, RoundOutcome, Verdict,
 };
 
 /// Decoded tokens after which a request that runs slower than the large
@@ -154,10 +153,9 @@ pub struct EadGeneration {
     pub sources: Vec<Who>,
 }
 
-/// A context and the tokens in its KV cache.
+/// A model's sequence, with its passes counted and timed.
 struct Tracked {
-    ctx: Context,
-    kv: Vec<Token>,
+    seq: Sequence,
     passes: usize,
     time: Duration,
     /// Passes by batch size this generation.
@@ -170,8 +168,7 @@ struct Tracked {
 impl Tracked {
     fn new(ctx: Context) -> Self {
         Self {
-            kv: Vec::with_capacity(ctx.n_ctx() as usize),
-            ctx,
+            seq: Sequence::new(ctx),
             passes: 0,
             time: Duration::ZERO,
             batches: BTreeMap::new(),
@@ -179,9 +176,12 @@ impl Tracked {
         }
     }
 
+    fn ctx(&self) -> &Context {
+        self.seq.context()
+    }
+
     fn clear(&mut self) {
-        self.ctx.clear();
-        self.kv.clear();
+        self.seq.clear();
         self.restart_counters();
     }
 
@@ -191,27 +191,10 @@ impl Tracked {
         self.batches.clear();
     }
 
-    /// Keeps only the longest prefix shared with `tokens`, then holds at most
-    /// `limit` of them.
-    fn roll_back_to(&mut self, tokens: &[Token], limit: usize) -> Result<(), EngineError> {
-        let common = self
-            .kv
-            .iter()
-            .zip(tokens)
-            .take_while(|(a, b)| a == b)
-            .count()
-            .min(limit);
-        if common < self.kv.len() {
-            self.ctx.truncate(common)?;
-            self.kv.truncate(common);
-        }
-        Ok(())
-    }
-
     /// Decodes `tokens` after the cache, timed and counted.
     fn feed(&mut self, tokens: &[Token], logits: Logits) -> Result<(), EngineError> {
         let start = Instant::now();
-        self.ctx.decode(tokens, logits)?;
+        self.seq.decode(tokens, logits)?;
         let elapsed = start.elapsed();
         self.time += elapsed;
         self.passes += 1;
@@ -220,7 +203,6 @@ impl Tracked {
             self.costs
                 .observe_verify(tokens.len(), elapsed.as_secs_f64() * 1e3);
         }
-        self.kv.extend_from_slice(tokens);
         Ok(())
     }
 
@@ -228,8 +210,7 @@ impl Tracked {
     /// the position after them (the last token is decoded again if cached:
     /// its logits are gone). Returns the tokens fed.
     fn sync(&mut self, tokens: &[Token]) -> Result<usize, EngineError> {
-        self.roll_back_to(tokens, tokens.len().saturating_sub(1))?;
-        let from = self.kv.len();
+        let from = self.seq.prepare_catch_up(tokens)?;
         self.feed(&tokens[from..], Logits::Last)?;
         Ok(tokens.len() - from)
     }
@@ -315,17 +296,17 @@ impl Ead {
 
     /// The small model's context.
     pub fn small(&self) -> &Context {
-        &self.small.ctx
+        self.small.ctx()
     }
 
     /// The large model's context.
     pub fn large(&self) -> &Context {
-        &self.large.ctx
+        self.large.ctx()
     }
 
     /// The large model's context, mutably.
     pub fn large_mut(&mut self) -> &mut Context {
-        &mut self.large.ctx
+        self.large.seq.context_mut()
     }
 
     /// Forgets the sequence: empties both models' caches. What was
@@ -352,7 +333,7 @@ impl Ead {
     ) -> Result<EadGeneration, GenerateError> {
         params.sampling.validate()?;
         check_prompt(prompt)?;
-        let model = self.large.ctx.model().clone();
+        let model = self.large.ctx().model().clone();
         let mut sampler = params.sampler(&model);
         // Drafts (ead-spec) are the small model's own samples, from a stream
         // of their own.
@@ -364,13 +345,13 @@ impl Ead {
             draft_sampler.ban(model.eog_tokens());
         }
         let mut policy = EadPolicy::resume(self.config, self.controller)?;
-        let mut sink = TokenSink::new(&model, on_token);
+        let mut emitter = Emitter::new(&model, params.max_tokens, on_token);
         let mut stats = GenerationStats {
             prompt_tokens: prompt.len(),
             ..Default::default()
         };
         let mut ead = EadStats {
-            small_bytes_per_token: self.small.ctx.model().summary().bytes_per_token,
+            small_bytes_per_token: self.small.ctx().model().summary().bytes_per_token,
             large_bytes_per_token: model.summary().bytes_per_token,
             ..Default::default()
         };
@@ -378,7 +359,7 @@ impl Ead {
         let mut entropy_sum = 0.0;
         let mut committed: Vec<Token> = Vec::with_capacity(prompt.len() + params.max_tokens + 1);
         committed.extend_from_slice(prompt);
-        let n_ctx = (self.small.ctx.n_ctx()).min(self.large.ctx.n_ctx()) as usize;
+        let n_ctx = (self.small.ctx().n_ctx()).min(self.large.ctx().n_ctx()) as usize;
 
         self.small.clear();
         self.large.clear();
@@ -402,27 +383,26 @@ impl Ead {
         let mut emitted: heapless::Vec<(Token, Who), { MAX_DRAFT + 1 }> = heapless::Vec::new();
         let mut fallback = false;
         let stop = loop {
-            if sink.tokens().len() >= params.max_tokens {
+            if emitter.is_full() {
                 break StopReason::MaxTokens;
             }
             emitted.clear();
             if fallback {
                 // The large model alone, as large-only decoding would.
                 self.large.sync(&committed)?;
-                let token = sampler.sample(self.large.ctx.logits(0)?);
+                let token = sampler.sample(self.large.ctx().logits(0)?);
                 let _ = emitted.push((token, Who::Large));
             } else {
                 // Invariant: the small model's logits are for position committed.len().
-                let h = entropy_bits(self.small.ctx.logits(0)?);
+                let h = entropy_bits(self.small.ctx().logits(0)?);
                 entropy_sum += h;
                 match policy.observe(h) {
                     Who::Small => {
-                        let token = sampler.sample(self.small.ctx.logits(0)?);
+                        let token = sampler.sample(self.small.ctx().logits(0)?);
                         let _ = emitted.push((token, Who::Small));
                     }
                     Who::Large => {
-                        let remaining = params.max_tokens - sink.tokens().len();
-                        let room = (remaining - 1).min(n_ctx - committed.len());
+                        let room = (emitter.remaining() - 1).min(n_ctx - committed.len());
                         let round = if self.cap() > 0 {
                             self.speculate(
                                 &committed,
@@ -459,14 +439,14 @@ impl Ead {
                                 }
                             }
                             None => {
-                                let small_logits = self.small.ctx.logits(0)?;
+                                let small_logits = self.small.ctx().logits(0)?;
                                 let small_pick = argmax(small_logits);
                                 let confidence = top_probability(small_logits, small_pick);
                                 // Steady state: one token (the last); more after a
                                 // small-model region.
                                 let fed = self.large.sync(&committed)?;
                                 ead.large_catch_up_tokens += fed.saturating_sub(1);
-                                let token = sampler.sample(self.large.ctx.logits(0)?);
+                                let token = sampler.sample(self.large.ctx().logits(0)?);
                                 // Would a draft of the small model's choice have
                                 // been accepted here? Free to know: it keeps the
                                 // draft policy's acceptance current without drafting.
@@ -483,8 +463,8 @@ impl Ead {
 
             let mut stop = None;
             for &(token, who) in &emitted {
-                if model.is_eog(token) {
-                    stop = Some(StopReason::EndOfGeneration);
+                stop = emitter.emit(token)?;
+                if stop == Some(StopReason::EndOfGeneration) {
                     break;
                 }
                 committed.push(token);
@@ -493,16 +473,7 @@ impl Ead {
                     Who::Small => ead.small_tokens += 1,
                     Who::Large => ead.large_tokens += 1,
                 }
-                let keep_going = sink.push(token)?;
-                if sink.tokens().len() == 1 {
-                    stats.time_to_first_token = start.elapsed();
-                }
-                if !keep_going {
-                    stop = Some(StopReason::Callback);
-                    break;
-                }
-                if sink.tokens().len() >= params.max_tokens {
-                    stop = Some(StopReason::MaxTokens);
+                if stop.is_some() {
                     break;
                 }
             }
@@ -516,10 +487,10 @@ impl Ead {
             }
             if self.config.fallback
                 && !fallback
-                && self.running_slower_than_large(sink.tokens().len(), decode_start)
+                && self.running_slower_than_large(emitter.len(), decode_start)
             {
                 fallback = true;
-                ead.fell_back_after = Some(sink.tokens().len());
+                ead.fell_back_after = Some(emitter.len());
             }
             if !fallback {
                 self.small.sync(&committed)?;
@@ -528,8 +499,6 @@ impl Ead {
 
         stats.decode_time = decode_start.elapsed();
         self.controller = policy.controller();
-        let (tokens, text) = sink.finish();
-        stats.generated_tokens = tokens.len();
         ead.switches = policy.switches();
         ead.small_passes = self.small.passes;
         ead.small_time = self.small.time;
@@ -540,12 +509,7 @@ impl Ead {
         let scored = (ead.small_tokens + ead.large_tokens).max(1);
         ead.mean_entropy_bits = entropy_sum / scored as f64;
         Ok(EadGeneration {
-            generation: Generation {
-                tokens,
-                text,
-                stop,
-                stats,
-            },
+            generation: emitter.finish(stop, start, stats),
             stats: ead,
             sources,
         })
@@ -556,14 +520,24 @@ impl Ead {
     /// short batches.
     fn calibrate(&mut self, token: Token) -> Result<(), EngineError> {
         let sizes = calibration_sizes(&self.policy.config(), false);
-        time_batches(&mut self.large.ctx, token, &sizes, self.policy.costs_mut())?;
+        time_batches(
+            self.large.seq.context_mut(),
+            token,
+            &sizes,
+            self.policy.costs_mut(),
+        )?;
         for &b in &sizes {
             if let Some(ms) = self.policy.costs().measured_ms(b) {
                 self.large.costs.observe_verify(b, ms);
             }
         }
         let mut small = CostModel::default();
-        time_batches(&mut self.small.ctx, token, &[1, 2, 3, 4], &mut small)?;
+        time_batches(
+            self.small.seq.context_mut(),
+            token,
+            &[1, 2, 3, 4],
+            &mut small,
+        )?;
         for b in 1..=4 {
             if let Some(ms) = small.measured_ms(b) {
                 self.policy.costs_mut().observe_catch_up(b, ms);
@@ -609,11 +583,11 @@ impl Ead {
         let draft_start = Instant::now();
         let mut lookahead = policy.clone();
         let mut entropies: heapless::Vec<f64, { MAX_DRAFT + 1 }> = heapless::Vec::new();
-        let _ = entropies.push(entropy_bits(self.small.ctx.logits(0)?));
+        let _ = entropies.push(entropy_bits(self.small.ctx().logits(0)?));
         self.draft.clear(DraftSource::Model);
         let mut bonus_allowed = true;
         while self.draft.len() < room {
-            let logits = self.small.ctx.logits(0)?;
+            let logits = self.small.ctx().logits(0)?;
             let (token, confidence) = if sampling {
                 let row = self.draft.next_q_row();
                 draft_sampler.distribution(logits, row);
@@ -629,11 +603,11 @@ impl Ead {
                 self.draft.pop();
                 break;
             }
-            if self.small.ctx.model().is_eog(token) {
+            if self.small.ctx().model().is_eog(token) {
                 break;
             }
             self.small.feed(&[token], Logits::Last)?;
-            let h = entropy_bits(self.small.ctx.logits(0)?);
+            let h = entropy_bits(self.small.ctx().logits(0)?);
             let _ = entropies.push(h);
             if lookahead.observe(h) == Who::Small {
                 bonus_allowed = false;
@@ -649,8 +623,10 @@ impl Ead {
 
         // The large model holds all committed tokens but the last, then
         // scores [last, drafts] in one pass.
-        self.large.roll_back_to(committed, committed.len() - 1)?;
-        let from = self.large.kv.len();
+        self.large
+            .seq
+            .roll_back_to(committed, committed.len() - 1)?;
+        let from = self.large.seq.len();
         if from + 1 < committed.len() {
             self.large
                 .feed(&committed[from..committed.len() - 1], Logits::None)?;
@@ -665,33 +641,7 @@ impl Ead {
         let verify_ms = verify_start.elapsed().as_secs_f64() * 1e3;
         self.batch = batch;
 
-        let large = &self.large.ctx;
-        let draft = &self.draft;
-        let verdict = if sampling {
-            let q: heapless::Vec<DraftProb<'_>, MAX_DRAFT> = (0..draft.len())
-                .map(|i| {
-                    draft
-                        .q(i)
-                        .map_or(DraftProb::Deterministic, DraftProb::Sampled)
-                })
-                .collect();
-            let cell = std::cell::RefCell::new(sampler);
-            verify_sampling(
-                draft.tokens(),
-                &q,
-                |i, out| {
-                    cell.borrow_mut().distribution(large.logits(i)?, out);
-                    Ok::<(), EngineError>(())
-                },
-                || cell.borrow_mut().uniform(),
-                |w| cell.borrow_mut().sample_from(w),
-                &mut self.scratch,
-            )?
-        } else {
-            verify_greedy(draft.tokens(), |i| {
-                Ok::<Token, EngineError>(sampler.sample(large.logits(i)?))
-            })?
-        };
+        let verdict = judge(self.large.ctx(), &self.draft, sampler, &mut self.scratch)?;
         ead.accepted += verdict.accepted;
         let take =
             verdict.accepted + usize::from(verdict.accepted < self.draft.len() || bonus_allowed);

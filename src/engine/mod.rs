@@ -14,6 +14,7 @@ mod context;
 mod embedding;
 mod error;
 mod model;
+mod sequence;
 mod text;
 
 pub use backend::{backend, devices, ggml_type_table, ggml_version, system_info, DeviceInfo};
@@ -22,6 +23,7 @@ pub use context::{Context, ContextParams, Logits, MAX_CONTEXT};
 pub use embedding::{input_embedding_scale, EmbeddingTable};
 pub use error::EngineError;
 pub use model::{Model, ModelParams};
+pub use sequence::Sequence;
 pub use text::Utf8Stream;
 
 /// A token id (`llama_token`).

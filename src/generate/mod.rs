@@ -45,52 +45,98 @@ pub fn prompt_tokens(model: &Model, text: &str, chat: bool) -> Result<Vec<Token>
     }
 }
 
-/// Streams the text of accepted tokens to a callback and records them.
-/// The callback gets (token, newly complete text) and returns false to stop.
-pub struct TokenSink<'a, F: FnMut(Token, &str) -> bool> {
+/// The one emitter of every engine: streams each accepted token and its
+/// newly complete text to the caller (who returns false to stop) and
+/// applies the stop rules they share — an end-of-generation token ends
+/// generation unemitted, the token limit ends it after the token that
+/// reaches it.
+pub struct Emitter<'a, F: FnMut(Token, &str) -> bool> {
     model: &'a Model,
     stream: Utf8Stream,
     piece: Vec<u8>,
     tokens: Vec<Token>,
     text: String,
+    max_tokens: usize,
+    first_token_at: Option<Instant>,
     on_token: F,
 }
 
-impl<'a, F: FnMut(Token, &str) -> bool> TokenSink<'a, F> {
-    /// A sink for `model`'s tokens.
-    pub fn new(model: &'a Model, on_token: F) -> Self {
+impl<'a, F: FnMut(Token, &str) -> bool> Emitter<'a, F> {
+    /// An emitter of up to `max_tokens` of `model`'s tokens.
+    pub fn new(model: &'a Model, max_tokens: usize, on_token: F) -> Self {
         Self {
             model,
             stream: Utf8Stream::new(),
             piece: Vec::with_capacity(64),
             tokens: Vec::new(),
             text: String::new(),
+            max_tokens,
+            first_token_at: None,
             on_token,
         }
     }
 
-    /// Records a token; false if the callback asked to stop.
-    pub fn push(&mut self, token: Token) -> Result<bool, EngineError> {
+    /// Emits `token` and says whether generation stops here. An
+    /// end-of-generation token stops it without being emitted; any other
+    /// stop comes after the token was emitted.
+    pub fn emit(&mut self, token: Token) -> Result<Option<StopReason>, EngineError> {
+        if self.model.is_eog(token) {
+            return Ok(Some(StopReason::EndOfGeneration));
+        }
         self.model.token_bytes(token, false, &mut self.piece)?;
         let new_text = self.stream.push(&self.piece);
         self.text.push_str(&new_text);
         self.tokens.push(token);
-        Ok((self.on_token)(token, &new_text))
+        self.first_token_at.get_or_insert_with(Instant::now);
+        if !(self.on_token)(token, &new_text) {
+            return Ok(Some(StopReason::Callback));
+        }
+        Ok(self.is_full().then_some(StopReason::MaxTokens))
     }
 
-    /// Tokens recorded so far.
-    pub fn tokens(&self) -> &[Token] {
-        &self.tokens
+    /// Tokens emitted so far.
+    pub fn len(&self) -> usize {
+        self.tokens.len()
     }
 
-    /// Flushes the text stream; returns (tokens, text).
-    pub fn finish(mut self) -> (Vec<Token>, String) {
+    /// True before the first token.
+    pub fn is_empty(&self) -> bool {
+        self.tokens.is_empty()
+    }
+
+    /// Tokens the limit still allows.
+    pub fn remaining(&self) -> usize {
+        self.max_tokens.saturating_sub(self.tokens.len())
+    }
+
+    /// True once the token limit is reached.
+    pub fn is_full(&self) -> bool {
+        self.tokens.len() >= self.max_tokens
+    }
+
+    /// Flushes the text stream and completes `stats` (tokens generated,
+    /// time from `start` to the first token) into the generation's result.
+    pub fn finish(
+        mut self,
+        stop: StopReason,
+        start: Instant,
+        mut stats: GenerationStats,
+    ) -> Generation {
         let tail = self.stream.finish();
         if !tail.is_empty() {
             self.text.push_str(&tail);
             (self.on_token)(-1, &tail);
         }
-        (self.tokens, self.text)
+        stats.generated_tokens = self.tokens.len();
+        if let Some(at) = self.first_token_at {
+            stats.time_to_first_token = at.duration_since(start);
+        }
+        Generation {
+            tokens: self.tokens,
+            text: self.text,
+            stop,
+            stats,
+        }
     }
 }
 
@@ -144,11 +190,10 @@ pub fn generate_target_only(
     params: &GenerateParams,
     on_token: impl FnMut(Token, &str) -> bool,
 ) -> Result<Generation, EngineError> {
-    let max_tokens = params.max_tokens;
     check_prompt(prompt)?;
     let model = ctx.model().clone();
     let mut sampler = params.sampler(&model);
-    let mut sink = TokenSink::new(&model, on_token);
+    let mut emitter = Emitter::new(&model, params.max_tokens, on_token);
     let mut stats = GenerationStats {
         prompt_tokens: prompt.len(),
         ..Default::default()
@@ -160,22 +205,12 @@ pub fn generate_target_only(
     let decode_start = Instant::now();
 
     let stop = loop {
-        if sink.tokens().len() >= max_tokens {
+        if emitter.is_full() {
             break StopReason::MaxTokens;
         }
         let token = sampler.sample(ctx.logits(0)?);
-        if model.is_eog(token) {
-            break StopReason::EndOfGeneration;
-        }
-        let keep_going = sink.push(token)?;
-        if sink.tokens().len() == 1 {
-            stats.time_to_first_token = start.elapsed();
-        }
-        if !keep_going {
-            break StopReason::Callback;
-        }
-        if sink.tokens().len() >= max_tokens {
-            break StopReason::MaxTokens;
+        if let Some(stop) = emitter.emit(token)? {
+            break stop;
         }
         if ctx.n_past() >= ctx.n_ctx() as usize {
             break StopReason::ContextFull;
@@ -183,12 +218,5 @@ pub fn generate_target_only(
         ctx.decode(&[token], Logits::Last)?;
     };
     stats.decode_time = decode_start.elapsed();
-    let (tokens, text) = sink.finish();
-    stats.generated_tokens = tokens.len();
-    Ok(Generation {
-        tokens,
-        text,
-        stop,
-        stats,
-    })
+    Ok(emitter.finish(stop, start, stats))
 }

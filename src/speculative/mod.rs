@@ -19,7 +19,7 @@ use crate::costs::CostModel;
 use crate::draft::{check_vocab_compatible, Draft, DraftSource, Drafter, MAX_DRAFT};
 use crate::engine::{Context, EngineError, Logits, Token};
 use crate::error::GenerateError;
-use crate::generate::{check_prompt, GenerateParams, Generation, StopReason, TokenSink};
+use crate::generate::{check_prompt, Emitter, GenerateParams, Generation, StopReason};
 use crate::metrics::{GenerationStats, SpecStats};
 use crate::sampling::Sampler;
 
@@ -172,7 +172,7 @@ impl Speculator {
         check_prompt(prompt)?;
         let model = self.target.model().clone();
         let mut sampler = params.sampler(&model);
-        let mut sink = TokenSink::new(&model, on_token);
+        let mut emitter = Emitter::new(&model, params.max_tokens, on_token);
         let mut stats = GenerationStats {
             prompt_tokens: prompt.len(),
             ..Default::default()
@@ -199,16 +199,8 @@ impl Speculator {
 
         // The first token comes from the prompt's logits.
         let first = sampler.sample(self.target.logits(0)?);
-        let mut stop = if model.is_eog(first) {
-            Some(StopReason::EndOfGeneration)
-        } else {
-            committed.push(first);
-            stats.time_to_first_token = start.elapsed();
-            (!sink.push(first)?).then_some(StopReason::Callback)
-        };
-        if stop.is_none() && sink.tokens().len() >= params.max_tokens {
-            stop = Some(StopReason::MaxTokens);
-        }
+        committed.push(first);
+        let mut stop = emitter.emit(first)?;
 
         while stop.is_none() {
             let n_past = self.target.n_past();
@@ -216,8 +208,7 @@ impl Speculator {
                 stop = Some(StopReason::ContextFull);
                 break;
             }
-            let remaining = params.max_tokens - sink.tokens().len();
-            let room = (remaining - 1).min(self.target.n_ctx() as usize - n_past - 1);
+            let room = (emitter.remaining() - 1).min(self.target.n_ctx() as usize - n_past - 1);
 
             // Draft.
             let t = Instant::now();
@@ -241,7 +232,7 @@ impl Speculator {
             spec.target_calls += 1;
 
             let t = Instant::now();
-            let verdict = self.accept(&mut sampler)?;
+            let verdict = judge(&self.target, &self.draft, &mut sampler, &mut self.scratch)?;
             spec.accept_time += t.elapsed();
 
             let t = Instant::now();
@@ -267,31 +258,23 @@ impl Speculator {
             }
 
             // Emit the accepted tokens and the target's own, in order.
-            let before = sink.tokens().len();
+            let before = emitter.len();
             for i in 0..=verdict.accepted {
                 let token = if i < verdict.accepted {
                     self.draft.tokens()[i]
                 } else {
                     verdict.next
                 };
-                if model.is_eog(token) {
-                    stop = Some(StopReason::EndOfGeneration);
-                    break;
-                }
                 committed.push(token);
-                if !sink.push(token)? {
-                    stop = Some(StopReason::Callback);
-                    break;
-                }
-                if sink.tokens().len() >= params.max_tokens {
-                    stop = Some(StopReason::MaxTokens);
+                stop = emitter.emit(token)?;
+                if stop.is_some() {
                     break;
                 }
             }
             self.policy.learn(RoundOutcome {
                 draft: &self.draft,
                 accepted: verdict.accepted,
-                emitted: sink.tokens().len() - before,
+                emitted: emitter.len() - before,
                 draft_ms: draft_time.as_secs_f64() * 1e3,
                 verify_ms: verify_time.as_secs_f64() * 1e3,
             });
@@ -305,53 +288,50 @@ impl Speculator {
         }
 
         stats.decode_time = decode_start.elapsed();
-        let (tokens, text) = sink.finish();
-        stats.generated_tokens = tokens.len();
         let costs = self.policy.costs();
         spec.c_time = costs.draft_ms().map_or(0.0, |d| d / costs.verify_ms(1));
         spec.c_bytes = self.drafter.as_ref().map_or(0.0, |d| {
             d.bytes_per_token() as f64 / model.summary().bytes_per_token.max(1) as f64
         });
         Ok(SpecGeneration {
-            generation: Generation {
-                tokens,
-                text,
-                stop: stop.unwrap_or(StopReason::MaxTokens),
-                stats,
-            },
+            generation: emitter.finish(stop.unwrap_or(StopReason::MaxTokens), start, stats),
             spec,
         })
     }
+}
 
-    /// Runs the verifier for the current draft on the target's logits.
-    fn accept(&mut self, sampler: &mut Sampler) -> Result<Verdict, EngineError> {
-        let target = &self.target;
-        let draft = &self.draft;
-        if sampler.params().is_greedy() {
-            return verify_greedy(draft.tokens(), |i| Ok(sampler.sample(target.logits(i)?)));
-        }
-        let q: heapless::Vec<DraftProb<'_>, MAX_DRAFT> = (0..draft.len())
-            .map(|i| {
-                draft
-                    .q(i)
-                    .map_or(DraftProb::Deterministic, DraftProb::Sampled)
-            })
-            .collect();
-        let sampler_cell = std::cell::RefCell::new(sampler);
-        verify_sampling(
-            draft.tokens(),
-            &q,
-            |i, out| {
-                sampler_cell
-                    .borrow_mut()
-                    .distribution(target.logits(i)?, out);
-                Ok(())
-            },
-            || sampler_cell.borrow_mut().uniform(),
-            |w| sampler_cell.borrow_mut().sample_from(w),
-            &mut self.scratch,
-        )
+/// One verification: judges `draft` on the target's logits for the batch
+/// `[last, draft…]` it just decoded (row i scores draft token i), greedily
+/// or by speculative sampling (drafts without a q row are deterministic).
+/// Speculative decoding and ead-spec both verify through it.
+pub fn judge(
+    target: &Context,
+    draft: &Draft,
+    sampler: &mut Sampler,
+    scratch: &mut (Vec<f32>, Vec<f32>),
+) -> Result<Verdict, EngineError> {
+    if sampler.params().is_greedy() {
+        return verify_greedy(draft.tokens(), |i| Ok(sampler.sample(target.logits(i)?)));
     }
+    let q: heapless::Vec<DraftProb<'_>, MAX_DRAFT> = (0..draft.len())
+        .map(|i| {
+            draft
+                .q(i)
+                .map_or(DraftProb::Deterministic, DraftProb::Sampled)
+        })
+        .collect();
+    let sampler = std::cell::RefCell::new(sampler);
+    verify_sampling(
+        draft.tokens(),
+        &q,
+        |i, out| {
+            sampler.borrow_mut().distribution(target.logits(i)?, out);
+            Ok(())
+        },
+        || sampler.borrow_mut().uniform(),
+        |w| sampler.borrow_mut().sample_from(w),
+        scratch,
+    )
 }
 
 /// The batch sizes calibration times: small ones, the model cap, and for
