@@ -8,7 +8,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 prefix=${1:-/usr/local}
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
-cargo build --release --lib
+# The C API crate alone: the runtime without the tools' features.
+cargo build --release -p edgespec-capi
 install -d "$prefix/lib/pkgconfig" "$prefix/include"
 install -m 644 target/release/libedgespec.a "$prefix/lib/"
 install -m 755 target/release/libedgespec.so "$prefix/lib/"

@@ -11,7 +11,8 @@ export CARGO_TARGET_DIR=$dir
 case "$(uname -m)" in
   x86_64) export RUSTFLAGS="-C target-cpu=x86-64-v3" ;;
 esac
-cargo build --release --lib --bin edgespec
+cargo build --release -p edgespec-capi
+cargo build --release -p edgespec-tools --bin edgespec
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 "$dir/release/edgespec" synth -o "$work/model.gguf" --embd 64 --layers 2

@@ -61,10 +61,10 @@ case "$board" in
     install_cross_tools
     mkdir -p target
     build_ggml "$board" "armv8.2-a+dotprod+fp16"
-    cargo build --release --features system-ggml-static --config "targets/$board/config.toml" ;;
+    cargo build --release --features edgespec/system-ggml-static --config "targets/$board/config.toml" ;;
   jetson-orin-cuda)
     # Native build on the Jetson (JetPack provides CUDA and nvcc).
-    CMAKE_CUDA_ARCHITECTURES=87 GGML_CUDA_NO_VMM=ON cargo build --release --features cuda-no-vmm ;;
+    CMAKE_CUDA_ARCHITECTURES=87 GGML_CUDA_NO_VMM=ON cargo build --release --features edgespec/cuda-no-vmm ;;
   *)
     sed -n '2,8p' "$0"; exit 2 ;;
 esac

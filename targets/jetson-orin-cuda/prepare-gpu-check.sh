@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 dir=${1:-.device}
 export CARGO_TARGET_DIR=target/dynlink
-RUSTFLAGS="-C target-cpu=x86-64-v2" cargo build --release --features dynamic-link --bin edgespec
+RUSTFLAGS="-C target-cpu=x86-64-v2" cargo build --release --features edgespec/dynamic-link --bin edgespec
 rm -rf "$dir" && mkdir -p "$dir"
 cp target/dynlink/release/edgespec "$dir/" && strip "$dir/edgespec"
 src=$(cargo metadata --format-version 1 2>/dev/null | python3 -c '

@@ -1,0 +1,220 @@
+//! The C ABI. Conventions (after rustls-ffi): functions are named
+//! `edgespec_<type>_<verb>`; handles are opaque and created by `_new`/`_load`,
+//! released by `_free(T**)`, which sets the caller's pointer to NULL; every
+//! function returns an [`edgespec_result`] whose numbers never change;
+//! `edgespec_last_error()` describes the last failure on the calling thread;
+//! out-parameters are written only on success; NULL is checked everywhere;
+//! no panic crosses the boundary (each function runs under `catch_unwind`).
+//!
+//! Threads: an `edgespec_model` is immutable once loaded and may be shared by
+//! any number of sessions on any threads. An `edgespec_session` is used by
+//! one thread at a time (it may move between threads).
+//!
+//! What cannot be caught: an abort inside llama.cpp (a GGML_ASSERT) ends the
+//! process. edgespec validates inputs first (strict GGUF parsing, parameter
+//! ranges, token ids, context room) so that its own calls never trigger one.
+#![allow(non_camel_case_types)]
+
+mod error;
+mod session;
+#[cfg(test)]
+mod tests;
+
+use std::ffi::{c_char, CStr};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::Path;
+use std::sync::Arc;
+
+pub use error::{edgespec_last_error, edgespec_result};
+pub use session::{
+    edgespec_draft_kind, edgespec_session, edgespec_session_free, edgespec_session_generate,
+    edgespec_session_generate_tokens, edgespec_session_new, edgespec_session_params,
+    edgespec_session_params_default, edgespec_session_reset, edgespec_stats,
+    edgespec_token_callback, EDGESPEC_DRAFT_EAD, EDGESPEC_DRAFT_EAD_SPEC, EDGESPEC_DRAFT_HYBRID,
+    EDGESPEC_DRAFT_LOOKUP, EDGESPEC_DRAFT_MODEL, EDGESPEC_DRAFT_NONE, EDGESPEC_STOP_CALLBACK,
+    EDGESPEC_STOP_CONTEXT_FULL, EDGESPEC_STOP_EOG, EDGESPEC_STOP_MAX_TOKENS,
+};
+
+use edgespec::engine::{Model, ModelParams};
+use error::{fail, set_error, Failure};
+
+/// A loaded model (opaque). Shareable across threads and sessions.
+pub struct edgespec_model {
+    inner: Arc<Model>,
+}
+
+/// How to load a model.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct edgespec_model_params {
+    /// Layers to offload to the GPU (0: CPU only). Must be >= 0.
+    pub gpu_layers: i32,
+    /// Memory-map the file (recommended).
+    pub use_mmap: bool,
+    /// Lock the model in RAM.
+    pub use_mlock: bool,
+}
+
+/// The library version as a static NUL-terminated string, e.g. "0.1.0".
+#[no_mangle]
+pub extern "C" fn edgespec_version() -> *const c_char {
+    concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
+}
+
+/// Default model parameters: CPU only, mmap on, mlock off.
+#[no_mangle]
+pub extern "C" fn edgespec_model_params_default() -> edgespec_model_params {
+    edgespec_model_params {
+        gpu_layers: 0,
+        use_mmap: true,
+        use_mlock: false,
+    }
+}
+
+/// Runs `f` under the panic boundary, turning errors and panics into codes.
+pub(crate) fn guard(f: impl FnOnce() -> Result<(), Failure>) -> edgespec_result {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(())) => edgespec_result::EDGESPEC_OK,
+        Ok(Err(failure)) => {
+            set_error(&failure.message);
+            failure.code
+        }
+        Err(_) => {
+            set_error("internal error: a panic was caught at the C boundary");
+            edgespec_result::EDGESPEC_ERR_PANIC
+        }
+    }
+}
+
+/// Releases a boxed handle through the `T**` pattern: `*slot` is set to NULL
+/// first, so a second call (or a NULL slot) is a no-op. Never unwinds.
+///
+/// # Safety
+/// `slot` must be NULL or point to NULL or to a pointer from `Box::into_raw`.
+pub(crate) unsafe fn free_handle<T>(slot: *mut *mut T) {
+    let _ = catch_unwind(AssertUnwindSafe(|| {
+        if slot.is_null() {
+            return;
+        }
+        // SAFETY: slot is non-null; *slot is NULL or a live handle we made.
+        let handle = unsafe { std::mem::replace(&mut *slot, std::ptr::null_mut()) };
+        if !handle.is_null() {
+            // SAFETY: handle came from Box::into_raw and is released once.
+            drop(unsafe { Box::from_raw(handle) });
+        }
+    }));
+}
+
+/// A mutable handle from C, or a NULL-argument failure naming it.
+///
+/// # Safety
+/// `ptr` must be NULL or a live handle not used elsewhere during `'a`.
+pub(crate) unsafe fn handle_mut<'a, T>(ptr: *mut T, what: &str) -> Result<&'a mut T, Failure> {
+    // SAFETY: NULL or a live, exclusive handle per the caller's contract.
+    unsafe { ptr.as_mut() }.ok_or_else(|| {
+        fail(
+            edgespec_result::EDGESPEC_ERR_NULL_ARGUMENT,
+            format!("{what} is NULL"),
+        )
+    })
+}
+
+/// Borrows a NUL-terminated UTF-8 string from C.
+///
+/// # Safety
+/// `ptr` must be NULL or point to a NUL-terminated string valid for `'a`.
+pub(crate) unsafe fn c_str<'a>(ptr: *const c_char, what: &str) -> Result<&'a str, Failure> {
+    if ptr.is_null() {
+        return Err(fail(
+            edgespec_result::EDGESPEC_ERR_NULL_ARGUMENT,
+            format!("{what} is NULL"),
+        ));
+    }
+    // SAFETY: the caller guarantees a valid NUL-terminated string.
+    unsafe { CStr::from_ptr(ptr) }.to_str().map_err(|_| {
+        fail(
+            edgespec_result::EDGESPEC_ERR_INVALID_UTF8,
+            format!("{what} is not valid UTF-8"),
+        )
+    })
+}
+
+/// Loads a GGUF model. On success writes a new handle to `*out`; free it with
+/// `edgespec_model_free`. `params` may be NULL for the defaults.
+///
+/// # Safety
+/// `path` must be NULL or a NUL-terminated string; `params` NULL or valid;
+/// `out` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn edgespec_model_load(
+    path: *const c_char,
+    params: *const edgespec_model_params,
+    out: *mut *mut edgespec_model,
+) -> edgespec_result {
+    guard(|| {
+        if out.is_null() {
+            return Err(fail(
+                edgespec_result::EDGESPEC_ERR_NULL_ARGUMENT,
+                "out is NULL",
+            ));
+        }
+        // SAFETY: checked by c_str; valid per the caller's contract.
+        let path = unsafe { c_str(path, "path")? };
+        let params = if params.is_null() {
+            edgespec_model_params_default()
+        } else {
+            // SAFETY: non-null and valid per the caller's contract.
+            unsafe { *params }
+        };
+        if params.gpu_layers < 0 {
+            return Err(fail(
+                edgespec_result::EDGESPEC_ERR_INVALID_PARAMETER,
+                format!("gpu_layers = {} must be >= 0", params.gpu_layers),
+            ));
+        }
+        let model = Model::load(
+            Path::new(path),
+            &ModelParams {
+                gpu_layers: params.gpu_layers as u32,
+                use_mmap: params.use_mmap,
+                use_mlock: params.use_mlock,
+                vocab_only: false,
+                repack: true,
+            },
+        )?;
+        let handle = Box::into_raw(Box::new(edgespec_model { inner: model }));
+        // SAFETY: out is non-null and writable per the caller's contract.
+        unsafe { *out = handle };
+        Ok(())
+    })
+}
+
+/// Releases a model and sets `*model` to NULL. Sessions created from it keep
+/// it alive until they are freed. NULL and `*model == NULL` are no-ops.
+///
+/// # Safety
+/// `model` must be NULL or point to NULL or to a handle from `edgespec_model_load`.
+#[no_mangle]
+pub unsafe extern "C" fn edgespec_model_free(model: *mut *mut edgespec_model) {
+    // SAFETY: forwarded caller contract; model handles come from Box::into_raw.
+    unsafe { free_handle(model) }
+}
+
+/// Vocabulary size of a model, or -1 (with `edgespec_last_error`) when `model` is NULL.
+///
+/// # Safety
+/// `model` must be NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn edgespec_model_n_vocab(model: *const edgespec_model) -> i32 {
+    catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: NULL or a live handle per the caller's contract.
+        match unsafe { model.as_ref() } {
+            Some(m) => m.inner.n_vocab(),
+            None => {
+                set_error("model is NULL");
+                -1
+            }
+        }
+    }))
+    .unwrap_or(-1)
+}

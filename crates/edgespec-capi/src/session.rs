@@ -1,0 +1,418 @@
+//! Sessions: a target (and optional drafter) ready to generate.
+
+use std::ffi::{c_char, c_void};
+
+use super::error::{edgespec_result, fail, Failure};
+use super::{c_str, edgespec_model, free_handle, guard, handle_mut};
+use edgespec::draft::{DraftLength, DraftModel, MAX_DRAFT};
+use edgespec::ead::EadConfig;
+use edgespec::engine::{ContextParams, Token};
+use edgespec::generate::StopReason;
+use edgespec::sampling::SamplingParams;
+use edgespec::session::{DraftKind, Outcome, Session, SessionConfig};
+
+/// Drafter kinds for `edgespec_session_params.draft_kind`.
+pub type edgespec_draft_kind = i32;
+/// No drafter: the target alone.
+pub const EDGESPEC_DRAFT_NONE: edgespec_draft_kind = 0;
+/// A drafter model (same vocabulary as the target).
+pub const EDGESPEC_DRAFT_MODEL: edgespec_draft_kind = 1;
+/// Prompt lookup (no model needed).
+pub const EDGESPEC_DRAFT_LOOKUP: edgespec_draft_kind = 2;
+/// Lookup on long matches, the drafter model otherwise.
+pub const EDGESPEC_DRAFT_HYBRID: edgespec_draft_kind = 3;
+/// Entropy-adaptive decoding: the drafter model is the small model and
+/// generates while confident, the target takes over where the small model's
+/// rolling entropy exceeds `ead_threshold_bits` (not lossless by design).
+pub const EDGESPEC_DRAFT_EAD: edgespec_draft_kind = 4;
+/// EAD with the small model drafting for the target inside target regions
+/// (`gamma` tokens, or the cost-aware length up to `gamma_max` when gamma is
+/// -1); those regions are lossless.
+pub const EDGESPEC_DRAFT_EAD_SPEC: edgespec_draft_kind = 5;
+
+/// Generation ended at an end-of-generation token.
+pub const EDGESPEC_STOP_EOG: i32 = 0;
+/// Generation ended at `max_tokens`.
+pub const EDGESPEC_STOP_MAX_TOKENS: i32 = 1;
+/// Generation ended because the context window is full.
+pub const EDGESPEC_STOP_CONTEXT_FULL: i32 = 2;
+/// The callback returned false.
+pub const EDGESPEC_STOP_CALLBACK: i32 = 3;
+
+/// Streaming callback: `text` is the newly complete UTF-8 text (NUL-terminated,
+/// `text_len` bytes, possibly empty while a multi-byte character is
+/// incomplete), `token` the token id (-1 for a final flush). Return false to
+/// stop generation. The text pointer is valid only during the call.
+pub type edgespec_token_callback = Option<
+    unsafe extern "C" fn(
+        text: *const c_char,
+        text_len: usize,
+        token: i32,
+        user_data: *mut c_void,
+    ) -> bool,
+>;
+
+/// Session settings. Start from `edgespec_session_params_default()`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct edgespec_session_params {
+    /// Context window in tokens (1..=1048576).
+    pub n_ctx: u32,
+    /// CPU threads (1..=1024).
+    pub n_threads: i32,
+    /// One of EDGESPEC_DRAFT_*.
+    pub draft_kind: edgespec_draft_kind,
+    /// Draft length 0..=64, or -1 for the cost-aware automatic length.
+    pub gamma: i32,
+    /// Longest model draft the automatic length considers (1..=64); prompt-lookup drafts may run to 64.
+    pub gamma_max: u32,
+    /// Stop drafting below this drafter probability; negative: off.
+    pub p_min: f32,
+    /// Sampling temperature; 0 is greedy.
+    pub temperature: f32,
+    /// Top-k; 0 is off.
+    pub top_k: i32,
+    /// Top-p in (0, 1]; 1 is off.
+    pub top_p: f32,
+    /// RNG seed.
+    pub seed: u64,
+    /// EAD: switching threshold on the small model's rolling mean entropy, bits (>= 0).
+    pub ead_threshold_bits: f64,
+    /// EAD: entropy values in the rolling mean (1..=4096).
+    pub ead_window: u32,
+    /// EAD: tokens generated after a switch before the next one.
+    pub ead_dwell: u32,
+}
+
+/// Defaults: 4096-token context, all cores, no drafter, automatic γ up to 8, greedy.
+#[no_mangle]
+pub extern "C" fn edgespec_session_params_default() -> edgespec_session_params {
+    edgespec_session_params {
+        n_ctx: 4096,
+        n_threads: std::thread::available_parallelism().map_or(1, |n| n.get()) as i32,
+        draft_kind: EDGESPEC_DRAFT_NONE,
+        gamma: -1,
+        gamma_max: 8,
+        p_min: -1.0,
+        temperature: 0.0,
+        top_k: 0,
+        top_p: 1.0,
+        seed: 0,
+        ead_threshold_bits: EadConfig::default().threshold_bits,
+        ead_window: EadConfig::default().window as u32,
+        ead_dwell: EadConfig::default().min_dwell as u32,
+    }
+}
+
+/// What one generation measured.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct edgespec_stats {
+    /// Prompt tokens.
+    pub prompt_tokens: u32,
+    /// Generated tokens.
+    pub generated_tokens: u32,
+    /// Prompt tokens per second.
+    pub prompt_tok_s: f64,
+    /// Decode tokens per second.
+    pub decode_tok_s: f64,
+    /// Time to first token, ms.
+    pub ttft_ms: f64,
+    /// Target forward passes after the prompt.
+    pub target_calls: u32,
+    /// Drafted tokens.
+    pub drafted: u32,
+    /// Accepted drafted tokens.
+    pub accepted: u32,
+    /// Acceptance rate α.
+    pub acceptance: f64,
+    /// Tokens per target call τ.
+    pub tau: f64,
+    /// Memory-bound speed-up τ / (γ·c + 1).
+    pub mbsu: f64,
+    /// Share of generated tokens that came from the drafter (accepted drafts).
+    pub drafter_share: f64,
+    /// One of EDGESPEC_STOP_*.
+    pub stop_reason: i32,
+    /// EAD: share of generated tokens that came from the target (large) model.
+    pub large_share: f64,
+    /// EAD: switches between the models.
+    pub switches: u32,
+}
+
+/// A generation session (opaque). One thread at a time.
+pub struct edgespec_session {
+    session: Session,
+    text: Vec<u8>,
+}
+
+fn invalid(message: String) -> Failure {
+    fail(edgespec_result::EDGESPEC_ERR_INVALID_PARAMETER, message)
+}
+
+/// Translates the C settings into the session's configuration; the session
+/// validates the rest.
+fn config(
+    p: &edgespec_session_params,
+    target: &edgespec_model,
+    drafter: Option<&edgespec_model>,
+) -> Result<SessionConfig, Failure> {
+    let kind = usize::try_from(p.draft_kind)
+        .ok()
+        .filter(|&k| k <= EDGESPEC_DRAFT_EAD_SPEC as usize)
+        .map(|k| DraftKind::ALL[k])
+        .ok_or_else(|| {
+            invalid(format!(
+                "draft_kind = {} is not an EDGESPEC_DRAFT_* value",
+                p.draft_kind
+            ))
+        })?;
+    // Values that do not fit usize map to one past the limit, which the
+    // session's rule rejects.
+    let length = match p.gamma {
+        -1 => DraftLength::Auto {
+            max: usize::try_from(p.gamma_max).unwrap_or(MAX_DRAFT + 1),
+        },
+        g => DraftLength::Fixed(usize::try_from(g).map_err(|_| {
+            invalid(format!(
+                "gamma = {g} must be -1 (auto) or in 0..={MAX_DRAFT}"
+            ))
+        })?),
+    };
+    let top_k = usize::try_from(p.top_k)
+        .map_err(|_| invalid(format!("top_k = {} must be >= 0", p.top_k)))?;
+    let context = ContextParams {
+        n_ctx: p.n_ctx,
+        n_batch: 512,
+        n_threads: p.n_threads,
+        n_threads_batch: p.n_threads,
+    };
+    Ok(SessionConfig {
+        kind,
+        drafter: drafter.map(|d| DraftModel::Full(d.inner.clone())),
+        ead: EadConfig {
+            threshold_bits: p.ead_threshold_bits,
+            window: p.ead_window as usize,
+            min_dwell: p.ead_dwell as usize,
+            large_share: None,
+            fallback: true,
+        },
+        length,
+        p_min: (p.p_min >= 0.0).then_some(p.p_min),
+        sampling: SamplingParams {
+            temperature: p.temperature,
+            top_k,
+            top_p: p.top_p,
+            seed: p.seed,
+        },
+        ..SessionConfig::new(target.inner.clone(), context)
+    })
+}
+
+/// Creates a session on `target`, with `drafter` (may be NULL unless the
+/// draft kind needs a model). `params` may be NULL for the defaults. The
+/// session keeps both models alive.
+///
+/// # Safety
+/// `target`/`drafter` must be NULL or live model handles; `params` NULL or
+/// valid; `out` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn edgespec_session_new(
+    target: *const edgespec_model,
+    drafter: *const edgespec_model,
+    params: *const edgespec_session_params,
+    out: *mut *mut edgespec_session,
+) -> edgespec_result {
+    guard(|| {
+        if out.is_null() {
+            return Err(fail(
+                edgespec_result::EDGESPEC_ERR_NULL_ARGUMENT,
+                "out is NULL",
+            ));
+        }
+        // SAFETY: NULL or live handles per the caller's contract.
+        let (target, drafter) = unsafe { (target.as_ref(), drafter.as_ref()) };
+        let target = target.ok_or_else(|| {
+            fail(
+                edgespec_result::EDGESPEC_ERR_NULL_ARGUMENT,
+                "target is NULL",
+            )
+        })?;
+        let p = if params.is_null() {
+            edgespec_session_params_default()
+        } else {
+            // SAFETY: non-null and valid per the caller's contract.
+            unsafe { *params }
+        };
+        let session = Session::new(config(&p, target, drafter)?)?;
+        let session = Box::into_raw(Box::new(edgespec_session {
+            session,
+            text: Vec::with_capacity(64),
+        }));
+        // SAFETY: out is non-null and writable per the caller's contract.
+        unsafe { *out = session };
+        Ok(())
+    })
+}
+
+/// Releases a session and sets `*session` to NULL. NULL and `*session == NULL` are no-ops.
+///
+/// # Safety
+/// `session` must be NULL or point to NULL or to a handle from `edgespec_session_new`.
+#[no_mangle]
+pub unsafe extern "C" fn edgespec_session_free(session: *mut *mut edgespec_session) {
+    // SAFETY: forwarded caller contract; session handles come from Box::into_raw.
+    unsafe { free_handle(session) }
+}
+
+/// Forgets the previous prompt: empties every model's cache, drafters' and
+/// EAD's small model's included (each generate call also starts afresh).
+/// What the session measured and learned (pass costs, acceptance) stays.
+///
+/// # Safety
+/// `session` must be NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn edgespec_session_reset(session: *mut edgespec_session) -> edgespec_result {
+    guard(|| {
+        // SAFETY: NULL or a live handle per the caller's contract.
+        let s = unsafe { handle_mut(session, "session")? };
+        s.session.clear();
+        Ok(())
+    })
+}
+
+/// Generates from UTF-8 `prompt` (wrapped in the model's chat template as a
+/// user message when `chat`), streaming to `callback` (may be NULL). Writes
+/// `*stats` on success when `stats` is not NULL.
+///
+/// # Safety
+/// `session` NULL or live; `prompt` NULL or NUL-terminated; `callback` NULL
+/// or a function safe to call with `user_data`; `stats` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn edgespec_session_generate(
+    session: *mut edgespec_session,
+    prompt: *const c_char,
+    chat: bool,
+    max_tokens: u32,
+    callback: edgespec_token_callback,
+    user_data: *mut c_void,
+    stats: *mut edgespec_stats,
+) -> edgespec_result {
+    guard(|| {
+        // SAFETY: NULL or a live handle per the caller's contract.
+        let s = unsafe { handle_mut(session, "session")? };
+        // SAFETY: checked by c_str.
+        let prompt = unsafe { c_str(prompt, "prompt")? };
+        if prompt.is_empty() {
+            return Err(invalid("prompt is empty".into()));
+        }
+        let tokens = s.session.prompt_tokens(prompt, chat)?;
+        run(s, &tokens, max_tokens, callback, user_data, stats)
+    })
+}
+
+/// Like `edgespec_session_generate` with the prompt given as `n_tokens` token ids.
+///
+/// # Safety
+/// `tokens` must be NULL or point to `n_tokens` readable ids; otherwise as
+/// `edgespec_session_generate`.
+#[no_mangle]
+pub unsafe extern "C" fn edgespec_session_generate_tokens(
+    session: *mut edgespec_session,
+    tokens: *const i32,
+    n_tokens: usize,
+    max_tokens: u32,
+    callback: edgespec_token_callback,
+    user_data: *mut c_void,
+    stats: *mut edgespec_stats,
+) -> edgespec_result {
+    guard(|| {
+        // SAFETY: NULL or a live handle per the caller's contract.
+        let s = unsafe { handle_mut(session, "session")? };
+        if tokens.is_null() {
+            return Err(fail(
+                edgespec_result::EDGESPEC_ERR_NULL_ARGUMENT,
+                "tokens is NULL",
+            ));
+        }
+        if n_tokens == 0 {
+            return Err(invalid("n_tokens is 0".into()));
+        }
+        // SAFETY: non-null, n_tokens readable ids per the caller's contract.
+        let ids = unsafe { std::slice::from_raw_parts(tokens, n_tokens) }.to_vec();
+        run(s, &ids, max_tokens, callback, user_data, stats)
+    })
+}
+
+fn run(
+    s: &mut edgespec_session,
+    prompt: &[Token],
+    max_tokens: u32,
+    callback: edgespec_token_callback,
+    user_data: *mut c_void,
+    stats: *mut edgespec_stats,
+) -> Result<(), Failure> {
+    if max_tokens == 0 {
+        return Err(invalid("max_tokens is 0".into()));
+    }
+    let text_buf = &mut s.text;
+    let on_token = |token: Token, text: &str| -> bool {
+        let Some(cb) = callback else { return true };
+        text_buf.clear();
+        text_buf.extend_from_slice(text.as_bytes());
+        text_buf.push(0);
+        // SAFETY: the callback's contract: text is NUL-terminated and valid
+        // for the call; user_data is passed through untouched.
+        unsafe { cb(text_buf.as_ptr().cast(), text.len(), token, user_data) }
+    };
+    let outcome = s.session.generate(prompt, max_tokens as usize, on_token)?;
+    if !stats.is_null() {
+        // SAFETY: non-null and writable per the caller's contract.
+        unsafe { *stats = to_c_stats(&outcome) };
+    }
+    Ok(())
+}
+
+fn to_c_stats(outcome: &Outcome) -> edgespec_stats {
+    let g = &outcome.generation;
+    let n = g.stats.generated_tokens;
+    let mut out = edgespec_stats {
+        prompt_tokens: g.stats.prompt_tokens as u32,
+        generated_tokens: n as u32,
+        prompt_tok_s: g.stats.prompt_tok_per_s(),
+        decode_tok_s: g.stats.decode_tok_per_s(),
+        ttft_ms: g.stats.time_to_first_token.as_secs_f64() * 1e3,
+        target_calls: n.saturating_sub(1) as u32,
+        tau: 1.0,
+        mbsu: 1.0,
+        stop_reason: match g.stop {
+            StopReason::EndOfGeneration => EDGESPEC_STOP_EOG,
+            StopReason::MaxTokens => EDGESPEC_STOP_MAX_TOKENS,
+            StopReason::ContextFull => EDGESPEC_STOP_CONTEXT_FULL,
+            StopReason::Callback => EDGESPEC_STOP_CALLBACK,
+        },
+        ..Default::default()
+    };
+    if let Some(s) = &outcome.speculation {
+        out.target_calls = s.target_calls as u32;
+        out.drafted = s.drafted as u32;
+        out.accepted = s.accepted as u32;
+        out.acceptance = s.acceptance();
+        out.tau = s.tau(n);
+        out.mbsu = s.mbsu(n);
+        out.drafter_share = if n == 0 {
+            0.0
+        } else {
+            s.accepted as f64 / n as f64
+        };
+    }
+    if let Some(e) = &outcome.ead {
+        out.large_share = e.large_share();
+        out.switches = e.switches as u32;
+        out.drafted = e.drafted as u32;
+        out.accepted = e.accepted as u32;
+        out.acceptance = e.acceptance();
+        out.target_calls = e.large_passes as u32;
+    }
+    out
+}

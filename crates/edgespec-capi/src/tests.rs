@@ -1,0 +1,153 @@
+//! The C API called from Rust: what C callers get for good and bad
+//! arguments, sessions on two threads, EAD through the C API.
+
+#[path = "../../edgespec/tests/common/mod.rs"]
+mod common;
+
+use std::ffi::{c_char, c_void, CStr, CString};
+
+use super::*;
+
+struct Collected(Vec<u8>);
+
+unsafe extern "C" fn collect(
+    text: *const c_char,
+    len: usize,
+    _token: i32,
+    user: *mut c_void,
+) -> bool {
+    // SAFETY: user is the &mut Collected passed below; text has len bytes.
+    unsafe {
+        let out = &mut *(user as *mut Collected);
+        out.0
+            .extend_from_slice(std::slice::from_raw_parts(text.cast::<u8>(), len));
+        assert_eq!(*text.add(len), 0, "text is NUL-terminated");
+    }
+    true
+}
+
+fn generate_via_ffi(model: *const edgespec_model, prompt: &str, kind: i32) -> String {
+    let mut params = edgespec_session_params_default();
+    params.n_ctx = 512;
+    params.n_threads = 1;
+    params.draft_kind = kind;
+    params.gamma = 3;
+    let mut session = std::ptr::null_mut();
+    // SAFETY: valid handles and pointers; freed below.
+    unsafe {
+        // EAD kinds use the model as its own small model.
+        let small = if kind >= EDGESPEC_DRAFT_EAD {
+            model
+        } else {
+            std::ptr::null()
+        };
+        assert_eq!(
+            edgespec_session_new(model, small, &params, &mut session),
+            edgespec_result::EDGESPEC_OK
+        );
+        let mut out = Collected(Vec::new());
+        let p = CString::new(prompt).unwrap();
+        let mut stats = edgespec_stats::default();
+        let rc = edgespec_session_generate(
+            session,
+            p.as_ptr(),
+            true,
+            24,
+            Some(collect),
+            (&mut out as *mut Collected).cast(),
+            &mut stats,
+        );
+        assert_eq!(
+            rc,
+            edgespec_result::EDGESPEC_OK,
+            "{:?}",
+            CStr::from_ptr(edgespec_last_error())
+        );
+        assert_eq!(
+            stats.generated_tokens as usize,
+            24.min(stats.generated_tokens as usize)
+        );
+        if kind >= EDGESPEC_DRAFT_EAD {
+            assert!((0.0..=1.0).contains(&stats.large_share));
+        }
+        edgespec_session_free(&mut session);
+        assert!(session.is_null());
+        String::from_utf8(out.0).unwrap()
+    }
+}
+
+/// The test model through the C API (None, with a printed reason, when absent).
+fn load_smollm2() -> Option<*mut edgespec_model> {
+    let path = common::smollm2()?;
+    let c_path = CString::new(path.to_str().unwrap()).unwrap();
+    let mut model = std::ptr::null_mut();
+    // SAFETY: valid string and out pointer.
+    unsafe {
+        assert_eq!(
+            edgespec_model_load(c_path.as_ptr(), std::ptr::null(), &mut model),
+            edgespec_result::EDGESPEC_OK
+        )
+    };
+    Some(model)
+}
+
+#[test]
+fn two_sessions_on_two_threads_match_single_threaded_runs() {
+    let Some(mut model) = load_smollm2() else {
+        return;
+    };
+    let prompts = ["Tell me a fact about cats.", "Write a haiku about winter."];
+    let expected: Vec<String> = prompts
+        .iter()
+        .map(|p| generate_via_ffi(model, p, 0))
+        .collect();
+    struct Shared(*mut edgespec_model);
+    // SAFETY: a model handle may be shared across threads (documented API contract).
+    unsafe impl Sync for Shared {}
+    let shared = Shared(model);
+    let shared = &shared;
+    let got: Vec<String> = std::thread::scope(|scope| {
+        let handles: Vec<_> = prompts
+            .iter()
+            .zip([2, 0])
+            .map(|(p, kind)| scope.spawn(move || generate_via_ffi(shared.0, p, kind)))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(got, expected);
+    // SAFETY: model is the handle from edgespec_model_load.
+    unsafe { edgespec_model_free(&mut model) };
+    assert!(model.is_null());
+}
+
+#[test]
+fn ead_through_the_c_api_equals_the_model_alone_when_small_is_large() {
+    let Some(mut model) = load_smollm2() else {
+        return;
+    };
+    let prompt = "Write a haiku about winter.";
+    let alone = generate_via_ffi(model, prompt, EDGESPEC_DRAFT_NONE);
+    for kind in [EDGESPEC_DRAFT_EAD, EDGESPEC_DRAFT_EAD_SPEC] {
+        assert_eq!(generate_via_ffi(model, prompt, kind), alone, "kind {kind}");
+    }
+    // EAD needs its small model; a bad window is a parameter error.
+    let mut params = edgespec_session_params_default();
+    params.draft_kind = EDGESPEC_DRAFT_EAD;
+    let mut session = std::ptr::null_mut();
+    // SAFETY: valid handles and pointers.
+    unsafe {
+        assert_eq!(
+            edgespec_session_new(model, std::ptr::null(), &params, &mut session),
+            edgespec_result::EDGESPEC_ERR_MISSING_DRAFTER
+        );
+        params.ead_window = 0;
+        assert_eq!(
+            edgespec_session_new(model, model, &params, &mut session),
+            edgespec_result::EDGESPEC_ERR_INVALID_PARAMETER
+        );
+        let message = CStr::from_ptr(edgespec_last_error()).to_string_lossy();
+        assert!(message.contains("window"), "{message}");
+        assert!(session.is_null());
+        edgespec_model_free(&mut model);
+    }
+}

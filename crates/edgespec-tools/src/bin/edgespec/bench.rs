@@ -1,0 +1,369 @@
+//! `edgespec bench`: the side-by-side report.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use clap::Args;
+use sha2::{Digest, Sha256};
+
+use edgespec::ead::EadConfig;
+use edgespec::gguf::{GgufFile, ModelSummary};
+use edgespec_tools::bench::{
+    load_prompts, load_runs, peak_rss_bytes, read_bandwidth_passes, run, summarize, write_charts,
+    Bandwidth, BenchConfig, BenchReport, MachineInfo, Mode, PromptSet, Roofline,
+};
+use edgespec_tools::vocabtrim::{TokenCounts, Trimmer};
+
+/// Arguments of `bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Target model.
+    #[arg(short, long)]
+    target: PathBuf,
+    /// Drafter model (model/hybrid modes, llama-draft).
+    #[arg(short, long)]
+    draft: Option<PathBuf>,
+    /// VocabTrim drafter for the trimmed modes (from `edgespec trim`).
+    #[arg(long)]
+    trimmed: Option<PathBuf>,
+    /// Prompt file (plain lines or JSONL); `NAME=PATH` names the set. Repeatable.
+    #[arg(short, long = "prompts", required_unless_present = "from_runs")]
+    prompts: Vec<String>,
+    /// Use at most this many prompts per set.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Comma-separated modes: target, small, model:N|auto, lookup:N|auto,
+    /// hybrid:N|auto, trimmed:N|auto, ead:BITS, ead-spec:BITS,
+    /// llama-completion, llama-draft, llama-ngram.
+    #[arg(short, long, default_value = "target,model:auto,model:3,lookup,hybrid")]
+    modes: String,
+    /// Sweep a setting: `gamma=A..B` adds model:A..=B (and trimmed:A..=B
+    /// with --trimmed); `k=K1,K2,…` trims --draft to each K with --counts
+    /// and adds trimmed@K:G (G from --sweep-gamma); `threads=T1,T2,…` runs
+    /// every mode at each thread count (instead of --threads). Repeatable.
+    #[arg(long)]
+    sweep: Vec<String>,
+    /// Draft length of the `--sweep k=…` modes (a number or auto).
+    #[arg(long, default_value = "3")]
+    sweep_gamma: String,
+    /// Calibration counts (from `edgespec calibrate`) for `--sweep k=…`.
+    #[arg(long)]
+    counts: Option<PathBuf>,
+    /// Tie-breaking counts for `--sweep k=…` (see `trim --prior`).
+    #[arg(long)]
+    prior: Option<PathBuf>,
+    /// Rolling window of the ead modes.
+    #[arg(long, default_value_t = EadConfig::default().window)]
+    ead_window: usize,
+    /// Minimum dwell of the ead modes.
+    #[arg(long, default_value_t = EadConfig::default().min_dwell)]
+    ead_dwell: usize,
+    /// EAD modes never fall back to the large model alone (their decisions
+    /// then do not depend on this machine's timing, so `replay --runs`
+    /// prices them fairly under another machine's profile).
+    #[arg(long)]
+    ead_no_fallback: bool,
+    /// Longest draft the auto modes consider.
+    #[arg(long, default_value_t = 8)]
+    gamma_max: usize,
+    /// Most tokens per generation.
+    #[arg(short = 'n', long, default_value_t = 128)]
+    max_tokens: usize,
+    /// Timed repetitions (after one warm-up).
+    #[arg(short, long, default_value_t = 1)]
+    reps: usize,
+    /// Threads.
+    #[arg(long, default_value_t = 2)]
+    threads: i32,
+    /// Context size.
+    #[arg(short = 'c', long, default_value_t = 4096)]
+    ctx_size: u32,
+    /// Feed prompts as raw text instead of chat messages.
+    #[arg(long)]
+    no_chat: bool,
+    /// Folder of llama.cpp's peer tools (benches/build-peer.sh builds them).
+    #[arg(long, default_value = "benches/peer/bin")]
+    peer_bin: PathBuf,
+    /// Do not run anything: build the report from this runs.jsonl (e.g. of an interrupted run).
+    #[arg(long, conflicts_with = "trace")]
+    from_runs: Option<PathBuf>,
+    /// After the runs, record a trace of every prompt for `edgespec replay`
+    /// (OUT/traces/SET.jsonl): the target's greedy output and what --draft
+    /// and --trimmed would draft from every position, up to --gamma-max tokens.
+    #[arg(long)]
+    trace: bool,
+    /// Output folder: runs.jsonl (streamed), report.json, report.md.
+    #[arg(short, long, default_value = "bench-out")]
+    out: PathBuf,
+}
+
+fn sha256(path: &Path) -> anyhow::Result<String> {
+    let mut file =
+        std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
+pub fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
+    let mut modes = args
+        .modes
+        .split(',')
+        .map(|m| Mode::parse(m.trim(), args.gamma_max))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut trimmed_k = Vec::new();
+    let mut threads = vec![args.threads];
+    for sweep in &args.sweep {
+        let swept = if let Some(list) = sweep.strip_prefix("k=") {
+            k_sweep(&args, list, &mut trimmed_k)?
+        } else if let Some(list) = sweep.strip_prefix("threads=") {
+            threads = thread_counts(list)?;
+            Vec::new()
+        } else {
+            sweep_modes(sweep, args.trimmed.is_some())?
+        };
+        for mode in swept {
+            if !modes.contains(&mode) {
+                modes.push(mode);
+            }
+        }
+    }
+    let mut sets = Vec::new();
+    for spec in &args.prompts {
+        let (name, path) = match spec.split_once('=') {
+            Some((n, p)) => (n.to_owned(), PathBuf::from(p)),
+            None => {
+                let p = PathBuf::from(spec);
+                (
+                    p.file_stem()
+                        .map_or("prompts".into(), |s| s.to_string_lossy().into_owned()),
+                    p,
+                )
+            }
+        };
+        let mut prompts = load_prompts(&path)?;
+        if let Some(limit) = args.limit {
+            prompts.truncate(limit);
+        }
+        sets.push(PromptSet { name, prompts });
+    }
+    for (path, what) in
+        std::iter::once((&args.target, "target")).chain(args.draft.iter().map(|d| (d, "drafter")))
+    {
+        anyhow::ensure!(path.is_file(), "{what} model not found: {}", path.display());
+    }
+    let config = BenchConfig {
+        target: args.target.clone(),
+        draft: args.draft.clone(),
+        trimmed: args.trimmed.clone(),
+        trimmed_k,
+        ead: EadConfig {
+            window: args.ead_window,
+            min_dwell: args.ead_dwell,
+            fallback: !args.ead_no_fallback,
+            ..EadConfig::default()
+        },
+        sets,
+        modes,
+        reps: args.reps,
+        max_tokens: args.max_tokens,
+        threads: threads.clone(),
+        ctx_size: args.ctx_size,
+        chat: !args.no_chat,
+        peer_bin: Some(args.peer_bin.clone()),
+        out_dir: args.out.clone(),
+    };
+    // The bandwidth probe uses every core (the device's limit, whatever the
+    // thread count), runs alone before and after the runs, and keeps every
+    // pass, so the report shows how steady the memory system was.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let probe = || read_bandwidth_passes(cores, 1 << 30, 3.0);
+    let (before, runs) = match &args.from_runs {
+        Some(path) => (Vec::new(), load_runs(path)?),
+        None => (probe(), run_all(&config)?),
+    };
+    if args.trace {
+        let dir = edgespec_tools::bench::record_traces(&config, args.gamma_max, |set, i| {
+            eprintln!("trace recorded: {set}#{i}");
+        })?;
+        eprintln!("wrote traces to {}", dir.display());
+    }
+    anyhow::ensure!(!runs.is_empty(), "no runs to report");
+    let bandwidth = Bandwidth::combine(&before, &probe());
+    let bandwidth_best = bandwidth.map_or(0.0, |b| b.best);
+    let target_bytes = ModelSummary::of(&GgufFile::open(&args.target)?)?.bytes_per_token;
+    let mapped: u64 = [
+        Some(&args.target),
+        args.draft.as_ref(),
+        args.trimmed.as_ref(),
+    ]
+    .into_iter()
+    .flatten()
+    .filter_map(|p| std::fs::metadata(p).ok().map(|m| m.len()))
+    .sum();
+    let roofline = Roofline {
+        bandwidth_bytes_s: bandwidth_best,
+        bandwidth,
+        target_bytes_per_token: target_bytes,
+        target_only_bound_tok_s: bandwidth_best / target_bytes.max(1) as f64,
+        // Only a process that ran the models knows their memory.
+        peak_rss_bytes: if args.from_runs.is_some() {
+            None
+        } else {
+            peak_rss_bytes()
+        },
+        mapped_model_bytes: mapped,
+    };
+    let describe = |p: &Path| -> anyhow::Result<(String, String)> {
+        Ok((
+            p.file_name()
+                .map_or(String::new(), |n| n.to_string_lossy().into_owned()),
+            sha256(p)?,
+        ))
+    };
+    std::fs::create_dir_all(&args.out)?;
+    let summaries = summarize(&runs);
+    let charts = write_charts(&summaries, &args.out)
+        .with_context(|| format!("writing charts to {}", args.out.display()))?
+        .iter()
+        .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .collect();
+    let report = BenchReport {
+        machine: MachineInfo::detect(threads),
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+        target: describe(&args.target)?,
+        draft: args.draft.as_deref().map(describe).transpose()?,
+        roofline,
+        summaries,
+        charts,
+        runs,
+    };
+    std::fs::write(
+        args.out.join("report.json"),
+        serde_json::to_string_pretty(&report)?,
+    )?;
+    let markdown = report.to_markdown();
+    std::fs::write(args.out.join("report.md"), &markdown)?;
+    println!("{markdown}");
+    eprintln!(
+        "wrote {}/report.md, report.json, runs.jsonl and the charts (*.svg)",
+        args.out.display()
+    );
+    Ok(())
+}
+
+/// Runs the benchmark with a progress bar.
+fn run_all(config: &BenchConfig) -> anyhow::Result<Vec<edgespec_tools::bench::RunRecord>> {
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} runs {elapsed_precise} eta {eta} {msg}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let runs = run(config, |done, total, r| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+        bar.set_message(format!(
+            "{} {}#{}: {:.1} tok/s",
+            r.mode, r.set, r.prompt, r.decode_tok_s
+        ));
+    })?;
+    bar.finish_and_clear();
+    Ok(runs)
+}
+
+/// Trims --draft to each K of `list` (comma-separated) into the output
+/// folder and returns the trimmed@K modes.
+fn k_sweep(
+    args: &BenchArgs,
+    list: &str,
+    trimmed_k: &mut Vec<(u32, PathBuf)>,
+) -> anyhow::Result<Vec<Mode>> {
+    let (Some(draft), Some(counts)) = (&args.draft, &args.counts) else {
+        anyhow::bail!(
+            "--sweep k=…: needs the full drafter (--draft) and its calibration counts (--counts)"
+        );
+    };
+    let prior = args.prior.as_deref().map(TokenCounts::load).transpose()?;
+    let trimmer = Trimmer::new(draft, TokenCounts::load(counts)?, prior)
+        .with_context(|| format!("--sweep k=…: opening {}", draft.display()))?;
+    let vocab = trimmer.counts().vocab_size;
+    std::fs::create_dir_all(&args.out)?;
+    let mut modes = Vec::new();
+    for item in list.split(',') {
+        let k: u32 = item
+            .trim()
+            .parse()
+            .ok()
+            .filter(|&k| k > 0)
+            .ok_or_else(|| anyhow::anyhow!("--sweep k=…: {item:?} is not a positive number"))?;
+        anyhow::ensure!(
+            k as usize <= vocab,
+            "--sweep k=…: K = {k} is larger than the vocabulary ({vocab})"
+        );
+        let out = args.out.join(format!("trimmed-k{k}.gguf"));
+        trimmer.write(k as usize, &out)?;
+        trimmed_k.push((k, out));
+        modes.push(Mode::parse(
+            &format!("trimmed@{k}:{}", args.sweep_gamma),
+            args.gamma_max,
+        )?);
+    }
+    Ok(modes)
+}
+
+/// Thread counts of `--sweep threads=T1,T2,…`.
+fn thread_counts(list: &str) -> anyhow::Result<Vec<i32>> {
+    let mut counts = Vec::new();
+    for item in list.split(',') {
+        let t: i32 = item
+            .trim()
+            .parse()
+            .ok()
+            .filter(|t| (1..=1024).contains(t))
+            .ok_or_else(|| {
+                anyhow::anyhow!("--sweep threads=…: {item:?} is not a thread count (1 to 1024)")
+            })?;
+        if !counts.contains(&t) {
+            counts.push(t);
+        }
+    }
+    Ok(counts)
+}
+
+/// Modes for `--sweep gamma=A..B`.
+fn sweep_modes(spec: &str, trimmed: bool) -> anyhow::Result<Vec<Mode>> {
+    let (key, range) = spec
+        .split_once('=')
+        .ok_or_else(|| anyhow::anyhow!("--sweep {spec:?}: expected NAME=A..B"))?;
+    anyhow::ensure!(
+        key == "gamma",
+        "--sweep {key:?}: use gamma=A..B, k=K1,K2,… or threads=T1,T2,…"
+    );
+    let (a, b) = range
+        .split_once("..")
+        .and_then(|(a, b)| Some((a.parse::<usize>().ok()?, b.parse::<usize>().ok()?)))
+        .ok_or_else(|| anyhow::anyhow!("--sweep {spec:?}: expected gamma=A..B with numbers"))?;
+    anyhow::ensure!(a <= b && b <= 16, "--sweep {spec:?}: need A <= B <= 16");
+    let mut modes = Vec::new();
+    for g in a..=b {
+        modes.push(Mode::parse(&format!("model:{g}"), 8)?);
+        if trimmed {
+            modes.push(Mode::parse(&format!("trimmed:{g}"), 8)?);
+        }
+    }
+    Ok(modes)
+}

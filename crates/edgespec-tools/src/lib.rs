@@ -1,0 +1,13 @@
+//! edgespec's tools, apart from the runtime a device links: the benchmark
+//! (`edgespec bench`), the HumanEval evaluation, VocabTrim calibration and
+//! trimming, machine cost profiles, generation traces and the replay
+//! simulator that prices draft-length policies on them. The `edgespec`
+//! command line is this crate's binary.
+#![warn(missing_docs)]
+
+pub mod bench;
+pub mod eval;
+pub mod profile;
+pub mod replay;
+pub mod trace;
+pub mod vocabtrim;

@@ -1,0 +1,14 @@
+//! VocabTrim tools (arXiv 2506.22694): calibration counts the ids the target
+//! emits (or a corpus holds), trimming writes a drafter whose head (and
+//! embedding table) keep only the K most frequent, and `-k auto` picks K by
+//! measuring. Reading trimmed files is the runtime's (`edgespec::vocabtrim`).
+
+mod calibrate;
+mod choose;
+mod counts;
+mod trim;
+
+pub use calibrate::{calibrate_generations, count_raw_text, CalibrationProgress};
+pub use choose::{best_k, k_candidates, KPoint};
+pub use counts::{vocab_fingerprint, CountSource, TokenCounts};
+pub use trim::{select_ids, trim_drafter, Trimmer};

@@ -1,0 +1,122 @@
+//! The regret test (pure, no model, deterministic): on the recorded traces
+//! of the shipped prompt sets (benches/traces/tuning/), replayed under each
+//! shipped cost profile (profiles/), the automatic draft-length policy of
+//! every drafter reaches at least 0.97× the best fixed setting chosen in
+//! hindsight for that set and profile (fixed γ 1..=8, and γ 8 with p_min
+//! cut-offs), and at least 0.98× the target alone where no setting beats it
+//! — in a fresh process and in one that served the code set first.
+
+use std::path::{Path, PathBuf};
+
+use edgespec::draft::DraftLength;
+use edgespec::speculative::PolicyConfig;
+use edgespec_tools::profile::CostProfile;
+use edgespec_tools::replay::{regret, replay, ReplayDrafter, ReplayRun, Setting};
+use edgespec_tools::trace::{load_traces, Trace};
+
+/// The workspace root (profiles/, benches/).
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Every shipped profile: a board's profile added to profiles/ joins the test.
+fn profiles() -> Vec<CostProfile> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(root().join("profiles"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|e| e == "json"))
+        .collect();
+    paths.sort();
+    assert!(paths.len() >= 3, "shipped profiles missing: {paths:?}");
+    paths
+        .iter()
+        .map(|p| CostProfile::load(p).unwrap())
+        .collect()
+}
+
+fn traces(set: &str) -> Vec<Trace> {
+    let path = root().join(format!("benches/traces/tuning/{set}.jsonl"));
+    load_traces(Path::new(&path)).unwrap()
+}
+
+const DRAFTERS: [&str; 4] = ["lookup", "model", "trimmed", "hybrid"];
+
+fn drafter(name: &str) -> ReplayDrafter {
+    match name {
+        "lookup" => ReplayDrafter::Lookup,
+        "hybrid" => ReplayDrafter::Hybrid("model".into()),
+        kind => ReplayDrafter::Model(kind.into()),
+    }
+}
+
+#[test]
+fn auto_is_within_three_percent_of_the_best_fixed_setting_everywhere() {
+    let code = traces("code");
+    let chat = traces("chat");
+    let scenarios: [(&str, &[Trace], &[Trace]); 3] = [
+        ("code", &[], &code),
+        ("chat", &[], &chat),
+        ("chat after code", &code, &chat),
+    ];
+    let mut failures = Vec::new();
+    for profile in profiles() {
+        for (name, warm_up, set) in scenarios {
+            for d in DRAFTERS {
+                let r = regret(&drafter(d), 8, &profile, warm_up, set).unwrap();
+                let line = format!(
+                    "{} / {name} / {d}: auto {:.3}, best {} {:.3}, ratio {:.3}",
+                    profile.name,
+                    r.auto,
+                    r.best,
+                    r.best_speedup,
+                    r.ratio()
+                );
+                println!("{line}");
+                let ok = if r.best == "target" {
+                    r.auto >= 0.98
+                } else {
+                    r.ratio() >= 0.97
+                };
+                if !ok {
+                    failures.push(line);
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// Hybrid drafting is about as fast as the better of its parts alone under
+/// the automatic policy. Not better everywhere: on code under the
+/// board-like profile it stays 4 % behind lookup alone, because in a fresh
+/// process the first request pays the model drafter's read of its prompt
+/// before the policy has seen that lookup takes nearly every round there
+/// (see the closing note); the assertion allows 5 %.
+#[test]
+fn hybrid_is_at_least_as_fast_as_lookup_and_the_model_alone() {
+    let auto = |d: &str| Setting {
+        drafter: drafter(d),
+        config: PolicyConfig {
+            length: DraftLength::Auto { max: 8 },
+            p_min: None,
+        },
+    };
+    let mut failures = Vec::new();
+    for profile in profiles() {
+        for set in ["code", "chat"] {
+            let t = traces(set);
+            let speedup =
+                |d: &str| ReplayRun::total(&replay(&auto(d), &profile, &t).unwrap()).speedup();
+            let (hybrid, lookup, model) = (speedup("hybrid"), speedup("lookup"), speedup("model"));
+            let line = format!(
+                "{} / {set}: hybrid {hybrid:.3}, lookup {lookup:.3}, model {model:.3}",
+                profile.name
+            );
+            println!("{line}");
+            if hybrid < 0.95 * lookup.max(model) {
+                failures.push(line);
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}

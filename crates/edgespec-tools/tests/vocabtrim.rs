@@ -1,0 +1,458 @@
+//! VocabTrim: calibration, trimming, and the trimmed drafter in the loop.
+
+#[path = "../../edgespec/tests/common/mod.rs"]
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use edgespec::draft::{DraftLength, DraftModel, TrimmedSource};
+use edgespec::engine::{Context, Logits, Model, ModelParams, Token};
+use edgespec::error::GenerateError;
+use edgespec::gguf::{GgufFile, GgufWriter, Value, OUTPUT, TOKEN_EMBD};
+use edgespec::session::{DraftKind, Session, SessionConfig};
+use edgespec::synthetic::{SyntheticSpec, BOS};
+use edgespec::vocabtrim::{TrimError, TrimInfo, KEY_IDS, KEY_SOURCE_VOCAB};
+use edgespec_tools::vocabtrim::*;
+
+/// Counts that make the ids `k_ids` the most frequent.
+fn counts_favouring(model: &Model, favoured: &[Token]) -> TokenCounts {
+    let mut c = TokenCounts::new(model, CountSource::RawText, 1);
+    for (rank, &t) in favoured.iter().enumerate() {
+        c.counts[t as usize] = 1000 - rank as u64;
+    }
+    c
+}
+
+fn trim_with(source: &Path, counts: &TokenCounts, k: usize, out: &Path) -> Vec<Token> {
+    let vocab = Model::load(
+        source,
+        &ModelParams {
+            vocab_only: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let specials: Vec<Token> = (0..vocab.n_vocab())
+        .filter(|&t| vocab.is_eog(t) || vocab.is_control(t))
+        .collect();
+    let ids = select_ids(counts, None, k, &specials).unwrap();
+    trim_drafter(
+        &GgufFile::open(source).unwrap(),
+        source,
+        &vocab_fingerprint(&vocab),
+        &ids,
+        out,
+    )
+    .unwrap();
+    ids
+}
+
+/// The trimmed drafter's logits equal the full drafter's on the kept ids,
+/// over a multi-token sequence with rollbacks.
+fn assert_logits_match(source: &Path, trimmed: &Path, sequence: &[Token]) {
+    let params = common::ctx_params(256);
+    let full = Model::load(source, &Default::default()).unwrap();
+    let mut full_ctx = Context::new(full, &params).unwrap();
+    let src = TrimmedSource::open(trimmed, Some(source), &Default::default()).unwrap();
+    let ids = src.info.ids.clone();
+    let n_embd = src.table.n_embd();
+    let mut trim_ctx = Context::new(src.model.clone(), &params).unwrap();
+    let embed = |tokens: &[Token]| -> Vec<f32> {
+        let mut v = vec![0.0; tokens.len() * n_embd];
+        for (row, &t) in v.chunks_exact_mut(n_embd).zip(tokens) {
+            src.table.row_into(t, row).unwrap();
+        }
+        v
+    };
+    let mut max_diff = 0.0f32;
+    let mut compare = |a: &Context, b: &Context, n: usize| {
+        for i in 0..n {
+            let (fa, tb) = (a.logits(i).unwrap(), b.logits(i).unwrap());
+            assert_eq!(tb.len(), ids.len(), "trimmed logits are K wide");
+            for (j, &id) in ids.iter().enumerate() {
+                max_diff = max_diff.max((fa[id as usize] - tb[j]).abs());
+            }
+        }
+    };
+    let (head, tail) = sequence.split_at(sequence.len() / 2);
+    full_ctx.decode(head, Logits::All).unwrap();
+    trim_ctx
+        .decode_embeddings(&embed(head), Logits::All)
+        .unwrap();
+    compare(&full_ctx, &trim_ctx, head.len());
+    // Roll both back by three and continue.
+    let keep = head.len() - 3;
+    full_ctx.truncate(keep).unwrap();
+    trim_ctx.truncate(keep).unwrap();
+    full_ctx.decode(tail, Logits::All).unwrap();
+    trim_ctx
+        .decode_embeddings(&embed(tail), Logits::All)
+        .unwrap();
+    compare(&full_ctx, &trim_ctx, tail.len());
+    assert!(
+        max_diff <= 1e-4,
+        "max |logit diff| on kept ids = {max_diff}"
+    );
+}
+
+fn synthetic_pair(dir: &Path, tied: bool, f16: bool) -> (PathBuf, PathBuf) {
+    let base = SyntheticSpec {
+        weight_scale: 3.0,
+        tied_head: tied,
+        f16_weights: f16,
+        ..SyntheticSpec::default()
+    };
+    let target = dir.join("target.gguf");
+    let draft = dir.join("draft.gguf");
+    SyntheticSpec {
+        seed: 1,
+        ..base.clone()
+    }
+    .write(&target)
+    .unwrap();
+    SyntheticSpec {
+        seed: 2,
+        n_layer: 1,
+        ..base
+    }
+    .write(&draft)
+    .unwrap();
+    (target, draft)
+}
+
+#[test]
+fn trimmed_logits_equal_full_logits_on_kept_ids() {
+    for (tied, f16) in [(false, false), (true, true)] {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, draft) = synthetic_pair(dir.path(), tied, f16);
+        let vocab = Model::load(&draft, &Default::default()).unwrap();
+        let favoured: Vec<Token> = (259..300).collect();
+        let trimmed = dir.path().join("draft.trim.gguf");
+        trim_with(&draft, &counts_favouring(&vocab, &favoured), 48, &trimmed);
+        assert_logits_match(
+            &draft,
+            &trimmed,
+            &[BOS, 260, 261, 262, 300, 301, 10, 263, 264, 265, 266, 267],
+        );
+    }
+}
+
+#[test]
+fn smollm2_trimmed_logits_and_greedy_output() {
+    let Some(path) = common::smollm2() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let model = Model::load(&path, &Default::default()).unwrap();
+    let text = "def add(a, b):\n    return a + b\nThe quick brown fox jumps over the lazy dog. Paris is the capital of France.";
+    let corpus: Vec<String> = text.lines().map(str::to_owned).collect();
+    let counts = count_raw_text(&model, &corpus).unwrap();
+    let trimmed = dir.path().join("smol.trim.gguf");
+    let ids = trim_with(&path, &counts, 2048, &trimmed);
+    assert_eq!(ids.len(), 2048);
+    let tokens = model.tokenize(text, true, false).unwrap();
+    assert_logits_match(&path, &trimmed, &tokens[..24]);
+
+    // Greedy speculation with the trimmed drafter equals target-only.
+    let prompt = edgespec::generate::prompt_tokens(
+        &model,
+        "Write a Python function that adds two numbers.",
+        true,
+    )
+    .unwrap();
+    let base = SessionConfig::new(model.clone(), common::ctx_params(512));
+    let expected = Session::new(base.clone())
+        .unwrap()
+        .generate(&prompt, 40, |_, _| true)
+        .unwrap()
+        .generation;
+    let drafter = DraftModel::open(&trimmed, None, &Default::default()).unwrap();
+    assert!(drafter.is_trimmed());
+    for length in [DraftLength::Fixed(3), DraftLength::Auto { max: 8 }] {
+        let mut s = Session::new(SessionConfig {
+            length,
+            ..base
+                .clone()
+                .with_drafter(DraftKind::Trimmed, Some(drafter.clone()))
+        })
+        .unwrap();
+        let got = s.generate(&prompt, 40, |_, _| true).unwrap();
+        assert_eq!(got.generation.tokens, expected.tokens, "{length:?}");
+    }
+}
+
+#[test]
+fn trimming_copies_rows_of_every_manifest_quant_type() {
+    for file in [
+        "SmolLM2-135M-Instruct.Q4_1.gguf",
+        "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
+        "gemma-3-270m-q4_k_m.gguf",
+    ] {
+        let Some(path) = common::manifest_model(file) else {
+            continue;
+        };
+        let source = GgufFile::open(&path).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("t.gguf");
+        let ids: Vec<Token> = vec![0, 1, 2, 100, 1000, 4999];
+        trim_drafter(&source, &path, "fp", &ids, &out).unwrap();
+        let trimmed = GgufFile::open(&out).unwrap();
+        let info = TrimInfo::from_gguf(&trimmed).unwrap().unwrap();
+        assert_eq!(info.ids, ids);
+        for name in [TOKEN_EMBD, OUTPUT] {
+            let Some(src) = source.tensor(name) else {
+                continue;
+            };
+            let dst = trimmed.tensor(name).unwrap();
+            assert_eq!(
+                (dst.ggml_type, dst.dims[1]),
+                (src.ggml_type, ids.len() as u64),
+                "{file} {name}"
+            );
+            for (j, &id) in ids.iter().enumerate() {
+                assert_eq!(
+                    trimmed.tensor_row(dst, j as u64),
+                    source.tensor_row(src, id as u64),
+                    "{file} {name} row {id}"
+                );
+            }
+        }
+        // Everything else is copied unchanged.
+        for t in source
+            .tensors()
+            .iter()
+            .filter(|t| t.name != TOKEN_EMBD && t.name != OUTPUT)
+        {
+            assert_eq!(
+                trimmed.tensor_data(trimmed.tensor(&t.name).unwrap()),
+                source.tensor_data(t),
+                "{file} {}",
+                t.name
+            );
+        }
+        let arch = source.architecture().unwrap();
+        assert_eq!(
+            trimmed.get_u64(&format!("{arch}.vocab_size")).unwrap(),
+            ids.len() as u64
+        );
+        assert_eq!(trimmed.get_str("tokenizer.ggml.model").unwrap(), "none");
+    }
+}
+
+#[test]
+fn greedy_calibration_is_deterministic_and_resumable() {
+    let dir = tempfile::tempdir().unwrap();
+    let (target, _) = synthetic_pair(dir.path(), false, false);
+    let model = Model::load(&target, &Default::default()).unwrap();
+    let mut session = Session::new(SessionConfig::new(model, common::ctx_params(256))).unwrap();
+    let prompts: Vec<String> = ["kalo mine", "suta ro", "vika lomi", "neta"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let a_path = dir.path().join("a.json");
+    let a = calibrate_generations(
+        &mut session,
+        &prompts,
+        20,
+        false,
+        &a_path,
+        &mut |_, _, _| {},
+    )
+    .unwrap();
+    let b = calibrate_generations(
+        &mut session,
+        &prompts,
+        20,
+        false,
+        &dir.path().join("b.json"),
+        &mut |_, _, _| {},
+    )
+    .unwrap();
+    assert_eq!(a.counts, b.counts);
+    assert!(a.total() > 0 && a.total() <= 80);
+    assert_eq!(TokenCounts::load(&a_path).unwrap(), a);
+    // An interrupted run (two prompts done) resumes to the same counts.
+    let c_path = dir.path().join("c.json");
+    calibrate_generations(
+        &mut session,
+        &prompts[..2],
+        20,
+        false,
+        &c_path,
+        &mut |_, _, _| {},
+    )
+    .unwrap();
+    let mut partial = TokenCounts::load(&c_path).unwrap();
+    partial.items_total = prompts.len();
+    partial.save(&c_path).unwrap();
+    let mut seen = Vec::new();
+    let c = calibrate_generations(
+        &mut session,
+        &prompts,
+        20,
+        false,
+        &c_path,
+        &mut |done, _, _| seen.push(done),
+    )
+    .unwrap();
+    assert_eq!(seen, vec![3, 4], "only the remaining prompts ran");
+    assert_eq!(c.counts, a.counts);
+}
+
+#[test]
+fn bad_input_is_rejected_with_typed_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let (target, draft) = synthetic_pair(dir.path(), false, false);
+    let model = Model::load(&draft, &Default::default()).unwrap();
+    let counts = counts_favouring(&model, &[300, 301]);
+    assert!(matches!(
+        select_ids(&counts, None, 0, &[]),
+        Err(TrimError::ZeroK)
+    ));
+    assert!(matches!(
+        select_ids(&counts, None, 10_000, &[]),
+        Err(TrimError::KTooLarge { k: 10_000, .. })
+    ));
+    assert!(matches!(
+        select_ids(&counts, None, 2, &[0, 1, 2]),
+        Err(TrimError::KBelowSpecials { k: 2, specials: 3 })
+    ));
+    let ids = select_ids(&counts, None, 4, &[2]).unwrap();
+    assert_eq!(
+        ids,
+        vec![0, 2, 300, 301],
+        "specials, then by count, ties to the lower id"
+    );
+    // A prior breaks the ties among ids the counts never saw.
+    let prior = counts_favouring(&model, &[305, 301]);
+    let ids = select_ids(&counts, Some(&prior), 4, &[2]).unwrap();
+    assert_eq!(ids, vec![2, 300, 301, 305], "305 from the prior beats id 0");
+    let mut other = prior.clone();
+    other.vocab_size += 1;
+    other.counts.push(0);
+    assert!(matches!(
+        select_ids(&counts, Some(&other), 4, &[2]),
+        Err(TrimError::CountsVocabMismatch { .. })
+    ));
+
+    // Malformed counts files and counts for another vocabulary.
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, "{not json").unwrap();
+    assert!(matches!(
+        TokenCounts::load(&bad),
+        Err(TrimError::BadCounts { .. })
+    ));
+    let mut short = counts.clone();
+    short.counts.pop();
+    std::fs::write(&bad, serde_json::to_string(&short).unwrap()).unwrap();
+    assert!(matches!(
+        TokenCounts::load(&bad),
+        Err(TrimError::BadCounts { .. })
+    ));
+    if let Some(smol) = common::smollm2() {
+        let smol = Model::load(
+            &smol,
+            &ModelParams {
+                vocab_only: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert!(matches!(
+            counts.check_vocab(&smol),
+            Err(TrimError::CountsVocabMismatch { .. })
+        ));
+        // A trimmed drafter cannot draft for a target with another vocabulary.
+        let trimmed = dir.path().join("d.trim.gguf");
+        trim_with(&draft, &counts, 32, &trimmed);
+        let drafter = DraftModel::open(&trimmed, Some(&draft), &Default::default()).unwrap();
+        let smol_full = Model::load(common::smollm2().unwrap(), &Default::default()).unwrap();
+        let config = SessionConfig::new(smol_full, common::ctx_params(64))
+            .with_drafter(DraftKind::Trimmed, Some(drafter));
+        assert!(matches!(Session::new(config), Err(GenerateError::Vocab(_))));
+    }
+    let _ = target;
+
+    // Trimmed files with missing or inconsistent metadata.
+    let trimmed = dir.path().join("ok.trim.gguf");
+    trim_with(&draft, &counts, 32, &trimmed);
+    let file = GgufFile::open(&trimmed).unwrap();
+    let broken = |edit: &dyn Fn(&mut GgufWriter)| -> TrimError {
+        let mut w = GgufWriter::from_file(&file);
+        edit(&mut w);
+        let path = dir.path().join("broken.gguf");
+        w.write_to(&path).unwrap();
+        TrimmedSource::open(&path, Some(&draft), &Default::default())
+            .err()
+            .expect("broken file accepted")
+    };
+    assert!(matches!(
+        broken(&|w| {
+            w.remove(KEY_SOURCE_VOCAB);
+        }),
+        TrimError::BadTrimmedFile(_)
+    ));
+    assert!(matches!(
+        broken(&|w| {
+            w.set(
+                KEY_IDS,
+                Value::Array {
+                    element_type: edgespec::gguf::ValueType::U32,
+                    items: vec![Value::U32(5), Value::U32(3)],
+                },
+            );
+        }),
+        TrimError::BadTrimmedFile(_)
+    ));
+    assert!(matches!(
+        broken(&|w| {
+            w.set("llama.vocab_size", Value::U32(31));
+        }),
+        TrimError::BadTrimmedFile(_) | TrimError::Engine(_)
+    ));
+    // An ordinary model is not a trimmed drafter.
+    assert!(matches!(
+        TrimmedSource::open(&draft, None, &Default::default()),
+        Err(TrimError::BadTrimmedFile(_))
+    ));
+}
+
+/// End to end with sampling: the second generated token (the first one that
+/// goes through draft verification) follows the target's own distribution
+/// with a VocabTrim drafter (q = 0 outside its ids).
+#[test]
+fn speculative_sampling_with_a_trimmed_drafter_keeps_the_target_distribution() {
+    let (dir, target, _) = common::synthetic_pair();
+    let sampling = |seed| edgespec::sampling::SamplingParams {
+        temperature: 1.0,
+        top_k: 4,
+        top_p: 1.0,
+        seed,
+    };
+    let draft_path = dir.path().join("draft.gguf");
+    let trimmed_path = dir.path().join("draft.trim.gguf");
+    // Keep every word token but half of them: some target choices are
+    // impossible for the drafter, so the residual path carries them.
+    let ids: Vec<Token> = (0..3).chain(259..290).collect();
+    let file = edgespec::gguf::GgufFile::open(&draft_path).unwrap();
+    trim_drafter(&file, &draft_path, "fp", &ids, &trimmed_path).unwrap();
+    let drafter = DraftModel::open(&trimmed_path, Some(&draft_path), &Default::default()).unwrap();
+    assert!(drafter.is_trimmed());
+    let mut s = Session::new(SessionConfig {
+        length: DraftLength::Fixed(3),
+        sampling: sampling(0),
+        ignore_eos: true,
+        ..SessionConfig::new(target.clone(), common::ctx_params(64))
+            .with_drafter(DraftKind::Trimmed, Some(drafter))
+    })
+    .unwrap();
+    let (chi2, n) = common::second_token_chi_square(&target, &sampling, |prompt, params| {
+        s.reseed(params.sampling.seed);
+        s.generate(prompt, params.max_tokens, |_, _| true)
+            .unwrap()
+            .generation
+            .tokens
+    });
+    // At most 3 degrees of freedom (top-k 4); p = 0.001 critical value 16.27.
+    assert!(chi2 < 16.27, "chi2 = {chi2} over {n} samples");
+}

@@ -1,0 +1,22 @@
+//! edgespec: an on-device LLM inference runtime that makes speculative
+//! decoding pay off on small machines. This crate is the runtime a board
+//! image links: GGUF files, the llama.cpp engine, sampling, drafters,
+//! speculative decoding, EAD and the session that assembles them. The C API
+//! (`edgespec-capi`) and the tools (`edgespec-tools`: CLI, bench, eval,
+//! trimming) build on it. See README.md, ARCHITECTURE.md and DESIGN.md.
+#![warn(missing_docs)]
+
+pub mod costs;
+pub mod draft;
+pub mod ead;
+pub mod engine;
+pub mod error;
+pub mod generate;
+pub mod gguf;
+pub mod metrics;
+pub mod sampling;
+pub mod session;
+pub mod speculative;
+#[cfg(feature = "synthetic")]
+pub mod synthetic;
+pub mod vocabtrim;

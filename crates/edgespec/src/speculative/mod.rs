@@ -1,0 +1,351 @@
+//! Speculative decoding: draft → verify → accept → roll back.
+//!
+//! The loop only orchestrates; the maths are pure functions in [`verify`]
+//! and the draft length comes from [`policy`]. Invariant between rounds: the
+//! target's KV cache holds every committed token but the last, whose logits
+//! the next round computes together with the draft in one batch
+//! (`[last, x1..xγ]`). Stopping rules match target-only decoding exactly.
+
+pub mod acceptance;
+pub mod policy;
+pub mod verify;
+
+use std::time::Instant;
+
+use crate::costs::CostModel;
+use crate::draft::{check_vocab_compatible, Draft, DraftSource, Drafter, MAX_DRAFT};
+use crate::engine::{Context, EngineError, Logits, Token};
+use crate::error::GenerateError;
+use crate::generate::{check_prompt, Emitter, GenerateParams, Generation, StopReason};
+use crate::metrics::{GenerationStats, SpecStats};
+use crate::sampling::Sampler;
+
+pub use acceptance::{AcceptanceModel, Frequency, Layered, LookupModel};
+pub use policy::{DraftCost, Policy, PolicyConfig, PolicyError, RoundControl, RoundOutcome};
+pub use verify::{verify_greedy, verify_sampling, DraftProb, Verdict};
+
+/// A speculative generation's result: the usual one plus speculation stats.
+#[derive(Debug, Clone)]
+pub struct SpecGeneration {
+    /// Tokens, text, stop reason, timings.
+    pub generation: Generation,
+    /// Speculation counters.
+    pub spec: SpecStats,
+}
+
+/// Batches longer than this are timed once at calibration: they take long
+/// enough to time steadily, the smaller sizes timed before them have warmed
+/// the graph, and online samples refine them.
+const ONE_SAMPLE_ABOVE: usize = 16;
+
+/// Times forward passes of `ctx` for each batch size in `sizes` (up to the
+/// context's room) after its cache, with `token` repeated, into `costs`:
+/// once to warm, then the median of three, so one noisy sample does not
+/// steer a policy until online samples correct it (sizes above
+/// [`ONE_SAMPLE_ABOVE`] once). The cache is left as found.
+pub fn time_batches(
+    ctx: &mut Context,
+    token: Token,
+    sizes: &[usize],
+    costs: &mut CostModel,
+) -> Result<(), EngineError> {
+    let base = ctx.n_past();
+    let mut sizes = sizes.to_vec();
+    sizes.sort_unstable();
+    sizes.dedup();
+    let mut batch = Vec::new();
+    for b in sizes {
+        if b == 0 || b > MAX_DRAFT + 1 || base + b > ctx.n_ctx() as usize {
+            continue;
+        }
+        batch.clear();
+        batch.resize(b, token);
+        let mut time = || -> Result<f64, EngineError> {
+            let start = Instant::now();
+            ctx.decode(&batch, Logits::All)?;
+            let ms = start.elapsed().as_secs_f64() * 1e3;
+            ctx.truncate(base)?;
+            Ok(ms)
+        };
+        let ms = if b > ONE_SAMPLE_ABOVE {
+            time()?
+        } else {
+            time()?;
+            let mut timed = [time()?, time()?, time()?];
+            timed.sort_by(f64::total_cmp);
+            timed[1]
+        };
+        costs.observe_verify(b, ms);
+    }
+    Ok(())
+}
+
+/// A target context plus an optional drafter; reusable across prompts
+/// (measured costs and acceptance carry over).
+pub struct Speculator {
+    target: Context,
+    drafter: Option<Box<dyn Drafter>>,
+    policy: Policy,
+    calibrated: bool,
+    draft: Draft,
+    batch: Vec<Token>,
+    scratch: (Vec<f32>, Vec<f32>),
+}
+
+impl Speculator {
+    /// Sets up speculation. A drafter that runs a model has its vocabulary
+    /// checked against the target's first.
+    pub fn new(
+        target: Context,
+        drafter: Option<Box<dyn Drafter>>,
+        config: PolicyConfig,
+    ) -> Result<Self, GenerateError> {
+        let policy = Policy::new(config)?;
+        if let Some(vocabulary) = drafter.as_ref().and_then(|d| d.vocabulary()) {
+            check_vocab_compatible(target.model(), vocabulary)?;
+        }
+        Ok(Self {
+            target,
+            drafter,
+            policy,
+            calibrated: false,
+            draft: Draft::default(),
+            batch: Vec::with_capacity(MAX_DRAFT + 1),
+            scratch: (Vec::new(), Vec::new()),
+        })
+    }
+
+    /// The target context.
+    pub fn target(&self) -> &Context {
+        &self.target
+    }
+
+    /// The target context, mutably.
+    pub fn target_mut(&mut self) -> &mut Context {
+        &mut self.target
+    }
+
+    /// Forgets the sequence: empties the target's and the drafter's caches.
+    /// What was measured and learned (pass costs, acceptance) stays.
+    pub fn clear(&mut self) {
+        self.target.clear();
+        if let Some(d) = self.drafter.as_mut() {
+            d.reset();
+        }
+    }
+
+    /// Measures target forward passes for the batch sizes the policy will
+    /// weigh, and the drafter's step and catch-up batches, on an empty cache.
+    fn calibrate(&mut self, token: Token) -> Result<(), GenerateError> {
+        self.target.clear();
+        let lookup = self.drafter.as_ref().is_some_and(|d| d.drafts_lookup());
+        let sizes = calibration_sizes(&self.policy.config(), lookup);
+        time_batches(&mut self.target, token, &sizes, self.policy.costs_mut())?;
+        if let Some(d) = self.drafter.as_mut() {
+            d.calibrate(self.policy.costs_mut())?;
+        }
+        self.calibrated = true;
+        let costs = self.policy.costs();
+        log::debug!(
+            "calibrated: target ms by batch {:?}, drafter step {:?} ms, catch-up of 2 {:.1} ms",
+            sizes
+                .iter()
+                .map(|&b| (b, costs.verify_ms(b)))
+                .collect::<Vec<_>>(),
+            costs.draft_ms(),
+            costs.catch_up_ms(2)
+        );
+        Ok(())
+    }
+
+    /// Generates from `prompt`, streaming accepted tokens to `on_token`.
+    pub fn generate(
+        &mut self,
+        prompt: &[Token],
+        params: &GenerateParams,
+        on_token: impl FnMut(Token, &str) -> bool,
+    ) -> Result<SpecGeneration, GenerateError> {
+        params.sampling.validate()?;
+        check_prompt(prompt)?;
+        let model = self.target.model().clone();
+        let mut sampler = params.sampler(&model);
+        let mut emitter = Emitter::new(&model, params.max_tokens, on_token);
+        let mut stats = GenerationStats {
+            prompt_tokens: prompt.len(),
+            ..Default::default()
+        };
+        let mut spec = SpecStats::default();
+        if let Some(d) = self.drafter.as_mut() {
+            d.reset();
+        }
+        self.policy.begin_request();
+        let mut committed: Vec<Token> = Vec::with_capacity(prompt.len() + params.max_tokens + 1);
+        committed.extend_from_slice(prompt);
+
+        if self.drafter.is_some() && !self.calibrated {
+            let t = Instant::now();
+            self.calibrate(prompt[0])?;
+            spec.calibration_time = t.elapsed();
+        }
+        self.target.clear();
+        let start = Instant::now();
+        // The prompt pass is the same as target-only decoding's.
+        self.target.decode(prompt, Logits::Last)?;
+        stats.prompt_time = start.elapsed();
+        let decode_start = Instant::now();
+
+        // The first token comes from the prompt's logits.
+        let first = sampler.sample(self.target.logits(0)?);
+        committed.push(first);
+        let mut stop = emitter.emit(first)?;
+
+        while stop.is_none() {
+            let n_past = self.target.n_past();
+            if n_past >= self.target.n_ctx() as usize {
+                stop = Some(StopReason::ContextFull);
+                break;
+            }
+            let room = (emitter.remaining() - 1).min(self.target.n_ctx() as usize - n_past - 1);
+
+            // Draft.
+            let t = Instant::now();
+            self.draft.clear(DraftSource::Model);
+            if let Some(drafter) = self.drafter.as_mut() {
+                let mut ctl = self.policy.round(room);
+                drafter.propose(&committed, &mut ctl, &mut self.draft)?;
+            }
+            let draft_time = t.elapsed();
+            spec.draft_time += draft_time;
+
+            // Verify: [last, x1..xγ] in one target pass.
+            let last = *committed.last().unwrap_or(&0);
+            self.batch.clear();
+            self.batch.push(last);
+            self.batch.extend_from_slice(self.draft.tokens());
+            let t = Instant::now();
+            self.target.decode(&self.batch, Logits::All)?;
+            let verify_time = t.elapsed();
+            spec.verify_time += verify_time;
+            spec.target_calls += 1;
+
+            let t = Instant::now();
+            let verdict = judge(&self.target, &self.draft, &mut sampler, &mut self.scratch)?;
+            spec.accept_time += t.elapsed();
+
+            let t = Instant::now();
+            if verdict.accepted < self.draft.len() {
+                self.target.truncate(n_past + 1 + verdict.accepted)?;
+            }
+            spec.rollback_time += t.elapsed();
+
+            let drafted = self.draft.len();
+            log::trace!(
+                "round: {drafted} drafted ({:?}), {} accepted, verify {:.1} ms",
+                self.draft.source(),
+                verdict.accepted,
+                verify_time.as_secs_f64() * 1e3
+            );
+            spec.drafted += drafted;
+            spec.accepted += verdict.accepted;
+            spec.draft_rounds += usize::from(drafted > 0);
+            spec.longest_draft = spec.longest_draft.max(drafted);
+            if let DraftSource::Lookup { .. } = self.draft.source() {
+                spec.drafted_lookup += drafted;
+                spec.accepted_lookup += verdict.accepted;
+            }
+
+            // Emit the accepted tokens and the target's own, in order.
+            let before = emitter.len();
+            for i in 0..=verdict.accepted {
+                let token = if i < verdict.accepted {
+                    self.draft.tokens()[i]
+                } else {
+                    verdict.next
+                };
+                committed.push(token);
+                stop = emitter.emit(token)?;
+                if stop.is_some() {
+                    break;
+                }
+            }
+            self.policy.learn(RoundOutcome {
+                draft: &self.draft,
+                accepted: verdict.accepted,
+                emitted: emitter.len() - before,
+                draft_ms: draft_time.as_secs_f64() * 1e3,
+                verify_ms: verify_time.as_secs_f64() * 1e3,
+            });
+            if stop.is_none() {
+                let t = Instant::now();
+                if let Some(drafter) = self.drafter.as_mut() {
+                    drafter.commit(&committed)?;
+                }
+                spec.rollback_time += t.elapsed();
+            }
+        }
+
+        stats.decode_time = decode_start.elapsed();
+        let costs = self.policy.costs();
+        spec.c_time = costs.draft_ms().map_or(0.0, |d| d / costs.verify_ms(1));
+        spec.c_bytes = self.drafter.as_ref().map_or(0.0, |d| {
+            d.bytes_per_token() as f64 / model.summary().bytes_per_token.max(1) as f64
+        });
+        Ok(SpecGeneration {
+            generation: emitter.finish(stop.unwrap_or(StopReason::MaxTokens), start, stats),
+            spec,
+        })
+    }
+}
+
+/// One verification: judges `draft` on the target's logits for the batch
+/// `[last, draft…]` it just decoded (row i scores draft token i), greedily
+/// or by speculative sampling (drafts without a q row are deterministic).
+/// Speculative decoding and ead-spec both verify through it.
+pub fn judge(
+    target: &Context,
+    draft: &Draft,
+    sampler: &mut Sampler,
+    scratch: &mut (Vec<f32>, Vec<f32>),
+) -> Result<Verdict, EngineError> {
+    if sampler.params().is_greedy() {
+        return verify_greedy(draft.tokens(), |i| Ok(sampler.sample(target.logits(i)?)));
+    }
+    let q: heapless::Vec<DraftProb<'_>, MAX_DRAFT> = (0..draft.len())
+        .map(|i| {
+            draft
+                .q(i)
+                .map_or(DraftProb::Deterministic, DraftProb::Sampled)
+        })
+        .collect();
+    let sampler = std::cell::RefCell::new(sampler);
+    verify_sampling(
+        draft.tokens(),
+        &q,
+        |i, out| {
+            sampler.borrow_mut().distribution(target.logits(i)?, out);
+            Ok(())
+        },
+        || sampler.borrow_mut().uniform(),
+        |w| sampler.borrow_mut().sample_from(w),
+        scratch,
+    )
+}
+
+/// The batch sizes calibration times: small ones, the model cap, and for
+/// lookup drafts the longest batch, so costs in between are interpolated
+/// rather than extrapolated.
+pub fn calibration_sizes(config: &PolicyConfig, lookup: bool) -> Vec<usize> {
+    let cap = config.cap();
+    let longest = if lookup {
+        config.cap_for(DraftSource::Lookup { matched: MAX_DRAFT })
+    } else {
+        cap
+    };
+    let mut sizes: Vec<usize> = [1, 2, 4, cap + 1, longest + 1]
+        .into_iter()
+        .filter(|&b| b <= longest + 1)
+        .collect();
+    sizes.sort_unstable();
+    sizes.dedup();
+    sizes
+}

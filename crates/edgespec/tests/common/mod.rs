@@ -1,0 +1,159 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use edgespec::engine::{Context, ContextParams, Logits, Model, ModelParams, Token};
+use edgespec::generate::GenerateParams;
+use edgespec::sampling::{Sampler, SamplingParams};
+use edgespec::synthetic::SyntheticSpec;
+use edgespec::synthetic::BOS;
+
+/// The workspace root: every crate including this module is two folders
+/// below it.
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Path of a manifest model under models/, or None with a printed reason.
+/// Under CI (CI=true) a missing model is a failure, not a skip: .ci/run
+/// fetches every model first.
+pub fn manifest_model(file: &str) -> Option<PathBuf> {
+    let path = workspace_root().join("models").join(file);
+    if path.is_file() {
+        return Some(path);
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!(
+            "{} is missing in CI: .ci/run must fetch it (models/fetch.py)",
+            path.display()
+        );
+    }
+    eprintln!(
+        "SKIPPED: {} not present; run `python3 models/fetch.py` to fetch it",
+        path.display()
+    );
+    None
+}
+
+/// The test model (SmolLM2-135M-Instruct Q4_1).
+pub fn smollm2() -> Option<PathBuf> {
+    manifest_model("SmolLM2-135M-Instruct.Q4_1.gguf")
+}
+
+/// Writes a synthetic model into a fresh temporary folder.
+pub fn synthetic(spec: &SyntheticSpec) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("synthetic.gguf");
+    spec.write(&path).expect("write synthetic model");
+    (dir, path)
+}
+
+/// Two threads: tests run in parallel, so each context uses few.
+pub fn ctx_params(n_ctx: u32) -> ContextParams {
+    ContextParams {
+        n_ctx,
+        n_batch: 512,
+        n_threads: 2,
+        n_threads_batch: 2,
+    }
+}
+
+/// Loads a model and makes a context on it.
+pub fn load(path: &std::path::Path, n_ctx: u32) -> (Arc<Model>, Context) {
+    let model = Model::load(path, &ModelParams::default()).expect("load model");
+    let ctx = Context::new(model.clone(), &ctx_params(n_ctx)).expect("context");
+    (model, ctx)
+}
+
+/// Two synthetic models with one vocabulary: a target and a different,
+/// smaller drafter.
+pub fn synthetic_pair() -> (tempfile::TempDir, Arc<Model>, Arc<Model>) {
+    let dir = tempfile::tempdir().unwrap();
+    let target_path = dir.path().join("target.gguf");
+    let draft_path = dir.path().join("draft.gguf");
+    // Peaky logits: top-2 margins far above the ~1e-3 difference between
+    // llama.cpp's batched and single-token f32 kernels, so greedy choices
+    // are decided by the algorithm, not by rounding.
+    let spec = SyntheticSpec {
+        weight_scale: 3.0,
+        ..SyntheticSpec::default()
+    };
+    SyntheticSpec {
+        seed: 1,
+        ..spec.clone()
+    }
+    .write(&target_path)
+    .unwrap();
+    // A different, smaller drafter with the same vocabulary.
+    SyntheticSpec {
+        seed: 2,
+        n_layer: 1,
+        ..spec
+    }
+    .write(&draft_path)
+    .unwrap();
+    let load = |p: &std::path::Path| Model::load(p, &ModelParams::default()).unwrap();
+    (dir, load(&target_path), load(&draft_path))
+}
+
+/// Chi-square statistic of the second generated token (conditioned on the
+/// most frequent first token) against `target`'s own sampling distribution,
+/// over 1500 seeded runs of `generate`; and the number of samples.
+pub fn second_token_chi_square(
+    target: &Arc<Model>,
+    sampling: &dyn Fn(u64) -> SamplingParams,
+    mut generate: impl FnMut(&[Token], &GenerateParams) -> Vec<Token>,
+) -> (f64, usize) {
+    let prompt = [BOS, 300, 301, 302];
+    let runs = 1500;
+    let mut pairs = Vec::with_capacity(runs);
+    for seed in 0..runs as u64 {
+        let params = GenerateParams {
+            max_tokens: 2,
+            sampling: sampling(seed),
+            ignore_eos: true,
+        };
+        let tokens = generate(&prompt, &params);
+        pairs.push((tokens[0], tokens[1]));
+    }
+    // Condition on the most frequent first token.
+    let mut firsts: Vec<Token> = pairs.iter().map(|p| p.0).collect();
+    firsts.sort_unstable();
+    let first = *firsts
+        .chunk_by(|a, b| a == b)
+        .max_by_key(|c| c.len())
+        .map(|c| &c[0])
+        .unwrap();
+    let seconds: Vec<Token> = pairs.iter().filter(|p| p.0 == first).map(|p| p.1).collect();
+    assert!(seconds.len() > 200, "only {} samples", seconds.len());
+
+    // The target's own distribution after prompt + first token.
+    let mut ctx = Context::new(target.clone(), &ctx_params(64)).unwrap();
+    let mut tokens = prompt.to_vec();
+    tokens.push(first);
+    ctx.decode(&tokens, Logits::Last).unwrap();
+    let mut p = Vec::new();
+    let mut sampler = Sampler::new(sampling(0));
+    sampler.ban(target.eog_tokens());
+    sampler.distribution(ctx.logits(0).unwrap(), &mut p);
+
+    let mut chi2 = 0.0;
+    let mut categories = 0;
+    for (id, &prob) in p.iter().enumerate() {
+        let observed = seconds.iter().filter(|&&t| t == id as Token).count() as f64;
+        if prob == 0.0 {
+            assert_eq!(
+                observed, 0.0,
+                "token {id} has no target mass but was emitted"
+            );
+            continue;
+        }
+        let expected = seconds.len() as f64 * f64::from(prob);
+        chi2 += (observed - expected).powi(2) / expected;
+        categories += 1;
+    }
+    assert!(categories <= 4);
+    (chi2, seconds.len())
+}
