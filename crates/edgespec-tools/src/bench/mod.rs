@@ -10,11 +10,12 @@ mod prompts;
 mod report;
 mod roofline;
 mod stats;
+mod sweep;
 
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -26,6 +27,7 @@ pub use prompts::{load_prompts, parse_prompts, PromptError};
 pub use report::{summarize, BenchReport, MachineInfo, ModeSummary, Roofline};
 pub use roofline::{peak_rss_bytes, read_bandwidth_passes, Bandwidth};
 pub use stats::Spread;
+pub use sweep::{Sweep, SweepError};
 
 use crate::trace::{record_trace, write_trace};
 use edgespec::draft::{DraftLength, DraftModel, Drafter, ModelDrafter, TrimmedSource, MAX_DRAFT};
@@ -33,6 +35,7 @@ use edgespec::ead::{EadConfig, DEFAULT_SPEC_GAMMA};
 use edgespec::engine::{Context, ContextParams, EngineError, Model, ModelParams, Token};
 use edgespec::error::GenerateError;
 use edgespec::generate::{prompt_tokens, GenerateParams};
+use edgespec::gguf::{GgufFile, ModelSummary};
 use edgespec::session::{DraftKind, Session, SessionConfig};
 
 /// A named list of prompts.
@@ -641,4 +644,111 @@ fn fill_generation(record: &mut RunRecord, stats: &edgespec::metrics::Generation
     record.decode_s = stats.decode_time.as_secs_f64();
     record.prompt_tok_s = Some(stats.prompt_tok_per_s());
     record.ttft_ms = Some(stats.time_to_first_token.as_secs_f64() * 1e3);
+}
+
+/// What a report is assembled from besides the runs.
+pub struct ReportInputs<'a> {
+    /// The target model file.
+    pub target: &'a Path,
+    /// The drafter model file.
+    pub draft: Option<&'a Path>,
+    /// The VocabTrim drafter file.
+    pub trimmed: Option<&'a Path>,
+    /// Thread counts the runs used.
+    pub threads: Vec<i32>,
+    /// The command line.
+    pub command: String,
+    /// The bandwidth probe's passes.
+    pub bandwidth: Option<Bandwidth>,
+    /// The runs ran in this process (so its peak memory is theirs).
+    pub ran_here: bool,
+}
+
+/// Assembles the report of `runs` (roofline, summaries, charts, file
+/// hashes) and writes report.json, report.md and the charts to `out`.
+pub fn write_report(
+    inputs: &ReportInputs<'_>,
+    runs: Vec<RunRecord>,
+    out: &Path,
+) -> Result<BenchReport, BenchError> {
+    let io_err = |path: &Path| {
+        let path = path.to_owned();
+        move |source| BenchError::Io { path, source }
+    };
+    let bandwidth_best = inputs.bandwidth.map_or(0.0, |b| b.best);
+    let target_bytes = GgufFile::open(inputs.target)
+        .and_then(|f| ModelSummary::of(&f))
+        .map_err(|e| BenchError::Config(format!("{}: {e}", inputs.target.display())))?
+        .bytes_per_token;
+    let mapped: u64 = [Some(inputs.target), inputs.draft, inputs.trimmed]
+        .into_iter()
+        .flatten()
+        .filter_map(|p| std::fs::metadata(p).ok().map(|m| m.len()))
+        .sum();
+    let roofline = Roofline {
+        bandwidth_bytes_s: bandwidth_best,
+        bandwidth: inputs.bandwidth,
+        target_bytes_per_token: target_bytes,
+        target_only_bound_tok_s: bandwidth_best / target_bytes.max(1) as f64,
+        peak_rss_bytes: if inputs.ran_here {
+            peak_rss_bytes()
+        } else {
+            None
+        },
+        mapped_model_bytes: mapped,
+    };
+    let describe = |p: &Path| -> Result<(String, String), BenchError> {
+        Ok((
+            p.file_name()
+                .map_or(String::new(), |n| n.to_string_lossy().into_owned()),
+            sha256(p).map_err(io_err(p))?,
+        ))
+    };
+    std::fs::create_dir_all(out).map_err(io_err(out))?;
+    let summaries = summarize(&runs);
+    let charts = write_charts(&summaries, out)
+        .map_err(|e| BenchError::Config(format!("writing charts to {}: {e}", out.display())))?
+        .iter()
+        .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .collect();
+    let report = BenchReport {
+        machine: MachineInfo::detect(inputs.threads.clone()),
+        command: inputs.command.clone(),
+        target: describe(inputs.target)?,
+        draft: inputs.draft.map(describe).transpose()?,
+        roofline,
+        summaries,
+        charts,
+        runs,
+    };
+    let json = out.join("report.json");
+    std::fs::write(
+        &json,
+        serde_json::to_string_pretty(&report).unwrap_or_default(),
+    )
+    .map_err(io_err(&json))?;
+    let md = out.join("report.md");
+    std::fs::write(&md, report.to_markdown()).map_err(io_err(&md))?;
+    Ok(report)
+}
+
+/// The sha256 of a file, hex.
+fn sha256(path: &Path) -> std::io::Result<String> {
+    use sha2::{Digest, Sha256};
+    use std::io::Read;
+    let mut file = File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
 }

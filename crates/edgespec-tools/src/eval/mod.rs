@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+pub mod humaneval;
+
 /// Errors of the evaluation harness (not of the evaluated code).
 #[derive(Debug, thiserror::Error)]
 pub enum EvalError {
@@ -32,6 +34,28 @@ pub enum EvalError {
         /// Why.
         reason: String,
     },
+    /// A results file line that is not a record.
+    #[error("{path}:{line}: not a result record: {reason}")]
+    BadRecord {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// Why.
+        reason: String,
+    },
+    /// The results file cannot be written.
+    #[error("writing results: {source}")]
+    Write {
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Generation failed.
+    #[error(transparent)]
+    Generate(#[from] edgespec::error::GenerateError),
+    /// Tokenizing a prompt failed.
+    #[error(transparent)]
+    Engine(#[from] edgespec::engine::EngineError),
     /// python3 cannot be started.
     #[error("cannot run {python}: {source} (install python3)")]
     Python {

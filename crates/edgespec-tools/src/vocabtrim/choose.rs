@@ -2,6 +2,10 @@
 
 use serde::Serialize;
 
+use edgespec::engine::Token;
+use edgespec::error::GenerateError;
+use edgespec::session::{Session, SessionConfig};
+
 /// What one candidate K measured on held-out prompts.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct KPoint {
@@ -15,6 +19,43 @@ pub struct KPoint {
     pub tok_s: f64,
     /// Memory-bound speed-up.
     pub mbsu: f64,
+}
+
+/// Measures one candidate: `config` (a session drafting with the drafter
+/// trimmed to `k`) generates up to `max_tokens` from each of `prompts`;
+/// acceptance and decode speed over all of them, drafter time and MBSU as
+/// the mean over prompts.
+pub fn measure_k(
+    k: usize,
+    config: SessionConfig,
+    prompts: &[Vec<Token>],
+    max_tokens: usize,
+) -> Result<KPoint, GenerateError> {
+    let mut session = Session::new(config)?;
+    let (mut decoded, mut secs, mut drafted, mut accepted, mut mbsu, mut c_ms) =
+        (0usize, 0f64, 0usize, 0usize, 0f64, 0f64);
+    for prompt in prompts {
+        let r = session.generate(prompt, max_tokens, |_, _| true)?;
+        let n = r.generation.stats.generated_tokens;
+        decoded += n.saturating_sub(1);
+        secs += r.generation.stats.decode_time.as_secs_f64();
+        let spec = r.speculation.unwrap_or_default();
+        drafted += spec.drafted;
+        accepted += spec.accepted;
+        mbsu += spec.mbsu(n);
+        if spec.drafted > 0 {
+            c_ms += spec.draft_time.as_secs_f64() * 1e3 / spec.drafted as f64;
+        }
+    }
+    let n = prompts.len().max(1) as f64;
+    let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
+    Ok(KPoint {
+        k,
+        alpha: ratio(accepted as f64, drafted as f64),
+        drafter_ms: c_ms / n,
+        tok_s: ratio(decoded as f64, secs),
+        mbsu: mbsu / n,
+    })
 }
 
 /// The candidates to try: `requested` below the vocabulary size, ascending,

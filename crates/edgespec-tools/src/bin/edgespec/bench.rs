@@ -1,17 +1,14 @@
 //! `edgespec bench`: the side-by-side report.
 
-use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::Args;
-use sha2::{Digest, Sha256};
 
 use edgespec::ead::EadConfig;
-use edgespec::gguf::{GgufFile, ModelSummary};
 use edgespec_tools::bench::{
-    load_prompts, load_runs, peak_rss_bytes, read_bandwidth_passes, run, summarize, write_charts,
-    Bandwidth, BenchConfig, BenchReport, MachineInfo, Mode, PromptSet, Roofline,
+    load_prompts, load_runs, read_bandwidth_passes, run, write_report, Bandwidth, BenchConfig,
+    Mode, PromptSet, ReportInputs, Sweep,
 };
 use edgespec_tools::vocabtrim::{TokenCounts, Trimmer};
 
@@ -98,25 +95,6 @@ pub struct BenchArgs {
     out: PathBuf,
 }
 
-fn sha256(path: &Path) -> anyhow::Result<String> {
-    let mut file =
-        std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
-}
-
 pub fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
     let mut modes = args
         .modes
@@ -125,14 +103,14 @@ pub fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
         .collect::<Result<Vec<_>, _>>()?;
     let mut trimmed_k = Vec::new();
     let mut threads = vec![args.threads];
-    for sweep in &args.sweep {
-        let swept = if let Some(list) = sweep.strip_prefix("k=") {
-            k_sweep(&args, list, &mut trimmed_k)?
-        } else if let Some(list) = sweep.strip_prefix("threads=") {
-            threads = thread_counts(list)?;
-            Vec::new()
-        } else {
-            sweep_modes(sweep, args.trimmed.is_some())?
+    for spec in &args.sweep {
+        let swept = match Sweep::parse(spec)? {
+            Sweep::K(ks) => k_sweep(&args, &ks, &mut trimmed_k)?,
+            Sweep::Threads(counts) => {
+                threads = counts;
+                Vec::new()
+            }
+            Sweep::Gamma(a, b) => Sweep::gamma_modes(a, b, args.trimmed.is_some()),
         };
         for mode in swept {
             if !modes.contains(&mode) {
@@ -201,62 +179,20 @@ pub fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
         eprintln!("wrote traces to {}", dir.display());
     }
     anyhow::ensure!(!runs.is_empty(), "no runs to report");
-    let bandwidth = Bandwidth::combine(&before, &probe());
-    let bandwidth_best = bandwidth.map_or(0.0, |b| b.best);
-    let target_bytes = ModelSummary::of(&GgufFile::open(&args.target)?)?.bytes_per_token;
-    let mapped: u64 = [
-        Some(&args.target),
-        args.draft.as_ref(),
-        args.trimmed.as_ref(),
-    ]
-    .into_iter()
-    .flatten()
-    .filter_map(|p| std::fs::metadata(p).ok().map(|m| m.len()))
-    .sum();
-    let roofline = Roofline {
-        bandwidth_bytes_s: bandwidth_best,
-        bandwidth,
-        target_bytes_per_token: target_bytes,
-        target_only_bound_tok_s: bandwidth_best / target_bytes.max(1) as f64,
-        // Only a process that ran the models knows their memory.
-        peak_rss_bytes: if args.from_runs.is_some() {
-            None
-        } else {
-            peak_rss_bytes()
+    let report = write_report(
+        &ReportInputs {
+            target: &args.target,
+            draft: args.draft.as_deref(),
+            trimmed: args.trimmed.as_deref(),
+            threads,
+            command: std::env::args().collect::<Vec<_>>().join(" "),
+            bandwidth: Bandwidth::combine(&before, &probe()),
+            ran_here: args.from_runs.is_none(),
         },
-        mapped_model_bytes: mapped,
-    };
-    let describe = |p: &Path| -> anyhow::Result<(String, String)> {
-        Ok((
-            p.file_name()
-                .map_or(String::new(), |n| n.to_string_lossy().into_owned()),
-            sha256(p)?,
-        ))
-    };
-    std::fs::create_dir_all(&args.out)?;
-    let summaries = summarize(&runs);
-    let charts = write_charts(&summaries, &args.out)
-        .with_context(|| format!("writing charts to {}", args.out.display()))?
-        .iter()
-        .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-        .collect();
-    let report = BenchReport {
-        machine: MachineInfo::detect(threads),
-        command: std::env::args().collect::<Vec<_>>().join(" "),
-        target: describe(&args.target)?,
-        draft: args.draft.as_deref().map(describe).transpose()?,
-        roofline,
-        summaries,
-        charts,
         runs,
-    };
-    std::fs::write(
-        args.out.join("report.json"),
-        serde_json::to_string_pretty(&report)?,
+        &args.out,
     )?;
-    let markdown = report.to_markdown();
-    std::fs::write(args.out.join("report.md"), &markdown)?;
-    println!("{markdown}");
+    println!("{}", report.to_markdown());
     eprintln!(
         "wrote {}/report.md, report.json, runs.jsonl and the charts (*.svg)",
         args.out.display()
@@ -285,11 +221,11 @@ fn run_all(config: &BenchConfig) -> anyhow::Result<Vec<edgespec_tools::bench::Ru
     Ok(runs)
 }
 
-/// Trims --draft to each K of `list` (comma-separated) into the output
-/// folder and returns the trimmed@K modes.
+/// Trims --draft to each K into the output folder and returns the
+/// trimmed@K modes.
 fn k_sweep(
     args: &BenchArgs,
-    list: &str,
+    ks: &[u32],
     trimmed_k: &mut Vec<(u32, PathBuf)>,
 ) -> anyhow::Result<Vec<Mode>> {
     let (Some(draft), Some(counts)) = (&args.draft, &args.counts) else {
@@ -303,13 +239,7 @@ fn k_sweep(
     let vocab = trimmer.counts().vocab_size;
     std::fs::create_dir_all(&args.out)?;
     let mut modes = Vec::new();
-    for item in list.split(',') {
-        let k: u32 = item
-            .trim()
-            .parse()
-            .ok()
-            .filter(|&k| k > 0)
-            .ok_or_else(|| anyhow::anyhow!("--sweep k=…: {item:?} is not a positive number"))?;
+    for &k in ks {
         anyhow::ensure!(
             k as usize <= vocab,
             "--sweep k=…: K = {k} is larger than the vocabulary ({vocab})"
@@ -321,49 +251,6 @@ fn k_sweep(
             &format!("trimmed@{k}:{}", args.sweep_gamma),
             args.gamma_max,
         )?);
-    }
-    Ok(modes)
-}
-
-/// Thread counts of `--sweep threads=T1,T2,…`.
-fn thread_counts(list: &str) -> anyhow::Result<Vec<i32>> {
-    let mut counts = Vec::new();
-    for item in list.split(',') {
-        let t: i32 = item
-            .trim()
-            .parse()
-            .ok()
-            .filter(|t| (1..=1024).contains(t))
-            .ok_or_else(|| {
-                anyhow::anyhow!("--sweep threads=…: {item:?} is not a thread count (1 to 1024)")
-            })?;
-        if !counts.contains(&t) {
-            counts.push(t);
-        }
-    }
-    Ok(counts)
-}
-
-/// Modes for `--sweep gamma=A..B`.
-fn sweep_modes(spec: &str, trimmed: bool) -> anyhow::Result<Vec<Mode>> {
-    let (key, range) = spec
-        .split_once('=')
-        .ok_or_else(|| anyhow::anyhow!("--sweep {spec:?}: expected NAME=A..B"))?;
-    anyhow::ensure!(
-        key == "gamma",
-        "--sweep {key:?}: use gamma=A..B, k=K1,K2,… or threads=T1,T2,…"
-    );
-    let (a, b) = range
-        .split_once("..")
-        .and_then(|(a, b)| Some((a.parse::<usize>().ok()?, b.parse::<usize>().ok()?)))
-        .ok_or_else(|| anyhow::anyhow!("--sweep {spec:?}: expected gamma=A..B with numbers"))?;
-    anyhow::ensure!(a <= b && b <= 16, "--sweep {spec:?}: need A <= B <= 16");
-    let mut modes = Vec::new();
-    for g in a..=b {
-        modes.push(Mode::parse(&format!("model:{g}"), 8)?);
-        if trimmed {
-            modes.push(Mode::parse(&format!("trimmed:{g}"), 8)?);
-        }
     }
     Ok(modes)
 }

@@ -14,7 +14,7 @@ use edgespec::sampling::SamplingParams;
 use edgespec::session::{DraftKind, Session, SessionConfig};
 use edgespec_tools::bench::load_prompts;
 use edgespec_tools::vocabtrim::{
-    best_k, calibrate_generations, count_raw_text, k_candidates, KPoint, TokenCounts, Trimmer,
+    best_k, calibrate_generations, count_raw_text, k_candidates, measure_k, TokenCounts, Trimmer,
 };
 
 /// Arguments of `calibrate`.
@@ -258,44 +258,12 @@ fn choose_k(
         let path = dir.join(format!("k{k}.gguf"));
         write(k, &path)?;
         let src = TrimmedSource::open(&path, Some(&args.drafter), &ModelParams::default())?;
-        let mut session = Session::new(SessionConfig {
+        let config = SessionConfig {
             length: DraftLength::Fixed(args.gamma),
             ..SessionConfig::new(model.clone(), context.clone())
                 .with_drafter(DraftKind::Trimmed, Some(DraftModel::Trimmed(Arc::new(src))))
-        })?;
-        let (mut decoded, mut secs, mut drafted, mut accepted, mut mbsu, mut c_ms) =
-            (0usize, 0f64, 0usize, 0usize, 0f64, 0f64);
-        for t in &tokens {
-            let r = session.generate(t, args.max_tokens, |_, _| true)?;
-            let n = r.generation.stats.generated_tokens;
-            decoded += n.saturating_sub(1);
-            secs += r.generation.stats.decode_time.as_secs_f64();
-            let spec = r.speculation.unwrap_or_default();
-            drafted += spec.drafted;
-            accepted += spec.accepted;
-            mbsu += spec.mbsu(n);
-            c_ms += if spec.drafted > 0 {
-                spec.draft_time.as_secs_f64() * 1e3 / spec.drafted as f64
-            } else {
-                0.0
-            };
-        }
-        let n = tokens.len() as f64;
-        let point = KPoint {
-            k,
-            alpha: if drafted == 0 {
-                0.0
-            } else {
-                accepted as f64 / drafted as f64
-            },
-            drafter_ms: c_ms / n,
-            tok_s: if secs > 0.0 {
-                decoded as f64 / secs
-            } else {
-                0.0
-            },
-            mbsu: mbsu / n,
         };
+        let point = measure_k(k, config, &tokens, args.max_tokens)?;
         eprintln!(
             "{:>7} {:>7.3} {:>14.2} {:>8.2} {:>6.3}",
             point.k, point.alpha, point.drafter_ms, point.tok_s, point.mbsu
