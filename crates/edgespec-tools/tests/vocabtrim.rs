@@ -423,12 +423,6 @@ fn bad_input_is_rejected_with_typed_errors() {
 #[test]
 fn speculative_sampling_with_a_trimmed_drafter_keeps_the_target_distribution() {
     let (dir, target, _) = common::synthetic_pair();
-    let sampling = |seed| edgespec::sampling::SamplingParams {
-        temperature: 1.0,
-        top_k: 4,
-        top_p: 1.0,
-        seed,
-    };
     let draft_path = dir.path().join("draft.gguf");
     let trimmed_path = dir.path().join("draft.trim.gguf");
     // Keep every word token but half of them: some target choices are
@@ -440,19 +434,11 @@ fn speculative_sampling_with_a_trimmed_drafter_keeps_the_target_distribution() {
     assert!(drafter.is_trimmed());
     let mut s = Session::new(SessionConfig {
         length: DraftLength::Fixed(3),
-        sampling: sampling(0),
+        sampling: common::top4_sampling(0),
         ignore_eos: true,
         ..SessionConfig::new(target.clone(), common::ctx_params(64))
             .with_drafter(DraftKind::Trimmed, Some(drafter))
     })
     .unwrap();
-    let (chi2, n) = common::second_token_chi_square(&target, &sampling, |prompt, params| {
-        s.reseed(params.sampling.seed);
-        s.generate(prompt, params.max_tokens, |_, _| true)
-            .unwrap()
-            .generation
-            .tokens
-    });
-    // At most 3 degrees of freedom (top-k 4); p = 0.001 critical value 16.27.
-    assert!(chi2 < 16.27, "chi2 = {chi2} over {n} samples");
+    common::assert_session_keeps_target_distribution(&target, &mut s);
 }

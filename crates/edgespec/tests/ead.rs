@@ -370,24 +370,19 @@ fn bad_settings_are_rejected() {
 #[test]
 fn ead_spec_sampling_keeps_the_large_distribution_in_large_regions() {
     let (_dir, large, small) = common::synthetic_pair();
-    let sampling = |seed| edgespec::sampling::SamplingParams {
-        temperature: 1.0,
-        top_k: 4,
-        top_p: 1.0,
-        seed,
-    };
     // τ = 0: every position with any uncertainty is the large model's, so
     // the whole output must follow its distribution while the small model
     // drafts (γ 3) with its own, different one.
     let s = Context::new(small.clone(), &common::ctx_params(64)).unwrap();
     let l = Context::new(large.clone(), &common::ctx_params(64)).unwrap();
     let mut engine = Ead::new(s, l, config(0.0), DraftLength::Fixed(3)).unwrap();
-    let (chi2, n) = common::second_token_chi_square(&large, &sampling, |prompt, params| {
-        let g = engine.generate(prompt, params, |_, _| true).unwrap();
-        assert!(g.sources.iter().all(|&w| w == Who::Large));
-        assert!(g.stats.drafted > 0);
-        g.generation.tokens
-    });
+    let (chi2, n) =
+        common::second_token_chi_square(&large, &common::top4_sampling, |prompt, params| {
+            let g = engine.generate(prompt, params, |_, _| true).unwrap();
+            assert!(g.sources.iter().all(|&w| w == Who::Large));
+            assert!(g.stats.drafted > 0);
+            g.generation.tokens
+        });
     // At most 3 degrees of freedom (top-k 4); p = 0.001 critical value 16.27.
     assert!(chi2 < 16.27, "chi2 = {chi2} over {n} samples");
 }

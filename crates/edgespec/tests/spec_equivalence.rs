@@ -10,7 +10,6 @@ use edgespec::draft::{DraftLength, DraftModel, LookupDrafter, VocabError};
 use edgespec::engine::{Model, Token};
 use edgespec::error::GenerateError;
 use edgespec::generate::{prompt_tokens, GenerateParams, Generation, StopReason};
-use edgespec::sampling::SamplingParams;
 use edgespec::session::{DraftKind, Session, SessionConfig};
 use edgespec::synthetic::BOS;
 
@@ -326,36 +325,15 @@ fn bad_settings_are_rejected_before_anything_runs() {
 #[test]
 fn speculative_sampling_keeps_the_target_distribution_end_to_end() {
     let (_dir, target, draft) = common::synthetic_pair();
-    let sampling = |seed| SamplingParams {
-        temperature: 1.0,
-        top_k: 4,
-        top_p: 1.0,
-        seed,
-    };
     let params = GenerateParams {
         max_tokens: 2,
-        sampling: sampling(0),
+        sampling: common::top4_sampling(0),
         ignore_eos: true,
     };
     let drafter = Some(DraftModel::Full(draft));
-    let mut s = session(
-        &target,
-        DraftKind::Model,
-        drafter,
-        DraftLength::Fixed(3),
-        64,
-        &params,
-    )
-    .unwrap();
-    let (chi2, n) = common::second_token_chi_square(&target, &sampling, |prompt, params| {
-        s.reseed(params.sampling.seed);
-        s.generate(prompt, params.max_tokens, |_, _| true)
-            .unwrap()
-            .generation
-            .tokens
-    });
-    // At most 3 degrees of freedom (top-k 4); p = 0.001 critical value 16.27.
-    assert!(chi2 < 16.27, "chi2 = {chi2} over {n} samples");
+    let fixed = DraftLength::Fixed(3);
+    let mut s = session(&target, DraftKind::Model, drafter, fixed, 64, &params).unwrap();
+    common::assert_session_keeps_target_distribution(&target, &mut s);
 }
 
 #[test]

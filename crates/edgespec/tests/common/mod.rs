@@ -7,6 +7,7 @@ use std::sync::Arc;
 use edgespec::engine::{Context, ContextParams, Logits, Model, ModelParams, Token};
 use edgespec::generate::GenerateParams;
 use edgespec::sampling::{Sampler, SamplingParams};
+use edgespec::session::Session;
 use edgespec::synthetic::SyntheticSpec;
 use edgespec::synthetic::BOS;
 
@@ -96,6 +97,31 @@ pub fn synthetic_pair() -> (tempfile::TempDir, Arc<Model>, Arc<Model>) {
     .unwrap();
     let load = |p: &std::path::Path| Model::load(p, &ModelParams::default()).unwrap();
     (dir, load(&target_path), load(&draft_path))
+}
+
+/// The sampling settings of the distribution tests: temperature 1, top-k 4.
+pub fn top4_sampling(seed: u64) -> SamplingParams {
+    SamplingParams {
+        temperature: 1.0,
+        top_k: 4,
+        top_p: 1.0,
+        seed,
+    }
+}
+
+/// Asserts that a session sampling with [`top4_sampling`] (reseeded per
+/// run) keeps `target`'s distribution at the second token: chi-square below
+/// the p = 0.001 critical value for its at most 3 degrees of freedom.
+pub fn assert_session_keeps_target_distribution(target: &Arc<Model>, session: &mut Session) {
+    let (chi2, n) = second_token_chi_square(target, &top4_sampling, |prompt, params| {
+        session.reseed(params.sampling.seed);
+        session
+            .generate(prompt, params.max_tokens, |_, _| true)
+            .unwrap()
+            .generation
+            .tokens
+    });
+    assert!(chi2 < 16.27, "chi2 = {chi2} over {n} samples");
 }
 
 /// Chi-square statistic of the second generated token (conditioned on the
