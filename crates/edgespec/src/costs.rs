@@ -1,8 +1,6 @@
 //! Measured costs in milliseconds: target passes by batch size, drafter
 //! steps and catch-up batches, smoothed online.
 
-use crate::draft::MAX_DRAFT;
-
 /// Exponential moving average with a count.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Ema {
@@ -29,8 +27,10 @@ impl Ema {
     }
 }
 
-/// Largest batch the cost model keeps a slot for.
-pub const MAX_BATCH: usize = MAX_DRAFT + 1;
+/// Largest batch the cost model keeps a slot for: a verification pass of
+/// the last token and the longest draft ([`crate::draft::MAX_DRAFT`] is
+/// one less).
+pub const MAX_BATCH: usize = 65;
 
 /// Pass time by batch size, measured; sizes not measured are interpolated
 /// linearly between the nearest measured ones (extrapolated past the ends).

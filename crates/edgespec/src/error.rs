@@ -2,11 +2,11 @@
 //! assembling a session and decoding with it.
 
 use crate::draft::VocabError;
-use crate::ead::EadConfigError;
+use crate::ead::policy::EadConfigError;
 use crate::engine::EngineError;
 use crate::sampling::SamplingError;
-use crate::session::DraftKind;
-use crate::speculative::PolicyError;
+use crate::session::kind::DraftKind;
+use crate::speculative::policy::PolicyError;
 
 /// Errors of building a session and of generating with it (target alone,
 /// speculative or EAD).

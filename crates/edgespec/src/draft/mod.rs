@@ -22,11 +22,12 @@ pub use vocab::{check_vocab_compatible, VocabError};
 
 use std::sync::Arc;
 
-use crate::costs::CostModel;
+use crate::costs::{CostModel, MAX_BATCH};
 use crate::engine::{EngineError, Model, Token};
 
-/// Longest draft edgespec ever proposes in one round.
-pub const MAX_DRAFT: usize = 64;
+/// Longest draft edgespec ever proposes in one round: one verification
+/// pass (the last token and the draft) fits the cost model's largest batch.
+pub const MAX_DRAFT: usize = MAX_BATCH - 1;
 
 /// Draft-length settings.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -3,7 +3,7 @@
 //! outcome; one error type. The CLI, the benchmark, the C API and the tests
 //! all build their engines here.
 
-mod kind;
+pub mod kind;
 
 use std::sync::Arc;
 
@@ -89,7 +89,7 @@ pub struct Outcome {
     pub sources: Vec<Who>,
 }
 
-enum Engine {
+enum Decoder {
     Target(Context),
     Speculative(Box<Speculator>),
     Ead(Box<Ead>),
@@ -99,7 +99,7 @@ enum Engine {
 /// measures and learns (pass costs, acceptance) carries over between
 /// generations; each generation starts from an empty cache.
 pub struct Session {
-    engine: Engine,
+    decoder: Decoder,
     params: GenerateParams,
 }
 
@@ -134,15 +134,15 @@ impl Session {
             length,
             p_min: config.p_min,
         };
-        let speculative = |d: Box<dyn Drafter>| -> Result<Engine, GenerateError> {
-            Ok(Engine::Speculative(Box::new(Speculator::new(
+        let speculative = |d: Box<dyn Drafter>| -> Result<Decoder, GenerateError> {
+            Ok(Decoder::Speculative(Box::new(Speculator::new(
                 target()?,
                 Some(d),
                 policy,
             )?)))
         };
-        let engine = match config.kind {
-            DraftKind::None => Engine::Target(target()?),
+        let decoder = match config.kind {
+            DraftKind::None => Decoder::Target(target()?),
             DraftKind::Lookup => speculative(Box::new(config.lookup))?,
             DraftKind::Model => speculative(Box::new(model_drafter()?))?,
             DraftKind::Trimmed => {
@@ -168,11 +168,11 @@ impl Session {
                     DraftLength::Fixed(0)
                 };
                 let small = Context::new(small, &config.context)?;
-                Engine::Ead(Box::new(Ead::new(small, target()?, config.ead, length)?))
+                Decoder::Ead(Box::new(Ead::new(small, target()?, config.ead, length)?))
             }
         };
         Ok(Self {
-            engine,
+            decoder,
             params: GenerateParams {
                 max_tokens: 0,
                 sampling: config.sampling,
@@ -188,19 +188,19 @@ impl Session {
 
     /// The target's context.
     pub fn target(&self) -> &Context {
-        match &self.engine {
-            Engine::Target(c) => c,
-            Engine::Speculative(s) => s.target(),
-            Engine::Ead(e) => e.large(),
+        match &self.decoder {
+            Decoder::Target(c) => c,
+            Decoder::Speculative(s) => s.target(),
+            Decoder::Ead(e) => e.large(),
         }
     }
 
     /// The target's context, mutably (llama.cpp's own counters).
     pub fn target_mut(&mut self) -> &mut Context {
-        match &mut self.engine {
-            Engine::Target(c) => c,
-            Engine::Speculative(s) => s.target_mut(),
-            Engine::Ead(e) => e.large_mut(),
+        match &mut self.decoder {
+            Decoder::Target(c) => c,
+            Decoder::Speculative(s) => s.target_mut(),
+            Decoder::Ead(e) => e.large_mut(),
         }
     }
 
@@ -222,14 +222,14 @@ impl Session {
             max_tokens,
             ..self.params
         };
-        Ok(match &mut self.engine {
-            Engine::Target(ctx) => Outcome {
+        Ok(match &mut self.decoder {
+            Decoder::Target(ctx) => Outcome {
                 generation: generate_target_only(ctx, prompt, &params, on_token)?,
                 speculation: None,
                 ead: None,
                 sources: Vec::new(),
             },
-            Engine::Speculative(s) => {
+            Decoder::Speculative(s) => {
                 let r = s.generate(prompt, &params, on_token)?;
                 Outcome {
                     generation: r.generation,
@@ -238,7 +238,7 @@ impl Session {
                     sources: Vec::new(),
                 }
             }
-            Engine::Ead(e) => {
+            Decoder::Ead(e) => {
                 let r = e.generate(prompt, &params, on_token)?;
                 Outcome {
                     generation: r.generation,
@@ -259,10 +259,10 @@ impl Session {
     /// Forgets the sequence: empties every model's cache. What was measured
     /// and learned stays.
     pub fn clear(&mut self) {
-        match &mut self.engine {
-            Engine::Target(c) => c.clear(),
-            Engine::Speculative(s) => s.clear(),
-            Engine::Ead(e) => e.clear(),
+        match &mut self.decoder {
+            Decoder::Target(c) => c.clear(),
+            Decoder::Speculative(s) => s.clear(),
+            Decoder::Ead(e) => e.clear(),
         }
     }
 }
