@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use crate::costs::CostModel;
 use crate::draft::{check_vocab_compatible, Draft, DraftSource, Drafter, MAX_DRAFT};
-use crate::engine::{Context, EngineError, Logits, Token};
+use crate::engine::{Context, EngineError, Logits, Sequence, Token};
 use crate::error::GenerateError;
 use crate::generate::{check_prompt, Emitter, GenerateParams, Generation, StopReason};
 use crate::metrics::{GenerationStats, SpecStats};
@@ -83,7 +83,7 @@ pub fn time_batches(
 /// A target context plus an optional drafter; reusable across prompts
 /// (measured costs and acceptance carry over).
 pub struct Speculator {
-    target: Context,
+    target: Sequence,
     drafter: Option<Box<dyn Drafter>>,
     policy: Policy,
     calibrated: bool,
@@ -105,7 +105,7 @@ impl Speculator {
             check_vocab_compatible(target.model(), vocabulary)?;
         }
         Ok(Self {
-            target,
+            target: Sequence::new(target),
             drafter,
             policy,
             calibrated: false,
@@ -117,12 +117,12 @@ impl Speculator {
 
     /// The target context.
     pub fn target(&self) -> &Context {
-        &self.target
+        self.target.context()
     }
 
     /// The target context, mutably.
     pub fn target_mut(&mut self) -> &mut Context {
-        &mut self.target
+        self.target.context_mut()
     }
 
     /// Forgets the sequence: empties the target's and the drafter's caches.
@@ -140,7 +140,7 @@ impl Speculator {
         self.target.clear();
         let lookup = self.drafter.as_ref().is_some_and(|d| d.drafts_lookup());
         let sizes = calibration_sizes(&self.policy.config(), lookup);
-        time_batches(&mut self.target, token, &sizes, self.policy.costs_mut())?;
+        time_batches(self.target.context_mut(), token, &sizes, self.policy.costs_mut())?;
         if let Some(d) = self.drafter.as_mut() {
             d.calibrate(self.policy.costs_mut())?;
         }
@@ -167,7 +167,7 @@ impl Speculator {
     ) -> Result<SpecGeneration, GenerateError> {
         params.sampling.validate()?;
         check_prompt(prompt)?;
-        let model = self.target.model().clone();
+        let model = self.target.context().model().clone();
         let mut sampler = params.sampler(&model);
         let mut emitter = Emitter::new(&model, params.max_tokens, on_token);
         let mut stats = GenerationStats {
@@ -195,17 +195,18 @@ impl Speculator {
         let decode_start = Instant::now();
 
         // The first token comes from the prompt's logits.
-        let first = sampler.sample(self.target.logits(0)?);
+        let first = sampler.sample(self.target.context().logits(0)?);
         committed.push(first);
         let mut stop = emitter.emit(first)?;
 
         while stop.is_none() {
-            let n_past = self.target.n_past();
-            if n_past >= self.target.n_ctx() as usize {
+            let n_past = self.target.len();
+            let n_ctx = self.target.context().n_ctx() as usize;
+            if n_past >= n_ctx {
                 stop = Some(StopReason::ContextFull);
                 break;
             }
-            let room = (emitter.remaining() - 1).min(self.target.n_ctx() as usize - n_past - 1);
+            let room = (emitter.remaining() - 1).min(n_ctx - n_past - 1);
 
             // Draft.
             let t = Instant::now();
@@ -229,7 +230,7 @@ impl Speculator {
             spec.target_calls += 1;
 
             let t = Instant::now();
-            let verdict = judge(&self.target, &self.draft, &mut sampler, &mut self.scratch)?;
+            let verdict = judge(self.target.context(), &self.draft, &mut sampler, &mut self.scratch)?;
             spec.accept_time += t.elapsed();
 
             let t = Instant::now();
