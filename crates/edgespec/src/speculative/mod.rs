@@ -140,7 +140,12 @@ impl Speculator {
         self.target.clear();
         let lookup = self.drafter.as_ref().is_some_and(|d| d.drafts_lookup());
         let sizes = calibration_sizes(&self.policy.config(), lookup);
-        time_batches(self.target.context_mut(), token, &sizes, self.policy.costs_mut())?;
+        time_batches(
+            self.target.context_mut(),
+            token,
+            &sizes,
+            self.policy.costs_mut(),
+        )?;
         if let Some(d) = self.drafter.as_mut() {
             d.calibrate(self.policy.costs_mut())?;
         }
@@ -230,7 +235,12 @@ impl Speculator {
             spec.target_calls += 1;
 
             let t = Instant::now();
-            let verdict = judge(self.target.context(), &self.draft, &mut sampler, &mut self.scratch)?;
+            let verdict = judge(
+                self.target.context(),
+                &self.draft,
+                &mut sampler,
+                &mut self.scratch,
+            )?;
             spec.accept_time += t.elapsed();
 
             let t = Instant::now();
