@@ -15,7 +15,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use edgespec::draft::{Draft, DraftControl, DraftSource, Drafter, Next};
-use edgespec::engine::{Context, EngineError, Token};
+use edgespec::engine::{EngineError, Sequence, Token};
 use edgespec::generate::{generate_target_only, GenerateParams};
 
 /// Trace format version written into every trace.
@@ -206,7 +206,7 @@ impl DraftControl for DraftAll {
 /// shifted and extended by one step instead of redrafted: a greedy
 /// drafter's continuation of the text does not depend on how it got there.
 pub fn record_trace(
-    target: &mut Context,
+    target: &mut Sequence,
     drafters: &mut [(String, String, &mut dyn Drafter)],
     prompt: &[Token],
     max_tokens: usize,
@@ -244,6 +244,7 @@ pub fn record_trace(
         set: String::new(),
         prompt_index: 0,
         target: target
+            .context()
             .model()
             .path()
             .file_name()

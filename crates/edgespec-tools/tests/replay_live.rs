@@ -10,7 +10,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use edgespec::draft::{Draft, DraftLength, DraftModel, Drafter, ModelDrafter};
-use edgespec::engine::{Context, Token};
+use edgespec::engine::{Context, Sequence, Token};
 use edgespec::generate::{generate_target_only, GenerateParams};
 use edgespec::sampling::SamplingParams;
 use edgespec::session::{Session, SessionConfig};
@@ -36,7 +36,7 @@ fn replayed_fixed_lengths_draft_and_accept_what_the_live_loop_does() {
     let greedy = SamplingParams::greedy();
     let new_drafter =
         || ModelDrafter::new(small.clone(), &common::ctx_params(400), greedy).unwrap();
-    let mut ctx = Context::new(target.clone(), &common::ctx_params(320)).unwrap();
+    let mut ctx = Sequence::new(Context::new(target.clone(), &common::ctx_params(320)).unwrap());
     let mut recorder = new_drafter();
     let mut drafters: Vec<(String, String, &mut dyn Drafter)> =
         vec![("model".into(), "small".into(), &mut recorder)];

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use edgespec::draft::{DraftLength, DraftLengthError};
 use edgespec::ead::{Ead, EadConfig, EadConfigError, EadGeneration, Who};
-use edgespec::engine::{Context, Logits, Model, Token};
+use edgespec::engine::{Context, Logits, Model, Sequence, Token};
 use edgespec::error::GenerateError;
 use edgespec::generate::{generate_target_only, prompt_tokens, GenerateParams, StopReason};
 use edgespec::sampling::argmax;
@@ -188,7 +188,7 @@ fn ead_spec_equals_plain_ead_and_large_regions_equal_large_only() {
             .chain(&g.generation.tokens[..k])
             .copied()
             .collect();
-        let mut ctx = Context::new(large.clone(), &common::ctx_params(256)).unwrap();
+        let mut ctx = Sequence::new(Context::new(large.clone(), &common::ctx_params(256)).unwrap());
         let rest =
             generate_target_only(&mut ctx, &head, &GenerateParams::greedy(50 - k), |_, _| {
                 true
@@ -204,7 +204,7 @@ fn same_model_as_small_and_large_equals_that_model() {
     let prompt = [BOS, 300, 301, 302, 300, 301];
     for n in [1, 2, 7, 60] {
         let params = GenerateParams::greedy(n);
-        let mut ctx = Context::new(model.clone(), &common::ctx_params(256)).unwrap();
+        let mut ctx = Sequence::new(Context::new(model.clone(), &common::ctx_params(256)).unwrap());
         let expected = generate_target_only(&mut ctx, &prompt, &params, |_, _| true).unwrap();
         for tau in thresholds(&model, &model, &prompt) {
             for gamma in [0, 4] {
@@ -229,7 +229,7 @@ fn same_model_as_small_and_large_equals_that_model() {
     // A context window that fills during generation stops where
     // target-only decoding stops.
     let params = GenerateParams::greedy(100);
-    let mut ctx = Context::new(model.clone(), &common::ctx_params(20)).unwrap();
+    let mut ctx = Sequence::new(Context::new(model.clone(), &common::ctx_params(20)).unwrap());
     let expected = generate_target_only(&mut ctx, &prompt, &params, |_, _| true).unwrap();
     assert_eq!(expected.stop, StopReason::ContextFull);
     for gamma in [0, 4] {
@@ -261,7 +261,7 @@ fn smollm2_as_small_and_large_equals_smollm2() {
     )
     .unwrap();
     let params = GenerateParams::greedy(64);
-    let mut ctx = Context::new(model.clone(), &common::ctx_params(1024)).unwrap();
+    let mut ctx = Sequence::new(Context::new(model.clone(), &common::ctx_params(1024)).unwrap());
     let expected = generate_target_only(&mut ctx, &prompt, &params, |_, _| true).unwrap();
     for tau in [0.3, 1.0, 2.0] {
         for gamma in [0, 4] {
@@ -420,7 +420,7 @@ fn ead_slower_than_the_large_model_falls_back_to_it() {
         .chain(&g.generation.tokens[..k])
         .copied()
         .collect();
-    let mut ctx = Context::new(large.clone(), &common::ctx_params(512)).unwrap();
+    let mut ctx = Sequence::new(Context::new(large.clone(), &common::ctx_params(512)).unwrap());
     let rest = generate_target_only(&mut ctx, &head, &GenerateParams::greedy(200 - k), |_, _| {
         true
     })

@@ -2,12 +2,12 @@
 
 mod common;
 
-use edgespec::engine::{Context, EngineError, Logits, Model, ModelParams};
+use edgespec::engine::{Context, EngineError, Logits, Model, ModelParams, Sequence};
 use edgespec::generate::{generate_target_only, GenerateParams, StopReason};
 use edgespec::gguf::{GgufFile, GgufWriter, ModelSummary};
 use edgespec::synthetic::{SyntheticSpec, BOS};
 
-fn greedy(ctx: &mut Context, prompt: &[i32], n: usize) -> edgespec::generate::Generation {
+fn greedy(ctx: &mut Sequence, prompt: &[i32], n: usize) -> edgespec::generate::Generation {
     generate_target_only(ctx, prompt, &GenerateParams::greedy(n), |_, _| true).expect("generate")
 }
 
@@ -15,7 +15,7 @@ fn greedy(ctx: &mut Context, prompt: &[i32], n: usize) -> edgespec::generate::Ge
 fn llama_cpp_loads_our_synthetic_model_and_generates_deterministically() {
     let spec = SyntheticSpec::default();
     let (_dir, path) = common::synthetic(&spec);
-    let (model, mut ctx) = common::load(&path, 256);
+    let (model, mut ctx) = common::load_sequence(&path, 256);
     assert_eq!(model.n_vocab() as usize, spec.n_vocab());
     assert_eq!(model.n_embd() as u64, spec.n_embd);
     let prompt = [BOS, 300, 301, 302];
@@ -81,7 +81,7 @@ fn batch_logits_equal_one_by_one_logits() {
 #[test]
 fn context_limits_are_typed_errors_or_clean_stops() {
     let (_dir, path) = common::synthetic(&SyntheticSpec::default());
-    let (_model, mut ctx) = common::load(&path, 16);
+    let (_model, mut ctx) = common::load_sequence(&path, 16);
     let long: Vec<i32> = (0..17).map(|i| 270 + i).collect();
     assert!(matches!(
         ctx.decode(&long, Logits::Last),
@@ -91,7 +91,7 @@ fn context_limits_are_typed_errors_or_clean_stops() {
         })
     ));
     assert_eq!(
-        ctx.n_past(),
+        ctx.context().n_past(),
         0,
         "a refused decode must not change the cache"
     );
@@ -158,7 +158,7 @@ fn tied_f16_model_loads_and_inspects() {
     assert_eq!(summary.vocab_size, Some(spec.n_vocab() as u64));
     let embd_bytes = 64 * spec.n_vocab() as u64 * 2;
     assert_eq!(summary.head_bytes, embd_bytes);
-    let (_model, mut ctx) = common::load(&path, 64);
+    let (_model, mut ctx) = common::load_sequence(&path, 64);
     assert!(!greedy(&mut ctx, &[BOS, 300], 8).tokens.is_empty());
 }
 
@@ -173,8 +173,8 @@ fn rewritten_file_generates_the_same_tokens() {
     for (a, b) in original.tensors().iter().zip(reread.tensors()) {
         assert_eq!(original.tensor_data(a), reread.tensor_data(b));
     }
-    let (_m1, mut c1) = common::load(&path, 128);
-    let (_m2, mut c2) = common::load(&copy, 128);
+    let (_m1, mut c1) = common::load_sequence(&path, 128);
+    let (_m2, mut c2) = common::load_sequence(&copy, 128);
     let prompt = [BOS, 290, 291];
     assert_eq!(
         greedy(&mut c1, &prompt, 30).tokens,

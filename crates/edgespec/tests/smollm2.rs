@@ -12,14 +12,14 @@ fn greedy_generation_is_deterministic_and_stops_at_eog() {
     let Some(path) = common::smollm2() else {
         return;
     };
-    let (model, mut ctx) = common::load(&path, 1024);
+    let (model, mut ctx) = common::load_sequence(&path, 1024);
     let prompt = prompt_tokens(
         &model,
         "What is the capital of France? Answer in one word.",
         true,
     )
     .unwrap();
-    let run = |ctx: &mut edgespec::engine::Context| {
+    let run = |ctx: &mut edgespec::engine::Sequence| {
         generate_target_only(ctx, &prompt, &GenerateParams::greedy(64), |_, _| true).unwrap()
     };
     let a = run(&mut ctx);
@@ -36,7 +36,7 @@ fn sampling_is_reproducible_per_seed() {
     let Some(path) = common::smollm2() else {
         return;
     };
-    let (model, mut ctx) = common::load(&path, 512);
+    let (model, mut ctx) = common::load_sequence(&path, 512);
     let prompt = prompt_tokens(&model, "Once upon a time", false).unwrap();
     let params = |seed| SamplingParams {
         temperature: 1.0,
@@ -128,10 +128,10 @@ fn rewritten_model_generates_the_same_tokens() {
             a.name
         );
     }
-    let (m1, mut c1) = common::load(&path, 256);
-    let (_m2, mut c2) = common::load(&copy, 256);
+    let (m1, mut c1) = common::load_sequence(&path, 256);
+    let (_m2, mut c2) = common::load_sequence(&copy, 256);
     let prompt = prompt_tokens(&m1, "Write a haiku about the sea.", true).unwrap();
-    let gen = |c: &mut edgespec::engine::Context| {
+    let gen = |c: &mut edgespec::engine::Sequence| {
         generate_target_only(c, &prompt, &GenerateParams::greedy(32), |_, _| true)
             .unwrap()
             .tokens

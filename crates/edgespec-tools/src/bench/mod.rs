@@ -32,7 +32,7 @@ pub use sweep::{Sweep, SweepError};
 use crate::trace::{record_trace, write_trace};
 use edgespec::draft::{DraftLength, DraftModel, Drafter, ModelDrafter, TrimmedSource, MAX_DRAFT};
 use edgespec::ead::{EadConfig, DEFAULT_SPEC_GAMMA};
-use edgespec::engine::{Context, ContextParams, EngineError, Model, ModelParams, Token};
+use edgespec::engine::{Context, ContextParams, EngineError, Model, ModelParams, Sequence, Token};
 use edgespec::error::GenerateError;
 use edgespec::generate::{prompt_tokens, GenerateParams};
 use edgespec::gguf::{GgufFile, ModelSummary};
@@ -193,7 +193,7 @@ pub fn record_traces(
     };
     let greedy = edgespec::sampling::SamplingParams::greedy();
     let model = Model::load(&config.target, &ModelParams::default())?;
-    let mut target = Context::new(model.clone(), &ctx_params)?;
+    let mut target = Sequence::new(Context::new(model.clone(), &ctx_params)?);
     let file_name = |p: &std::path::Path| {
         p.file_name()
             .map_or_else(String::new, |n| n.to_string_lossy().into_owned())

@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use crate::engine::{ChatMessage, Context, EngineError, Logits, Model, Token, Utf8Stream};
+use crate::engine::{ChatMessage, EngineError, Logits, Model, Sequence, Token, Utf8Stream};
 use crate::metrics::GenerationStats;
 use crate::sampling::{Sampler, SamplingParams};
 
@@ -183,24 +183,25 @@ pub fn check_prompt(prompt: &[Token]) -> Result<(), EngineError> {
     Ok(())
 }
 
-/// Generates with the target alone. The context is cleared first.
+/// Generates with the target alone. The sequence is cleared first.
 pub fn generate_target_only(
-    ctx: &mut Context,
+    target: &mut Sequence,
     prompt: &[Token],
     params: &GenerateParams,
     on_token: impl FnMut(Token, &str) -> bool,
 ) -> Result<Generation, EngineError> {
     check_prompt(prompt)?;
-    let model = ctx.model().clone();
+    let model = target.context().model().clone();
+    let n_ctx = target.context().n_ctx() as usize;
     let mut sampler = params.sampler(&model);
     let mut emitter = Emitter::new(&model, params.max_tokens, on_token);
     let mut stats = GenerationStats {
         prompt_tokens: prompt.len(),
         ..Default::default()
     };
-    ctx.clear();
+    target.clear();
     let start = Instant::now();
-    ctx.decode(prompt, Logits::Last)?;
+    target.decode(prompt, Logits::Last)?;
     stats.prompt_time = start.elapsed();
     let decode_start = Instant::now();
 
@@ -208,14 +209,14 @@ pub fn generate_target_only(
         if emitter.is_full() {
             break StopReason::MaxTokens;
         }
-        let token = sampler.sample(ctx.logits(0)?);
+        let token = sampler.sample(target.context().logits(0)?);
         if let Some(stop) = emitter.emit(token)? {
             break stop;
         }
-        if ctx.n_past() >= ctx.n_ctx() as usize {
+        if target.len() >= n_ctx {
             break StopReason::ContextFull;
         }
-        ctx.decode(&[token], Logits::Last)?;
+        target.decode(&[token], Logits::Last)?;
     };
     stats.decode_time = decode_start.elapsed();
     Ok(emitter.finish(stop, start, stats))

@@ -14,7 +14,7 @@ use crate::draft::{
     DEFAULT_HYBRID_MIN_NGRAM,
 };
 use crate::ead::{Ead, EadConfig, EadStats, Who};
-use crate::engine::{Context, ContextParams, EngineError, Model, Token};
+use crate::engine::{Context, ContextParams, EngineError, Model, Sequence, Token};
 use crate::error::GenerateError;
 use crate::generate::{generate_target_only, prompt_tokens, GenerateParams, Generation};
 use crate::metrics::SpecStats;
@@ -90,7 +90,7 @@ pub struct Outcome {
 }
 
 enum Decoder {
-    Target(Context),
+    Target(Box<Sequence>),
     Speculative(Box<Speculator>),
     Ead(Box<Ead>),
 }
@@ -142,7 +142,7 @@ impl Session {
             )?)))
         };
         let decoder = match config.kind {
-            DraftKind::None => Decoder::Target(target()?),
+            DraftKind::None => Decoder::Target(Box::new(Sequence::new(target()?))),
             DraftKind::Lookup => speculative(Box::new(config.lookup))?,
             DraftKind::Model => speculative(Box::new(model_drafter()?))?,
             DraftKind::Trimmed => {
@@ -189,7 +189,7 @@ impl Session {
     /// The target's context.
     pub fn target(&self) -> &Context {
         match &self.decoder {
-            Decoder::Target(c) => c,
+            Decoder::Target(c) => c.context(),
             Decoder::Speculative(s) => s.target(),
             Decoder::Ead(e) => e.large(),
         }
@@ -198,7 +198,7 @@ impl Session {
     /// The target's context, mutably (llama.cpp's own counters).
     pub fn target_mut(&mut self) -> &mut Context {
         match &mut self.decoder {
-            Decoder::Target(c) => c,
+            Decoder::Target(c) => c.context_mut(),
             Decoder::Speculative(s) => s.target_mut(),
             Decoder::Ead(e) => e.large_mut(),
         }

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use edgespec::engine::{Context, ContextParams, Logits, Model, ModelParams, Token};
+use edgespec::engine::{Context, ContextParams, Logits, Model, ModelParams, Sequence, Token};
 use edgespec::generate::GenerateParams;
 use edgespec::sampling::{Sampler, SamplingParams};
 use edgespec::session::Session;
@@ -59,6 +59,12 @@ pub fn ctx_params(n_ctx: u32) -> ContextParams {
         n_threads: 2,
         n_threads_batch: 2,
     }
+}
+
+/// Loads a model and makes a sequence (a context that tracks its tokens) on it.
+pub fn load_sequence(path: &std::path::Path, n_ctx: u32) -> (Arc<Model>, Sequence) {
+    let (model, ctx) = load(path, n_ctx);
+    (model, Sequence::new(ctx))
 }
 
 /// Loads a model and makes a context on it.

@@ -10,7 +10,7 @@ use edgespec::draft::{
     DraftLength, DraftModel, Drafter, LookupDrafter, ModelDrafter, DEFAULT_HYBRID_MIN_NGRAM,
 };
 use edgespec::ead::{EadConfig, EadStats};
-use edgespec::engine::{Context, ContextParams, Model, ModelParams};
+use edgespec::engine::{Context, ContextParams, Model, ModelParams, Sequence};
 use edgespec::generate::{prompt_tokens, Generation};
 use edgespec::metrics::SpecStats;
 use edgespec::sampling::SamplingParams;
@@ -298,7 +298,7 @@ fn trace(
         .map(|d| (name.to_owned(), drafter_file, d as &mut dyn Drafter))
         .into_iter()
         .collect();
-    let mut target = Context::new(config.target.clone(), &config.context)?;
+    let mut target = Sequence::new(Context::new(config.target.clone(), &config.context)?);
     let mut trace = record_trace(
         &mut target,
         &mut drafters,
