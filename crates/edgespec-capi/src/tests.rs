@@ -35,11 +35,11 @@ fn generate_via_ffi(model: *const edgespec_model, prompt: &str, kind: i32) -> St
     let mut session = std::ptr::null_mut();
     // SAFETY: valid handles and pointers; freed below.
     unsafe {
-        // EAD kinds use the model as its own small model.
-        let small = if kind >= EDGESPEC_DRAFT_EAD {
-            model
-        } else {
+        // Kinds that run a drafter (or EAD's small model) use the model itself.
+        let small = if kind == EDGESPEC_DRAFT_NONE || kind == EDGESPEC_DRAFT_LOOKUP {
             std::ptr::null()
+        } else {
+            model
         };
         assert_eq!(
             edgespec_session_new(model, small, &params, &mut session),
@@ -78,7 +78,11 @@ fn generate_via_ffi(model: *const edgespec_model, prompt: &str, kind: i32) -> St
 
 /// The test model through the C API (None, with a printed reason, when absent).
 fn load_smollm2() -> Option<*mut edgespec_model> {
-    let path = common::smollm2()?;
+    Some(load(&common::smollm2()?))
+}
+
+/// A model through the C API.
+fn load(path: &std::path::Path) -> *mut edgespec_model {
     let c_path = CString::new(path.to_str().unwrap()).unwrap();
     let mut model = std::ptr::null_mut();
     // SAFETY: valid string and out pointer.
@@ -88,7 +92,35 @@ fn load_smollm2() -> Option<*mut edgespec_model> {
             edgespec_result::EDGESPEC_OK
         )
     };
-    Some(model)
+    model
+}
+
+/// Issue 16: a file whose `vocab_size` claims 4e9 tokens beside a normal
+/// tokenizer loads through `edgespec_model_load` and generates exactly what
+/// the honest file does, with and without a drafter (it read past
+/// llama.cpp's logits buffer before: SIGSEGV).
+#[test]
+fn a_crafted_vocab_size_generates_like_the_honest_file() {
+    let (_dir, path) = common::synthetic(&edgespec::synthetic::SyntheticSpec::default());
+    let crafted = common::with_crafted_vocab_size(&path, 4_000_000_000);
+    let (mut honest, mut liar) = (load(&path), load(&crafted));
+    for kind in [
+        EDGESPEC_DRAFT_NONE,
+        EDGESPEC_DRAFT_MODEL,
+        EDGESPEC_DRAFT_EAD,
+    ] {
+        assert_eq!(
+            generate_via_ffi(honest, "kalo mine", kind),
+            generate_via_ffi(liar, "kalo mine", kind),
+            "draft kind {kind}"
+        );
+    }
+    // SAFETY: live handles from edgespec_model_load.
+    unsafe {
+        assert_eq!(edgespec_model_n_vocab(liar), edgespec_model_n_vocab(honest));
+        edgespec_model_free(&mut honest);
+        edgespec_model_free(&mut liar);
+    }
 }
 
 #[test]

@@ -154,3 +154,20 @@ fn bad_input_from_c_gets_error_codes() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Issue 16: `max_tokens = UINT32_MAX` ("no limit") from C under a 4 GiB
+/// address-space limit: every draft kind generates until the context is
+/// full (a reservation sized by the token limit aborted the process before).
+#[test]
+fn no_limit_max_tokens_from_c_fills_the_context_without_aborting() {
+    let (dir, model_path) = common::synthetic(&SyntheticSpec::default());
+    let source = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/c/no_limit_max_tokens.c");
+    let exe = compile_c(&source, dir.path());
+    let out = Command::new(&exe).arg(&model_path).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("ALL OK"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -3,6 +3,9 @@
 
 use std::process::Command;
 
+#[path = "../../edgespec/tests/common/mod.rs"]
+mod common;
+
 fn edgespec(args: &[&str]) -> (bool, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_edgespec"))
         .args(args)
@@ -181,4 +184,31 @@ fn other_commands_reject_bad_input_clearly() {
         "/tmp/x.gguf",
     ]);
     assert!(!ok && err.contains("not a counts file"), "{err}");
+}
+
+/// Issue 16: `edgespec generate` on a file whose `vocab_size` claims 4e9
+/// tokens beside its real tokenizer prints what the honest file prints
+/// (SIGSEGV before: the claim sized the read of llama.cpp's logits).
+#[test]
+fn generate_on_a_crafted_vocab_size_prints_what_the_honest_file_prints() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("m.gguf");
+    edgespec::synthetic::SyntheticSpec::default()
+        .write(&model)
+        .unwrap();
+    let crafted = common::with_crafted_vocab_size(&model, 4_000_000_000);
+    let run = |path: &std::path::Path| {
+        let out = Command::new(env!("CARGO_BIN_EXE_edgespec"))
+            .args(["generate", "-p", "kalo mine", "-n", "16", "-t", "1", "-m"])
+            .arg(path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    };
+    assert_eq!(run(&crafted), run(&model));
 }

@@ -38,7 +38,7 @@ pub enum GenerateError {
     TrimmedSmall {
         /// Logits per position of the small model.
         small: usize,
-        /// Its vocabulary.
+        /// The large model's vocabulary.
         vocab: usize,
     },
 }

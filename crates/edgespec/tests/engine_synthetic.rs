@@ -181,3 +181,22 @@ fn rewritten_file_generates_the_same_tokens() {
         greedy(&mut c2, &prompt, 30).tokens
     );
 }
+
+/// Issue 16: a file whose `vocab_size` disagrees with its token list (here
+/// 4e9 against 512 tokens) must not size the logits row: it generates
+/// exactly what the honest file does instead of reading past llama.cpp's
+/// buffer (SIGSEGV before the fix).
+#[test]
+fn a_crafted_vocab_size_does_not_size_the_logits_row() {
+    let (_dir, path) = common::synthetic(&SyntheticSpec::default());
+    let crafted = common::with_crafted_vocab_size(&path, 4_000_000_000);
+    let (honest, mut a) = common::load_sequence(&path, 128);
+    let (model, mut b) = common::load_sequence(&crafted, 128);
+    assert_eq!(model.n_logits(), honest.n_logits());
+    assert_eq!(model.n_logits(), model.n_vocab() as usize);
+    let prompt = [BOS, 300, 301, 302];
+    assert_eq!(
+        greedy(&mut a, &prompt, 24).tokens,
+        greedy(&mut b, &prompt, 24).tokens
+    );
+}

@@ -44,6 +44,7 @@ use crate::sampling::{argmax, top_probability, Sampler, SamplingParams};
 use crate::speculative::{
     calibration_sizes, judge, time_batches, Policy, PolicyConfig, RoundOutcome, Verdict,
 };
+use crate::vocabtrim::KEY_IDS;
 
 /// Decoded tokens after which a request that runs slower than the large
 /// model alone falls back to it.
@@ -264,11 +265,10 @@ impl Ead {
             p_min: None,
         })?;
         let small_model = small.model();
-        let vocab = usize::try_from(small_model.n_vocab()).unwrap_or(0);
-        if small_model.n_logits() != vocab {
+        if small_model.gguf().get(KEY_IDS).is_some() {
             return Err(GenerateError::TrimmedSmall {
                 small: small_model.n_logits(),
-                vocab,
+                vocab: large.model().n_logits(),
             });
         }
         check_vocab_compatible(large.model(), small_model)?;
@@ -355,11 +355,14 @@ impl Ead {
             large_bytes_per_token: model.summary().bytes_per_token,
             ..Default::default()
         };
-        let mut sources = Vec::with_capacity(params.max_tokens);
-        let mut entropy_sum = 0.0;
-        let mut committed: Vec<Token> = Vec::with_capacity(prompt.len() + params.max_tokens + 1);
-        committed.extend_from_slice(prompt);
         let n_ctx = (self.small.ctx().n_ctx()).min(self.large.ctx().n_ctx()) as usize;
+        // Reservations are bounded by the context, not by the token limit
+        // (u32::MAX from C means "no limit").
+        let mut sources = Vec::with_capacity(params.max_tokens.min(n_ctx));
+        let mut entropy_sum = 0.0;
+        let mut committed: Vec<Token> =
+            Vec::with_capacity(prompt.len() + params.max_tokens.min(n_ctx) + 1);
+        committed.extend_from_slice(prompt);
 
         self.small.clear();
         self.large.clear();

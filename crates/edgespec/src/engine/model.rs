@@ -152,14 +152,12 @@ impl Model {
         unsafe { sys::llama_vocab_n_tokens(self.vocab.as_ptr()) }
     }
 
-    /// Width of a logits row: `<arch>.vocab_size` when the file sets it
-    /// (a trimmed drafter's K), else the tokenizer's token count.
+    /// Width of a logits row, as llama.cpp sizes it: its token count (for a
+    /// trimmed drafter, whose tokenizer is `none`, the K of
+    /// `<arch>.vocab_size`). Never the file's `vocab_size` on its own: a
+    /// crafted value must not size a read of llama.cpp's buffer.
     pub fn n_logits(&self) -> usize {
-        let arch = self.summary.architecture.as_str();
-        self.gguf
-            .get(&format!("{arch}.vocab_size"))
-            .and_then(|v| v.as_u64())
-            .map_or(self.n_vocab().max(0) as usize, |k| k as usize)
+        usize::try_from(self.n_vocab()).unwrap_or(0)
     }
 
     /// Embedding width.

@@ -184,7 +184,11 @@ impl Speculator {
             d.reset();
         }
         self.policy.begin_request();
-        let mut committed: Vec<Token> = Vec::with_capacity(prompt.len() + params.max_tokens + 1);
+        // Bounded by the context, not by the token limit (u32::MAX from C
+        // means "no limit").
+        let n_ctx = self.target.context().n_ctx() as usize;
+        let mut committed: Vec<Token> =
+            Vec::with_capacity(prompt.len() + params.max_tokens.min(n_ctx) + 1);
         committed.extend_from_slice(prompt);
 
         if self.drafter.is_some() && !self.calibrated {

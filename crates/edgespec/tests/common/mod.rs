@@ -51,6 +51,21 @@ pub fn synthetic(spec: &SyntheticSpec) -> (tempfile::TempDir, PathBuf) {
     (dir, path)
 }
 
+/// A copy of the model at `path` whose `<arch>.vocab_size` claims
+/// `vocab_size` while its tokenizer keeps its own token list (llama.cpp
+/// sizes logits by the token list): written beside it as `crafted.gguf`.
+pub fn with_crafted_vocab_size(path: &std::path::Path, vocab_size: u32) -> PathBuf {
+    use edgespec::gguf::{GgufFile, GgufWriter, Value};
+    let file = GgufFile::open(path).expect("open model");
+    let arch = file.architecture().expect("architecture").to_owned();
+    let out = path.with_file_name("crafted.gguf");
+    GgufWriter::from_file(&file)
+        .set(&format!("{arch}.vocab_size"), Value::U32(vocab_size))
+        .write_to(&out)
+        .expect("write crafted model");
+    out
+}
+
 /// Two threads: tests run in parallel, so each context uses few.
 pub fn ctx_params(n_ctx: u32) -> ContextParams {
     ContextParams {
