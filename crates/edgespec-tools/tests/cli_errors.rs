@@ -212,3 +212,19 @@ fn generate_on_a_crafted_vocab_size_prints_what_the_honest_file_prints() {
     };
     assert_eq!(run(&crafted), run(&model));
 }
+
+/// Issue 16: `eval --timeout` outside (0, 86400] is a clear error, not a
+/// panic in `Duration::from_secs_f64`.
+#[test]
+fn eval_rejects_a_timeout_that_is_not_a_positive_number_of_seconds() {
+    for bad in ["-1", "0", "NaN", "inf", "1e300"] {
+        let (ok, err) = edgespec(&[
+            "eval",
+            "humaneval",
+            "--problems",
+            "/no/such/problems.jsonl",
+            &format!("--timeout={bad}"),
+        ]);
+        assert!(!ok && err.contains("--timeout"), "{bad}: {err}");
+    }
+}

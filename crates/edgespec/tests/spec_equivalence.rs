@@ -165,8 +165,8 @@ fn synthetic_drafting_for_itself_accepts_everything() {
 fn limits_token_count_and_context_match_target_only() {
     let (_dir, target, draft) = common::synthetic_pair();
     let prompt = [BOS, 300, 301, 302, 300, 301, 302, 300];
-    // -n limits that fall inside a draft.
-    for n in [1, 2, 3, 5, 9] {
+    // -n limits that fall inside a draft, and 0 (no token in any mode).
+    for n in [0, 1, 2, 3, 5, 9] {
         let g = assert_all_equal(&target, &draft, 256, &prompt, n);
         assert!(g.tokens.len() <= n);
     }

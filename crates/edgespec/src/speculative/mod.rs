@@ -203,10 +203,15 @@ impl Speculator {
         stats.prompt_time = start.elapsed();
         let decode_start = Instant::now();
 
-        // The first token comes from the prompt's logits.
-        let first = sampler.sample(self.target.context().logits(0)?);
-        committed.push(first);
-        let mut stop = emitter.emit(first)?;
+        // The first token comes from the prompt's logits (none at a limit of
+        // 0 tokens, as in target-only decoding).
+        let mut stop = if emitter.is_full() {
+            Some(StopReason::MaxTokens)
+        } else {
+            let first = sampler.sample(self.target.context().logits(0)?);
+            committed.push(first);
+            emitter.emit(first)?
+        };
 
         while stop.is_none() {
             let n_past = self.target.len();

@@ -92,6 +92,12 @@ pub fn run(command: EvalCommand) -> anyhow::Result<()> {
 }
 
 fn humaneval(args: HumanevalArgs) -> anyhow::Result<()> {
+    if !(args.timeout.is_finite() && args.timeout > 0.0 && args.timeout <= 86_400.0) {
+        bail!(
+            "--timeout {}: the seconds each program may run must be in (0, 86400]",
+            args.timeout
+        );
+    }
     if let Some(path) = &args.from_results {
         let records = load_records(path)?;
         let header = format!("HumanEval results from {}.", path.display());
