@@ -221,10 +221,65 @@ fn eval_rejects_a_timeout_that_is_not_a_positive_number_of_seconds() {
         let (ok, err) = edgespec(&[
             "eval",
             "humaneval",
+            "--large",
+            "/no/l.gguf",
+            "--small",
+            "/no/s.gguf",
             "--problems",
             "/no/such/problems.jsonl",
             &format!("--timeout={bad}"),
         ]);
-        assert!(!ok && err.contains("--timeout"), "{bad}: {err}");
+        assert!(
+            !ok && err.contains("--timeout") && err.contains("(0, 86400]"),
+            "{bad}: {err}"
+        );
+    }
+}
+
+/// Issue 16: a second `bench` or `eval` into a folder that holds results
+/// refuses (naming --from-runs/--from-results and --force) and leaves the
+/// earlier file untouched; they were silently truncated before.
+#[test]
+fn earlier_results_are_never_silently_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let earlier = "{\"earlier\": true}\n";
+    for (command, file, resume) in [
+        ("bench", "runs.jsonl", "--from-runs"),
+        ("eval", "results.jsonl", "--from-results"),
+    ] {
+        let out = dir.path().join(command);
+        std::fs::create_dir_all(&out).unwrap();
+        std::fs::write(out.join(file), earlier).unwrap();
+        let out = out.to_str().unwrap();
+        let args: Vec<&str> = match command {
+            "bench" => vec![
+                "bench",
+                "-t",
+                "/no/such.gguf",
+                "-p",
+                "/no/such.txt",
+                "-o",
+                out,
+            ],
+            _ => vec![
+                "eval",
+                "humaneval",
+                "--large",
+                "/no/l.gguf",
+                "--small",
+                "/no/s.gguf",
+                "--problems",
+                "/no/such.jsonl",
+                "--out",
+                out,
+            ],
+        };
+        let (ok, err) = edgespec(&args);
+        assert!(
+            !ok && err.contains(resume) && err.contains("--force"),
+            "{command}: {err}"
+        );
+        let kept = std::fs::read_to_string(std::path::Path::new(out).join(file)).unwrap();
+        assert_eq!(kept, earlier, "{command} touched {file}");
     }
 }

@@ -78,6 +78,8 @@ pub struct BenchConfig {
     pub peer_bin: Option<PathBuf>,
     /// Where runs.jsonl is streamed (every run as it finishes).
     pub out_dir: PathBuf,
+    /// Replace a runs.jsonl that holds earlier runs (else refuse).
+    pub force: bool,
 }
 
 /// One measured generation.
@@ -151,6 +153,9 @@ pub enum BenchError {
     /// Bad configuration.
     #[error("{0}")]
     Config(String),
+    /// The output folder holds earlier runs and replacing them was not asked for.
+    #[error("{} holds earlier runs: report them with --from-runs {}, or replace them with --force", .0.display(), .0.display())]
+    ExistingRuns(PathBuf),
     /// Output files.
     #[error("{path}: {source}")]
     Io {
@@ -264,6 +269,17 @@ pub fn load_runs(path: &std::path::Path) -> Result<Vec<RunRecord>, BenchError> {
         .collect()
 }
 
+/// Where a benchmark into `out_dir` streams its runs; an error when that
+/// file holds earlier runs and `force` was not given (they are never
+/// replaced silently).
+pub fn check_out_dir(out_dir: &Path, force: bool) -> Result<PathBuf, BenchError> {
+    let runs_path = out_dir.join("runs.jsonl");
+    if !force && std::fs::metadata(&runs_path).is_ok_and(|m| m.len() > 0) {
+        return Err(BenchError::ExistingRuns(runs_path));
+    }
+    Ok(runs_path)
+}
+
 /// Runs the benchmark. `progress(done, total, record)` is called after each run.
 pub fn run(
     config: &BenchConfig,
@@ -273,6 +289,7 @@ pub fn run(
     if !modes.contains(&Mode::Target) {
         modes.insert(0, Mode::Target);
     }
+    let runs_path = check_out_dir(&config.out_dir, config.force)?;
     if config.reps == 0 || config.max_tokens == 0 {
         return Err(BenchError::Config(
             "--reps and -n must be at least 1".into(),
@@ -349,7 +366,6 @@ pub fn run(
         })
         .collect::<Result<_, _>>()?;
 
-    let runs_path = config.out_dir.join("runs.jsonl");
     let io_err = |source| BenchError::Io {
         path: runs_path.clone(),
         source,

@@ -7,8 +7,8 @@ use clap::Args;
 
 use edgespec::ead::EadConfig;
 use edgespec_tools::bench::{
-    load_prompts, load_runs, read_bandwidth_passes, run, write_report, Bandwidth, BenchConfig,
-    Mode, PromptSet, ReportInputs, Sweep,
+    check_out_dir, load_prompts, load_runs, read_bandwidth_passes, run, write_report, Bandwidth,
+    BenchConfig, Mode, PromptSet, ReportInputs, Sweep,
 };
 use edgespec_tools::vocabtrim::{TokenCounts, Trimmer};
 
@@ -93,9 +93,16 @@ pub struct BenchArgs {
     /// Output folder: runs.jsonl (streamed), report.json, report.md.
     #[arg(short, long, default_value = "bench-out")]
     out: PathBuf,
+    /// Replace the runs of an earlier benchmark in the output folder
+    /// (without it, a folder that holds runs is refused).
+    #[arg(long)]
+    force: bool,
 }
 
 pub fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
+    if args.from_runs.is_none() {
+        check_out_dir(&args.out, args.force)?;
+    }
     let mut modes = args
         .modes
         .split(',')
@@ -162,6 +169,7 @@ pub fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
         chat: !args.no_chat,
         peer_bin: Some(args.peer_bin.clone()),
         out_dir: args.out.clone(),
+        force: args.force,
     };
     // The bandwidth probe uses every core (the device's limit, whatever the
     // thread count), runs alone before and after the runs, and keeps every

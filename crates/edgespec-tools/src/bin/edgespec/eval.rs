@@ -48,6 +48,10 @@ pub struct HumanevalArgs {
     /// the same models has them: greedy answers do not change).
     #[arg(long)]
     no_baselines: bool,
+    /// Replace the results of an earlier run in --out (without it, a folder
+    /// that holds results is refused).
+    #[arg(long)]
+    force: bool,
     /// Let EAD fall back to the large model alone where it runs slower than
     /// it (output then depends on timing; off: reproducible answers).
     #[arg(long)]
@@ -142,6 +146,14 @@ fn humaneval(args: HumanevalArgs) -> anyhow::Result<()> {
     let configs: Vec<(String, EadConfig)> = fixed.chain(adaptive).collect();
     for (_, c) in &configs {
         c.validate()?;
+    }
+    let results_path = args.out.join("results.jsonl");
+    if !args.force && std::fs::metadata(&results_path).is_ok_and(|m| m.len() > 0) {
+        bail!(
+            "{} holds earlier results: summarise them with --from-results {}, or replace them with --force",
+            results_path.display(),
+            results_path.display()
+        );
     }
     let problems = load_problems(&args.problems)?;
     let problems: Vec<_> = problems
