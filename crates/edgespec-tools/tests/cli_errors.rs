@@ -213,22 +213,25 @@ fn generate_on_a_crafted_vocab_size_prints_what_the_honest_file_prints() {
     assert_eq!(run(&crafted), run(&model));
 }
 
+/// `eval humaneval` naming files that do not exist: what it checks before
+/// opening any is all that runs.
+const EVAL_WITHOUT_FILES: &[&str] = &[
+    "eval",
+    "humaneval",
+    "--large",
+    "/no/l.gguf",
+    "--small",
+    "/no/s.gguf",
+    "--problems",
+    "/no/such.jsonl",
+];
+
 /// Issue 16: `eval --timeout` outside (0, 86400] is a clear error, not a
 /// panic in `Duration::from_secs_f64`.
 #[test]
 fn eval_rejects_a_timeout_that_is_not_a_positive_number_of_seconds() {
     for bad in ["-1", "0", "NaN", "inf", "1e300"] {
-        let (ok, err) = edgespec(&[
-            "eval",
-            "humaneval",
-            "--large",
-            "/no/l.gguf",
-            "--small",
-            "/no/s.gguf",
-            "--problems",
-            "/no/such/problems.jsonl",
-            &format!("--timeout={bad}"),
-        ]);
+        let (ok, err) = edgespec(&[EVAL_WITHOUT_FILES, &[&format!("--timeout={bad}")]].concat());
         assert!(
             !ok && err.contains("--timeout") && err.contains("(0, 86400]"),
             "{bad}: {err}"
@@ -261,18 +264,7 @@ fn earlier_results_are_never_silently_replaced() {
                 "-o",
                 out,
             ],
-            _ => vec![
-                "eval",
-                "humaneval",
-                "--large",
-                "/no/l.gguf",
-                "--small",
-                "/no/s.gguf",
-                "--problems",
-                "/no/such.jsonl",
-                "--out",
-                out,
-            ],
+            _ => [EVAL_WITHOUT_FILES, &["--out", out]].concat(),
         };
         let (ok, err) = edgespec(&args);
         assert!(
