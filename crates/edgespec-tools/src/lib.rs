@@ -7,6 +7,7 @@
 
 pub mod bench;
 pub mod eval;
+pub mod jsonl;
 pub mod profile;
 pub mod replay;
 pub mod trace;

@@ -248,25 +248,21 @@ pub fn record_traces(
 }
 
 /// Reads the runs a benchmark streamed to `runs.jsonl` (also from an
-/// interrupted run); a malformed line is an error naming it.
+/// interrupted run: a torn last line is skipped with a warning); any other
+/// malformed line is an error naming it.
 pub fn load_runs(path: &std::path::Path) -> Result<Vec<RunRecord>, BenchError> {
     let text = std::fs::read_to_string(path).map_err(|source| BenchError::Io {
         path: path.to_owned(),
         source,
     })?;
-    text.lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| {
-            serde_json::from_str(l).map_err(|e| {
-                BenchError::Config(format!(
-                    "{}:{}: not a run record: {e}",
-                    path.display(),
-                    i + 1
-                ))
-            })
-        })
-        .collect()
+    crate::jsonl::parse(&text, &path.display().to_string()).map_err(|bad| {
+        BenchError::Config(format!(
+            "{}:{}: not a run record: {}",
+            path.display(),
+            bad.line,
+            bad.reason
+        ))
+    })
 }
 
 /// Where a benchmark into `out_dir` streams its runs; an error when that

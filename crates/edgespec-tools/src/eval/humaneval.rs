@@ -147,23 +147,18 @@ impl HumanevalRun {
     }
 }
 
-/// Reads the records of a results.jsonl (also of an interrupted run).
+/// Reads the records of a results.jsonl (also of an interrupted run: a torn
+/// last line is skipped with a warning).
 pub fn load_records(path: &Path) -> Result<Vec<Record>, EvalError> {
     let text = std::fs::read_to_string(path).map_err(|source| EvalError::Io {
         path: path.to_owned(),
         source,
     })?;
-    text.lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| {
-            serde_json::from_str(l).map_err(|e| EvalError::BadRecord {
-                path: path.to_owned(),
-                line: i + 1,
-                reason: e.to_string(),
-            })
-        })
-        .collect()
+    crate::jsonl::parse(&text, &path.display().to_string()).map_err(|bad| EvalError::BadRecord {
+        path: path.to_owned(),
+        line: bad.line,
+        reason: bad.reason,
+    })
 }
 
 /// The pass@1 against large-share table (markdown) under `header`: one
