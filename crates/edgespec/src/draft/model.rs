@@ -201,8 +201,11 @@ impl Drafter for ModelDrafter {
         if room == 0 || !ctl.start(DraftSource::Model, committed.len() - self.seq.len()) {
             return Ok(());
         }
-        // Catch up on every committed token not yet seen, in one batch.
-        let pending_from = self.seq.prepare_catch_up(committed)?;
+        // Catch up on every committed token not yet seen, in one batch (the
+        // cache already holds only a prefix of `committed`; it gives up the
+        // last token when it holds all: that token's logits are gone).
+        self.seq.truncate(committed.len() - 1)?;
+        let pending_from = self.seq.len();
         let start = Instant::now();
         self.feed(&committed[pending_from..])?;
         out.set_catch_up(committed.len() - pending_from, start.elapsed());

@@ -11,9 +11,12 @@ pub struct Sequence {
 }
 
 impl Sequence {
-    /// An empty sequence over `ctx` (its cache is cleared).
+    /// An empty sequence over `ctx` (a used cache is cleared; a fresh one
+    /// is not touched, so no start-up pass over the whole KV buffer).
     pub fn new(mut ctx: Context) -> Self {
-        ctx.clear();
+        if ctx.n_past() > 0 {
+            ctx.clear();
+        }
         Self {
             tokens: Vec::with_capacity(ctx.n_ctx() as usize),
             ctx,
