@@ -275,3 +275,44 @@ fn earlier_results_are_never_silently_replaced() {
         assert_eq!(kept, earlier, "{command} touched {file}");
     }
 }
+
+/// Peak resident memory (KiB) and stderr of `edgespec ARGS`.
+fn edgespec_peak_rss(args: &[&std::ffi::OsStr]) -> (bool, String, i64) {
+    use std::io::Read;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_edgespec"))
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value of this plain C struct.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: the pid is our own unwaited child; status and usage are valid
+    // out-pointers for the call.
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    assert_eq!(pid, child.id() as i32);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let success = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
+    (success, stderr, usage.ru_maxrss)
+}
+
+#[test]
+fn inspect_refuses_oversized_headers_without_using_the_memory_they_claim() {
+    let dir = tempfile::tempdir().unwrap();
+    for (what, path) in common::sparse_oversized_files(dir.path()) {
+        let (ok, err, peak_kib) = edgespec_peak_rss(&["inspect".as_ref(), path.as_os_str()]);
+        assert!(!ok && err.contains("over the cap"), "{what}: {err}");
+        assert!(
+            peak_kib < 100 * 1024,
+            "{what}: peak resident memory {peak_kib} KiB"
+        );
+    }
+}

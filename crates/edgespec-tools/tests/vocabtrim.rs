@@ -396,10 +396,7 @@ fn bad_input_is_rejected_with_typed_errors() {
         broken(&|w| {
             w.set(
                 KEY_IDS,
-                Value::Array {
-                    element_type: edgespec::gguf::ValueType::U32,
-                    items: vec![Value::U32(5), Value::U32(3)],
-                },
+                Value::Array(edgespec::gguf::Array::U32(vec![5, 3])),
             );
         }),
         TrimError::BadTrimmedFile(_)

@@ -10,7 +10,7 @@ use half::f16;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::gguf::{GgmlType, GgufError, GgufWriter, TensorToWrite, Value, ValueType};
+use crate::gguf::{Array, GgmlType, GgufError, GgufWriter, TensorToWrite, Value};
 
 /// Shape of a synthetic model.
 #[derive(Debug, Clone, PartialEq)]
@@ -190,44 +190,26 @@ impl SyntheticSpec {
             .set("llama.vocab_size", Value::U32(self.n_vocab() as u32))
             .set("tokenizer.ggml.model", s("llama"));
         // SentencePiece vocabulary: specials, byte fallback, then words.
-        let mut tokens = vec![s("<unk>"), s("<s>"), s("</s>")];
-        let mut types = vec![Value::I32(2), Value::I32(3), Value::I32(3)];
+        let mut tokens: Vec<String> = ["<unk>", "<s>", "</s>"].map(str::to_owned).into();
+        let mut types = vec![2, 3, 3];
         for b in 0..=255u8 {
-            tokens.push(Value::String(format!("<0x{b:02X}>")));
-            types.push(Value::I32(6));
+            tokens.push(format!("<0x{b:02X}>"));
+            types.push(6);
         }
         for i in 0..self.n_words {
-            tokens.push(Value::String(format!("\u{2581}{}", word(i))));
-            types.push(Value::I32(1));
+            tokens.push(format!("\u{2581}{}", word(i)));
+            types.push(1);
         }
-        let scores = (0..tokens.len()).map(|i| Value::F32(-(i as f32))).collect();
-        w.set(
-            "tokenizer.ggml.tokens",
-            Value::Array {
-                element_type: ValueType::String,
-                items: tokens,
-            },
-        )
-        .set(
-            "tokenizer.ggml.scores",
-            Value::Array {
-                element_type: ValueType::F32,
-                items: scores,
-            },
-        )
-        .set(
-            "tokenizer.ggml.token_type",
-            Value::Array {
-                element_type: ValueType::I32,
-                items: types,
-            },
-        )
-        .set("tokenizer.ggml.unknown_token_id", Value::U32(0))
-        .set("tokenizer.ggml.bos_token_id", Value::U32(BOS as u32))
-        .set("tokenizer.ggml.eos_token_id", Value::U32(EOS as u32))
-        .set("tokenizer.ggml.add_bos_token", Value::Bool(true))
-        // ChatML, which llama.cpp's built-in template engine recognises.
-        .set("tokenizer.chat_template", s(CHATML));
+        let scores = (0..tokens.len()).map(|i| -(i as f32)).collect();
+        w.set("tokenizer.ggml.tokens", Value::Array(Array::String(tokens)))
+            .set("tokenizer.ggml.scores", Value::Array(Array::F32(scores)))
+            .set("tokenizer.ggml.token_type", Value::Array(Array::I32(types)))
+            .set("tokenizer.ggml.unknown_token_id", Value::U32(0))
+            .set("tokenizer.ggml.bos_token_id", Value::U32(BOS as u32))
+            .set("tokenizer.ggml.eos_token_id", Value::U32(EOS as u32))
+            .set("tokenizer.ggml.add_bos_token", Value::Bool(true))
+            // ChatML, which llama.cpp's built-in template engine recognises.
+            .set("tokenizer.chat_template", s(CHATML));
     }
 }
 

@@ -110,9 +110,8 @@ impl TrimInfo {
         let ids: Vec<Token> = ids_value
             .as_array()
             .ok_or_else(|| bad(format!("{KEY_IDS} is not an array")))?
-            .iter()
-            .map(|v| v.as_u64().and_then(|x| Token::try_from(x).ok()))
-            .collect::<Option<_>>()
+            .to_u64s()
+            .and_then(|ids| ids.into_iter().map(|x| Token::try_from(x).ok()).collect())
             .ok_or_else(|| bad(format!("{KEY_IDS} holds non-id values")))?;
         let source_vocab = file
             .get_u64(KEY_SOURCE_VOCAB)

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::{extract_code, EvalError, Outcome, Problem, Sandbox};
+use super::{extract_code, EvalError, Isolation, Outcome, Problem, Sandbox};
 use edgespec::draft::{DraftLength, DraftModel};
 use edgespec::ead::EadConfig;
 use edgespec::engine::{ContextParams, Model};
@@ -51,6 +51,10 @@ pub struct Record {
     pub passed: bool,
     /// What running the tests gave.
     pub outcome: Outcome,
+    /// How the sandbox isolated the run (absent in records written before
+    /// it was recorded).
+    #[serde(default)]
+    pub isolation: Option<Isolation>,
     /// Tokens generated.
     pub tokens: usize,
     /// Of which by the large model.
@@ -128,6 +132,7 @@ impl HumanevalRun {
                     task_id: problem.task_id.clone(),
                     passed: outcome.passed(),
                     outcome,
+                    isolation: Some(sandbox.isolation),
                     tokens: n,
                     large_tokens,
                     switches,

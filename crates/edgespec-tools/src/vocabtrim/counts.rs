@@ -75,23 +75,29 @@ impl TokenCounts {
             reason,
         };
         let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+        Self::parse(&text).map_err(bad)
+    }
+
+    /// Parses and validates the text of a counts file; the error says what
+    /// is wrong with it.
+    pub fn parse(text: &str) -> Result<Self, String> {
         let counts: Self =
-            serde_json::from_str(&text).map_err(|e| bad(format!("not a counts file: {e}")))?;
+            serde_json::from_str(text).map_err(|e| format!("not a counts file: {e}"))?;
         if counts.format != 1 {
-            return Err(bad(format!("unsupported format {}", counts.format)));
+            return Err(format!("unsupported format {}", counts.format));
         }
         if counts.counts.len() != counts.vocab_size {
-            return Err(bad(format!(
+            return Err(format!(
                 "{} counts for a vocabulary of {}",
                 counts.counts.len(),
                 counts.vocab_size
-            )));
+            ));
         }
         if counts.items_done > counts.items_total {
-            return Err(bad(format!(
+            return Err(format!(
                 "{} of {} items done",
                 counts.items_done, counts.items_total
-            )));
+            ));
         }
         Ok(counts)
     }

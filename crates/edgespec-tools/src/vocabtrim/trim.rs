@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use super::{vocab_fingerprint, TokenCounts};
 use edgespec::engine::{Model, ModelParams, Token};
-use edgespec::gguf::{GgufFile, GgufWriter, TensorToWrite, Value, ValueType, OUTPUT, TOKEN_EMBD};
+use edgespec::gguf::{Array, GgufFile, GgufWriter, TensorToWrite, Value, OUTPUT, TOKEN_EMBD};
 use edgespec::vocabtrim::{
     TrimError, KEY_IDS, KEY_SOURCE_FILE, KEY_SOURCE_VOCAB, KEY_VOCAB_FINGERPRINT,
 };
@@ -136,10 +136,7 @@ pub fn trim_drafter(
         .set(&format!("{arch}.vocab_size"), Value::U32(k))
         .set(
             KEY_IDS,
-            Value::Array {
-                element_type: ValueType::U32,
-                items: ids.iter().map(|&t| Value::U32(t as u32)).collect(),
-            },
+            Value::Array(Array::U32(ids.iter().map(|&t| t as u32).collect())),
         )
         .set(KEY_SOURCE_VOCAB, Value::U64(vocab_rows))
         .set(

@@ -53,6 +53,16 @@ pub enum GgufError {
         /// Largest count the remaining bytes allow.
         max: u64,
     },
+    /// The parsed header would take more memory than the reader allows.
+    #[error("{what} would need {needed} bytes of memory, over the cap of {cap} bytes for a file's parsed metadata and tensor descriptions")]
+    ParsedTooLarge {
+        /// What was being read.
+        what: &'static str,
+        /// Bytes it would need.
+        needed: u64,
+        /// The cap ([`crate::gguf::MAX_PARSED_BYTES`]).
+        cap: u64,
+    },
     /// A string is longer than the reader accepts.
     #[error("string at byte {offset} has length {len}, over the cap of {max}")]
     StringTooLong {
@@ -222,12 +232,6 @@ pub enum GgufError {
         expected: u64,
         /// Bytes given.
         got: u64,
-    },
-    /// Writer: an array whose items are not all of its element type.
-    #[error("array for key {key:?} mixes element types")]
-    MixedArray {
-        /// Key of the array.
-        key: String,
     },
 }
 

@@ -8,7 +8,7 @@ use memmap2::Mmap;
 
 use super::error::{GgufError, Result};
 use super::parse::{parse, GgufLayout, TensorInfo};
-use super::types::Value;
+use super::types::{Array, Value};
 
 /// Where the file bytes live.
 enum Storage {
@@ -128,7 +128,7 @@ impl GgufFile {
     }
 
     /// An array value; error if missing or not an array.
-    pub fn get_array(&self, key: &str) -> Result<&[Value]> {
+    pub fn get_array(&self, key: &str) -> Result<&Array> {
         let value = self.require(key)?;
         value
             .as_array()

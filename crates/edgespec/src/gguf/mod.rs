@@ -17,8 +17,8 @@ pub use error::{GgufError, Result};
 pub use file::GgufFile;
 pub use parse::{
     align_up, parse, GgufLayout, TensorInfo, DEFAULT_ALIGNMENT, MAX_ARRAY_DEPTH, MAX_DIMS,
-    MAX_STRING_LEN,
+    MAX_PARSED_BYTES, MAX_STRING_LEN,
 };
 pub use summary::{ModelSummary, TypeShare, OUTPUT, TOKEN_EMBD};
-pub use types::{GgmlType, Value, ValueType};
+pub use types::{Array, GgmlType, Value, ValueType};
 pub use writer::{GgufWriter, TensorToWrite};

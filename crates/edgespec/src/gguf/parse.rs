@@ -1,10 +1,10 @@
 //! The GGUF parser: bytes in, validated layout out. Pure, allocation-capped,
 //! every offset checked, never panics on any input.
 
-use std::collections::HashSet;
+use std::mem::size_of;
 
 use super::error::{GgufError, Result};
-use super::types::{GgmlType, Value, ValueType};
+use super::types::{Array, GgmlType, Value, ValueType};
 
 /// File magic, `GGUF` in file order.
 pub const MAGIC: [u8; 4] = *b"GGUF";
@@ -16,6 +16,12 @@ pub const MAX_STRING_LEN: u64 = 64 << 20;
 pub const MAX_ARRAY_DEPTH: usize = 8;
 /// Most dimensions a ggml tensor can have.
 pub const MAX_DIMS: usize = 4;
+/// Most memory the parsed metadata and tensor descriptions may take: 64 MiB,
+/// several times what the largest real tokenizer needs (a 262,144-token
+/// vocabulary with its scores and types takes about 12 MiB). Counts are
+/// charged against it before anything is reserved, so a crafted header that
+/// claims a billion-item array is refused without allocating.
+pub const MAX_PARSED_BYTES: u64 = 64 << 20;
 
 /// Smallest possible tensor-info record: name length, n_dims, one dim, type, offset.
 const MIN_TENSOR_INFO_LEN: u64 = 8 + 4 + 8 + 4 + 8;
@@ -72,7 +78,11 @@ pub struct GgufLayout {
 
 /// Parses and validates a whole GGUF file held in `bytes`.
 pub fn parse(bytes: &[u8]) -> Result<GgufLayout> {
-    let mut cur = Cursor { bytes, pos: 0 };
+    let mut cur = Cursor {
+        bytes,
+        pos: 0,
+        budget: MAX_PARSED_BYTES,
+    };
     let magic = cur.array::<4>("magic")?;
     if magic != MAGIC {
         return Err(GgufError::BadMagic { found: magic });
@@ -84,18 +94,21 @@ pub fn parse(bytes: &[u8]) -> Result<GgufLayout> {
     let n_tensors = cur.u64("tensor count")?;
     let n_kv = cur.u64("metadata count")?;
     cur.check_count("metadata", n_kv, MIN_KV_LEN)?;
+    cur.charge(
+        "metadata",
+        n_kv,
+        size_of::<(String, Value)>() + size_of::<&str>(),
+    )?;
 
     let mut metadata = Vec::with_capacity(n_kv as usize);
-    let mut keys = HashSet::with_capacity(n_kv as usize);
     for _ in 0..n_kv {
         let key = cur.string("metadata key")?;
-        if !keys.insert(key.clone()) {
-            return Err(GgufError::DuplicateKey { key });
-        }
-        let type_offset = cur.pos as u64;
         let value_type = cur.value_type()?;
-        let value = cur.value(value_type, type_offset, 0)?;
+        let value = cur.value(value_type)?;
         metadata.push((key, value));
+    }
+    if let Some(key) = first_duplicate(metadata.iter().map(|(k, _)| k.as_str())) {
+        return Err(GgufError::DuplicateKey { key });
     }
 
     let alignment = match metadata.iter().find(|(k, _)| k == "general.alignment") {
@@ -112,14 +125,17 @@ pub fn parse(bytes: &[u8]) -> Result<GgufLayout> {
     }
 
     cur.check_count("tensor", n_tensors, MIN_TENSOR_INFO_LEN)?;
+    cur.charge(
+        "tensor",
+        n_tensors,
+        size_of::<TensorInfo>() + MAX_DIMS * size_of::<u64>() + 2 * size_of::<&TensorInfo>(),
+    )?;
     let mut tensors = Vec::with_capacity(n_tensors as usize);
-    let mut names = HashSet::with_capacity(n_tensors as usize);
     for _ in 0..n_tensors {
-        let info = cur.tensor_info(alignment)?;
-        if !names.insert(info.name.clone()) {
-            return Err(GgufError::DuplicateTensor { name: info.name });
-        }
-        tensors.push(info);
+        tensors.push(cur.tensor_info(alignment)?);
+    }
+    if let Some(name) = first_duplicate(tensors.iter().map(|t| t.name.as_str())) {
+        return Err(GgufError::DuplicateTensor { name });
     }
 
     let file_len = bytes.len() as u64;
@@ -139,6 +155,16 @@ pub fn parse(bytes: &[u8]) -> Result<GgufLayout> {
 /// Rounds `value` up to a multiple of `alignment` (a power of two).
 pub fn align_up(value: u64, alignment: u64) -> Option<u64> {
     Some(value.checked_add(alignment - 1)? & !(alignment - 1))
+}
+
+/// The first name (in sorted order) that occurs twice.
+fn first_duplicate<'a>(names: impl Iterator<Item = &'a str>) -> Option<String> {
+    let mut sorted: Vec<&str> = names.collect();
+    sorted.sort_unstable();
+    sorted
+        .windows(2)
+        .find(|pair| pair[0] == pair[1])
+        .map(|pair| pair[0].to_owned())
 }
 
 /// Every tensor lies inside the file and no two overlap.
@@ -176,6 +202,8 @@ fn check_tensor_placement(tensors: &[TensorInfo], data_offset: u64, file_len: u6
 struct Cursor<'a> {
     bytes: &'a [u8],
     pos: usize,
+    /// Bytes of memory the parse may still allocate (see [`MAX_PARSED_BYTES`]).
+    budget: u64,
 }
 
 impl<'a> Cursor<'a> {
@@ -222,6 +250,21 @@ impl<'a> Cursor<'a> {
         Ok(())
     }
 
+    /// Takes `count` items of `item_bytes` each from the memory budget, or
+    /// refuses before anything is allocated for them.
+    fn charge(&mut self, what: &'static str, count: u64, item_bytes: usize) -> Result<()> {
+        let needed = count.saturating_mul(item_bytes as u64);
+        if needed > self.budget {
+            return Err(GgufError::ParsedTooLarge {
+                what,
+                needed,
+                cap: MAX_PARSED_BYTES,
+            });
+        }
+        self.budget -= needed;
+        Ok(())
+    }
+
     fn string(&mut self, what: &'static str) -> Result<String> {
         let len_offset = self.pos as u64;
         let len = self.u64(what)?;
@@ -234,6 +277,7 @@ impl<'a> Cursor<'a> {
         }
         let start = self.pos as u64;
         let raw = self.take(len, what)?;
+        self.charge(what, len, 1)?;
         std::str::from_utf8(raw)
             .map(str::to_owned)
             .map_err(|_| GgufError::InvalidUtf8 {
@@ -251,7 +295,7 @@ impl<'a> Cursor<'a> {
         })
     }
 
-    fn value(&mut self, ty: ValueType, offset: u64, depth: usize) -> Result<Value> {
+    fn value(&mut self, ty: ValueType) -> Result<Value> {
         Ok(match ty {
             ValueType::U8 => Value::U8(self.array::<1>("u8 value")?[0]),
             ValueType::I8 => Value::I8(i8::from_le_bytes(self.array("i8 value")?)),
@@ -266,6 +310,61 @@ impl<'a> Cursor<'a> {
             ValueType::I64 => Value::I64(i64::from_le_bytes(self.array("i64 value")?)),
             ValueType::F64 => Value::F64(f64::from_le_bytes(self.array("f64 value")?)),
             ValueType::Array => {
+                let element_offset = self.pos as u64;
+                let element_type = self.value_type()?;
+                let count = self.u64("array length")?;
+                self.check_count("array element", count, element_type.min_encoded_len())?;
+                Value::Array(self.array_items(element_type, count, element_offset, 1)?)
+            }
+        })
+    }
+
+    /// `count` items of `element_type`, stored packed; `depth` is the
+    /// nesting level of the items (1 for the items of a top-level array).
+    fn array_items(
+        &mut self,
+        element_type: ValueType,
+        count: u64,
+        offset: u64,
+        depth: usize,
+    ) -> Result<Array> {
+        /// Reads `count` fixed-size items into a vector reserved after
+        /// charging the budget.
+        macro_rules! packed {
+            ($variant:ident, $t:ty) => {{
+                self.charge("array", count, size_of::<$t>())?;
+                let mut items = Vec::with_capacity(count as usize);
+                for _ in 0..count {
+                    items.push(<$t>::from_le_bytes(self.array("array item")?));
+                }
+                Array::$variant(items)
+            }};
+        }
+        Ok(match element_type {
+            ValueType::U8 => packed!(U8, u8),
+            ValueType::I8 => packed!(I8, i8),
+            ValueType::U16 => packed!(U16, u16),
+            ValueType::I16 => packed!(I16, i16),
+            ValueType::U32 => packed!(U32, u32),
+            ValueType::I32 => packed!(I32, i32),
+            ValueType::F32 => packed!(F32, f32),
+            ValueType::U64 => packed!(U64, u64),
+            ValueType::I64 => packed!(I64, i64),
+            ValueType::F64 => packed!(F64, f64),
+            ValueType::Bool => {
+                self.charge("array", count, size_of::<bool>())?;
+                let raw = self.take(count, "array item")?;
+                Array::Bool(raw.iter().map(|&b| b != 0).collect())
+            }
+            ValueType::String => {
+                self.charge("array", count, size_of::<String>())?;
+                let mut items = Vec::with_capacity(count as usize);
+                for _ in 0..count {
+                    items.push(self.string("string value")?);
+                }
+                Array::String(items)
+            }
+            ValueType::Array => {
                 if depth >= MAX_ARRAY_DEPTH {
                     return Err(GgufError::NestingTooDeep {
                         offset,
@@ -273,18 +372,15 @@ impl<'a> Cursor<'a> {
                         max: MAX_ARRAY_DEPTH,
                     });
                 }
-                let element_offset = self.pos as u64;
-                let element_type = self.value_type()?;
-                let count = self.u64("array length")?;
-                self.check_count("array element", count, element_type.min_encoded_len())?;
+                self.charge("array", count, size_of::<Array>())?;
                 let mut items = Vec::with_capacity(count as usize);
                 for _ in 0..count {
-                    items.push(self.value(element_type, element_offset, depth + 1)?);
+                    let element_type = self.value_type()?;
+                    let count = self.u64("array length")?;
+                    self.check_count("array element", count, element_type.min_encoded_len())?;
+                    items.push(self.array_items(element_type, count, offset, depth + 1)?);
                 }
-                Value::Array {
-                    element_type,
-                    items,
-                }
+                Array::Array(items)
             }
         })
     }

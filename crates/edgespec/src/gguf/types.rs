@@ -109,13 +109,8 @@ pub enum Value {
     Bool(bool),
     /// UTF-8 string
     String(String),
-    /// Array of values that all have `element_type` (arrays may nest).
-    Array {
-        /// Type of every item.
-        element_type: ValueType,
-        /// The items.
-        items: Vec<Value>,
-    },
+    /// Array of values of one type (arrays may nest), stored packed.
+    Array(Array),
     /// u64
     U64(u64),
     /// i64
@@ -137,7 +132,7 @@ impl Value {
             Value::F32(_) => ValueType::F32,
             Value::Bool(_) => ValueType::Bool,
             Value::String(_) => ValueType::String,
-            Value::Array { .. } => ValueType::Array,
+            Value::Array(_) => ValueType::Array,
             Value::U64(_) => ValueType::U64,
             Value::I64(_) => ValueType::I64,
             Value::F64(_) => ValueType::F64,
@@ -180,12 +175,116 @@ impl Value {
         }
     }
 
-    /// The items, if it is an array.
-    pub fn as_array(&self) -> Option<&[Value]> {
+    /// The array, if it is one.
+    pub fn as_array(&self) -> Option<&Array> {
         match self {
-            Value::Array { items, .. } => Some(items),
+            Value::Array(a) => Some(a),
             _ => None,
         }
+    }
+}
+
+/// The items of an array value, packed by element type: a million `u8`s
+/// take a megabyte, not a million [`Value`]s.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Array {
+    /// u8 items
+    U8(Vec<u8>),
+    /// i8 items
+    I8(Vec<i8>),
+    /// u16 items
+    U16(Vec<u16>),
+    /// i16 items
+    I16(Vec<i16>),
+    /// u32 items
+    U32(Vec<u32>),
+    /// i32 items
+    I32(Vec<i32>),
+    /// f32 items
+    F32(Vec<f32>),
+    /// bool items
+    Bool(Vec<bool>),
+    /// string items
+    String(Vec<String>),
+    /// nested arrays (each with its own element type)
+    Array(Vec<Array>),
+    /// u64 items
+    U64(Vec<u64>),
+    /// i64 items
+    I64(Vec<i64>),
+    /// f64 items
+    F64(Vec<f64>),
+}
+
+impl Array {
+    /// The stored type of every item.
+    pub fn element_type(&self) -> ValueType {
+        match self {
+            Array::U8(_) => ValueType::U8,
+            Array::I8(_) => ValueType::I8,
+            Array::U16(_) => ValueType::U16,
+            Array::I16(_) => ValueType::I16,
+            Array::U32(_) => ValueType::U32,
+            Array::I32(_) => ValueType::I32,
+            Array::F32(_) => ValueType::F32,
+            Array::Bool(_) => ValueType::Bool,
+            Array::String(_) => ValueType::String,
+            Array::Array(_) => ValueType::Array,
+            Array::U64(_) => ValueType::U64,
+            Array::I64(_) => ValueType::I64,
+            Array::F64(_) => ValueType::F64,
+        }
+    }
+
+    /// Number of items.
+    pub fn len(&self) -> usize {
+        match self {
+            Array::U8(v) => v.len(),
+            Array::I8(v) => v.len(),
+            Array::U16(v) => v.len(),
+            Array::I16(v) => v.len(),
+            Array::U32(v) => v.len(),
+            Array::I32(v) => v.len(),
+            Array::F32(v) => v.len(),
+            Array::Bool(v) => v.len(),
+            Array::String(v) => v.len(),
+            Array::Array(v) => v.len(),
+            Array::U64(v) => v.len(),
+            Array::I64(v) => v.len(),
+            Array::F64(v) => v.len(),
+        }
+    }
+
+    /// Whether the array has no items.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Item `i` as a [`Value`] (a nested array is cloned), `None` past the end.
+    pub fn get(&self, i: usize) -> Option<Value> {
+        Some(match self {
+            Array::U8(v) => Value::U8(*v.get(i)?),
+            Array::I8(v) => Value::I8(*v.get(i)?),
+            Array::U16(v) => Value::U16(*v.get(i)?),
+            Array::I16(v) => Value::I16(*v.get(i)?),
+            Array::U32(v) => Value::U32(*v.get(i)?),
+            Array::I32(v) => Value::I32(*v.get(i)?),
+            Array::F32(v) => Value::F32(*v.get(i)?),
+            Array::Bool(v) => Value::Bool(*v.get(i)?),
+            Array::String(v) => Value::String(v.get(i)?.clone()),
+            Array::Array(v) => Value::Array(v.get(i)?.clone()),
+            Array::U64(v) => Value::U64(*v.get(i)?),
+            Array::I64(v) => Value::I64(*v.get(i)?),
+            Array::F64(v) => Value::F64(*v.get(i)?),
+        })
+    }
+
+    /// Every item as an unsigned integer, if the items are integers and
+    /// none is negative.
+    pub fn to_u64s(&self) -> Option<Vec<u64>> {
+        (0..self.len())
+            .map(|i| self.get(i).and_then(|v| v.as_u64()))
+            .collect()
     }
 }
 

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use super::error::{GgufError, Result};
 use super::parse::{align_up, DEFAULT_ALIGNMENT, MAGIC};
-use super::types::{GgmlType, Value};
+use super::types::{Array, GgmlType, Value};
 use super::GgufFile;
 
 /// A tensor to be written: description plus its raw bytes.
@@ -174,7 +174,7 @@ impl<'a> GgufWriter<'a> {
         for (key, value) in &self.metadata {
             put_string(&mut header, key);
             header.extend_from_slice(&(value.value_type() as u32).to_le_bytes());
-            put_value(&mut header, key, value)?;
+            put_value(&mut header, value);
         }
         for (t, offset) in self.tensors.iter().zip(&offsets) {
             put_string(&mut header, &t.name);
@@ -263,7 +263,7 @@ fn put_string(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(s.as_bytes());
 }
 
-fn put_value(out: &mut Vec<u8>, key: &str, value: &Value) -> Result<()> {
+fn put_value(out: &mut Vec<u8>, value: &Value) {
     match value {
         Value::U8(v) => out.push(*v),
         Value::I8(v) => out.extend_from_slice(&v.to_le_bytes()),
@@ -277,21 +277,33 @@ fn put_value(out: &mut Vec<u8>, key: &str, value: &Value) -> Result<()> {
         Value::U64(v) => out.extend_from_slice(&v.to_le_bytes()),
         Value::I64(v) => out.extend_from_slice(&v.to_le_bytes()),
         Value::F64(v) => out.extend_from_slice(&v.to_le_bytes()),
-        Value::Array {
-            element_type,
-            items,
-        } => {
-            out.extend_from_slice(&(*element_type as u32).to_le_bytes());
-            out.extend_from_slice(&(items.len() as u64).to_le_bytes());
-            for item in items {
-                if item.value_type() != *element_type {
-                    return Err(GgufError::MixedArray {
-                        key: key.to_owned(),
-                    });
-                }
-                put_value(out, key, item)?;
-            }
-        }
+        Value::Array(array) => put_array(out, array),
     }
-    Ok(())
+}
+
+fn put_array(out: &mut Vec<u8>, array: &Array) {
+    out.extend_from_slice(&(array.element_type() as u32).to_le_bytes());
+    out.extend_from_slice(&(array.len() as u64).to_le_bytes());
+    macro_rules! put_all {
+        ($items:expr) => {
+            for v in $items {
+                out.extend_from_slice(&v.to_le_bytes());
+            }
+        };
+    }
+    match array {
+        Array::U8(items) => out.extend_from_slice(items),
+        Array::I8(items) => put_all!(items),
+        Array::U16(items) => put_all!(items),
+        Array::I16(items) => put_all!(items),
+        Array::U32(items) => put_all!(items),
+        Array::I32(items) => put_all!(items),
+        Array::F32(items) => put_all!(items),
+        Array::Bool(items) => out.extend(items.iter().map(|&b| u8::from(b))),
+        Array::String(items) => items.iter().for_each(|s| put_string(out, s)),
+        Array::Array(items) => items.iter().for_each(|a| put_array(out, a)),
+        Array::U64(items) => put_all!(items),
+        Array::I64(items) => put_all!(items),
+        Array::F64(items) => put_all!(items),
+    }
 }

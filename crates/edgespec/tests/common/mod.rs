@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use edgespec::engine::{Context, ContextParams, Logits, Model, ModelParams, Sequence, Token};
 use edgespec::generate::GenerateParams;
+use edgespec::gguf::ValueType;
 use edgespec::sampling::{Sampler, SamplingParams};
 use edgespec::session::Session;
 use edgespec::synthetic::SyntheticSpec;
@@ -203,4 +204,55 @@ pub fn second_token_chi_square(
     }
     assert!(categories <= 4);
     (chi2, seconds.len())
+}
+
+/// Sparse 1.5 GiB GGUF files (a few KB on disk) whose headers claim more
+/// than the parser may allocate: counts that fit in the file's length, so
+/// only the memory cap stands between them and a huge reservation.
+pub fn sparse_oversized_files(dir: &std::path::Path) -> Vec<(&'static str, PathBuf)> {
+    fn header(n_tensors: u64, n_kv: u64) -> Vec<u8> {
+        let mut b = b"GGUF".to_vec();
+        b.extend(3u32.to_le_bytes());
+        b.extend(n_tensors.to_le_bytes());
+        b.extend(n_kv.to_le_bytes());
+        b
+    }
+    // One key "k" holding an array: (element type, count) per level.
+    fn array(levels: &[(ValueType, u64)]) -> Vec<u8> {
+        let mut b = header(0, 1);
+        b.extend(1u64.to_le_bytes());
+        b.push(b'k');
+        b.extend((ValueType::Array as u32).to_le_bytes());
+        for &(ty, count) in levels {
+            b.extend((ty as u32).to_le_bytes());
+            b.extend(count.to_le_bytes());
+        }
+        b
+    }
+    let cases = [
+        ("u8 array", array(&[(ValueType::U8, 1_400_000_000)])),
+        ("u64 array", array(&[(ValueType::U64, 150_000_000)])),
+        ("string array", array(&[(ValueType::String, 150_000_000)])),
+        ("array of arrays", array(&[(ValueType::Array, 100_000_000)])),
+        (
+            "nested u16 array",
+            array(&[(ValueType::Array, 1), (ValueType::U16, 500_000_000)]),
+        ),
+        ("tensor count", header(40_000_000, 0)),
+        ("metadata count", header(0, 100_000_000)),
+    ];
+    cases
+        .into_iter()
+        .map(|(what, bytes)| {
+            let path = dir.join(format!("{}.gguf", what.replace(' ', "-")));
+            std::fs::write(&path, bytes).unwrap();
+            std::fs::File::options()
+                .write(true)
+                .open(&path)
+                .unwrap()
+                .set_len(3 << 29)
+                .unwrap();
+            (what, path)
+        })
+        .collect()
 }

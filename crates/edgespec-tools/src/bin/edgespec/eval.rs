@@ -9,7 +9,7 @@ use clap::{Args, Subcommand};
 use edgespec::ead::EadConfig;
 use edgespec::engine::{ContextParams, Model, ModelParams};
 use edgespec_tools::eval::humaneval::{load_records, summary, HumanevalRun, Record};
-use edgespec_tools::eval::{load_problems, Sandbox};
+use edgespec_tools::eval::{load_problems, Isolation, Sandbox};
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// `eval` subcommands.
@@ -165,8 +165,14 @@ fn humaneval(args: HumanevalArgs) -> anyhow::Result<()> {
         bail!("no problems to run in {}", args.problems.display());
     }
     let sandbox = Sandbox::new(&args.python, Duration::from_secs_f64(args.timeout))?;
-    if !sandbox.isolate_network {
-        log::warn!("unshare -rn is not available: candidates run with network access");
+    match sandbox.isolation {
+        Isolation::Bubblewrap => {}
+        Isolation::UnshareNetwork => log::warn!(
+            "bubblewrap cannot run here (install it: apt install bubblewrap): candidates see the filesystem"
+        ),
+        Isolation::None => log::warn!(
+            "neither bubblewrap nor unshare can run here: candidates see the filesystem and the network"
+        ),
     }
     let (Some(large_path), Some(small_path)) = (&args.large, &args.small) else {
         bail!("--large and --small are needed to generate");
@@ -205,7 +211,7 @@ fn humaneval(args: HumanevalArgs) -> anyhow::Result<()> {
     })?;
     bar.finish_and_clear();
     let header = format!(
-        "HumanEval problems {}.., greedy, -n {}, window {}, dwell {}, γ {} inside large regions; large {}, small {}; {} threads; network isolation: {}.",
+        "HumanEval problems {}.., greedy, -n {}, window {}, dwell {}, γ {} inside large regions; large {}, small {}; {} threads; sandbox isolation: {}.",
         args.skip,
         args.max_tokens,
         args.window,
@@ -214,7 +220,7 @@ fn humaneval(args: HumanevalArgs) -> anyhow::Result<()> {
         large_path.display(),
         small_path.display(),
         args.threads,
-        if sandbox.isolate_network { "on" } else { "off" }
+        sandbox.isolation.name()
     );
     summarize(&records, &header, &args.out)
 }

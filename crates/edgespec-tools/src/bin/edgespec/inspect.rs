@@ -142,22 +142,23 @@ fn mib(bytes: u64) -> f64 {
 /// A value for display: arrays longer than 8 items are abbreviated.
 fn short_value(v: &Value) -> String {
     match v {
-        Value::Array {
-            element_type,
-            items,
-        } if items.len() > 8 => {
-            let head: Vec<String> = items[..4].iter().map(short_value).collect();
-            format!(
-                "[{}; {} items: {}, ...]",
-                element_type.name(),
-                items.len(),
-                head.join(", ")
-            )
+        Value::Array(array) => {
+            let shown = array.len().min(if array.len() > 8 { 4 } else { 8 });
+            let head: Vec<String> = (0..shown)
+                .filter_map(|i| array.get(i))
+                .map(|v| short_value(&v))
+                .collect();
+            if shown < array.len() {
+                format!(
+                    "[{}; {} items: {}, ...]",
+                    array.element_type().name(),
+                    array.len(),
+                    head.join(", ")
+                )
+            } else {
+                format!("[{}]", head.join(", "))
+            }
         }
-        Value::Array { items, .. } => format!(
-            "[{}]",
-            items.iter().map(short_value).collect::<Vec<_>>().join(", ")
-        ),
         Value::String(s) if s.chars().count() > 80 => {
             format!("{:?}...", s.chars().take(77).collect::<String>())
         }
