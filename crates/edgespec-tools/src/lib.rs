@@ -10,5 +10,6 @@ pub mod eval;
 pub mod jsonl;
 pub mod profile;
 pub mod replay;
+pub mod scratch;
 pub mod trace;
 pub mod vocabtrim;

@@ -41,11 +41,14 @@ fn a_threads_sweep_with_repetitions_reports_every_column() {
     let stderr = String::from_utf8_lossy(&status.stderr);
     assert!(status.status.success(), "{stderr}");
 
-    let runs: Vec<serde_json::Value> = std::fs::read_to_string(out.join("runs.jsonl"))
+    let mut runs: Vec<serde_json::Value> = std::fs::read_to_string(out.join("runs.jsonl"))
         .unwrap()
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
+    // The first line names the machine.
+    let machine = runs.remove(0);
+    assert_eq!(machine["machine"]["threads"], serde_json::json!([1, 2]));
     // 2 repetitions × 2 prompts × 3 modes × 2 thread counts.
     assert_eq!(runs.len(), 24);
     let column = |r: &serde_json::Value| {
@@ -98,4 +101,44 @@ fn a_threads_sweep_with_repetitions_reports_every_column() {
     assert!(markdown.contains("threads-tok_s-set.svg"), "{markdown}");
     assert!(out.join("threads-tok_s-set.svg").is_file());
     assert!(out.join("tok_s-set.svg").is_file());
+
+    // A report rebuilt elsewhere from these runs names the machine they
+    // were measured on, not the one rebuilding it.
+    let runs_text = std::fs::read_to_string(out.join("runs.jsonl")).unwrap();
+    let cpu = machine["machine"]["cpu"].as_str().unwrap();
+    let moved = dir.path().join("measured-elsewhere.jsonl");
+    std::fs::write(&moved, runs_text.replacen(cpu, "Board CPU rev 1", 1)).unwrap();
+    let rebuilt = dir.path().join("rebuilt");
+    let status = Command::new(env!("CARGO_BIN_EXE_edgespec"))
+        .args(["bench", "-t"])
+        .arg(&target)
+        .arg("-d")
+        .arg(&draft)
+        .arg("--from-runs")
+        .arg(&moved)
+        .arg("-o")
+        .arg(&rebuilt)
+        .output()
+        .unwrap();
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(rebuilt.join("report.json")).unwrap())
+            .unwrap();
+    assert_eq!(report["machine"]["cpu"], "Board CPU rev 1");
+    assert_eq!(report["summaries"].as_array().unwrap().len(), 6);
+    // The atomic writers leave nothing beside their files.
+    for entry in std::fs::read_dir(&rebuilt)
+        .unwrap()
+        .chain(std::fs::read_dir(&out).unwrap())
+    {
+        let name = entry.unwrap().file_name();
+        assert!(
+            !name.to_string_lossy().starts_with('.'),
+            "{name:?} left behind"
+        );
+    }
 }

@@ -256,6 +256,7 @@ fn greedy_calibration_is_deterministic_and_resumable() {
         20,
         false,
         &a_path,
+        false,
         &mut |_, _, _| {},
     )
     .unwrap();
@@ -265,6 +266,7 @@ fn greedy_calibration_is_deterministic_and_resumable() {
         20,
         false,
         &dir.path().join("b.json"),
+        false,
         &mut |_, _, _| {},
     )
     .unwrap();
@@ -279,11 +281,13 @@ fn greedy_calibration_is_deterministic_and_resumable() {
         20,
         false,
         &c_path,
+        false,
         &mut |_, _, _| {},
     )
     .unwrap();
     let mut partial = TokenCounts::load(&c_path).unwrap();
     partial.items_total = prompts.len();
+    partial.inputs_sha256.clone_from(&a.inputs_sha256);
     partial.save(&c_path).unwrap();
     let mut seen = Vec::new();
     let c = calibrate_generations(
@@ -292,11 +296,48 @@ fn greedy_calibration_is_deterministic_and_resumable() {
         20,
         false,
         &c_path,
+        false,
         &mut |done, _, _| seen.push(done),
     )
     .unwrap();
     assert_eq!(seen, vec![3, 4], "only the remaining prompts ran");
     assert_eq!(c.counts, a.counts);
+    // A finished file is returned as it is, nothing generated.
+    let mut seen = Vec::new();
+    let again = calibrate_generations(
+        &mut session,
+        &prompts,
+        20,
+        false,
+        &a_path,
+        false,
+        &mut |done, _, _| seen.push(done),
+    )
+    .unwrap();
+    assert!(seen.is_empty());
+    assert_eq!(again, a);
+    // Other prompts, or other settings, against an existing file: refused,
+    // the file untouched; --force starts over.
+    let before = std::fs::read(&a_path).unwrap();
+    let other = [prompts[0].clone(), "other".to_string()];
+    for (p, n) in [(&other[..], 20), (&prompts[..], 21)] {
+        let e = calibrate_generations(&mut session, p, n, false, &a_path, false, &mut |_, _, _| {})
+            .unwrap_err();
+        assert!(e.to_string().contains("--force"), "{e}");
+        assert_eq!(std::fs::read(&a_path).unwrap(), before);
+    }
+    let forced = calibrate_generations(
+        &mut session,
+        &other,
+        20,
+        false,
+        &a_path,
+        true,
+        &mut |_, _, _| {},
+    )
+    .unwrap();
+    assert_eq!(forced.items_total, 2);
+    assert_eq!(TokenCounts::load(&a_path).unwrap(), forced);
 }
 
 #[test]
@@ -438,4 +479,104 @@ fn speculative_sampling_with_a_trimmed_drafter_keeps_the_target_distribution() {
     })
     .unwrap();
     common::assert_session_keeps_target_distribution(&target, &mut s);
+}
+
+/// Issue 16: `trim` refuses to replace an existing output, and `-k auto`
+/// interrupted by Ctrl-C leaves no scratch folder or partial file behind.
+#[test]
+fn trim_keeps_earlier_outputs_and_cleans_up_on_ctrl_c() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let (target, draft) = synthetic_pair(dir.path(), false, false);
+    let corpus = dir.path().join("corpus.txt");
+    std::fs::write(&corpus, "kalo mine suta\nro vika lomi neta\n").unwrap();
+    let counts = dir.path().join("counts.json");
+    let edgespec = || Command::new(env!("CARGO_BIN_EXE_edgespec"));
+    let ok = edgespec()
+        .args(["calibrate", "-t"])
+        .arg(&target)
+        .arg("--raw-text")
+        .arg(&corpus)
+        .arg("-o")
+        .arg(&counts)
+        .output()
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    // Calibrating another corpus into the same file is refused.
+    std::fs::write(&corpus, "other text\n").unwrap();
+    let before = std::fs::read(&counts).unwrap();
+    let refused = edgespec()
+        .args(["calibrate", "-t"])
+        .arg(&target)
+        .arg("--raw-text")
+        .arg(&corpus)
+        .arg("-o")
+        .arg(&counts)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && err.contains("--force"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&counts).unwrap(), before);
+
+    let out = dir.path().join("out").join("trimmed.gguf");
+    std::fs::create_dir_all(out.parent().unwrap()).unwrap();
+    std::fs::write(&out, "earlier").unwrap();
+    let trim = |extra: &[&str]| {
+        let mut c = edgespec();
+        c.args(["trim", "-d"])
+            .arg(&draft)
+            .arg("-c")
+            .arg(&counts)
+            .arg("-o")
+            .arg(&out)
+            .args(extra);
+        c
+    };
+    let refused = trim(&["-k", "300"]).output().unwrap();
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && err.contains("--force"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "earlier");
+
+    let prompts = dir.path().join("heldout.txt");
+    std::fs::write(&prompts, "kalo mine\nsuta ro\nvika lomi\nneta\n").unwrap();
+    let mut child = trim(&["-k", "auto", "--force", "-n", "400", "--limit", "4"])
+        .args(["--k-candidates", "270,280,290,300,310"])
+        .arg("-t")
+        .arg(&target)
+        .arg("-p")
+        .arg(&prompts)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Interrupt once the measurements have started.
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while stderr.read_line(&mut line).unwrap() > 0 && !line.contains("alpha") {
+        line.clear();
+    }
+    // SAFETY: plain system call on our own child's pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "interrupted, not finished");
+    let left: Vec<_> = std::fs::read_dir(out.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        left,
+        vec![std::ffi::OsString::from("trimmed.gguf")],
+        "{left:?}"
+    );
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "earlier");
 }

@@ -247,22 +247,57 @@ pub fn record_traces(
     Ok(dir)
 }
 
+/// One line of `runs.jsonl`: the machine (first), then one per run.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+#[serde(untagged)]
+pub enum RunsLine {
+    /// The machine the runs were measured on.
+    Machine {
+        /// Its description.
+        machine: MachineInfo,
+    },
+    /// One measured generation.
+    Run(Box<RunRecord>),
+}
+
+/// What a `runs.jsonl` holds.
+#[derive(Debug, Clone)]
+pub struct Runs {
+    /// The machine they were measured on (absent in files written before
+    /// it was recorded).
+    pub machine: Option<MachineInfo>,
+    /// The runs in order.
+    pub runs: Vec<RunRecord>,
+}
+
 /// Reads the runs a benchmark streamed to `runs.jsonl` (also from an
 /// interrupted run: a torn last line is skipped with a warning); any other
 /// malformed line is an error naming it.
-pub fn load_runs(path: &std::path::Path) -> Result<Vec<RunRecord>, BenchError> {
+pub fn load_runs(path: &std::path::Path) -> Result<Runs, BenchError> {
     let text = std::fs::read_to_string(path).map_err(|source| BenchError::Io {
         path: path.to_owned(),
         source,
     })?;
-    crate::jsonl::parse(&text, &path.display().to_string()).map_err(|bad| {
-        BenchError::Config(format!(
-            "{}:{}: not a run record: {}",
-            path.display(),
-            bad.line,
-            bad.reason
-        ))
-    })
+    let lines: Vec<RunsLine> =
+        crate::jsonl::parse(&text, &path.display().to_string()).map_err(|bad| {
+            BenchError::Config(format!(
+                "{}:{}: not a run record: {}",
+                path.display(),
+                bad.line,
+                bad.reason
+            ))
+        })?;
+    let mut runs = Runs {
+        machine: None,
+        runs: Vec::with_capacity(lines.len()),
+    };
+    for line in lines {
+        match line {
+            RunsLine::Machine { machine } => runs.machine = Some(machine),
+            RunsLine::Run(run) => runs.runs.push(*run),
+        }
+    }
+    Ok(runs)
 }
 
 /// Where a benchmark into `out_dir` streams its runs; an error when that
@@ -368,6 +403,13 @@ pub fn run(
     };
     std::fs::create_dir_all(&config.out_dir).map_err(io_err)?;
     let mut runs_file = File::create(&runs_path).map_err(io_err)?;
+    // The first line names the machine, so a report rebuilt elsewhere
+    // (`--from-runs`) still says where the runs were measured.
+    let machine = RunsLine::Machine {
+        machine: MachineInfo::detect(config.threads.clone()),
+    };
+    let line = serde_json::to_string(&machine).unwrap_or_default();
+    writeln!(runs_file, "{line}").map_err(io_err)?;
 
     // Prompts as token ids and as formatted text for the peers.
     let prepared: Vec<Vec<(Vec<Token>, String)>> = config
@@ -666,14 +708,14 @@ pub struct ReportInputs<'a> {
     pub draft: Option<&'a Path>,
     /// The VocabTrim drafter file.
     pub trimmed: Option<&'a Path>,
-    /// Thread counts the runs used.
-    pub threads: Vec<i32>,
     /// The command line.
     pub command: String,
     /// The bandwidth probe's passes.
     pub bandwidth: Option<Bandwidth>,
     /// The runs ran in this process (so its peak memory is theirs).
     pub ran_here: bool,
+    /// The machine the runs were measured on.
+    pub machine: MachineInfo,
 }
 
 /// Assembles the report of `runs` (roofline, summaries, charts, file
@@ -724,7 +766,7 @@ pub fn write_report(
         .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
         .collect();
     let report = BenchReport {
-        machine: MachineInfo::detect(inputs.threads.clone()),
+        machine: inputs.machine.clone(),
         command: inputs.command.clone(),
         target: describe(inputs.target)?,
         draft: inputs.draft.map(describe).transpose()?,
@@ -734,13 +776,10 @@ pub fn write_report(
         runs,
     };
     let json = out.join("report.json");
-    std::fs::write(
-        &json,
-        serde_json::to_string_pretty(&report).unwrap_or_default(),
-    )
-    .map_err(io_err(&json))?;
+    let json_text = serde_json::to_string_pretty(&report).unwrap_or_default();
+    crate::scratch::write_atomically(&json, json_text.as_bytes()).map_err(io_err(&json))?;
     let md = out.join("report.md");
-    std::fs::write(&md, report.to_markdown()).map_err(io_err(&md))?;
+    crate::scratch::write_atomically(&md, report.to_markdown().as_bytes()).map_err(io_err(&md))?;
     Ok(report)
 }
 

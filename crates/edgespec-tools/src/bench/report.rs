@@ -8,7 +8,7 @@ use super::stats::Spread;
 use super::RunRecord;
 
 /// The machine a benchmark ran on.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct MachineInfo {
     /// CPU model name.
     pub cpu: String,

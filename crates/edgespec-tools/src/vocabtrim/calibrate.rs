@@ -4,6 +4,7 @@ use std::path::Path;
 
 use rayon::prelude::*;
 
+use super::counts::inputs_sha256;
 use super::{CountSource, TokenCounts};
 use edgespec::engine::Model;
 use edgespec::session::Session;
@@ -14,26 +15,33 @@ pub type CalibrationProgress<'a> = &'a mut dyn FnMut(usize, usize, u64);
 
 /// Generates with the session on each prompt (up to `max_tokens`) and
 /// counts the emitted ids.
-/// Counts are saved to `out` after every prompt (atomically), and an
-/// existing file for the same vocabulary and prompt count is resumed.
+/// Counts are saved to `out` after every prompt (atomically). An existing
+/// file made from the same prompts and settings is resumed (a finished one
+/// is returned as it is); any other existing file is an error unless
+/// `force`, which starts over.
 pub fn calibrate_generations(
     session: &mut Session,
     prompts: &[String],
     max_tokens: usize,
     chat: bool,
     out: &Path,
+    force: bool,
     progress: CalibrationProgress<'_>,
 ) -> Result<TokenCounts, TrimError> {
     let model = session.model().clone();
-    let mut counts = match TokenCounts::load(out) {
-        Ok(existing)
-            if existing.source == CountSource::TargetGenerations
-                && existing.items_total == prompts.len() =>
-        {
+    let inputs = inputs_sha256(
+        prompts,
+        &format!("generations max_tokens={max_tokens} chat={chat}"),
+    );
+    let mut counts = match resumable(out, CountSource::TargetGenerations, &inputs, force)? {
+        Some(existing) => {
             existing.check_vocab(&model)?;
             existing
         }
-        _ => TokenCounts::new(&model, CountSource::TargetGenerations, prompts.len()),
+        None => TokenCounts {
+            inputs_sha256: Some(inputs),
+            ..TokenCounts::new(&model, CountSource::TargetGenerations, prompts.len())
+        },
     };
     for (i, prompt) in prompts.iter().enumerate().skip(counts.items_done) {
         let tokens = session.prompt_tokens(prompt, chat)?;
@@ -48,9 +56,35 @@ pub fn calibrate_generations(
     Ok(counts)
 }
 
+/// The counts already at `out` when they were made from the same `inputs`;
+/// `None` when there are none (or `force` discards them); an error for a
+/// file of other inputs, or one that cannot be read, which is never
+/// replaced silently.
+pub fn resumable(
+    out: &Path,
+    source: CountSource,
+    inputs: &str,
+    force: bool,
+) -> Result<Option<TokenCounts>, TrimError> {
+    if force || !out.exists() {
+        return Ok(None);
+    }
+    let existing = TokenCounts::load(out)?;
+    if existing.source != source || existing.inputs_sha256.as_deref() != Some(inputs) {
+        return Err(TrimError::BadCounts {
+            path: out.to_owned(),
+            reason: "it holds counts of other inputs or settings and is kept: choose another output, or --force to start over".into(),
+        });
+    }
+    Ok(Some(existing))
+}
+
 /// Tokenizes each line of a corpus (in parallel) and counts the ids.
 pub fn count_raw_text(model: &Model, lines: &[String]) -> Result<TokenCounts, TrimError> {
-    let mut counts = TokenCounts::new(model, CountSource::RawText, lines.len());
+    let mut counts = TokenCounts {
+        inputs_sha256: Some(inputs_sha256(lines, "raw text")),
+        ..TokenCounts::new(model, CountSource::RawText, lines.len())
+    };
     let n = counts.vocab_size;
     let partial: Vec<u64> = lines
         .par_iter()

@@ -29,6 +29,11 @@ pub struct TokenCounts {
     pub vocab_size: usize,
     /// sha256 of the vocabulary's token texts (see [`vocab_fingerprint`]).
     pub vocab_fingerprint: String,
+    /// sha256 of what was counted (prompts or documents, and the
+    /// generation settings): a resumed run must count the same. Absent in
+    /// files written before it was recorded.
+    #[serde(default)]
+    pub inputs_sha256: Option<String>,
     /// Prompts (or text lines) processed so far.
     pub items_done: usize,
     /// Prompts (or lines) in the input.
@@ -48,6 +53,17 @@ pub fn vocab_fingerprint(model: &Model) -> String {
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// sha256 over `items` (NUL-separated) and a description of the settings.
+pub fn inputs_sha256(items: &[String], settings: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(settings.as_bytes());
+    for item in items {
+        h.update([0u8]);
+        h.update(item.as_bytes());
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
 impl TokenCounts {
     /// Zero counts for `model`'s vocabulary.
     pub fn new(model: &Model, source: CountSource, items_total: usize) -> Self {
@@ -57,6 +73,7 @@ impl TokenCounts {
             source,
             vocab_size,
             vocab_fingerprint: vocab_fingerprint(model),
+            inputs_sha256: None,
             items_done: 0,
             items_total,
             counts: vec![0; vocab_size],
@@ -117,16 +134,14 @@ impl TokenCounts {
         Ok(())
     }
 
-    /// Writes the file atomically (temporary file, then rename): an
-    /// interrupted run never leaves a half-written counts file.
+    /// Writes the file atomically (see [`crate::scratch`]): an interrupted
+    /// run never leaves a half-written counts file.
     pub fn save(&self, path: &Path) -> Result<(), TrimError> {
         let io = |source| TrimError::Io {
             path: path.to_owned(),
             source,
         };
-        let tmp = path.with_extension("partial");
         let json = serde_json::to_string(self).map_err(|e| io(std::io::Error::other(e)))?;
-        std::fs::write(&tmp, json).map_err(io)?;
-        std::fs::rename(&tmp, path).map_err(io)
+        crate::scratch::write_atomically(path, json.as_bytes()).map_err(io)
     }
 }

@@ -8,7 +8,7 @@ mod choose;
 mod counts;
 mod trim;
 
-pub use calibrate::{calibrate_generations, count_raw_text, CalibrationProgress};
+pub use calibrate::{calibrate_generations, count_raw_text, resumable, CalibrationProgress};
 pub use choose::{best_k, k_candidates, measure_k, KPoint};
-pub use counts::{vocab_fingerprint, CountSource, TokenCounts};
+pub use counts::{inputs_sha256, vocab_fingerprint, CountSource, TokenCounts};
 pub use trim::{select_ids, trim_drafter, Trimmer};

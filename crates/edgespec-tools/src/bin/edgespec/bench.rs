@@ -8,7 +8,7 @@ use clap::Args;
 use edgespec::ead::EadConfig;
 use edgespec_tools::bench::{
     check_out_dir, load_prompts, load_runs, read_bandwidth_passes, run, write_report, Bandwidth,
-    BenchConfig, Mode, PromptSet, ReportInputs, Sweep,
+    BenchConfig, MachineInfo, Mode, PromptSet, ReportInputs, Sweep,
 };
 use edgespec_tools::vocabtrim::{TokenCounts, Trimmer};
 
@@ -176,9 +176,23 @@ pub fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
     // pass, so the report shows how steady the memory system was.
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let probe = || read_bandwidth_passes(cores, 1 << 30, 3.0);
-    let (before, runs) = match &args.from_runs {
-        Some(path) => (Vec::new(), load_runs(path)?),
-        None => (probe(), run_all(&config)?),
+    let (before, machine, runs) = match &args.from_runs {
+        Some(path) => {
+            let loaded = load_runs(path)?;
+            let machine = loaded.machine.unwrap_or_else(|| {
+                log::warn!(
+                    "{} does not name the machine it was measured on (written before that was recorded): the report describes this one",
+                    path.display()
+                );
+                MachineInfo::detect(threads.clone())
+            });
+            (Vec::new(), machine, loaded.runs)
+        }
+        None => (
+            probe(),
+            MachineInfo::detect(threads.clone()),
+            run_all(&config)?,
+        ),
     };
     if args.trace {
         let dir = edgespec_tools::bench::record_traces(&config, args.gamma_max, |set, i| {
@@ -192,10 +206,10 @@ pub fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
             target: &args.target,
             draft: args.draft.as_deref(),
             trimmed: args.trimmed.as_deref(),
-            threads,
             command: std::env::args().collect::<Vec<_>>().join(" "),
             bandwidth: Bandwidth::combine(&before, &probe()),
             ran_here: args.from_runs.is_none(),
+            machine,
         },
         runs,
         &args.out,

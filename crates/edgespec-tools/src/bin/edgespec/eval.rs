@@ -230,7 +230,7 @@ fn summarize(records: &[Record], header: &str, out: &std::path::Path) -> anyhow:
     let md = summary(records, header).ok_or_else(|| anyhow::anyhow!("no results to summarise"))?;
     print!("{md}");
     std::fs::create_dir_all(out)?;
-    std::fs::write(out.join("summary.md"), &md)?;
+    edgespec_tools::scratch::write_atomically(&out.join("summary.md"), md.as_bytes())?;
     eprintln!(
         "answers and outcomes: {}",
         out.join("results.jsonl").display()

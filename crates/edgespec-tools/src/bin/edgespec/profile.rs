@@ -175,8 +175,11 @@ pub fn run(args: ProfileArgs) -> anyhow::Result<()> {
         drafters,
     };
     profile.validate()?;
-    std::fs::write(&args.out, serde_json::to_string_pretty(&profile)? + "\n")
-        .with_context(|| format!("writing {}", args.out.display()))?;
+    edgespec_tools::scratch::write_atomically(
+        &args.out,
+        (serde_json::to_string_pretty(&profile)? + "\n").as_bytes(),
+    )
+    .with_context(|| format!("writing {}", args.out.display()))?;
     let t = profile.target.curve();
     eprintln!(
         "target: 1 token {:.1} ms, 2 {:.1}, 4 {:.1} ({:.2}x one), 8 {:.1}, {} {:.1}",

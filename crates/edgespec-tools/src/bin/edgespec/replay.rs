@@ -94,7 +94,7 @@ fn set_name(path: &std::path::Path) -> String {
 /// passes on the profile's `model` drafter curve, the large model's on its
 /// target curve, against large-only decoding of as many tokens.
 fn price_ead_runs(path: &std::path::Path, profiles: &[CostProfile]) -> anyhow::Result<()> {
-    let runs = load_runs(path)?;
+    let runs = load_runs(path)?.runs;
     println!("| profile | set | mode | ×large-only | worst prompt | large share |");
     println!("|---|---|---|---|---|---|");
     for profile in profiles {

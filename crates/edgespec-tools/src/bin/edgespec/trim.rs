@@ -13,8 +13,10 @@ use edgespec::gguf::{GgufFile, ModelSummary};
 use edgespec::sampling::SamplingParams;
 use edgespec::session::{DraftKind, Session, SessionConfig};
 use edgespec_tools::bench::load_prompts;
+use edgespec_tools::scratch::Scratch;
 use edgespec_tools::vocabtrim::{
-    best_k, calibrate_generations, count_raw_text, k_candidates, measure_k, TokenCounts, Trimmer,
+    best_k, calibrate_generations, count_raw_text, inputs_sha256, k_candidates, measure_k,
+    resumable, CountSource, TokenCounts, Trimmer,
 };
 
 /// Arguments of `calibrate`.
@@ -30,9 +32,13 @@ pub struct CalibrateArgs {
     /// per line) or a folder (each file in it one document).
     #[arg(long, conflicts_with = "prompts")]
     raw_text: Option<PathBuf>,
-    /// Output counts file (JSON); an unfinished one is resumed.
+    /// Output counts file (JSON); one from the same inputs and settings is
+    /// resumed, any other is refused.
     #[arg(short, long)]
     out: PathBuf,
+    /// Start over when the output holds counts of other inputs.
+    #[arg(long)]
+    force: bool,
     /// Tokens per generation.
     #[arg(short = 'n', long, default_value_t = 256)]
     max_tokens: usize,
@@ -87,9 +93,15 @@ pub fn calibrate(args: CalibrateArgs) -> anyhow::Result<()> {
         .with_context(|| format!("loading {}", args.target.display()))?;
     let counts = if let Some(corpus) = &args.raw_text {
         let lines = corpus_documents(corpus)?;
-        let counts = count_raw_text(&model, &lines)?;
-        counts.save(&args.out)?;
-        counts
+        let inputs = inputs_sha256(&lines, "raw text");
+        match resumable(&args.out, CountSource::RawText, &inputs, args.force)? {
+            Some(done) => done,
+            None => {
+                let counts = count_raw_text(&model, &lines)?;
+                counts.save(&args.out)?;
+                counts
+            }
+        }
     } else {
         let path = args
             .prompts
@@ -121,6 +133,7 @@ pub fn calibrate(args: CalibrateArgs) -> anyhow::Result<()> {
             args.max_tokens,
             !args.no_chat,
             &args.out,
+            args.force,
             &mut |done, _, tokens| {
                 bar.set_position(done as u64);
                 bar.set_message(format!("{tokens} tokens"));
@@ -186,6 +199,9 @@ pub struct TrimArgs {
     /// Output GGUF.
     #[arg(short, long)]
     out: PathBuf,
+    /// Replace an existing output file.
+    #[arg(long)]
+    force: bool,
 }
 
 pub fn trim(args: TrimArgs) -> anyhow::Result<()> {
@@ -195,19 +211,29 @@ pub fn trim(args: TrimArgs) -> anyhow::Result<()> {
     let counts = trimmer.counts();
     let file = trimmer.file();
     let specials = trimmer.specials();
+    anyhow::ensure!(
+        args.force || !args.out.exists(),
+        "{} exists: choose another -o, or --force to replace it",
+        args.out.display()
+    );
     let write = |k: usize, out: &std::path::Path| -> anyhow::Result<Vec<i32>> {
         Ok(trimmer.write(k, out)?)
     };
-    let ids = if args.k == "auto" {
-        let k = choose_k(&args, counts.vocab_size, &write)?;
-        write(k, &args.out)?
+    let k = if args.k == "auto" {
+        choose_k(&args, counts.vocab_size, &write)?
     } else {
-        let k: usize = args
-            .k
+        args.k
             .parse()
-            .map_err(|_| anyhow::anyhow!("-k must be a number or `auto`, got {:?}", args.k))?;
-        write(k, &args.out)?
+            .map_err(|_| anyhow::anyhow!("-k must be a number or `auto`, got {:?}", args.k))?
     };
+    // Written inside a scratch folder (gone on error and on Ctrl-C), then
+    // moved into place whole.
+    let scratch = Scratch::dir_beside(&args.out)?;
+    let written = scratch.path().join("trimmed.gguf");
+    let ids = write(k, &written)?;
+    std::fs::rename(&written, &args.out)
+        .with_context(|| format!("moving the trimmed file to {}", args.out.display()))?;
+    drop(scratch);
     let before = ModelSummary::of(file)?;
     let after = ModelSummary::of(&GgufFile::open(&args.out)?)?;
     let covered: u64 = ids.iter().map(|&t| counts.counts[t as usize]).sum();
@@ -248,14 +274,14 @@ fn choose_k(
         .iter()
         .map(|p| prompt_tokens(&model, p, true))
         .collect::<Result<_, _>>()?;
-    let dir = tempfile_dir(&args.out)?;
+    let scratch = Scratch::dir_beside(&args.out)?;
     let mut points = Vec::new();
     eprintln!(
         "{:>7} {:>7} {:>14} {:>8} {:>6}",
         "K", "alpha", "drafter ms/tok", "tok/s", "MBSU"
     );
     for k in k_candidates(&args.k_candidates, vocab) {
-        let path = dir.join(format!("k{k}.gguf"));
+        let path = scratch.path().join(format!("k{k}.gguf"));
         write(k, &path)?;
         let src = TrimmedSource::open(&path, Some(&args.drafter), &ModelParams::default())?;
         let config = SessionConfig {
@@ -271,19 +297,8 @@ fn choose_k(
         points.push(point);
         std::fs::remove_file(&path).ok();
     }
-    std::fs::remove_dir(&dir).ok();
+    drop(scratch);
     let best = best_k(&points).ok_or_else(|| anyhow::anyhow!("no K could be measured"))?;
     eprintln!("chose K = {} ({:.2} tok/s)", best.k, best.tok_s);
     Ok(best.k)
-}
-
-/// A scratch folder beside the output (same filesystem, cleaned up after).
-fn tempfile_dir(out: &std::path::Path) -> anyhow::Result<PathBuf> {
-    let parent = out
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(std::path::Path::new("."));
-    let dir = parent.join(format!(".edgespec-k-auto-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    Ok(dir)
 }
