@@ -4,7 +4,7 @@
 //! first byte picks the reader so one corpus covers all four.
 #![no_main]
 
-use edgespec_tools::bench::{parse_prompts, RunRecord};
+use edgespec_tools::bench::{parse_prompts, RunsLine};
 use edgespec_tools::eval::humaneval::Record;
 use edgespec_tools::vocabtrim::TokenCounts;
 use libfuzzer_sys::fuzz_target;
@@ -26,7 +26,7 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         2 => {
-            let _ = edgespec_tools::jsonl::parse::<RunRecord>(text, "runs.jsonl");
+            let _ = edgespec_tools::jsonl::parse::<RunsLine>(text, "runs.jsonl");
         }
         _ => {
             let _ = edgespec_tools::jsonl::parse::<Record>(text, "results.jsonl");

@@ -171,3 +171,42 @@ fn no_limit_max_tokens_from_c_fills_the_context_without_aborting() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Issue 16, soak (short version; `scripts/soak.sh` runs 1,000 generations
+/// on real models): many generations through the C API with every draft
+/// kind, sampled and greedy, cancellations and deliberate errors between
+/// them — every call as expected, lossless runs equal the target alone,
+/// resident memory flat after the warm-up.
+#[test]
+fn soak_through_the_c_api() {
+    let (dir, target) = common::synthetic(&SyntheticSpec {
+        weight_scale: 3.0,
+        ..SyntheticSpec::default()
+    });
+    let drafter = dir.path().join("drafter.gguf");
+    SyntheticSpec {
+        seed: 2,
+        n_layer: 1,
+        weight_scale: 3.0,
+        ..SyntheticSpec::default()
+    }
+    .write(&drafter)
+    .unwrap();
+    let exe = compile_c(
+        &PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/c/soak.c"),
+        dir.path(),
+    );
+    let out = Command::new(&exe)
+        .arg(&target)
+        .arg(&drafter)
+        .args(["120", "24"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{stdout}");
+    assert!(
+        out.status.success() && stdout.contains("ALL OK"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -318,3 +318,57 @@ fn inspect_refuses_oversized_headers_without_using_the_memory_they_claim() {
         );
     }
 }
+
+/// Issue 16, the CLI-wide number audit: values that crashed, aborted or
+/// were silently accepted before (each found by a sweep of every numeric
+/// flag with -1, 0, NaN, inf, 1e30, 2^32 and 2^64) are clear errors now.
+#[test]
+fn hostile_numbers_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("m.gguf");
+    edgespec::synthetic::SyntheticSpec::default()
+        .write(&model)
+        .unwrap();
+    let m = model.to_str().unwrap();
+    let out = dir.path().join("s.gguf");
+    let o = out.to_str().unwrap();
+    let cases: &[(&[&str], &str)] = &[
+        // Unused by the target alone, still checked.
+        (
+            &["generate", "-m", m, "-p", "hi", "--p-min", "nan"],
+            "p-min",
+        ),
+        (
+            &["generate", "-m", m, "-p", "hi", "--ead-share", "inf"],
+            "share",
+        ),
+        (
+            &["generate", "-m", m, "-p", "hi", "--ead-threshold", "nan"],
+            "threshold",
+        ),
+        (
+            &["generate", "-m", m, "-p", "hi", "--temp=-1"],
+            "temperature",
+        ),
+        (
+            &["generate", "-m", m, "-p", "hi", "--top-p", "nan"],
+            "top-p",
+        ),
+        // Allocation-sized arguments: an abort before.
+        (&["synth", "-o", o, "--embd", "4294967296"], "--embd"),
+        (
+            &["synth", "-o", o, "--embd", "65536", "--ff", "262144"],
+            "over the",
+        ),
+        (&["synth", "-o", o, "--words", "4294967296"], "--words"),
+        (
+            &[EVAL_WITHOUT_FILES, &["--start-threshold", "nan"]].concat(),
+            "--start-threshold",
+        ),
+    ];
+    for (args, expected) in cases {
+        let (ok, err) = edgespec(args);
+        assert!(!ok && err.contains(expected), "{args:?}: {err}");
+    }
+    assert!(!out.exists());
+}

@@ -446,8 +446,12 @@ pub fn run(
         }
     }
 
-    let total = config.reps * prepared.iter().map(Vec::len).sum::<usize>() * columns.len();
-    let mut records = Vec::with_capacity(total);
+    let total = config
+        .reps
+        .saturating_mul(prepared.iter().map(Vec::len).sum::<usize>())
+        .saturating_mul(columns.len());
+    // Reserved for a modest run only: --reps is the user's to choose.
+    let mut records = Vec::with_capacity(total.min(1 << 16));
     // Target-only output per (set, prompt, threads): what `identical` compares to.
     let mut reference: BTreeMap<(usize, usize, i32), Vec<Token>> = BTreeMap::new();
     let n = columns.len();

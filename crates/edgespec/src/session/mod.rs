@@ -106,8 +106,11 @@ pub struct Session {
 impl Session {
     /// Validates `config` and assembles its engine.
     pub fn new(config: SessionConfig) -> Result<Self, GenerateError> {
+        // Every setting is checked, also those this kind does not use: a
+        // bad value is a mistake to report, whatever the kind.
         config.context.validate()?;
         config.sampling.validate()?;
+        config.ead.validate()?;
         let length = config
             .length
             .validate()
@@ -134,6 +137,7 @@ impl Session {
             length,
             p_min: config.p_min,
         };
+        policy.validate()?;
         let speculative = |d: Box<dyn Drafter>| -> Result<Decoder, GenerateError> {
             Ok(Decoder::Speculative(Box::new(Speculator::new(
                 target()?,

@@ -102,6 +102,12 @@ fn humaneval(args: HumanevalArgs) -> anyhow::Result<()> {
             args.timeout
         );
     }
+    if !(args.start_threshold.is_finite() && args.start_threshold >= 0.0) {
+        bail!(
+            "--start-threshold {}: must be a finite number of bits, at least 0",
+            args.start_threshold
+        );
+    }
     if let Some(path) = &args.from_results {
         let records = load_records(path)?;
         let header = format!("HumanEval results from {}.", path.display());

@@ -7,6 +7,9 @@ use clap::Args;
 
 use edgespec::synthetic::SyntheticSpec;
 
+/// Most weights `synth` builds (1 GiB of f32).
+const MAX_SYNTH_WEIGHTS: u64 = 1 << 28;
+
 /// Arguments of `synth`.
 #[derive(Debug, Args)]
 pub struct SynthArgs {
@@ -14,23 +17,23 @@ pub struct SynthArgs {
     #[arg(short, long)]
     out: PathBuf,
     /// Embedding width.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=65536))]
     embd: u64,
     /// Transformer blocks.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=512))]
     layers: u32,
     /// Attention heads.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=1024))]
     heads: u64,
     /// Key/value heads.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=1024))]
     kv_heads: u64,
     /// Feed-forward width.
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u64).range(1..=262144))]
     ff: u64,
     /// Word tokens besides the 259 specials and bytes.
-    #[arg(long, default_value_t = 61)]
-    words: usize,
+    #[arg(long, default_value_t = 61, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    words: u32,
     /// Store matrices as f16.
     #[arg(long)]
     f16: bool,
@@ -48,8 +51,17 @@ pub fn run(args: SynthArgs) -> anyhow::Result<()> {
         args.kv_heads > 0 && args.heads % args.kv_heads == 0,
         "--heads must be a multiple of --kv-heads"
     );
+    // Weights are built in memory: an upper bound on their count (embedding
+    // and head, attention, feed-forward) keeps a typo from exhausting it.
+    let vocab = 259 + u64::from(args.words);
+    let weights = 2 * vocab * args.embd
+        + u64::from(args.layers) * (4 * args.embd * args.embd + 3 * args.embd * args.ff);
+    anyhow::ensure!(
+        weights <= MAX_SYNTH_WEIGHTS,
+        "a test model of {weights} weights is over the {MAX_SYNTH_WEIGHTS} synth builds"
+    );
     let spec = SyntheticSpec {
-        n_words: args.words,
+        n_words: args.words as usize,
         n_embd: args.embd,
         n_layer: args.layers,
         n_head: args.heads,
