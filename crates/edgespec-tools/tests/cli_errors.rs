@@ -372,3 +372,69 @@ fn hostile_numbers_are_clear_errors() {
     }
     assert!(!out.exists());
 }
+
+/// Issue 16: `eval --resume` continues an interrupted run: the answers
+/// already recorded are kept and not generated again, a torn last line is
+/// dropped, and the summary covers every answer once.
+#[test]
+fn eval_resume_continues_an_interrupted_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("m.gguf");
+    edgespec::synthetic::SyntheticSpec::default()
+        .write(&model)
+        .unwrap();
+    let problems = dir.path().join("he.jsonl");
+    let problem = |id: usize| {
+        serde_json::json!({
+            "task_id": format!("T/{id}"), "prompt": "kalo mine", "entry_point": "f",
+            "test": "def check(c):\n    pass\n", "code_prompt": "def f():\n    pass\n"
+        })
+        .to_string()
+    };
+    std::fs::write(&problems, format!("{}\n{}\n", problem(0), problem(1))).unwrap();
+    let out = dir.path().join("eval");
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "eval",
+            "humaneval",
+            "--large",
+            model.to_str().unwrap(),
+            "--small",
+            model.to_str().unwrap(),
+            "--problems",
+            problems.to_str().unwrap(),
+            "-n",
+            "4",
+            "--thresholds",
+            "1",
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        edgespec(&args)
+    };
+    let (ok, err) = run(&["--limit", "1"]);
+    assert!(ok, "{err}");
+    let results = out.join("results.jsonl");
+    let first = std::fs::read_to_string(&results).unwrap();
+    assert_eq!(first.lines().count(), 3, "large, small, one EAD answer");
+    // An interrupt mid-write left a torn line.
+    std::fs::write(&results, format!("{first}{{\"config\": \"lar")).unwrap();
+    let (ok, err) = run(&["--resume"]);
+    assert!(ok, "{err}");
+    let text = std::fs::read_to_string(&results).unwrap();
+    assert!(
+        text.starts_with(&first),
+        "earlier answers kept as they were"
+    );
+    let keys: Vec<(String, String)> = text
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .map(|r| (r["config"].to_string(), r["task_id"].to_string()))
+        .collect();
+    assert_eq!(keys.len(), 6, "{text}");
+    let mut unique = keys.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), 6, "nothing answered twice: {keys:?}");
+}

@@ -3,6 +3,7 @@
 //! sandbox and recorded as they finish; and the pass@1 against
 //! large-share summary.
 
+use std::collections::HashSet;
 use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
@@ -33,6 +34,9 @@ pub struct HumanevalRun {
     pub context: ContextParams,
     /// Also run the large and the small model alone.
     pub baselines: bool,
+    /// (configuration label, task id) pairs an interrupted run already
+    /// answered: a resumed run skips them.
+    pub done: HashSet<(String, String)>,
 }
 
 /// One answer, as written to results.jsonl.
@@ -110,7 +114,11 @@ impl HumanevalRun {
         for problem in &self.problems {
             let prompt = sessions[0].prompt_tokens(&problem.prompt, true)?;
             for (i, label) in labels.iter().enumerate() {
-                if !self.baselines && i < 2 {
+                if !self.baselines && i < 2
+                    || self
+                        .done
+                        .contains(&(label.to_string(), problem.task_id.clone()))
+                {
                     continue;
                 }
                 let g = sessions[i].generate(&prompt, self.max_tokens, |_, _| true)?;

@@ -48,10 +48,15 @@ pub struct HumanevalArgs {
     /// the same models has them: greedy answers do not change).
     #[arg(long)]
     no_baselines: bool,
-    /// Replace the results of an earlier run in --out (without it, a folder
-    /// that holds results is refused).
-    #[arg(long)]
+    /// Replace the results of an earlier run in --out (without it, or
+    /// --resume, a folder that holds results is refused).
+    #[arg(long, conflicts_with = "resume")]
     force: bool,
+    /// Continue an interrupted run in --out: answers already in its
+    /// results.jsonl are kept and not generated again (run it with the
+    /// same settings; a torn last line is dropped).
+    #[arg(long)]
+    resume: bool,
     /// Let EAD fall back to the large model alone where it runs slower than
     /// it (output then depends on timing; off: reproducible answers).
     #[arg(long)]
@@ -154,13 +159,19 @@ fn humaneval(args: HumanevalArgs) -> anyhow::Result<()> {
         c.validate()?;
     }
     let results_path = args.out.join("results.jsonl");
-    if !args.force && std::fs::metadata(&results_path).is_ok_and(|m| m.len() > 0) {
+    let has_results = std::fs::metadata(&results_path).is_ok_and(|m| m.len() > 0);
+    if has_results && !args.force && !args.resume {
         bail!(
-            "{} holds earlier results: summarise them with --from-results {}, or replace them with --force",
+            "{} holds earlier results: summarise them with --from-results {}, continue them with --resume, or replace them with --force",
             results_path.display(),
             results_path.display()
         );
     }
+    let earlier = if has_results && args.resume {
+        load_records(&results_path)?
+    } else {
+        Vec::new()
+    };
     let problems = load_problems(&args.problems)?;
     let problems: Vec<_> = problems
         .into_iter()
@@ -202,19 +213,35 @@ fn humaneval(args: HumanevalArgs) -> anyhow::Result<()> {
             ..ContextParams::default()
         },
         baselines: !args.no_baselines,
+        done: earlier
+            .iter()
+            .map(|r| (r.config.clone(), r.task_id.clone()))
+            .collect(),
     };
     std::fs::create_dir_all(&args.out)?;
-    let mut results = std::fs::File::create(args.out.join("results.jsonl"))?;
+    // The earlier records are rewritten whole (a torn last line dropped),
+    // then new ones are appended as they finish.
+    let mut kept = String::new();
+    for record in &earlier {
+        kept += &serde_json::to_string(record)?;
+        kept.push('\n');
+    }
+    edgespec_tools::scratch::write_atomically(&results_path, kept.as_bytes())?;
+    let mut results = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&results_path)?;
     let runs_per_problem = 2 * usize::from(run.baselines) + run.configs.len();
     let bar = ProgressBar::new((run.problems.len() * runs_per_problem) as u64);
     bar.set_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} {msg} [{elapsed_precise}<{eta}]")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let records = run.run(&sandbox, &mut results, |record| {
+    bar.inc(run.done.len() as u64);
+    let mut records = earlier;
+    records.extend(run.run(&sandbox, &mut results, |record| {
         bar.inc(1);
         bar.set_message(format!("{} {}", record.task_id, record.config));
-    })?;
+    })?);
     bar.finish_and_clear();
     let header = format!(
         "HumanEval problems {}.., greedy, -n {}, window {}, dwell {}, γ {} inside large regions; large {}, small {}; {} threads; sandbox isolation: {}.",
