@@ -4,6 +4,7 @@ use std::borrow::Cow;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::error::{GgufError, Result};
 use super::parse::{align_up, DEFAULT_ALIGNMENT, MAGIC};
@@ -105,9 +106,11 @@ impl<'a> GgufWriter<'a> {
         Ok(alignment)
     }
 
-    /// Writes the file to `path` through a temporary file in the same folder,
-    /// renamed into place only once complete: an interrupted write never
-    /// leaves a partial file under `path`.
+    /// Writes the file to `path` through a temporary file in the same folder
+    /// (named after this process and call, so concurrent writers never
+    /// share one), synced and renamed into place only once complete, the
+    /// rename synced through the folder: an interrupted write never leaves
+    /// a partial file under `path`.
     pub fn write_to(&self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
         let io_err = |source| GgufError::Io {
@@ -118,7 +121,12 @@ impl<'a> GgufWriter<'a> {
             .file_name()
             .map(|n| n.to_string_lossy())
             .unwrap_or_default();
-        let tmp = path.with_file_name(format!(".{file_name}.partial"));
+        static WRITES: AtomicU64 = AtomicU64::new(0);
+        let tmp = path.with_file_name(format!(
+            ".{file_name}.{}-{}.partial",
+            std::process::id(),
+            WRITES.fetch_add(1, Ordering::Relaxed)
+        ));
         let result = (|| {
             let mut out = BufWriter::with_capacity(1 << 20, File::create(&tmp).map_err(io_err)?);
             self.write(&mut out).map_err(|e| match e {
@@ -127,7 +135,14 @@ impl<'a> GgufWriter<'a> {
             })?;
             let file = out.into_inner().map_err(|e| io_err(e.into_error()))?;
             file.sync_all().map_err(io_err)?;
-            std::fs::rename(&tmp, path).map_err(io_err)
+            std::fs::rename(&tmp, path).map_err(io_err)?;
+            let folder = path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            File::open(folder)
+                .and_then(|f| f.sync_all())
+                .map_err(io_err)
         })();
         if result.is_err() {
             let _ = std::fs::remove_file(&tmp);
