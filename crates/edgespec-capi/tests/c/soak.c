@@ -9,6 +9,8 @@
  * few calls (and resets it now and then). Checks that
  *   - every call meant to succeed succeeds, every deliberate error fails
  *     with its code, and the call after an error succeeds;
+ *   - greedy lookup, model and hybrid drafting give the target's own
+ *     output (fresh sessions);
  *   - every greedy generation with a fixed draft length equals, token for token, the same kind's
  *     generation on the same prompt in a fresh session, and a cancelled
  *     one is a prefix of it: no state leaks from one call into the next;
@@ -154,6 +156,13 @@ int main(int argc, char **argv) {
                       EDGESPEC_OK,
                   "reference %zu/%zu", k, i);
             edgespec_session_free(&session);
+            /* Lossless kinds give the target's own greedy output. */
+            bool lossless = KINDS[k] == EDGESPEC_DRAFT_LOOKUP || KINDS[k] == EDGESPEC_DRAFT_MODEL ||
+                            KINDS[k] == EDGESPEC_DRAFT_HYBRID;
+            CHECK(!lossless || (reference[k][i].tokens == reference[0][i].tokens &&
+                                memcmp(reference[k][i].ids, reference[0][i].ids,
+                                       sizeof(int32_t) * (size_t)reference[0][i].tokens) == 0),
+                  "kind %d on prompt %zu differs from the target alone", KINDS[k], i);
         }
     }
 
@@ -177,7 +186,7 @@ int main(int argc, char **argv) {
             calls++;
             CHECK(edgespec_session_reset(session) == EDGESPEC_OK, "reset");
         }
-        size_t pi = (size_t)g % N_PROMPTS;
+        size_t pi = (size_t)(g * 5 + g / 3) % N_PROMPTS; /* every kind meets every prompt */
         sink s = {0};
         s.cancel_after = g % 5 == 2 ? 1 + g % 4 : 0;
         edgespec_stats stats;
