@@ -493,15 +493,18 @@ fn trim_keeps_earlier_outputs_and_cleans_up_on_ctrl_c() {
     std::fs::write(&corpus, "kalo mine suta\nro vika lomi neta\n").unwrap();
     let counts = dir.path().join("counts.json");
     let edgespec = || Command::new(env!("CARGO_BIN_EXE_edgespec"));
-    let ok = edgespec()
-        .args(["calibrate", "-t"])
-        .arg(&target)
-        .arg("--raw-text")
-        .arg(&corpus)
-        .arg("-o")
-        .arg(&counts)
-        .output()
-        .unwrap();
+    let calibrate = || {
+        edgespec()
+            .args(["calibrate", "-t"])
+            .arg(&target)
+            .arg("--raw-text")
+            .arg(&corpus)
+            .arg("-o")
+            .arg(&counts)
+            .output()
+            .unwrap()
+    };
+    let ok = calibrate();
     assert!(
         ok.status.success(),
         "{}",
@@ -510,15 +513,7 @@ fn trim_keeps_earlier_outputs_and_cleans_up_on_ctrl_c() {
     // Calibrating another corpus into the same file is refused.
     std::fs::write(&corpus, "other text\n").unwrap();
     let before = std::fs::read(&counts).unwrap();
-    let refused = edgespec()
-        .args(["calibrate", "-t"])
-        .arg(&target)
-        .arg("--raw-text")
-        .arg(&corpus)
-        .arg("-o")
-        .arg(&counts)
-        .output()
-        .unwrap();
+    let refused = calibrate();
     let err = String::from_utf8_lossy(&refused.stderr);
     assert!(
         !refused.status.success() && err.contains("--force"),
