@@ -49,9 +49,8 @@ fn sampling_is_reproducible_per_seed() {
             &mut ctx,
             &prompt,
             &GenerateParams {
-                max_tokens: 24,
                 sampling: params(seed),
-                ignore_eos: false,
+                ..GenerateParams::greedy(24)
             },
             |_, _| true,
         )

@@ -329,6 +329,7 @@ fn speculative_sampling_keeps_the_target_distribution_end_to_end() {
         max_tokens: 2,
         sampling: common::top4_sampling(0),
         ignore_eos: true,
+        reuse_prefix: false,
     };
     let drafter = Some(DraftModel::Full(draft));
     let fixed = DraftLength::Fixed(3);

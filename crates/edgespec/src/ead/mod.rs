@@ -364,8 +364,10 @@ impl Ead {
             Vec::with_capacity(prompt.len() + params.max_tokens.min(n_ctx) + 1);
         committed.extend_from_slice(prompt);
 
-        self.small.clear();
-        self.large.clear();
+        if !params.reuse_prefix {
+            self.small.clear();
+            self.large.clear();
+        }
         if matches!(self.length, DraftLength::Auto { .. }) && !self.calibrated {
             self.calibrate(prompt[0])?;
         }
@@ -374,9 +376,12 @@ impl Ead {
         // Both models read the prompt up front, so prompt time and decode
         // speed compare with single-model decoding; the large model holds all
         // of it but the last token, which it reads when first in charge.
-        self.small.feed(prompt, Logits::Last)?;
-        if prompt.len() > 1 {
-            self.large.feed(&prompt[..prompt.len() - 1], Logits::None)?;
+        stats.prompt_tokens_cached = prompt.len() - self.small.sync(prompt)?;
+        let held = &prompt[..prompt.len() - 1];
+        self.large.seq.roll_back_to(held, held.len())?;
+        let from = self.large.seq.len();
+        if from < held.len() {
+            self.large.feed(&held[from..], Logits::None)?;
         }
         stats.prompt_time = start.elapsed();
         let decode_start = Instant::now();

@@ -16,12 +16,17 @@ pub struct ChatMessage {
 }
 
 impl ChatMessage {
-    /// A user message.
-    pub fn user(content: impl Into<String>) -> Self {
+    /// A message of `role`.
+    pub fn new(role: &str, content: impl Into<String>) -> Self {
         Self {
-            role: "user".into(),
+            role: role.into(),
             content: content.into(),
         }
+    }
+
+    /// A user message.
+    pub fn user(content: impl Into<String>) -> Self {
+        Self::new("user", content)
     }
 }
 

@@ -149,6 +149,9 @@ pub struct GenerateParams {
     pub sampling: SamplingParams,
     /// Never produce end-of-generation tokens (fixed-length runs for benchmarks).
     pub ignore_eos: bool,
+    /// Keep what the caches hold in common with the prompt and read only
+    /// the rest (a conversation's next turn); false starts from empty caches.
+    pub reuse_prefix: bool,
 }
 
 impl GenerateParams {
@@ -158,6 +161,7 @@ impl GenerateParams {
             max_tokens,
             sampling: SamplingParams::greedy(),
             ignore_eos: false,
+            reuse_prefix: false,
         }
     }
 
@@ -183,7 +187,26 @@ pub fn check_prompt(prompt: &[Token]) -> Result<(), EngineError> {
     Ok(())
 }
 
-/// Generates with the target alone. The sequence is cleared first.
+/// Reads `prompt` into `target` with the logits of its last position: after
+/// the prefix the cache shares with it when `reuse_prefix`, else from an
+/// empty cache. Returns the tokens read.
+pub fn read_prompt(
+    target: &mut Sequence,
+    prompt: &[Token],
+    reuse_prefix: bool,
+) -> Result<usize, EngineError> {
+    let from = if reuse_prefix {
+        target.prepare_catch_up(prompt)?
+    } else {
+        target.clear();
+        0
+    };
+    target.decode(&prompt[from..], Logits::Last)?;
+    Ok(prompt.len() - from)
+}
+
+/// Generates with the target alone, reading the prompt as
+/// [`GenerateParams::reuse_prefix`] says.
 pub fn generate_target_only(
     target: &mut Sequence,
     prompt: &[Token],
@@ -199,9 +222,8 @@ pub fn generate_target_only(
         prompt_tokens: prompt.len(),
         ..Default::default()
     };
-    target.clear();
     let start = Instant::now();
-    target.decode(prompt, Logits::Last)?;
+    stats.prompt_tokens_cached = prompt.len() - read_prompt(target, prompt, params.reuse_prefix)?;
     stats.prompt_time = start.elapsed();
     let decode_start = Instant::now();
 

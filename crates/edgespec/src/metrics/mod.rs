@@ -9,6 +9,9 @@ use serde::Serialize;
 pub struct GenerationStats {
     /// Prompt tokens fed to the model.
     pub prompt_tokens: usize,
+    /// Of which the cache already held (a conversation's earlier turns),
+    /// not read again.
+    pub prompt_tokens_cached: usize,
     /// Tokens generated (end-of-generation token not counted).
     pub generated_tokens: usize,
     /// Time to process the prompt.

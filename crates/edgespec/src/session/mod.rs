@@ -3,10 +3,12 @@
 //! outcome; one error type. The CLI, the benchmark, the C API and the tests
 //! all build their engines here.
 
+pub mod conversation;
 pub mod kind;
 
 use std::sync::Arc;
 
+pub use conversation::{Conversation, WhenFull};
 pub use kind::{DraftKind, DraftKindError};
 
 use crate::draft::{
@@ -181,6 +183,7 @@ impl Session {
                 max_tokens: 0,
                 sampling: config.sampling,
                 ignore_eos: config.ignore_eos,
+                reuse_prefix: false,
             },
         })
     }
@@ -222,8 +225,21 @@ impl Session {
         max_tokens: usize,
         on_token: impl FnMut(Token, &str) -> bool,
     ) -> Result<Outcome, GenerateError> {
+        self.run(prompt, max_tokens, false, on_token)
+    }
+
+    /// [`Session::generate`], reading only the part of `prompt` after what
+    /// every model's cache already holds of it when `reuse_prefix`.
+    fn run(
+        &mut self,
+        prompt: &[Token],
+        max_tokens: usize,
+        reuse_prefix: bool,
+        on_token: impl FnMut(Token, &str) -> bool,
+    ) -> Result<Outcome, GenerateError> {
         let params = GenerateParams {
             max_tokens,
+            reuse_prefix,
             ..self.params
         };
         Ok(match &mut self.decoder {

@@ -16,7 +16,7 @@ use crate::costs::CostModel;
 use crate::draft::{check_vocab_compatible, Draft, DraftSource, Drafter, MAX_DRAFT};
 use crate::engine::{Context, EngineError, Logits, Sequence, Token};
 use crate::error::GenerateError;
-use crate::generate::{check_prompt, Emitter, GenerateParams, Generation, StopReason};
+use crate::generate::{check_prompt, read_prompt, Emitter, GenerateParams, Generation, StopReason};
 use crate::metrics::{GenerationStats, SpecStats};
 use crate::sampling::Sampler;
 
@@ -180,8 +180,10 @@ impl Speculator {
             ..Default::default()
         };
         let mut spec = SpecStats::default();
-        if let Some(d) = self.drafter.as_mut() {
-            d.reset();
+        if !params.reuse_prefix {
+            if let Some(d) = self.drafter.as_mut() {
+                d.reset();
+            }
         }
         self.policy.begin_request();
         // Bounded by the context, not by the token limit (u32::MAX from C
@@ -196,10 +198,10 @@ impl Speculator {
             self.calibrate(prompt[0])?;
             spec.calibration_time = t.elapsed();
         }
-        self.target.clear();
         let start = Instant::now();
         // The prompt pass is the same as target-only decoding's.
-        self.target.decode(prompt, Logits::Last)?;
+        stats.prompt_tokens_cached =
+            prompt.len() - read_prompt(&mut self.target, prompt, params.reuse_prefix)?;
         stats.prompt_time = start.elapsed();
         let decode_start = Instant::now();
 

@@ -162,6 +162,7 @@ pub fn second_token_chi_square(
             max_tokens: 2,
             sampling: sampling(seed),
             ignore_eos: true,
+            reuse_prefix: false,
         };
         let tokens = generate(&prompt, &params);
         pairs.push((tokens[0], tokens[1]));
