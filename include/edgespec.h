@@ -28,6 +28,12 @@
 // The callback returned false.
 #define EDGESPEC_STOP_CALLBACK 3
 
+// `respond` fails with EDGESPEC_ERR_CONTEXT_FULL when the conversation no longer fits.
+#define EDGESPEC_WHEN_FULL_ERROR 0
+
+// `respond` drops the oldest exchanges (system messages stay) until it fits.
+#define EDGESPEC_WHEN_FULL_DROP_OLDEST 1
+
 // Result of every fallible function. The numbers are part of the ABI and
 // are never renumbered; new codes are only ever appended.
 typedef enum {
@@ -64,7 +70,8 @@ typedef enum {
 // A loaded model (opaque). Shareable across threads and sessions.
 typedef struct edgespec_model edgespec_model;
 
-// A generation session (opaque). One thread at a time.
+// A generation session (opaque). One thread at a time. It also holds a
+// conversation (`edgespec_session_add_message`, `edgespec_session_respond`).
 typedef struct edgespec_session edgespec_session;
 
 // How to load a model.
@@ -233,9 +240,10 @@ edgespec_result edgespec_session_new(const edgespec_model *target,
 // `session` must be NULL or point to NULL or to a handle from `edgespec_session_new`.
 void edgespec_session_free(edgespec_session **session);
 
-// Forgets the previous prompt: empties every model's cache, drafters' and
-// EAD's small model's included (each generate call also starts afresh).
-// What the session measured and learned (pass costs, acceptance) stays.
+// Forgets the previous prompt and the conversation's messages (its system
+// messages stay): empties every model's cache, drafters' and EAD's small
+// model's included (each one-shot generate call also starts afresh). What
+// the session measured and learned (pass costs, acceptance) stays.
 //
 // # Safety
 // `session` must be NULL or a live handle.
@@ -268,6 +276,39 @@ edgespec_result edgespec_session_generate_tokens(edgespec_session *session,
                                                  edgespec_token_callback callback,
                                                  void *user_data,
                                                  edgespec_stats *stats);
+
+// Adds a message to the session's conversation: `role` is "system",
+// "user" or "assistant", `content` UTF-8. Nothing is generated.
+//
+// # Safety
+// `session` NULL or live; `role` and `content` NULL or NUL-terminated.
+edgespec_result edgespec_session_add_message(edgespec_session *session,
+                                             const char *role,
+                                             const char *content);
+
+// Generates the assistant's answer to the conversation (which must end
+// with a user message), streaming to `callback` (may be NULL); the answer
+// joins the conversation. Only the tokens the caches do not hold yet are
+// read: a new turn costs its own tokens, not the whole history. Writes
+// `*stats` on success when `stats` is not NULL.
+//
+// # Safety
+// As `edgespec_session_generate`.
+edgespec_result edgespec_session_respond(edgespec_session *session,
+                                         uint32_t max_tokens,
+                                         edgespec_token_callback callback,
+                                         void *user_data,
+                                         edgespec_stats *stats);
+
+// Chooses what `edgespec_session_respond` does when the conversation no
+// longer fits in the context: EDGESPEC_WHEN_FULL_ERROR (the default: the
+// call fails with EDGESPEC_ERR_CONTEXT_FULL, the conversation stays) or
+// EDGESPEC_WHEN_FULL_DROP_OLDEST (the oldest exchanges after the system
+// messages are dropped until it fits).
+//
+// # Safety
+// `session` NULL or live.
+edgespec_result edgespec_session_set_when_full(edgespec_session *session, int32_t when_full);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -9,7 +9,7 @@ use edgespec::ead::EadConfig;
 use edgespec::engine::{ContextParams, Token};
 use edgespec::generate::StopReason;
 use edgespec::sampling::SamplingParams;
-use edgespec::session::{DraftKind, Outcome, Session, SessionConfig};
+use edgespec::session::{Conversation, DraftKind, Outcome, Session, SessionConfig, WhenFull};
 
 /// Drafter kinds for `edgespec_session_params.draft_kind`.
 pub type edgespec_draft_kind = i32;
@@ -140,9 +140,10 @@ pub struct edgespec_stats {
     pub switches: u32,
 }
 
-/// A generation session (opaque). One thread at a time.
+/// A generation session (opaque). One thread at a time. It also holds a
+/// conversation (`edgespec_session_add_message`, `edgespec_session_respond`).
 pub struct edgespec_session {
-    session: Session,
+    conversation: Conversation,
     text: Vec<u8>,
 }
 
@@ -246,7 +247,7 @@ pub unsafe extern "C" fn edgespec_session_new(
         };
         let session = Session::new(config(&p, target, drafter)?)?;
         let session = Box::into_raw(Box::new(edgespec_session {
-            session,
+            conversation: Conversation::new(session, WhenFull::Error),
             text: Vec::with_capacity(64),
         }));
         // SAFETY: out is non-null and writable per the caller's contract.
@@ -265,9 +266,10 @@ pub unsafe extern "C" fn edgespec_session_free(session: *mut *mut edgespec_sessi
     unsafe { free_handle(session) }
 }
 
-/// Forgets the previous prompt: empties every model's cache, drafters' and
-/// EAD's small model's included (each generate call also starts afresh).
-/// What the session measured and learned (pass costs, acceptance) stays.
+/// Forgets the previous prompt and the conversation's messages (its system
+/// messages stay): empties every model's cache, drafters' and EAD's small
+/// model's included (each one-shot generate call also starts afresh). What
+/// the session measured and learned (pass costs, acceptance) stays.
 ///
 /// # Safety
 /// `session` must be NULL or a live handle.
@@ -276,7 +278,7 @@ pub unsafe extern "C" fn edgespec_session_reset(session: *mut edgespec_session) 
     guard(|| {
         // SAFETY: NULL or a live handle per the caller's contract.
         let s = unsafe { handle_mut(session, "session")? };
-        s.session.clear();
+        s.conversation.reset();
         Ok(())
     })
 }
@@ -306,7 +308,7 @@ pub unsafe extern "C" fn edgespec_session_generate(
         if prompt.is_empty() {
             return Err(invalid("prompt is empty".into()));
         }
-        let tokens = s.session.prompt_tokens(prompt, chat)?;
+        let tokens = s.conversation.session().prompt_tokens(prompt, chat)?;
         run(s, &tokens, max_tokens, callback, user_data, stats)
     })
 }
@@ -355,8 +357,119 @@ fn run(
     if max_tokens == 0 {
         return Err(invalid("max_tokens is 0".into()));
     }
-    let text_buf = &mut s.text;
-    let on_token = |token: Token, text: &str| -> bool {
+    let on_token = streamer(&mut s.text, callback, user_data);
+    let outcome = s
+        .conversation
+        .session_mut()
+        .generate(prompt, max_tokens as usize, on_token)?;
+    write_stats(&outcome, stats);
+    Ok(())
+}
+
+/// Adds a message to the session's conversation: `role` is "system",
+/// "user" or "assistant", `content` UTF-8. Nothing is generated.
+///
+/// # Safety
+/// `session` NULL or live; `role` and `content` NULL or NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn edgespec_session_add_message(
+    session: *mut edgespec_session,
+    role: *const c_char,
+    content: *const c_char,
+) -> edgespec_result {
+    guard(|| {
+        // SAFETY: NULL or a live handle per the caller's contract.
+        let s = unsafe { handle_mut(session, "session")? };
+        // SAFETY: checked by c_str.
+        let (role, content) = unsafe { (c_str(role, "role")?, c_str(content, "content")?) };
+        if !matches!(role, "system" | "user" | "assistant") {
+            return Err(invalid(format!(
+                "role {role:?} is not \"system\", \"user\" or \"assistant\""
+            )));
+        }
+        s.conversation.add(role, content);
+        Ok(())
+    })
+}
+
+/// Generates the assistant's answer to the conversation (which must end
+/// with a user message), streaming to `callback` (may be NULL); the answer
+/// joins the conversation. Only the tokens the caches do not hold yet are
+/// read: a new turn costs its own tokens, not the whole history. Writes
+/// `*stats` on success when `stats` is not NULL.
+///
+/// # Safety
+/// As `edgespec_session_generate`.
+#[no_mangle]
+pub unsafe extern "C" fn edgespec_session_respond(
+    session: *mut edgespec_session,
+    max_tokens: u32,
+    callback: edgespec_token_callback,
+    user_data: *mut c_void,
+    stats: *mut edgespec_stats,
+) -> edgespec_result {
+    guard(|| {
+        // SAFETY: NULL or a live handle per the caller's contract.
+        let s = unsafe { handle_mut(session, "session")? };
+        if max_tokens == 0 {
+            return Err(invalid("max_tokens is 0".into()));
+        }
+        if s.conversation.messages().last().map(|m| m.role.as_str()) != Some("user") {
+            return Err(invalid(
+                "the conversation must end with a user message".into(),
+            ));
+        }
+        let text_buf = &mut s.text;
+        let on_token = streamer(text_buf, callback, user_data);
+        let outcome = s.conversation.answer(max_tokens as usize, on_token)?;
+        write_stats(&outcome, stats);
+        Ok(())
+    })
+}
+
+/// Chooses what `edgespec_session_respond` does when the conversation no
+/// longer fits in the context: EDGESPEC_WHEN_FULL_ERROR (the default: the
+/// call fails with EDGESPEC_ERR_CONTEXT_FULL, the conversation stays) or
+/// EDGESPEC_WHEN_FULL_DROP_OLDEST (the oldest exchanges after the system
+/// messages are dropped until it fits).
+///
+/// # Safety
+/// `session` NULL or live.
+#[no_mangle]
+pub unsafe extern "C" fn edgespec_session_set_when_full(
+    session: *mut edgespec_session,
+    when_full: i32,
+) -> edgespec_result {
+    guard(|| {
+        // SAFETY: NULL or a live handle per the caller's contract.
+        let s = unsafe { handle_mut(session, "session")? };
+        let policy = match when_full {
+            EDGESPEC_WHEN_FULL_ERROR => WhenFull::Error,
+            EDGESPEC_WHEN_FULL_DROP_OLDEST => WhenFull::DropOldest,
+            other => {
+                return Err(invalid(format!(
+                    "when_full = {other} is not an EDGESPEC_WHEN_FULL_* value"
+                )))
+            }
+        };
+        s.conversation.set_when_full(policy);
+        Ok(())
+    })
+}
+
+/// `respond` fails with EDGESPEC_ERR_CONTEXT_FULL when the conversation no longer fits.
+pub const EDGESPEC_WHEN_FULL_ERROR: i32 = 0;
+/// `respond` drops the oldest exchanges (system messages stay) until it fits.
+pub const EDGESPEC_WHEN_FULL_DROP_OLDEST: i32 = 1;
+
+/// A token callback for the engines over the C callback: the text is copied
+/// into `text_buf` with a NUL so the callee gets a C string.
+fn streamer<'a>(
+    text_buf: &'a mut Vec<u8>,
+    callback: edgespec_token_callback,
+    user_data: *mut c_void,
+) -> impl FnMut(Token, &str) -> bool + 'a {
+    move |token: Token, text: &str| -> bool {
         let Some(cb) = callback else { return true };
         text_buf.clear();
         text_buf.extend_from_slice(text.as_bytes());
@@ -364,13 +477,14 @@ fn run(
         // SAFETY: the callback's contract: text is NUL-terminated and valid
         // for the call; user_data is passed through untouched.
         unsafe { cb(text_buf.as_ptr().cast(), text.len(), token, user_data) }
-    };
-    let outcome = s.session.generate(prompt, max_tokens as usize, on_token)?;
+    }
+}
+
+fn write_stats(outcome: &Outcome, stats: *mut edgespec_stats) {
     if !stats.is_null() {
         // SAFETY: non-null and writable per the caller's contract.
-        unsafe { *stats = to_c_stats(&outcome) };
+        unsafe { *stats = to_c_stats(outcome) };
     }
-    Ok(())
 }
 
 fn to_c_stats(outcome: &Outcome) -> edgespec_stats {

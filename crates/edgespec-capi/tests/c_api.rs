@@ -210,3 +210,37 @@ fn soak_through_the_c_api() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Issue 17: conversations from C — every kind's answers equal a fresh
+/// session given the whole history at once; bad calls get their codes.
+#[test]
+fn conversations_from_c_equal_the_history_read_whole() {
+    let (dir, target) = common::synthetic(&SyntheticSpec {
+        weight_scale: 3.0,
+        ..SyntheticSpec::default()
+    });
+    let drafter = dir.path().join("drafter.gguf");
+    SyntheticSpec {
+        seed: 2,
+        n_layer: 1,
+        weight_scale: 3.0,
+        ..SyntheticSpec::default()
+    }
+    .write(&drafter)
+    .unwrap();
+    let exe = compile_c(
+        &PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/c/conversation.c"),
+        dir.path(),
+    );
+    let out = Command::new(&exe)
+        .arg(&target)
+        .arg(&drafter)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("ALL OK"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

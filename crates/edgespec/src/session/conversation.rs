@@ -49,6 +49,17 @@ impl Conversation {
         &self.session
     }
 
+    /// The session, mutably: a one-shot [`Session::generate`] on it
+    /// empties the caches, which the next turn then reads again.
+    pub fn session_mut(&mut self) -> &mut Session {
+        &mut self.session
+    }
+
+    /// Chooses what a turn does when the history no longer fits.
+    pub fn set_when_full(&mut self, when_full: WhenFull) {
+        self.when_full = when_full;
+    }
+
     /// Adds a message of `role` (`system`, `user` or `assistant`) without
     /// generating: a system prompt, or a history to continue.
     pub fn add(&mut self, role: &str, content: &str) {
