@@ -117,7 +117,7 @@ fn a_full_context_is_an_error_or_drops_the_oldest_turns() {
     }
     let mut strict_failed = false;
     for turn in 0..6 {
-        if strict.respond(&long, 8, |_, _| true).is_err() {
+        if strict.respond(long, 8, |_, _| true).is_err() {
             strict_failed = true;
             // The failed turn left the history as it was.
             assert_eq!(strict.messages().len(), 1 + 2 * turn);
@@ -126,7 +126,7 @@ fn a_full_context_is_an_error_or_drops_the_oldest_turns() {
     }
     assert!(strict_failed, "the history outgrew 128 positions");
     for _ in 0..6 {
-        dropping.respond(&long, 8, |_, _| true).unwrap();
+        dropping.respond(long, 8, |_, _| true).unwrap();
     }
     let roles: Vec<&str> = dropping
         .messages()

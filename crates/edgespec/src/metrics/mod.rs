@@ -40,9 +40,12 @@ pub fn per_second(count: usize, time: Duration) -> f64 {
 }
 
 impl GenerationStats {
-    /// Prompt tokens per second.
+    /// Prompt tokens read per second (those found in the cache not counted).
     pub fn prompt_tok_per_s(&self) -> f64 {
-        per_second(self.prompt_tokens, self.prompt_time)
+        per_second(
+            self.prompt_tokens - self.prompt_tokens_cached,
+            self.prompt_time,
+        )
     }
 
     /// Generated tokens per second over the decode phase. The first token
@@ -71,7 +74,8 @@ mod tests {
     #[test]
     fn rates() {
         let s = GenerationStats {
-            prompt_tokens: 10,
+            prompt_tokens: 14,
+            prompt_tokens_cached: 4,
             generated_tokens: 21,
             prompt_time: Duration::from_millis(500),
             decode_time: Duration::from_secs(2),
