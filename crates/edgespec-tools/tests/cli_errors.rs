@@ -438,3 +438,72 @@ fn eval_resume_continues_an_interrupted_run() {
     unique.dedup();
     assert_eq!(unique.len(), 6, "nothing answered twice: {keys:?}");
 }
+
+/// Issue 17: `edgespec chat` driven as a user would: turns stream, the
+/// second turn reads only its new tokens (`/stats`), Ctrl-C during an
+/// answer stops it and keeps the session, `/exit` quits cleanly.
+#[test]
+fn chat_streams_turns_reuses_the_cache_and_survives_ctrl_c() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("m.gguf");
+    edgespec::synthetic::SyntheticSpec {
+        weight_scale: 3.0,
+        n_ctx: 8192,
+        ..Default::default()
+    }
+    .write(&model)
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_edgespec"))
+        .args([
+            "chat",
+            "-m",
+            model.to_str().unwrap(),
+            "-c",
+            "8192",
+            "-n",
+            "1500",
+        ])
+        .args(["--ignore-eos", "--system", "lomi neta"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    // A long answer: stop it with Ctrl-C once it streams.
+    writeln!(stdin, "kalo mine suta").unwrap();
+    let mut first = [0u8; 64];
+    stdout.read_exact(&mut first).unwrap();
+    // SAFETY: plain system call on our own child's pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    // The session goes on: a second turn, its figures, then quit.
+    writeln!(stdin, "ro vika\n/stats\n/exit").unwrap();
+    drop(stdin);
+    let mut rest = Vec::new();
+    stdout.read_to_end(&mut rest).unwrap();
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{stderr}");
+    assert!(stderr.contains("(stopped)"), "{stderr}");
+    let stats = BufReader::new(stderr.as_bytes())
+        .lines()
+        .map(Result::unwrap)
+        .find(|l| l.contains("from the cache"))
+        .unwrap_or_else(|| panic!("no /stats line: {stderr}"));
+    let numbers: Vec<usize> = stats
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    let (prompt, cached) = (numbers[0], numbers[1]);
+    assert!(cached > 0 && cached < prompt, "{stats}");
+    assert!(!rest.is_empty());
+}

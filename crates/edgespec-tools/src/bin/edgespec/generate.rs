@@ -3,81 +3,25 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use anyhow::{bail, Context as _};
-use clap::{Args, ValueEnum};
+use anyhow::Context as _;
+use clap::Args;
 
-use edgespec::draft::{
-    DraftLength, DraftModel, Drafter, LookupDrafter, ModelDrafter, DEFAULT_HYBRID_MIN_NGRAM,
-};
-use edgespec::ead::{EadConfig, EadStats};
-use edgespec::engine::{Context, ContextParams, Model, ModelParams, Sequence};
+use edgespec::draft::{DraftModel, Drafter, ModelDrafter};
+use edgespec::ead::EadStats;
+use edgespec::engine::{Context, ContextParams, Sequence};
 use edgespec::generate::{prompt_tokens, Generation};
 use edgespec::metrics::SpecStats;
-use edgespec::sampling::SamplingParams;
 use edgespec::session::{DraftKind, Session, SessionConfig};
 use edgespec_tools::trace::{record_trace, write_trace};
 
-/// How to generate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum GenMode {
-    /// Target alone, or speculative when a drafter is given (see --draft-kind).
-    Spec,
-    /// Entropy-adaptive decoding: --small generates while it is confident,
-    /// --large where its rolling entropy exceeds --ead-threshold.
-    Ead,
-    /// EAD, with the small model drafting for the large one inside
-    /// large-model regions (lossless there).
-    EadSpec,
-}
-
-/// `--gamma`: a number or `auto`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Gamma {
-    /// Fixed draft length.
-    Fixed(usize),
-    /// Cost-aware per round.
-    Auto,
-}
-
-impl std::str::FromStr for Gamma {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        if s == "auto" {
-            return Ok(Gamma::Auto);
-        }
-        s.parse::<usize>()
-            .map(Gamma::Fixed)
-            .map_err(|_| format!("expected a number or `auto`, got {s:?}"))
-    }
-}
+use crate::session_args::SessionArgs;
 
 /// Arguments of `generate`.
 #[derive(Debug, Args)]
 pub struct GenerateArgs {
-    /// Target model (GGUF); the large model in EAD modes.
-    #[arg(short, long, visible_alias = "large")]
-    model: PathBuf,
-    /// Generation mode.
-    #[arg(long, value_enum, default_value = "spec")]
-    mode: GenMode,
-    /// EAD: switch to the large model when the small model's rolling mean
-    /// entropy (bits) exceeds this; back below it.
-    #[arg(long, default_value_t = EadConfig::default().threshold_bits)]
-    ead_threshold: f64,
-    /// EAD: entropy values in the rolling mean.
-    #[arg(long, default_value_t = EadConfig::default().window)]
-    ead_window: usize,
-    /// EAD: tokens to generate after a switch before the next one.
-    #[arg(long, default_value_t = EadConfig::default().min_dwell)]
-    ead_dwell: usize,
-    /// EAD: hold the large model's share of tokens at this fraction by
-    /// moving the threshold (--ead-threshold is then only where it starts).
-    #[arg(long)]
-    ead_share: Option<f64>,
-    /// EAD: never fall back to the large model alone when EAD runs slower
-    /// than it (output then does not depend on timing).
-    #[arg(long)]
-    ead_no_fallback: bool,
+    /// Models and decoding.
+    #[command(flatten)]
+    pub session: SessionArgs,
     /// Prompt text.
     #[arg(short, long)]
     prompt: String,
@@ -87,67 +31,6 @@ pub struct GenerateArgs {
     /// Most tokens to generate.
     #[arg(short = 'n', long, default_value_t = 128)]
     max_tokens: usize,
-    /// Sampling temperature (0: greedy).
-    #[arg(long, default_value_t = 0.0)]
-    temp: f32,
-    /// Top-k (0: off).
-    #[arg(long, default_value_t = 0)]
-    top_k: usize,
-    /// Top-p (1: off).
-    #[arg(long, default_value_t = 1.0)]
-    top_p: f32,
-    /// RNG seed.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Never stop at end-of-generation tokens (fixed-length benchmark runs).
-    #[arg(long)]
-    ignore_eos: bool,
-    /// Threads (default: all cores).
-    #[arg(short, long)]
-    threads: Option<i32>,
-    /// Context size in tokens.
-    #[arg(short = 'c', long, default_value_t = 4096)]
-    ctx_size: u32,
-    /// Keep weights in their file layout (no repacked kernels): batched and
-    /// single-token passes then compute alike, so speculative output is
-    /// token-identical to target-only on K-quant models (slower on some CPUs).
-    #[arg(long)]
-    no_repack: bool,
-    /// Layers to offload to the GPU (CUDA builds).
-    #[arg(long, default_value_t = 0)]
-    gpu_layers: u32,
-    /// Drafter model for speculative decoding (same vocabulary as the
-    /// target); the small model in EAD modes.
-    #[arg(short, long, visible_alias = "small")]
-    draft: Option<PathBuf>,
-    /// Drafter kind: model, lookup, hybrid or trimmed (default: model with
-    /// --draft; the target alone without).
-    #[arg(long)]
-    draft_kind: Option<DraftKind>,
-    /// Source drafter of a trimmed --draft (default: the path stored in it).
-    #[arg(long)]
-    draft_source: Option<PathBuf>,
-    /// Draft length: a number (0..=64) or `auto` (cost-aware, chosen per round).
-    #[arg(long, default_value = "auto")]
-    gamma: Gamma,
-    /// Longest draft `--gamma auto` considers.
-    #[arg(long, default_value_t = 8)]
-    gamma_max: usize,
-    /// Stop drafting when the drafter's top probability falls below this.
-    #[arg(long)]
-    p_min: Option<f32>,
-    /// Shortest n-gram prompt lookup matches (lookup drafter).
-    #[arg(long, default_value_t = 2)]
-    lookup_min_ngram: usize,
-    /// Longest n-gram prompt lookup tries first.
-    #[arg(long, default_value_t = 4)]
-    lookup_max_ngram: usize,
-    /// Shortest lookup match the hybrid drafter weighs against its model.
-    #[arg(long, default_value_t = DEFAULT_HYBRID_MIN_NGRAM)]
-    hybrid_min_ngram: usize,
-    /// Only generate with the target (ignores --draft).
-    #[arg(long)]
-    target_only: bool,
     /// Print speculation metrics (α, τ, c, MBSU, per-phase times).
     #[arg(long)]
     stats: bool,
@@ -160,75 +43,13 @@ pub struct GenerateArgs {
 }
 
 pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
-    let kind = match (args.mode, args.target_only, args.draft_kind, &args.draft) {
-        (GenMode::Ead, _, _, _) => DraftKind::Ead,
-        (GenMode::EadSpec, _, _, _) => DraftKind::EadSpec,
-        (GenMode::Spec, true, _, _) => DraftKind::None,
-        (GenMode::Spec, false, Some(kind), _) => kind,
-        (GenMode::Spec, false, None, Some(_)) => DraftKind::Model,
-        (GenMode::Spec, false, None, None) => DraftKind::None,
-    };
-    if kind.needs_model() && args.draft.is_none() {
-        match kind {
-            DraftKind::Ead | DraftKind::EadSpec => bail!("{kind} needs a small model (--small)"),
-            _ => bail!("--draft-kind {kind} needs a drafter model (--draft)"),
-        }
-    }
+    let kind = args.session.kind()?;
     anyhow::ensure!(
         kind != DraftKind::None || args.trace.is_none(),
         "--trace records what a drafter offers: give --draft (or --draft-kind lookup)"
     );
-    let model_params = ModelParams {
-        gpu_layers: args.gpu_layers,
-        repack: !args.no_repack,
-        ..ModelParams::default()
-    };
-    let model = Model::load(&args.model, &model_params)
-        .with_context(|| format!("loading {}", args.model.display()))?;
-    let drafter = match (&args.draft, kind.needs_model()) {
-        (Some(path), true) => Some(
-            DraftModel::open(path, args.draft_source.as_deref(), &model_params)
-                .with_context(|| format!("loading drafter {}", path.display()))?,
-        ),
-        _ => None,
-    };
-    let mut context = ContextParams {
-        n_ctx: args.ctx_size,
-        ..ContextParams::default()
-    };
-    if let Some(t) = args.threads {
-        context.n_threads = t;
-        context.n_threads_batch = t;
-    }
-    let config = SessionConfig {
-        lookup: LookupDrafter {
-            min_ngram: args.lookup_min_ngram,
-            max_ngram: args.lookup_max_ngram,
-        },
-        hybrid_min_ngram: args.hybrid_min_ngram,
-        ead: EadConfig {
-            threshold_bits: args.ead_threshold,
-            window: args.ead_window,
-            min_dwell: args.ead_dwell,
-            large_share: args.ead_share,
-            fallback: !args.ead_no_fallback,
-        },
-        length: match args.gamma {
-            Gamma::Fixed(g) => DraftLength::Fixed(g),
-            Gamma::Auto => DraftLength::Auto {
-                max: args.gamma_max,
-            },
-        },
-        p_min: args.p_min,
-        sampling: SamplingParams {
-            temperature: args.temp,
-            top_k: args.top_k,
-            top_p: args.top_p,
-            seed: args.seed,
-        },
-        ignore_eos: args.ignore_eos,
-        ..SessionConfig::new(model.clone(), context.clone()).with_drafter(kind, drafter)
-    };
+    let config = args.session.config()?;
+    let model = config.target.clone();
     let prompt = prompt_tokens(&model, &args.prompt, args.chat)?;
     if let Some(path) = &args.trace {
         return trace(&args, &config, &prompt, path);
@@ -289,6 +110,7 @@ fn trace(
         "model"
     };
     let drafter_file = args
+        .session
         .draft
         .as_deref()
         .and_then(|p| p.file_name())
@@ -304,7 +126,7 @@ fn trace(
         &mut drafters,
         prompt,
         args.max_tokens,
-        args.gamma_max,
+        args.session.gamma_max,
     )?;
     trace.set = "generate".into();
     println!("{}", config.target.detokenize(&trace.output)?);

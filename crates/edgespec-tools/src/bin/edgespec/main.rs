@@ -1,12 +1,14 @@
 //! The `edgespec` command-line tool: argument parsing and the subcommands.
 
 mod bench;
+mod chat;
 mod eval;
 mod generate;
 mod info;
 mod inspect;
 mod profile;
 mod replay;
+mod session_args;
 mod synth;
 mod trim;
 
@@ -34,6 +36,8 @@ enum Command {
     Eval(eval::EvalCommand),
     /// Generate text from a prompt (target alone or speculative).
     Generate(generate::GenerateArgs),
+    /// Chat in the terminal: each turn reads only its new tokens.
+    Chat(chat::ChatArgs),
     /// Benchmark modes side by side on prompt sets, llama.cpp included.
     Bench(bench::BenchArgs),
     /// Measure this machine's cost curves (target and drafter passes by batch size).
@@ -56,6 +60,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Inspect(args) => inspect::run(args),
         Command::Generate(args) => generate::run(args),
+        Command::Chat(args) => chat::run(args),
         Command::Bench(args) => bench::run_bench(args),
         Command::Eval(command) => eval::run(command),
         Command::Synth(args) => synth::run(args),

@@ -1,0 +1,217 @@
+//! The model and session flags `generate` and `chat` share, and the
+//! session they describe.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context as _};
+use clap::{Args, ValueEnum};
+
+use edgespec::draft::{DraftLength, DraftModel, LookupDrafter, DEFAULT_HYBRID_MIN_NGRAM};
+use edgespec::ead::EadConfig;
+use edgespec::engine::{ContextParams, Model, ModelParams};
+use edgespec::sampling::SamplingParams;
+use edgespec::session::{DraftKind, SessionConfig};
+
+/// How to generate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GenMode {
+    /// Target alone, or speculative when a drafter is given (see --draft-kind).
+    Spec,
+    /// Entropy-adaptive decoding: --small generates while it is confident,
+    /// --large where its rolling entropy exceeds --ead-threshold.
+    Ead,
+    /// EAD, with the small model drafting for the large one inside
+    /// large-model regions (lossless there).
+    EadSpec,
+}
+
+/// `--gamma`: a number or `auto`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gamma {
+    /// Fixed draft length.
+    Fixed(usize),
+    /// Cost-aware per round.
+    Auto,
+}
+
+impl std::str::FromStr for Gamma {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "auto" {
+            return Ok(Gamma::Auto);
+        }
+        s.parse::<usize>()
+            .map(Gamma::Fixed)
+            .map_err(|_| format!("expected a number or `auto`, got {s:?}"))
+    }
+}
+
+/// Which models to load and how to decode with them.
+#[derive(Debug, Args)]
+pub struct SessionArgs {
+    /// Target model (GGUF); the large model in EAD modes.
+    #[arg(short, long, visible_alias = "large")]
+    pub model: PathBuf,
+    /// Generation mode.
+    #[arg(long, value_enum, default_value = "spec")]
+    pub mode: GenMode,
+    /// EAD: switch to the large model when the small model's rolling mean
+    /// entropy (bits) exceeds this; back below it.
+    #[arg(long, default_value_t = EadConfig::default().threshold_bits)]
+    pub ead_threshold: f64,
+    /// EAD: entropy values in the rolling mean.
+    #[arg(long, default_value_t = EadConfig::default().window)]
+    pub ead_window: usize,
+    /// EAD: tokens to generate after a switch before the next one.
+    #[arg(long, default_value_t = EadConfig::default().min_dwell)]
+    pub ead_dwell: usize,
+    /// EAD: hold the large model's share of tokens at this fraction by
+    /// moving the threshold (--ead-threshold is then only where it starts).
+    #[arg(long)]
+    pub ead_share: Option<f64>,
+    /// EAD: never fall back to the large model alone when EAD runs slower
+    /// than it (output then does not depend on timing).
+    #[arg(long)]
+    pub ead_no_fallback: bool,
+    /// Sampling temperature (0: greedy).
+    #[arg(long, default_value_t = 0.0)]
+    pub temp: f32,
+    /// Top-k (0: off).
+    #[arg(long, default_value_t = 0)]
+    pub top_k: usize,
+    /// Top-p (1: off).
+    #[arg(long, default_value_t = 1.0)]
+    pub top_p: f32,
+    /// RNG seed.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Never stop at end-of-generation tokens (fixed-length benchmark runs).
+    #[arg(long)]
+    pub ignore_eos: bool,
+    /// Threads (default: all cores).
+    #[arg(short, long)]
+    pub threads: Option<i32>,
+    /// Context size in tokens.
+    #[arg(short = 'c', long, default_value_t = 4096)]
+    pub ctx_size: u32,
+    /// Keep weights in their file layout (no repacked kernels): batched and
+    /// single-token passes then compute alike, so speculative output is
+    /// token-identical to target-only on K-quant models (slower on some CPUs).
+    #[arg(long)]
+    pub no_repack: bool,
+    /// Layers to offload to the GPU (CUDA builds).
+    #[arg(long, default_value_t = 0)]
+    pub gpu_layers: u32,
+    /// Drafter model for speculative decoding (same vocabulary as the
+    /// target); the small model in EAD modes.
+    #[arg(short, long, visible_alias = "small")]
+    pub draft: Option<PathBuf>,
+    /// Drafter kind: model, lookup, hybrid or trimmed (default: model with
+    /// --draft; the target alone without).
+    #[arg(long)]
+    pub draft_kind: Option<DraftKind>,
+    /// Source drafter of a trimmed --draft (default: the path stored in it).
+    #[arg(long)]
+    pub draft_source: Option<PathBuf>,
+    /// Draft length: a number (0..=64) or `auto` (cost-aware, chosen per round).
+    #[arg(long, default_value = "auto")]
+    pub gamma: Gamma,
+    /// Longest draft `--gamma auto` considers.
+    #[arg(long, default_value_t = 8)]
+    pub gamma_max: usize,
+    /// Stop drafting when the drafter's top probability falls below this.
+    #[arg(long)]
+    pub p_min: Option<f32>,
+    /// Shortest n-gram prompt lookup matches (lookup drafter).
+    #[arg(long, default_value_t = 2)]
+    pub lookup_min_ngram: usize,
+    /// Longest n-gram prompt lookup tries first.
+    #[arg(long, default_value_t = 4)]
+    pub lookup_max_ngram: usize,
+    /// Shortest lookup match the hybrid drafter weighs against its model.
+    #[arg(long, default_value_t = DEFAULT_HYBRID_MIN_NGRAM)]
+    pub hybrid_min_ngram: usize,
+    /// Only generate with the target (ignores --draft).
+    #[arg(long)]
+    pub target_only: bool,
+}
+
+impl SessionArgs {
+    /// The draft kind these flags ask for.
+    pub fn kind(&self) -> anyhow::Result<DraftKind> {
+        let kind = match (self.mode, self.target_only, self.draft_kind, &self.draft) {
+            (GenMode::Ead, _, _, _) => DraftKind::Ead,
+            (GenMode::EadSpec, _, _, _) => DraftKind::EadSpec,
+            (GenMode::Spec, true, _, _) => DraftKind::None,
+            (GenMode::Spec, false, Some(kind), _) => kind,
+            (GenMode::Spec, false, None, Some(_)) => DraftKind::Model,
+            (GenMode::Spec, false, None, None) => DraftKind::None,
+        };
+        if kind.needs_model() && self.draft.is_none() {
+            match kind {
+                DraftKind::Ead | DraftKind::EadSpec => {
+                    bail!("{kind} needs a small model (--small)")
+                }
+                _ => bail!("--draft-kind {kind} needs a drafter model (--draft)"),
+            }
+        }
+        Ok(kind)
+    }
+
+    /// Loads the models and fills the session's configuration.
+    pub fn config(&self) -> anyhow::Result<SessionConfig> {
+        let kind = self.kind()?;
+        let model_params = ModelParams {
+            gpu_layers: self.gpu_layers,
+            repack: !self.no_repack,
+            ..ModelParams::default()
+        };
+        let model = Model::load(&self.model, &model_params)
+            .with_context(|| format!("loading {}", self.model.display()))?;
+        let drafter = match (&self.draft, kind.needs_model()) {
+            (Some(path), true) => Some(
+                DraftModel::open(path, self.draft_source.as_deref(), &model_params)
+                    .with_context(|| format!("loading drafter {}", path.display()))?,
+            ),
+            _ => None,
+        };
+        let mut context = ContextParams {
+            n_ctx: self.ctx_size,
+            ..ContextParams::default()
+        };
+        if let Some(t) = self.threads {
+            context.n_threads = t;
+            context.n_threads_batch = t;
+        }
+        let config = SessionConfig {
+            lookup: LookupDrafter {
+                min_ngram: self.lookup_min_ngram,
+                max_ngram: self.lookup_max_ngram,
+            },
+            hybrid_min_ngram: self.hybrid_min_ngram,
+            ead: EadConfig {
+                threshold_bits: self.ead_threshold,
+                window: self.ead_window,
+                min_dwell: self.ead_dwell,
+                large_share: self.ead_share,
+                fallback: !self.ead_no_fallback,
+            },
+            length: match self.gamma {
+                Gamma::Fixed(g) => DraftLength::Fixed(g),
+                Gamma::Auto => DraftLength::Auto {
+                    max: self.gamma_max,
+                },
+            },
+            p_min: self.p_min,
+            sampling: SamplingParams {
+                temperature: self.temp,
+                top_k: self.top_k,
+                top_p: self.top_p,
+                seed: self.seed,
+            },
+            ignore_eos: self.ignore_eos,
+            ..SessionConfig::new(model.clone(), context.clone()).with_drafter(kind, drafter)
+        };
+        Ok(config)
+    }
+}
