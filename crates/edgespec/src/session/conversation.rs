@@ -26,6 +26,7 @@ pub struct Conversation {
     session: Session,
     messages: Vec<ChatMessage>,
     when_full: WhenFull,
+    reuse: bool,
 }
 
 impl Conversation {
@@ -36,6 +37,7 @@ impl Conversation {
             session,
             messages: Vec::new(),
             when_full,
+            reuse: true,
         }
     }
 
@@ -53,6 +55,12 @@ impl Conversation {
     /// empties the caches, which the next turn then reads again.
     pub fn session_mut(&mut self) -> &mut Session {
         &mut self.session
+    }
+
+    /// Whether turns read only what the caches lack (the default) or the
+    /// whole history from empty caches (for comparison).
+    pub fn set_reuse(&mut self, reuse: bool) {
+        self.reuse = reuse;
     }
 
     /// Chooses what a turn does when the history no longer fits.
@@ -91,7 +99,9 @@ impl Conversation {
         on_token: impl FnMut(Token, &str) -> bool,
     ) -> Result<Outcome, GenerateError> {
         let prompt = self.fitted_prompt(max_tokens)?;
-        let outcome = self.session.run(&prompt, max_tokens, true, on_token)?;
+        let outcome = self
+            .session
+            .run(&prompt, max_tokens, self.reuse, on_token)?;
         self.add("assistant", &outcome.generation.text);
         Ok(outcome)
     }

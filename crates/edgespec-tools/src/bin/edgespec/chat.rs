@@ -39,6 +39,10 @@ pub struct ChatArgs {
     /// What a turn does when the conversation outgrows the context.
     #[arg(long, value_enum, default_value = "drop-oldest")]
     when_full: WhenFullArg,
+    /// Read the whole conversation again every turn (as without a cache;
+    /// for comparison).
+    #[arg(long)]
+    no_cache_reuse: bool,
 }
 
 /// Set by Ctrl-C while an answer is being generated: stop it.
@@ -53,6 +57,7 @@ pub fn run(args: ChatArgs) -> anyhow::Result<()> {
         WhenFullArg::DropOldest => WhenFull::DropOldest,
     };
     let mut conversation = Conversation::new(Session::new(config)?, when_full);
+    conversation.set_reuse(!args.no_cache_reuse);
     if let Some(system) = &args.system {
         conversation.add("system", system);
     }
