@@ -6,6 +6,7 @@
 #![warn(missing_docs)]
 
 pub mod bench;
+pub mod cost_cache;
 pub mod eval;
 pub mod jsonl;
 pub mod profile;

@@ -507,3 +507,61 @@ fn chat_streams_turns_reuses_the_cache_and_survives_ctrl_c() {
     assert!(cached > 0 && cached < prompt, "{stats}");
     assert!(!rest.is_empty());
 }
+
+/// Issue 17: the cost cache — a second run with the same models and
+/// settings skips calibration; other settings get their own entry; a
+/// corrupt entry is ignored (calibrated again and rewritten), never fatal.
+#[test]
+fn the_cost_cache_skips_calibration_on_the_next_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("t.gguf");
+    let drafter = dir.path().join("d.gguf");
+    edgespec::synthetic::SyntheticSpec::default()
+        .write(&target)
+        .unwrap();
+    edgespec::synthetic::SyntheticSpec {
+        seed: 2,
+        n_layer: 1,
+        ..Default::default()
+    }
+    .write(&drafter)
+    .unwrap();
+    let cache = dir.path().join("costs");
+    let run = |threads: &str| {
+        let (ok, err) = edgespec(&[
+            "generate",
+            "-m",
+            target.to_str().unwrap(),
+            "-d",
+            drafter.to_str().unwrap(),
+            "-p",
+            "kalo mine",
+            "-n",
+            "16",
+            "--stats",
+            "-t",
+            threads,
+            "--cost-cache",
+            cache.to_str().unwrap(),
+        ]);
+        assert!(ok, "{err}");
+        let line = err
+            .lines()
+            .find(|l| l.contains("calibration"))
+            .unwrap_or_else(|| panic!("{err}"))
+            .to_owned();
+        (line.contains("calibration 0 ms"), err)
+    };
+    let entries = || std::fs::read_dir(&cache).map_or(0, |d| d.count());
+    assert!(!run("2").0, "the first run calibrates");
+    assert_eq!(entries(), 1);
+    assert!(run("2").0, "the second run uses the cache");
+    assert!(!run("1").0, "other threads: another entry");
+    assert_eq!(entries(), 2);
+    for entry in std::fs::read_dir(&cache).unwrap() {
+        std::fs::write(entry.unwrap().path(), "{ torn").unwrap();
+    }
+    let (cached, err) = run("2");
+    assert!(!cached && err.contains("not a cost cache entry"), "{err}");
+    assert!(run("2").0, "rewritten after the corrupt one");
+}

@@ -105,6 +105,18 @@ impl BatchCurve {
     }
 }
 
+/// What a [`CostModel`] has measured, to keep between processes (a cost
+/// cache): a session given one skips its start-up calibration.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CostSnapshot {
+    /// Target pass ms by batch size (measured sizes only).
+    pub verify: Vec<(usize, f64)>,
+    /// Drafter ms per step.
+    pub draft: Option<f64>,
+    /// Drafter catch-up ms by batch size (measured sizes only).
+    pub catch_up: Vec<(usize, f64)>,
+}
+
 /// Measured costs in milliseconds.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct CostModel {
@@ -117,6 +129,36 @@ pub struct CostModel {
 }
 
 impl CostModel {
+    /// What has been measured.
+    pub fn snapshot(&self) -> CostSnapshot {
+        let measured = |curve: &BatchCurve| {
+            (1..=MAX_BATCH)
+                .filter_map(|b| curve.measured(b).map(|ms| (b, ms)))
+                .collect()
+        };
+        CostSnapshot {
+            verify: measured(&self.verify),
+            draft: self.draft.get(),
+            catch_up: measured(&self.catch_up),
+        }
+    }
+
+    /// Costs as measured earlier (each value counts as one observation, so
+    /// this run's passes soon outweigh it).
+    pub fn from_snapshot(snapshot: &CostSnapshot) -> Self {
+        let mut costs = Self::default();
+        for &(b, ms) in &snapshot.verify {
+            costs.verify.observe(b, ms);
+        }
+        if let Some(ms) = snapshot.draft {
+            costs.observe_draft(1, ms);
+        }
+        for &(b, ms) in &snapshot.catch_up {
+            costs.catch_up.observe(b, ms);
+        }
+        costs
+    }
+
     /// Records a target decode of `batch` tokens.
     pub fn observe_verify(&mut self, batch: usize, ms: f64) {
         self.verify.observe(batch, ms);

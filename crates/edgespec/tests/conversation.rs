@@ -143,3 +143,33 @@ fn a_full_context_is_an_error_or_drops_the_oldest_turns() {
         Some("assistant")
     );
 }
+
+/// Issue 17: a session given the costs an earlier one measured skips its
+/// start-up calibration and generates the same greedy output.
+#[test]
+fn costs_from_an_earlier_session_skip_calibration() {
+    let (_dir, target, drafter) = common::synthetic_pair();
+    let config = || SessionConfig {
+        length: DraftLength::Auto { max: 8 },
+        ..SessionConfig::new(target.clone(), common::ctx_params(256))
+            .with_drafter(DraftKind::Model, Some(DraftModel::Full(drafter.clone())))
+    };
+    let mut first = Session::new(config()).unwrap();
+    assert!(first.costs().is_none(), "nothing measured yet");
+    let prompt = [edgespec::synthetic::BOS, 300, 301, 302];
+    let a = first.generate(&prompt, 24, |_, _| true).unwrap();
+    assert!(a.speculation.unwrap().calibration_time > std::time::Duration::ZERO);
+    let costs = first.costs().expect("measured");
+    assert!(!costs.verify.is_empty() && costs.draft.is_some());
+    let mut second = Session::new(SessionConfig {
+        costs: Some(costs),
+        ..config()
+    })
+    .unwrap();
+    let b = second.generate(&prompt, 24, |_, _| true).unwrap();
+    assert_eq!(
+        b.speculation.unwrap().calibration_time,
+        std::time::Duration::ZERO
+    );
+    assert_eq!(a.generation.tokens, b.generation.tokens);
+}

@@ -11,6 +11,7 @@ use std::sync::Arc;
 pub use conversation::{Conversation, WhenFull};
 pub use kind::{DraftKind, DraftKindError};
 
+use crate::costs::CostSnapshot;
 use crate::draft::{
     DraftLength, DraftModel, Drafter, HybridDrafter, LookupDrafter, ModelDrafter,
     DEFAULT_HYBRID_MIN_NGRAM,
@@ -49,6 +50,11 @@ pub struct SessionConfig {
     pub ignore_eos: bool,
     /// Context window and threads, shared by every model of the session.
     pub context: ContextParams,
+    /// Pass costs measured earlier with these models, settings and machine
+    /// (a cost cache, see [`Session::costs`]): a speculative session given
+    /// them skips its start-up calibration. The caller keys them; wrong
+    /// costs only make the draft-length policy choose worse.
+    pub costs: Option<CostSnapshot>,
 }
 
 impl SessionConfig {
@@ -67,6 +73,7 @@ impl SessionConfig {
             sampling: SamplingParams::greedy(),
             ignore_eos: false,
             context,
+            costs: None,
         }
     }
 
@@ -141,11 +148,11 @@ impl Session {
         };
         policy.validate()?;
         let speculative = |d: Box<dyn Drafter>| -> Result<Decoder, GenerateError> {
-            Ok(Decoder::Speculative(Box::new(Speculator::new(
-                target()?,
-                Some(d),
-                policy,
-            )?)))
+            let mut speculator = Speculator::new(target()?, Some(d), policy)?;
+            if let Some(costs) = &config.costs {
+                speculator.assume_costs(costs);
+            }
+            Ok(Decoder::Speculative(Box::new(speculator)))
         };
         let decoder = match config.kind {
             DraftKind::None => Decoder::Target(Box::new(Sequence::new(target()?))),
@@ -268,6 +275,17 @@ impl Session {
                 }
             }
         })
+    }
+
+    /// The pass costs this session has measured (calibration refined by
+    /// every pass since), to hand to a later session as
+    /// [`SessionConfig::costs`]; `None` before a speculative session's
+    /// first generation and for other kinds.
+    pub fn costs(&self) -> Option<CostSnapshot> {
+        match &self.decoder {
+            Decoder::Speculative(s) => s.costs(),
+            _ => None,
+        }
     }
 
     /// Seeds the target's sampling stream of the next generations (a

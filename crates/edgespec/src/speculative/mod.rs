@@ -12,7 +12,7 @@ pub mod verify;
 
 use std::time::Instant;
 
-use crate::costs::CostModel;
+use crate::costs::{CostModel, CostSnapshot};
 use crate::draft::{check_vocab_compatible, Draft, DraftSource, Drafter, MAX_DRAFT};
 use crate::engine::{Context, EngineError, Logits, Sequence, Token};
 use crate::error::GenerateError;
@@ -118,6 +118,19 @@ impl Speculator {
     /// The target context.
     pub fn target(&self) -> &Context {
         self.target.context()
+    }
+
+    /// Starts from costs measured earlier with the same models on this
+    /// machine: no calibration at the first generation.
+    pub fn assume_costs(&mut self, snapshot: &CostSnapshot) {
+        *self.policy.costs_mut() = CostModel::from_snapshot(snapshot);
+        self.calibrated = true;
+    }
+
+    /// What the costs are now (calibrated and refined by every pass), once
+    /// they are known.
+    pub fn costs(&self) -> Option<CostSnapshot> {
+        self.calibrated.then(|| self.policy.costs().snapshot())
     }
 
     /// The target context, mutably.

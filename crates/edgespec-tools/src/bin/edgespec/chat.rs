@@ -13,7 +13,7 @@ use clap::{Args, ValueEnum};
 
 use edgespec::session::{Conversation, Outcome, Session, WhenFull};
 
-use crate::session_args::SessionArgs;
+use crate::session_args::{save_costs, SessionArgs};
 
 /// `--when-full`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -52,6 +52,7 @@ static ANSWERING: AtomicBool = AtomicBool::new(false);
 
 pub fn run(args: ChatArgs) -> anyhow::Result<()> {
     let config = args.session.config()?;
+    let cost_cache = args.session.cost_cache(&config);
     let when_full = match args.when_full {
         WhenFullArg::Error => WhenFull::Error,
         WhenFullArg::DropOldest => WhenFull::DropOldest,
@@ -97,7 +98,10 @@ pub fn run(args: ChatArgs) -> anyhow::Result<()> {
             _ => answer(|on_token| conversation.respond(text, args.max_tokens, on_token)),
         };
         match result {
-            Ok(outcome) => last = Some(outcome),
+            Ok(outcome) => {
+                save_costs(cost_cache.as_ref(), conversation.session());
+                last = Some(outcome);
+            }
             Err(e) => eprintln!("error: {e}"),
         }
     }

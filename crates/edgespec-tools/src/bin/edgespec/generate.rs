@@ -14,7 +14,7 @@ use edgespec::metrics::SpecStats;
 use edgespec::session::{DraftKind, Session, SessionConfig};
 use edgespec_tools::trace::{record_trace, write_trace};
 
-use crate::session_args::SessionArgs;
+use crate::session_args::{save_costs, SessionArgs};
 
 /// Arguments of `generate`.
 #[derive(Debug, Args)]
@@ -54,6 +54,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     if let Some(path) = &args.trace {
         return trace(&args, &config, &prompt, path);
     }
+    let cost_cache = args.session.cost_cache(&config);
     let mut session = Session::new(config)?;
     let mut stdout = std::io::stdout().lock();
     let print = |_, text: &str| {
@@ -65,6 +66,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     };
     session.target_mut().reset_llama_counters();
     let outcome = session.generate(&prompt, args.max_tokens, print)?;
+    save_costs(cost_cache.as_ref(), &session);
     finish(
         &outcome.generation,
         outcome.speculation.as_ref().filter(|_| args.stats),

@@ -10,7 +10,9 @@ use edgespec::draft::{DraftLength, DraftModel, LookupDrafter, DEFAULT_HYBRID_MIN
 use edgespec::ead::EadConfig;
 use edgespec::engine::{ContextParams, Model, ModelParams};
 use edgespec::sampling::SamplingParams;
-use edgespec::session::{DraftKind, SessionConfig};
+use edgespec::session::{DraftKind, Session, SessionConfig};
+use edgespec_tools::bench::MachineInfo;
+use edgespec_tools::cost_cache::{self, CostCache, CostKey, FileId};
 
 /// How to generate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -134,6 +136,14 @@ pub struct SessionArgs {
     /// Only generate with the target (ignores --draft).
     #[arg(long)]
     pub target_only: bool,
+    /// Folder of the cost cache: pass costs measured by an earlier run with
+    /// the same models, settings and machine, so this one skips its
+    /// start-up calibration (default: ~/.cache/edgespec/costs).
+    #[arg(long)]
+    pub cost_cache: Option<PathBuf>,
+    /// Neither read nor write the cost cache.
+    #[arg(long, conflicts_with = "cost_cache")]
+    pub no_cost_cache: bool,
 }
 
 impl SessionArgs {
@@ -156,6 +166,45 @@ impl SessionArgs {
             }
         }
         Ok(kind)
+    }
+
+    /// The cost cache entry of `config` (speculative kinds only), unless
+    /// switched off.
+    pub fn cost_cache(&self, config: &SessionConfig) -> Option<CostCache> {
+        let speculative = matches!(
+            config.kind,
+            DraftKind::Lookup | DraftKind::Model | DraftKind::Hybrid | DraftKind::Trimmed
+        );
+        if self.no_cost_cache || !speculative {
+            return None;
+        }
+        let dir = self.cost_cache.clone().or_else(cost_cache::default_dir)?;
+        let drafter = match &self.draft {
+            Some(path) if config.kind.needs_model() => Some(FileId::of(path).ok()?),
+            _ => None,
+        };
+        let machine = MachineInfo::detect(vec![config.context.n_threads]);
+        let key = CostKey {
+            edgespec: machine.edgespec,
+            ggml: machine.ggml,
+            cpu: machine.cpu,
+            backend: machine.backend,
+            target: FileId::of(&self.model).ok()?,
+            drafter,
+            session: format!(
+                "{} {:?} p_min {:?} lookup {:?} hybrid {} ctx {}",
+                config.kind,
+                config.length,
+                config.p_min,
+                config.lookup,
+                config.hybrid_min_ngram,
+                config.context.n_ctx
+            ),
+            threads: config.context.n_threads,
+            repack: !self.no_repack,
+            gpu_layers: self.gpu_layers,
+        };
+        Some(CostCache::new(&dir, key))
     }
 
     /// Loads the models and fills the session's configuration.
@@ -212,6 +261,26 @@ impl SessionArgs {
             ignore_eos: self.ignore_eos,
             ..SessionConfig::new(model.clone(), context.clone()).with_drafter(kind, drafter)
         };
+        let mut config = config;
+        if let Some(cache) = self.cost_cache(&config) {
+            config.costs = cache.load();
+            if config.costs.is_some() {
+                log::info!(
+                    "pass costs from {} (no calibration)",
+                    cache.path().display()
+                );
+            }
+        }
         Ok(config)
+    }
+}
+
+/// Stores what `session` measured in its cost cache entry (a failure to
+/// write only warns: the cache saves time, it holds nothing else).
+pub fn save_costs(cache: Option<&CostCache>, session: &Session) {
+    if let (Some(cache), Some(costs)) = (cache, session.costs()) {
+        if let Err(e) = cache.save(&costs) {
+            log::warn!("cost cache {}: {e}", cache.path().display());
+        }
     }
 }
