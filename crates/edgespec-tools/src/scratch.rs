@@ -80,9 +80,20 @@ fn remove_on_interrupt() {
     INSTALL.call_once(|| {
         let handler = || {
             for path in lock_live().drain(..) {
-                remove(&path);
+                // The main thread keeps running meanwhile and may be writing
+                // into a scratch folder: try until it is gone.
+                for _ in 0..1000 {
+                    remove(&path);
+                    if !path.exists() {
+                        break;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
             }
-            std::process::exit(130);
+            // _exit, not exit: the main thread may be inside llama.cpp, whose
+            // static destructors must not run under it.
+            // SAFETY: terminates the process at once; nothing after it runs.
+            unsafe { libc::_exit(130) }
         };
         if let Err(e) = ctrlc::set_handler(handler) {
             log::warn!("scratch files will not be removed on Ctrl-C: {e}");

@@ -92,8 +92,9 @@ impl Default for Limits {
 
 /// Bytes of each output stream kept (the tail).
 const OUTPUT_CAP: usize = 64 << 10;
-/// How long to wait for the output readers once the program is gone.
-const READER_GRACE: Duration = Duration::from_secs(1);
+/// How long to wait for the output streams to close once the program is
+/// gone.
+const READER_GRACE: Duration = Duration::from_secs(2);
 /// The unprivileged user a root caller runs candidates as.
 const NOBODY: u32 = 65534;
 
@@ -194,11 +195,15 @@ impl Sandbox {
         // leader is not reaped yet, so its id still names this group.
         kill_group(&child);
         let status = child.wait().map_err(io)?;
+        // Both streams close once every process holding them is gone (under
+        // bubblewrap the PID namespace dies with its first process, but not
+        // at once): waiting for that keeps the leftovers from outliving the
+        // call.
+        let stdout = stdout.recv_timeout(READER_GRACE).unwrap_or_default();
+        let stderr = stderr.recv_timeout(READER_GRACE).unwrap_or_default();
         if timed_out {
             return Ok(Outcome::TimedOut);
         }
-        let stdout = stdout.recv_timeout(READER_GRACE).unwrap_or_default();
-        let stderr = stderr.recv_timeout(READER_GRACE).unwrap_or_default();
         let finished = String::from_utf8_lossy(&stdout)
             .lines()
             .next_back()
@@ -521,7 +526,11 @@ mod tests {
             let r = sandbox.check(&problem(), bomb).unwrap();
             assert!(!r.passed(), "{iso:?}: {r:?}");
             assert!(started.elapsed() < Duration::from_secs(6), "{iso:?}");
-            std::thread::sleep(Duration::from_millis(200));
+            // Every fork is on its way out (SIGKILLed): none may survive.
+            let gone = Instant::now() + Duration::from_secs(5);
+            while processes_in(root.path()) > 0 && Instant::now() < gone {
+                std::thread::sleep(Duration::from_millis(50));
+            }
             assert_eq!(processes_in(root.path()), 0, "{iso:?}");
         }
     }
