@@ -440,6 +440,15 @@ mod tests {
             .count()
     }
 
+    /// No process mentions `dir` any more (those SIGKILLed get 5 s to go).
+    fn assert_none_left(dir: &Path, what: &str) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while processes_in(dir) > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert_eq!(processes_in(dir), 0, "{what} left a process");
+    }
+
     #[test]
     fn tells_pass_from_fail_and_timeout() {
         let mut sandbox = sandbox(5000);
@@ -503,15 +512,12 @@ mod tests {
                 let started = Instant::now();
                 let r = sandbox.check(&p, &format!("{leftover}{ADD}")).unwrap();
                 assert_eq!(r, Outcome::Passed, "{iso:?} {leftover:?}");
+                // Not the 60 s the leftover sleeps.
                 assert!(
-                    started.elapsed() < Duration::from_secs(3),
+                    started.elapsed() < Duration::from_secs(10),
                     "{iso:?} {leftover:?}"
                 );
-                assert_eq!(
-                    processes_in(root.path()),
-                    0,
-                    "{iso:?}: {leftover:?} left a process"
-                );
+                assert_none_left(root.path(), &format!("{iso:?}: {leftover:?}"));
             }
         }
     }
@@ -525,13 +531,8 @@ mod tests {
             let started = Instant::now();
             let r = sandbox.check(&problem(), bomb).unwrap();
             assert!(!r.passed(), "{iso:?}: {r:?}");
-            assert!(started.elapsed() < Duration::from_secs(6), "{iso:?}");
-            // Every fork is on its way out (SIGKILLed): none may survive.
-            let gone = Instant::now() + Duration::from_secs(5);
-            while processes_in(root.path()) > 0 && Instant::now() < gone {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            assert_eq!(processes_in(root.path()), 0, "{iso:?}");
+            assert!(started.elapsed() < Duration::from_secs(10), "{iso:?}");
+            assert_none_left(root.path(), &format!("{iso:?}"));
         }
     }
 
