@@ -425,7 +425,7 @@ fn eval_resume_continues_an_interrupted_run() {
     let text = std::fs::read_to_string(&results).unwrap();
     assert!(
         text.starts_with(&first),
-        "earlier answers kept as they were"
+        "earlier answers kept as they were:\n{first}\n---\n{text}"
     );
     let keys: Vec<(String, String)> = text
         .lines()

@@ -219,14 +219,17 @@ fn humaneval(args: HumanevalArgs) -> anyhow::Result<()> {
             .collect(),
     };
     std::fs::create_dir_all(&args.out)?;
-    // The earlier records are rewritten whole (a torn last line dropped),
-    // then new ones are appended as they finish.
-    let mut kept = String::new();
-    for record in &earlier {
-        kept += &serde_json::to_string(record)?;
-        kept.push('\n');
-    }
-    edgespec_tools::scratch::write_atomically(&results_path, kept.as_bytes())?;
+    // The earlier lines are kept byte for byte up to the last complete one
+    // (a torn last line dropped; re-serialising would change floats in
+    // their last digit), then new records are appended as they finish.
+    let kept = if args.resume {
+        let bytes = std::fs::read(&results_path).unwrap_or_default();
+        let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        bytes[..complete].to_vec()
+    } else {
+        Vec::new()
+    };
+    edgespec_tools::scratch::write_atomically(&results_path, &kept)?;
     let mut results = std::fs::OpenOptions::new()
         .append(true)
         .open(&results_path)?;
