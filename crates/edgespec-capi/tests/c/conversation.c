@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 #include "edgespec.h"
+#include "check.h"
 
 #define MAX_IDS 256
 typedef struct {
@@ -28,16 +29,6 @@ static bool collect(const char *text, size_t len, int32_t token, void *user) {
     return true;
 }
 
-static int failures = 0;
-#define CHECK(cond, ...)                                     \
-    do {                                                     \
-        if (!(cond)) {                                       \
-            failures++;                                      \
-            printf("FAIL line %d: ", __LINE__);              \
-            printf(__VA_ARGS__);                             \
-            printf(" (%s)\n", edgespec_last_error());        \
-        }                                                    \
-    } while (0)
 
 int main(int argc, char **argv) {
     if (argc < 3) return 2;

@@ -25,6 +25,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "edgespec.h"
+#include "check.h"
 
 #define MAX_TEXT 8192
 
@@ -89,16 +90,6 @@ static const edgespec_model *drafter_for(int kind, const edgespec_model *drafter
     return kind == EDGESPEC_DRAFT_NONE || kind == EDGESPEC_DRAFT_LOOKUP ? NULL : drafter;
 }
 
-static int failures = 0;
-#define CHECK(cond, ...)                                  \
-    do {                                                  \
-        if (!(cond)) {                                    \
-            failures++;                                   \
-            printf("FAIL line %d: ", __LINE__);           \
-            printf(__VA_ARGS__);                          \
-            printf(" (%s)\n", edgespec_last_error());     \
-        }                                                 \
-    } while (0)
 
 /* One deliberate error, by number; returns its result code. */
 static edgespec_result deliberate_error(int which, const edgespec_model *target,

@@ -79,10 +79,14 @@ pub fn resumable(
     Ok(Some(existing))
 }
 
+/// The settings part of a raw-text count's inputs hash (there are none
+/// besides the documents).
+pub const RAW_TEXT_SETTINGS: &str = "raw text";
+
 /// Tokenizes each line of a corpus (in parallel) and counts the ids.
 pub fn count_raw_text(model: &Model, lines: &[String]) -> Result<TokenCounts, TrimError> {
     let mut counts = TokenCounts {
-        inputs_sha256: Some(inputs_sha256(lines, "raw text")),
+        inputs_sha256: Some(inputs_sha256(lines, RAW_TEXT_SETTINGS)),
         ..TokenCounts::new(model, CountSource::RawText, lines.len())
     };
     let n = counts.vocab_size;

@@ -8,7 +8,9 @@ mod choose;
 mod counts;
 mod trim;
 
-pub use calibrate::{calibrate_generations, count_raw_text, resumable, CalibrationProgress};
+pub use calibrate::{
+    calibrate_generations, count_raw_text, resumable, CalibrationProgress, RAW_TEXT_SETTINGS,
+};
 pub use choose::{best_k, k_candidates, measure_k, KPoint};
 pub use counts::{inputs_sha256, vocab_fingerprint, CountSource, TokenCounts};
 pub use trim::{select_ids, trim_drafter, Trimmer};

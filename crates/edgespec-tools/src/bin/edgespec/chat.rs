@@ -51,8 +51,7 @@ static STOP: AtomicBool = AtomicBool::new(false);
 static ANSWERING: AtomicBool = AtomicBool::new(false);
 
 pub fn run(args: ChatArgs) -> anyhow::Result<()> {
-    let config = args.session.config()?;
-    let cost_cache = args.session.cost_cache(&config);
+    let (config, cost_cache) = args.session.config()?;
     let when_full = match args.when_full {
         WhenFullArg::Error => WhenFull::Error,
         WhenFullArg::DropOldest => WhenFull::DropOldest,

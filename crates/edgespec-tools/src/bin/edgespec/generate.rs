@@ -48,13 +48,12 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         kind != DraftKind::None || args.trace.is_none(),
         "--trace records what a drafter offers: give --draft (or --draft-kind lookup)"
     );
-    let config = args.session.config()?;
+    let (config, cost_cache) = args.session.config()?;
     let model = config.target.clone();
     let prompt = prompt_tokens(&model, &args.prompt, args.chat)?;
     if let Some(path) = &args.trace {
         return trace(&args, &config, &prompt, path);
     }
-    let cost_cache = args.session.cost_cache(&config);
     let mut session = Session::new(config)?;
     let mut stdout = std::io::stdout().lock();
     let print = |_, text: &str| {

@@ -170,7 +170,7 @@ impl SessionArgs {
 
     /// The cost cache entry of `config` (speculative kinds only), unless
     /// switched off.
-    pub fn cost_cache(&self, config: &SessionConfig) -> Option<CostCache> {
+    fn cost_cache(&self, config: &SessionConfig) -> Option<CostCache> {
         let speculative = matches!(
             config.kind,
             DraftKind::Lookup | DraftKind::Model | DraftKind::Hybrid | DraftKind::Trimmed
@@ -207,8 +207,10 @@ impl SessionArgs {
         Some(CostCache::new(&dir, key))
     }
 
-    /// Loads the models and fills the session's configuration.
-    pub fn config(&self) -> anyhow::Result<SessionConfig> {
+    /// Loads the models and fills the session's configuration, with the
+    /// costs of its cost cache entry when the entry holds them; returns the
+    /// entry too, for [`save_costs`] after generating.
+    pub fn config(&self) -> anyhow::Result<(SessionConfig, Option<CostCache>)> {
         let kind = self.kind()?;
         let model_params = ModelParams {
             gpu_layers: self.gpu_layers,
@@ -232,7 +234,7 @@ impl SessionArgs {
             context.n_threads = t;
             context.n_threads_batch = t;
         }
-        let config = SessionConfig {
+        let mut config = SessionConfig {
             lookup: LookupDrafter {
                 min_ngram: self.lookup_min_ngram,
                 max_ngram: self.lookup_max_ngram,
@@ -261,8 +263,8 @@ impl SessionArgs {
             ignore_eos: self.ignore_eos,
             ..SessionConfig::new(model.clone(), context.clone()).with_drafter(kind, drafter)
         };
-        let mut config = config;
-        if let Some(cache) = self.cost_cache(&config) {
+        let cache = self.cost_cache(&config);
+        if let Some(cache) = &cache {
             config.costs = cache.load();
             if config.costs.is_some() {
                 log::info!(
@@ -271,7 +273,7 @@ impl SessionArgs {
                 );
             }
         }
-        Ok(config)
+        Ok((config, cache))
     }
 }
 

@@ -16,7 +16,7 @@ use edgespec_tools::bench::load_prompts;
 use edgespec_tools::scratch::Scratch;
 use edgespec_tools::vocabtrim::{
     best_k, calibrate_generations, count_raw_text, inputs_sha256, k_candidates, measure_k,
-    resumable, CountSource, TokenCounts, Trimmer,
+    resumable, CountSource, TokenCounts, Trimmer, RAW_TEXT_SETTINGS,
 };
 
 /// Arguments of `calibrate`.
@@ -93,7 +93,7 @@ pub fn calibrate(args: CalibrateArgs) -> anyhow::Result<()> {
         .with_context(|| format!("loading {}", args.target.display()))?;
     let counts = if let Some(corpus) = &args.raw_text {
         let lines = corpus_documents(corpus)?;
-        let inputs = inputs_sha256(&lines, "raw text");
+        let inputs = inputs_sha256(&lines, RAW_TEXT_SETTINGS);
         match resumable(&args.out, CountSource::RawText, &inputs, args.force)? {
             Some(done) => done,
             None => {
