@@ -65,6 +65,12 @@ typedef enum {
   EDGESPEC_ERR_PANIC = 12,
   // The session needs a drafter model that was not given.
   EDGESPEC_ERR_MISSING_DRAFTER = 13,
+  // A prompt cache was refused: not a prompt cache, damaged, written by
+  // another edgespec version or with another target model, or one
+  // llama.cpp could not save or restore.
+  EDGESPEC_ERR_PROMPT_CACHE = 14,
+  // Reading or writing a file failed (the message names it).
+  EDGESPEC_ERR_IO = 15,
 } edgespec_result;
 
 // A loaded model (opaque). Shareable across threads and sessions.
@@ -299,6 +305,37 @@ edgespec_result edgespec_session_respond(edgespec_session *session,
                                          edgespec_token_callback callback,
                                          void *user_data,
                                          edgespec_stats *stats);
+
+// Reads the conversation so far (typically a long system prompt or a
+// document) into every model's cache, then saves the caches to the file
+// at `path` (UTF-8), written whole or not at all. An existing file is
+// replaced only when it is a prompt cache (EDGESPEC_ERR_PROMPT_CACHE
+// otherwise, the file untouched). `*n_tokens` (may be NULL) receives the
+// tokens saved.
+//
+// # Safety
+// `session` NULL or live; `path` NULL or a NUL-terminated string;
+// `n_tokens` NULL or writable.
+edgespec_result edgespec_session_save_cache(edgespec_session *session,
+                                            const char *path,
+                                            uint32_t *n_tokens);
+
+// Restores the caches saved by `edgespec_session_save_cache` (in any
+// process, with the same target model and edgespec version) into this
+// session. Add the same messages the cache was made from (the file holds
+// the caches, not the messages): the next `edgespec_session_respond` then
+// reads only the tokens after them. A file that is not a prompt cache, is
+// damaged, or was made by another edgespec version or with another target
+// model is refused with EDGESPEC_ERR_PROMPT_CACHE (EDGESPEC_ERR_IO when it
+// cannot be read, EDGESPEC_ERR_CONTEXT_FULL when it holds more than the
+// context); the session's caches are then empty and it goes on working.
+//
+// # Safety
+// `session` NULL or live; `path` NULL or a NUL-terminated string;
+// `n_tokens` NULL or writable.
+edgespec_result edgespec_session_load_cache(edgespec_session *session,
+                                            const char *path,
+                                            uint32_t *n_tokens);
 
 // Chooses what `edgespec_session_respond` does when the conversation no
 // longer fits in the context: EDGESPEC_WHEN_FULL_ERROR (the default: the

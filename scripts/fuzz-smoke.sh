@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 seconds=${1:-30}
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
-for target in gguf_parse trimmed_metadata text_files; do
+for target in gguf_parse trimmed_metadata text_files prompt_cache; do
   # Runs on a copy: the committed corpus changes only by a deliberate cmin.
   work=$(mktemp -d)
   cp -r "corpus/$target/." "$work/"

@@ -6,6 +6,7 @@ use std::ffi::{c_char, CString};
 use edgespec::draft::VocabError;
 use edgespec::engine::EngineError;
 use edgespec::error::GenerateError;
+use edgespec::session::PromptCacheError;
 
 /// Result of every fallible function. The numbers are part of the ABI and
 /// are never renumbered; new codes are only ever appended.
@@ -40,6 +41,12 @@ pub enum edgespec_result {
     EDGESPEC_ERR_PANIC = 12,
     /// The session needs a drafter model that was not given.
     EDGESPEC_ERR_MISSING_DRAFTER = 13,
+    /// A prompt cache was refused: not a prompt cache, damaged, written by
+    /// another edgespec version or with another target model, or one
+    /// llama.cpp could not save or restore.
+    EDGESPEC_ERR_PROMPT_CACHE = 14,
+    /// Reading or writing a file failed (the message names it).
+    EDGESPEC_ERR_IO = 15,
 }
 
 /// A failure on its way to C.
@@ -74,6 +81,7 @@ impl From<EngineError> for Failure {
             EngineError::NoChatTemplate | EngineError::UnsupportedChatTemplate => {
                 EDGESPEC_ERR_CHAT_TEMPLATE
             }
+            EngineError::StateSave | EngineError::StateRestore { .. } => EDGESPEC_ERR_PROMPT_CACHE,
             EngineError::InvalidParam { .. }
             | EngineError::TokenOutOfRange { .. }
             | EngineError::NulInText
@@ -96,6 +104,20 @@ impl From<GenerateError> for Failure {
                 other.to_string(),
             ),
         }
+    }
+}
+
+impl From<PromptCacheError> for Failure {
+    fn from(e: PromptCacheError) -> Self {
+        let code = match &e {
+            PromptCacheError::Io { .. } => edgespec_result::EDGESPEC_ERR_IO,
+            PromptCacheError::Engine {
+                source: EngineError::ContextFull { .. },
+                ..
+            } => edgespec_result::EDGESPEC_ERR_CONTEXT_FULL,
+            _ => edgespec_result::EDGESPEC_ERR_PROMPT_CACHE,
+        };
+        fail(code, e.to_string())
     }
 }
 

@@ -427,6 +427,80 @@ pub unsafe extern "C" fn edgespec_session_respond(
     })
 }
 
+/// Reads the conversation so far (typically a long system prompt or a
+/// document) into every model's cache, then saves the caches to the file
+/// at `path` (UTF-8), written whole or not at all. An existing file is
+/// replaced only when it is a prompt cache (EDGESPEC_ERR_PROMPT_CACHE
+/// otherwise, the file untouched). `*n_tokens` (may be NULL) receives the
+/// tokens saved.
+///
+/// # Safety
+/// `session` NULL or live; `path` NULL or a NUL-terminated string;
+/// `n_tokens` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn edgespec_session_save_cache(
+    session: *mut edgespec_session,
+    path: *const c_char,
+    n_tokens: *mut u32,
+) -> edgespec_result {
+    guard(|| {
+        // SAFETY: NULL or a live handle per the caller's contract.
+        let s = unsafe { handle_mut(session, "session")? };
+        // SAFETY: checked by c_str.
+        let path = unsafe { c_str(path, "path")? };
+        if s.conversation.messages().is_empty() {
+            return Err(invalid(
+                "the conversation is empty: add the messages to save first".into(),
+            ));
+        }
+        let history = s.conversation.render().map_err(Failure::from)?;
+        let session = s.conversation.session_mut();
+        session.prefill(&history)?;
+        let saved = session.save_prompt_cache(std::path::Path::new(path))?;
+        if !n_tokens.is_null() {
+            // SAFETY: non-NULL and writable per the caller's contract.
+            unsafe { *n_tokens = saved.min(u32::MAX as usize) as u32 };
+        }
+        Ok(())
+    })
+}
+
+/// Restores the caches saved by `edgespec_session_save_cache` (in any
+/// process, with the same target model and edgespec version) into this
+/// session. Add the same messages the cache was made from (the file holds
+/// the caches, not the messages): the next `edgespec_session_respond` then
+/// reads only the tokens after them. A file that is not a prompt cache, is
+/// damaged, or was made by another edgespec version or with another target
+/// model is refused with EDGESPEC_ERR_PROMPT_CACHE (EDGESPEC_ERR_IO when it
+/// cannot be read, EDGESPEC_ERR_CONTEXT_FULL when it holds more than the
+/// context); the session's caches are then empty and it goes on working.
+///
+/// # Safety
+/// `session` NULL or live; `path` NULL or a NUL-terminated string;
+/// `n_tokens` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn edgespec_session_load_cache(
+    session: *mut edgespec_session,
+    path: *const c_char,
+    n_tokens: *mut u32,
+) -> edgespec_result {
+    guard(|| {
+        // SAFETY: NULL or a live handle per the caller's contract.
+        let s = unsafe { handle_mut(session, "session")? };
+        // SAFETY: checked by c_str.
+        let path = unsafe { c_str(path, "path")? };
+        let restored = s
+            .conversation
+            .session_mut()
+            .load_prompt_cache(std::path::Path::new(path))?;
+        if !n_tokens.is_null() {
+            // SAFETY: non-NULL and writable per the caller's contract.
+            unsafe { *n_tokens = restored.min(u32::MAX as usize) as u32 };
+        }
+        Ok(())
+    })
+}
+
 /// Chooses what `edgespec_session_respond` does when the conversation no
 /// longer fits in the context: EDGESPEC_WHEN_FULL_ERROR (the default: the
 /// call fails with EDGESPEC_ERR_CONTEXT_FULL, the conversation stays) or

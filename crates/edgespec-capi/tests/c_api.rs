@@ -222,3 +222,12 @@ fn soak_through_the_c_api() {
 fn conversations_from_c_equal_the_history_read_whole() {
     run_c_on_synthetic_pair("conversation", &[]);
 }
+
+/// Issue 17: prompt caches from C — saved after a system prompt, restored
+/// in a new session, the answer equal to reading the whole history; bad
+/// files and arguments get their codes.
+#[test]
+fn prompt_caches_from_c_restore_exactly_and_refuse_what_is_not_theirs() {
+    let dir = tempfile::tempdir().unwrap();
+    run_c_on_synthetic_pair("prompt_cache", &[dir.path().to_str().unwrap()]);
+}

@@ -1,6 +1,6 @@
 //! The cost cache: pass costs a speculative session measured, kept on disk
-//! so the next run with the same models, settings and machine skips its
-//! start-up calibration. A file is named by the hash of its key and holds
+//! so the next run with the same models, settings and machine reads its
+//! first prompt without timing passes on it. A file is named by the hash of its key and holds
 //! the key itself, which must match whole; a stale, foreign or corrupt file
 //! is ignored (with a warning), never an error.
 

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use edgespec::costs::{BatchCurve, CostModel, MAX_BATCH};
+use edgespec::draft::TIMED_CATCH_UP;
 
 /// Profile format version written into every file.
 pub const PROFILE_VERSION: u32 = 1;
@@ -165,9 +166,9 @@ impl CostProfile {
             })
     }
 
-    /// Fills `costs` with what start-up calibration would have measured on
+    /// Fills `costs` with what a first prompt read would have measured on
     /// this machine: target passes at `sizes`, and the drafter's step and
-    /// small catch-up batches.
+    /// catch-up batches ([`TIMED_CATCH_UP`]).
     pub fn seed(&self, sizes: &[usize], drafter: Option<&ModelCosts>, costs: &mut CostModel) {
         let target = self.target.curve();
         for &b in sizes {
@@ -176,7 +177,7 @@ impl CostProfile {
         if let Some(d) = drafter {
             let curve = d.curve();
             costs.observe_draft(1, d.step());
-            for b in 1..=4 {
+            for b in TIMED_CATCH_UP {
                 costs.observe_catch_up(b, curve.ms(b));
             }
         }

@@ -16,10 +16,10 @@ use crate::trace::Trace;
 use edgespec::costs::BatchCurve;
 use edgespec::draft::{
     Draft, DraftControl, DraftLength, DraftSource, Drafter, HybridDrafter, LookupDrafter,
-    DEFAULT_HYBRID_MIN_NGRAM,
+    DEFAULT_HYBRID_MIN_NGRAM, MAX_DRAFT,
 };
 use edgespec::engine::{EngineError, Token};
-use edgespec::speculative::{calibration_sizes, Policy, PolicyConfig, PolicyError, RoundOutcome};
+use edgespec::speculative::{timed_verify_sizes, Policy, PolicyConfig, PolicyError, RoundOutcome};
 
 /// Which drafter a replayed setting uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -281,7 +281,7 @@ pub struct Replayer {
 
 impl Replayer {
     /// A fresh process for `setting` on the machine `profile` describes,
-    /// its costs measured at start-up as calibration would have.
+    /// its costs measured on its first prompt as a speculative session's are.
     pub fn new(setting: &Setting, profile: &CostProfile) -> Result<Self, ReplayError> {
         let clock = Clock::default();
         let model = |kind: &str| -> Result<(Box<TraceDrafter>, &ModelCosts), ReplayError> {
@@ -306,9 +306,20 @@ impl Replayer {
             }
         };
         let mut policy = Policy::new(setting.config)?;
-        let lookup = matches!(source, Source::Lookup(_) | Source::Hybrid(_));
-        let sizes = calibration_sizes(&setting.config, lookup);
-        profile.seed(&sizes, drafter_costs, policy.costs_mut());
+        profile.seed(
+            &timed_verify_sizes(&setting.config),
+            drafter_costs,
+            policy.costs_mut(),
+        );
+        // The prompt's pass stands in for the longest verification until
+        // one is measured (a long prompt assumed).
+        let longest = setting
+            .config
+            .cap_for(DraftSource::Lookup { matched: MAX_DRAFT })
+            + 1;
+        policy
+            .costs_mut()
+            .assume_verify(longest, profile.target.curve().ms(longest));
         Ok(Self {
             policy,
             source,

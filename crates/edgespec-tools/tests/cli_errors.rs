@@ -439,13 +439,98 @@ fn eval_resume_continues_an_interrupted_run() {
     assert_eq!(unique.len(), 6, "nothing answered twice: {keys:?}");
 }
 
-/// Issue 17: `edgespec chat` driven as a user would: turns stream, the
-/// second turn reads only its new tokens (`/stats`), Ctrl-C during an
-/// answer stops it and keeps the session, `/exit` quits cleanly.
+/// A terminal for a child process: the master side, read on a thread
+/// into `output`.
+struct Terminal {
+    master: std::fs::File,
+    output: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+}
+
+impl Terminal {
+    /// Starts `command` as the leader of a new session whose controlling
+    /// terminal is a fresh pty (stdin, stdout and stderr on it), as a shell
+    /// would: Ctrl-C typed into it is a SIGINT from the terminal.
+    fn spawn(mut command: Command) -> (Self, std::process::Child) {
+        use std::os::fd::{FromRawFd, OwnedFd};
+        use std::os::unix::process::CommandExt;
+        let (mut master, mut slave) = (0, 0);
+        // SAFETY: openpty writes two descriptors; no name, termios or size.
+        let rc = unsafe {
+            libc::openpty(
+                &mut master,
+                &mut slave,
+                std::ptr::null_mut(),
+                std::ptr::null(),
+                std::ptr::null(),
+            )
+        };
+        assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
+        // SAFETY: both descriptors were just opened and are owned here.
+        let (master, slave) =
+            unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+        command
+            .stdin(slave.try_clone().unwrap())
+            .stdout(slave.try_clone().unwrap())
+            .stderr(slave);
+        // SAFETY: setsid and ioctl are async-signal-safe; the child makes
+        // its stdin (the pty) its controlling terminal.
+        unsafe {
+            command.pre_exec(|| {
+                if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = command.spawn().unwrap();
+        drop(command); // the parent's copies of the slave side
+        let master = std::fs::File::from(master);
+        let output = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut reader = master.try_clone().unwrap();
+        let sink = output.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            // EIO once every slave descriptor is closed (the child left).
+            while let Ok(n @ 1..) = std::io::Read::read(&mut reader, &mut buf) {
+                sink.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        });
+        (Self { master, output }, child)
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.output.lock().unwrap()).into_owned()
+    }
+
+    /// Types `keys` as a user would.
+    fn type_keys(&mut self, keys: &str) {
+        std::io::Write::write_all(&mut self.master, keys.as_bytes()).unwrap();
+    }
+
+    /// Waits (two minutes at most) until the screen shows `what` after byte `from`.
+    fn wait_for(&self, what: &str, from: usize) -> usize {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        loop {
+            let text = self.text();
+            if let Some(at) = text.get(from..).and_then(|t| t.find(what)) {
+                return from + at + what.len();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no {what:?} on the terminal:\n{text}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
+
+/// Issue 17: `edgespec chat` in a terminal, driven as a user would: the
+/// system prompt goes to a prompt cache, turns stream, the second turn
+/// reads only its new tokens (`/stats`), Ctrl-C typed during an answer
+/// stops it and keeps the session, `/exit` quits cleanly; a second chat
+/// restores the system prompt from the cache.
 #[test]
-fn chat_streams_turns_reuses_the_cache_and_survives_ctrl_c() {
-    use std::io::{BufRead, BufReader, Read, Write};
-    use std::process::Stdio;
+fn chat_in_a_terminal_streams_reuses_caches_and_survives_ctrl_c() {
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("m.gguf");
     edgespec::synthetic::SyntheticSpec {
@@ -455,57 +540,63 @@ fn chat_streams_turns_reuses_the_cache_and_survives_ctrl_c() {
     }
     .write(&model)
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_edgespec"))
-        .args([
-            "chat",
-            "-m",
-            model.to_str().unwrap(),
-            "-c",
-            "8192",
-            "-n",
-            "1500",
-        ])
-        .args(["--ignore-eos", "--system", "lomi neta"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    // A long answer: stop it with Ctrl-C once it streams.
-    writeln!(stdin, "kalo mine suta").unwrap();
-    let mut first = [0u8; 64];
-    stdout.read_exact(&mut first).unwrap();
-    // SAFETY: plain system call on our own child's pid.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let cache = dir.path().join("system.cache");
+    let system = "lomi neta kalo mine suta ro vika ".repeat(8);
+    let chat = || {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_edgespec"));
+        command
+            .args([
+                "chat",
+                "-m",
+                model.to_str().unwrap(),
+                "-c",
+                "8192",
+                "-n",
+                "1500",
+            ])
+            .args(["--ignore-eos", "--system", &system, "--prompt-cache"])
+            .arg(&cache);
+        Terminal::spawn(command)
+    };
+    let (mut term, mut child) = chat();
+    let at = term.wait_for("0 tokens restored", 0);
+    let at = term.wait_for("saved)", at);
+    let at = term.wait_for("> ", at);
+    // A long answer: Ctrl-C once it streams.
+    term.type_keys("kalo mine suta\r");
+    let at = term.wait_for("kalo mine suta", at);
+    while term.text().len() < at + 200 {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    term.type_keys("\x03");
+    let at = term.wait_for("(stopped)", at);
     // The session goes on: a second turn, its figures, then quit.
-    writeln!(stdin, "ro vika\n/stats\n/exit").unwrap();
-    drop(stdin);
-    let mut rest = Vec::new();
-    stdout.read_to_end(&mut rest).unwrap();
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
+    let at = term.wait_for("> ", at);
+    term.type_keys("ro vika\r");
+    let at = term.wait_for("> ", at + "ro vika".len());
+    term.type_keys("/stats\r");
+    let stats_at = term.wait_for("from the cache", at);
+    term.type_keys("/exit\r");
     let status = child.wait().unwrap();
-    assert!(status.success(), "{stderr}");
-    assert!(stderr.contains("(stopped)"), "{stderr}");
-    let stats = BufReader::new(stderr.as_bytes())
-        .lines()
-        .map(Result::unwrap)
-        .find(|l| l.contains("from the cache"))
-        .unwrap_or_else(|| panic!("no /stats line: {stderr}"));
+    let text = term.text();
+    assert!(status.success(), "{status:?}\n{text}");
+    let stats = text[..stats_at].lines().last().unwrap();
     let numbers: Vec<usize> = stats
         .split(|c: char| !c.is_ascii_digit())
         .filter_map(|n| n.parse().ok())
         .collect();
     let (prompt, cached) = (numbers[0], numbers[1]);
     assert!(cached > 0 && cached < prompt, "{stats}");
-    assert!(!rest.is_empty());
+
+    // A second chat restores the system prompt and reads nothing of it.
+    let (mut term, mut child) = chat();
+    let restored = term.wait_for(" tokens restored", 0);
+    let line = term.text()[..restored].lines().last().unwrap().to_owned();
+    assert!(!line.contains(": 0 tokens"), "{line}");
+    let at = term.wait_for("> ", restored);
+    assert!(!term.text()[..at].contains("saved)"), "{}", term.text());
+    term.type_keys("/exit\r");
+    assert!(child.wait().unwrap().success(), "{}", term.text());
 }
 
 /// Issue 17: the cost cache — a second run with the same models and

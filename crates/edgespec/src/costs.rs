@@ -1,11 +1,15 @@
 //! Measured costs in milliseconds: target passes by batch size, drafter
 //! steps and catch-up batches, smoothed online.
 
-/// Exponential moving average with a count.
+/// Exponential moving average with a count: the first observation sets the
+/// value, each later one moves it by [`Ema::WEIGHT`] of the difference. A
+/// value carried over from an earlier run ([`Ema::assume`]) stands until
+/// the first observation replaces it.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Ema {
     value: f64,
     count: u32,
+    assumed: bool,
 }
 
 impl Ema {
@@ -21,9 +25,18 @@ impl Ema {
         self.count = self.count.saturating_add(1);
     }
 
+    /// Starts from `x` measured elsewhere, until the first observation.
+    pub fn assume(&mut self, x: f64) {
+        *self = Self {
+            value: x,
+            count: 0,
+            assumed: true,
+        };
+    }
+
     /// The average, if anything was observed.
     pub fn get(&self) -> Option<f64> {
-        (self.count > 0).then_some(self.value)
+        (self.count > 0 || self.assumed).then_some(self.value)
     }
 }
 
@@ -54,6 +67,16 @@ impl BatchCurve {
         if batch > 0 && ms.is_finite() && ms >= 0.0 {
             if let Some(slot) = self.slots.get_mut(batch) {
                 slot.add(ms);
+            }
+        }
+    }
+
+    /// Starts from a pass time measured by an earlier run, which this
+    /// run's first pass of that size replaces.
+    pub fn assume(&mut self, batch: usize, ms: f64) {
+        if batch > 0 && ms.is_finite() && ms >= 0.0 {
+            if let Some(slot) = self.slots.get_mut(batch) {
+                slot.assume(ms);
             }
         }
     }
@@ -105,8 +128,37 @@ impl BatchCurve {
     }
 }
 
+/// How to read `len` pending tokens so that the passes a cost model needs
+/// are timed on the way: a head read in one batch (0 when nothing is left
+/// for it), then one batch of each size in `sizes` that still fits, the
+/// largest first and the smallest last, always when it fits (so with a
+/// size of 1 the final batch's only output is the last token's). The head's pass also warms the weights, so the timed
+/// passes that follow are steady ones.
+pub fn timed_tail(len: usize, sizes: &[usize]) -> (usize, Vec<usize>) {
+    let mut sizes: Vec<usize> = sizes.iter().copied().filter(|&b| b > 0).collect();
+    sizes.sort_unstable_by(|a, b| b.cmp(a));
+    sizes.dedup();
+    let Some(&smallest) = sizes.last() else {
+        return (len, Vec::new());
+    };
+    let mut tail = Vec::with_capacity(sizes.len());
+    let mut left = len;
+    for &b in &sizes[..sizes.len() - 1] {
+        // Room is kept for the smallest batch, which comes last.
+        if b + smallest <= left {
+            tail.push(b);
+            left -= b;
+        }
+    }
+    if smallest <= left {
+        tail.push(smallest);
+        left -= smallest;
+    }
+    (left, tail)
+}
+
 /// What a [`CostModel`] has measured, to keep between processes (a cost
-/// cache): a session given one skips its start-up calibration.
+/// cache): a session given one reads its first prompt without timing it.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct CostSnapshot {
     /// Target pass ms by batch size (measured sizes only).
@@ -143,20 +195,27 @@ impl CostModel {
         }
     }
 
-    /// Costs as measured earlier (each value counts as one observation, so
-    /// this run's passes soon outweigh it).
+    /// Costs as measured earlier: each value stands until this run's first
+    /// pass of its kind and size replaces it (a machine busier or idler
+    /// than it was then does not steer this run for long).
     pub fn from_snapshot(snapshot: &CostSnapshot) -> Self {
         let mut costs = Self::default();
         for &(b, ms) in &snapshot.verify {
-            costs.verify.observe(b, ms);
+            costs.verify.assume(b, ms);
         }
-        if let Some(ms) = snapshot.draft {
-            costs.observe_draft(1, ms);
+        if let Some(ms) = snapshot.draft.filter(|ms| ms.is_finite() && *ms >= 0.0) {
+            costs.draft.assume(ms);
         }
         for &(b, ms) in &snapshot.catch_up {
-            costs.catch_up.observe(b, ms);
+            costs.catch_up.assume(b, ms);
         }
         costs
+    }
+
+    /// Takes `ms` as the target's pass over `batch` tokens until a pass of
+    /// that size is measured (a guess from a pass that was not one).
+    pub fn assume_verify(&mut self, batch: usize, ms: f64) {
+        self.verify.assume(batch, ms);
     }
 
     /// Records a target decode of `batch` tokens.
@@ -237,6 +296,18 @@ mod tests {
     }
 
     #[test]
+    fn an_assumed_value_stands_until_the_first_observation_replaces_it() {
+        let mut e = Ema::default();
+        assert_eq!(e.get(), None);
+        e.assume(130.0);
+        assert_eq!(e.get(), Some(130.0));
+        e.add(58.0);
+        assert_eq!(e.get(), Some(58.0));
+        e.add(68.0);
+        assert_eq!(e.get(), Some(59.0));
+    }
+
+    #[test]
     fn catch_up_uses_the_batch_curve_once_measured() {
         let mut c = CostModel::default();
         assert_eq!(c.catch_up_ms(3), 0.0);
@@ -249,6 +320,16 @@ mod tests {
         assert!(c.catch_up_is_measured());
         assert_eq!(c.catch_up_ms(2), 22.0);
         assert_eq!(c.catch_up_ms(0), 0.0);
+    }
+
+    #[test]
+    fn a_timed_tail_takes_what_fits_largest_first() {
+        assert_eq!(timed_tail(32, &[1, 9]), (22, vec![9, 1]));
+        assert_eq!(timed_tail(9, &[9, 1, 9]), (8, vec![1]));
+        assert_eq!(timed_tail(10, &[9, 1]), (0, vec![9, 1]));
+        assert_eq!(timed_tail(5, &[1, 2, 9]), (2, vec![2, 1]));
+        assert_eq!(timed_tail(0, &[1, 2]), (0, vec![]));
+        assert_eq!(timed_tail(3, &[0]), (3, vec![]));
     }
 
     #[test]

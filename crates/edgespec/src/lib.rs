@@ -6,6 +6,7 @@
 //! trimming) build on it. See README.md, ARCHITECTURE.md and DESIGN.md.
 #![warn(missing_docs)]
 
+pub mod atomic_file;
 pub mod costs;
 pub mod draft;
 pub mod ead;

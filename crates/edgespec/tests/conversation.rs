@@ -145,7 +145,7 @@ fn a_full_context_is_an_error_or_drops_the_oldest_turns() {
 }
 
 /// Issue 17: a session given the costs an earlier one measured skips its
-/// start-up calibration and generates the same greedy output.
+/// timing passes on its first prompt and generates the same greedy output.
 #[test]
 fn costs_from_an_earlier_session_skip_calibration() {
     let (_dir, target, drafter) = common::synthetic_pair();

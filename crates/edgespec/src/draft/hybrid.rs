@@ -1,10 +1,11 @@
 //! Lookup when the text repeats itself, the model otherwise.
 
 use super::{Draft, DraftControl, DraftSource, Drafter, LookupDrafter, ModelDrafter};
-use crate::costs::CostModel;
 use std::sync::Arc;
+use std::time::Duration;
 
-use crate::engine::{EngineError, Model, Token};
+use crate::costs::CostModel;
+use crate::engine::{EngineError, Model, Sequence, Token};
 
 /// Shortest lookup match a hybrid drafter considers by default: the lookup
 /// drafter's own; the policy then weighs each match against the model.
@@ -75,8 +76,20 @@ impl<M: Drafter> Drafter for HybridDrafter<M> {
         self.model.bytes_per_token()
     }
 
-    fn calibrate(&mut self, costs: &mut CostModel) -> Result<(), EngineError> {
-        self.model.calibrate(costs)
+    fn prefill(
+        &mut self,
+        tokens: &[Token],
+        costs: Option<&mut CostModel>,
+    ) -> Result<Duration, EngineError> {
+        self.model.prefill(tokens, costs)
+    }
+
+    fn cache(&self) -> Option<&Sequence> {
+        self.model.cache()
+    }
+
+    fn cache_mut(&mut self) -> Option<&mut Sequence> {
+        self.model.cache_mut()
     }
 
     fn vocabulary(&self) -> Option<&Arc<Model>> {

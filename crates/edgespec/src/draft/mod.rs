@@ -16,14 +16,15 @@ mod vocab;
 
 pub use hybrid::{HybridDrafter, DEFAULT_HYBRID_MIN_NGRAM};
 pub use lookup::{find_continuation, LookupDrafter, LookupMatch};
-pub use model::{DraftModel, ModelDrafter};
+pub use model::{DraftModel, ModelDrafter, TIMED_CATCH_UP};
 pub use trimmed::TrimmedSource;
 pub use vocab::{check_vocab_compatible, VocabError};
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::costs::{CostModel, MAX_BATCH};
-use crate::engine::{EngineError, Model, Token};
+use crate::engine::{EngineError, Model, Sequence, Token};
 
 /// Longest draft edgespec ever proposes in one round: one verification
 /// pass (the last token and the draft) fits the cost model's largest batch.
@@ -244,12 +245,26 @@ pub trait Drafter: Send {
     fn commit(&mut self, committed: &[Token]) -> Result<(), EngineError>;
     /// Weight bytes one model draft step reads (0 for lookup).
     fn bytes_per_token(&self) -> u64;
-    /// Times this drafter's model passes on a scratch sequence into `costs`
-    /// (one step, and the small catch-up batches a drafting round leaves),
-    /// so the policy has costs before the first round. Nothing for drafters
-    /// that run no model.
-    fn calibrate(&mut self, _costs: &mut CostModel) -> Result<(), EngineError> {
-        Ok(())
+    /// Reads `tokens` into the drafter's cache now (what it does not hold
+    /// of them) instead of at its first draft; with `costs`, the last ones
+    /// in the batch sizes of a drafting round's step and catch-up
+    /// ([`TIMED_CATCH_UP`]), each timed into them. Returns the time of the
+    /// timed passes. Nothing for drafters that run no model.
+    fn prefill(
+        &mut self,
+        _tokens: &[Token],
+        _costs: Option<&mut CostModel>,
+    ) -> Result<Duration, EngineError> {
+        Ok(Duration::ZERO)
+    }
+    /// The drafter model's cache, to save and restore with a session's
+    /// (none for drafters that run no model).
+    fn cache(&self) -> Option<&Sequence> {
+        None
+    }
+    /// The drafter model's cache, mutably.
+    fn cache_mut(&mut self) -> Option<&mut Sequence> {
+        None
     }
     /// Whether this drafter proposes prompt-lookup drafts (free to draft,
     /// so the policy may let them run longer than model drafts).

@@ -2,10 +2,10 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::{Draft, DraftControl, DraftSource, Drafter, TrimmedSource};
-use crate::costs::CostModel;
+use crate::costs::{timed_tail, CostModel};
 use crate::engine::{
     Context, ContextParams, EngineError, Logits, Model, ModelParams, Sequence, Token,
 };
@@ -13,10 +13,11 @@ use crate::gguf::GgufFile;
 use crate::sampling::{argmax, top_probability, Sampler, SamplingParams};
 use crate::vocabtrim::{TrimError, TrimInfo};
 
-/// Catch-up batch sizes timed at calibration: a drafting round leaves the
-/// drafter one or two tokens behind; the largest size anchors the slope
-/// for longer backlogs.
-const CALIBRATED_CATCH_UP: usize = 4;
+/// Drafter batch sizes a first prompt read times when the costs are
+/// unknown: one token (a drafting step) and two (a round leaves the
+/// drafter one or two tokens behind); longer backlogs are extrapolated
+/// until rounds measure them.
+pub const TIMED_CATCH_UP: [usize; 2] = [1, 2];
 
 /// The model a drafter runs: a full-vocabulary model, or a VocabTrim
 /// drafter with the source drafter it was trimmed from.
@@ -263,14 +264,42 @@ impl Drafter for ModelDrafter {
         )
     }
 
-    fn calibrate(&mut self, costs: &mut CostModel) -> Result<(), EngineError> {
-        let sizes: Vec<usize> = (1..=CALIBRATED_CATCH_UP).collect();
-        for (tokens, ms) in self.time_batches(&sizes, 4)? {
-            costs.observe_catch_up(tokens, ms);
-            if tokens == 1 {
+    fn prefill(
+        &mut self,
+        tokens: &[Token],
+        costs: Option<&mut CostModel>,
+    ) -> Result<Duration, EngineError> {
+        let from = self.seq.prepare_catch_up(tokens)?;
+        let Some(costs) = costs else {
+            self.feed(&tokens[from..])?;
+            return Ok(Duration::ZERO);
+        };
+        let (head, tail) = timed_tail(tokens.len() - from, &TIMED_CATCH_UP);
+        if head > 0 {
+            self.feed(&tokens[from..from + head])?;
+        }
+        let mut at = from + head;
+        let mut timed = Duration::ZERO;
+        for b in tail {
+            let start = Instant::now();
+            self.feed(&tokens[at..at + b])?;
+            let elapsed = start.elapsed();
+            let ms = elapsed.as_secs_f64() * 1e3;
+            costs.observe_catch_up(b, ms);
+            if b == 1 {
                 costs.observe_draft(1, ms);
             }
+            timed += elapsed;
+            at += b;
         }
-        Ok(())
+        Ok(timed)
+    }
+
+    fn cache(&self) -> Option<&Sequence> {
+        Some(&self.seq)
+    }
+
+    fn cache_mut(&mut self) -> Option<&mut Sequence> {
+        Some(&mut self.seq)
     }
 }

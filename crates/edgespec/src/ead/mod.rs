@@ -324,6 +324,16 @@ impl Ead {
         Ok(())
     }
 
+    /// The large model's cache, then the small model's.
+    pub fn caches(&self) -> Vec<&Sequence> {
+        vec![&self.large.seq, &self.small.seq]
+    }
+
+    /// The caches, mutably, in the order of [`Self::caches`].
+    pub fn caches_mut(&mut self) -> Vec<&mut Sequence> {
+        vec![&mut self.large.seq, &mut self.small.seq]
+    }
+
     /// Generates from `prompt`, streaming tokens to `on_token`.
     pub fn generate(
         &mut self,
@@ -527,7 +537,7 @@ impl Ead {
     /// sizes the draft-length policy weighs and the small model's step and
     /// short batches.
     fn calibrate(&mut self, token: Token) -> Result<(), EngineError> {
-        let sizes = calibration_sizes(&self.policy.config(), false);
+        let sizes = calibration_sizes(&self.policy.config());
         time_batches(
             self.large.seq.context_mut(),
             token,

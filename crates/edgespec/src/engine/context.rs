@@ -385,6 +385,67 @@ impl Context {
         Ok(())
     }
 
+    /// The KV cache's contents (sequence 0) as llama.cpp serialises them:
+    /// its own format, which only a build of the same llama.cpp reads back.
+    pub fn save_state(&self) -> Result<Vec<u8>, EngineError> {
+        // SAFETY: raw is live.
+        let size = unsafe { sys::llama_state_seq_get_size(self.raw.as_ptr(), 0) };
+        let mut state = vec![0u8; size];
+        // SAFETY: state holds `size` writable bytes, the size llama.cpp
+        // asked for; it writes at most that many (0 on failure).
+        let written = unsafe {
+            sys::llama_state_seq_get_data(self.raw.as_ptr(), state.as_mut_ptr(), size, 0)
+        };
+        if written == 0 || written > size {
+            return Err(EngineError::StateSave);
+        }
+        state.truncate(written);
+        check_state(&state, self.n_past)?;
+        Ok(state)
+    }
+
+    /// Replaces the KV cache's contents with `state`, saved by
+    /// [`Self::save_state`] from a context of the same model holding
+    /// `n_tokens` positions. What llama.cpp refuses, or a state that does
+    /// not hold exactly those positions, leaves the cache empty and is an
+    /// error.
+    pub fn restore_state(&mut self, state: &[u8], n_tokens: usize) -> Result<(), EngineError> {
+        if n_tokens > self.n_ctx as usize {
+            return Err(EngineError::ContextFull {
+                needed: n_tokens,
+                n_ctx: self.n_ctx,
+            });
+        }
+        check_state(state, n_tokens)?;
+        self.clear();
+        // SAFETY: raw is live; state is readable for its length. llama.cpp
+        // reports a state it cannot read by returning 0 (it catches its
+        // own exceptions).
+        let read = unsafe {
+            sys::llama_state_seq_set_data(self.raw.as_ptr(), state.as_ptr(), state.len(), 0)
+        };
+        // SAFETY: raw is live; the memory handle lives as long as the context.
+        let (first, last) = unsafe {
+            let mem = sys::llama_get_memory(self.raw.as_ptr());
+            (
+                sys::llama_memory_seq_pos_min(mem, 0),
+                sys::llama_memory_seq_pos_max(mem, 0),
+            )
+        };
+        let expected = if n_tokens == 0 {
+            (-1, -1)
+        } else {
+            (0, n_tokens as i32 - 1)
+        };
+        if read == 0 || (first, last) != expected {
+            self.clear();
+            return Err(EngineError::StateRestore { n_tokens });
+        }
+        self.n_past = n_tokens;
+        self.n_outputs = 0;
+        Ok(())
+    }
+
     /// llama.cpp's own counters since the last reset: (ms spent in
     /// single-sequence decode calls after the prompt, number of such calls).
     /// The same numbers llama.cpp's tools print as "eval time".
@@ -406,5 +467,22 @@ impl Context {
         unsafe { sys::llama_memory_clear(sys::llama_get_memory(self.raw.as_ptr()), true) };
         self.n_past = 0;
         self.n_outputs = 0;
+    }
+}
+
+/// Checks what edgespec can of a saved sequence state before llama.cpp
+/// reads it: llama.cpp's magic, one stream, and a first cache holding
+/// `n_tokens` cells (a sliding-window model's second cache holds fewer).
+fn check_state(state: &[u8], n_tokens: usize) -> Result<(), EngineError> {
+    const MAGIC: u32 = 0xaf14_3cd8;
+    let word = |i: usize| {
+        state
+            .get(4 * i..4 * i + 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    // magic, sequence id, streams, cells of the first stream
+    match (word(0), word(2), word(3)) {
+        (Some(MAGIC), Some(1), Some(cells)) if cells as usize == n_tokens => Ok(()),
+        _ => Err(EngineError::StateRestore { n_tokens }),
     }
 }

@@ -83,6 +83,17 @@ pub enum EngineError {
         /// Target position.
         pos: usize,
     },
+    /// `llama_state_seq_get_data` failed, or wrote what cannot be read back.
+    #[error("llama.cpp could not save the KV cache (run with -v for llama.cpp's log)")]
+    StateSave,
+
+    /// The saved state is not one llama.cpp reads into this context.
+    #[error("llama.cpp could not restore a KV cache of {n_tokens} tokens from the saved state")]
+    StateRestore {
+        /// Positions the state was to hold.
+        n_tokens: usize,
+    },
+
     /// Text with an interior NUL byte where C needs a string.
     #[error("text contains a NUL byte")]
     NulInText,

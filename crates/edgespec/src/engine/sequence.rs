@@ -105,4 +105,20 @@ impl Sequence {
         self.tokens.extend_from_slice(tokens);
         Ok(())
     }
+
+    /// llama.cpp's state of the cache (see [`Context::save_state`]); the
+    /// tokens are [`Self::tokens`].
+    pub fn save_state(&self) -> Result<Vec<u8>, EngineError> {
+        self.ctx.save_state()
+    }
+
+    /// Restores a cache saved by [`Self::save_state`] from a sequence of
+    /// the same model holding `tokens` (which are only ever compared with
+    /// later prompts, never decoded). On an error the cache is empty.
+    pub fn restore(&mut self, tokens: &[Token], state: &[u8]) -> Result<(), EngineError> {
+        self.tokens.clear();
+        self.ctx.restore_state(state, tokens.len())?;
+        self.tokens.extend_from_slice(tokens);
+        Ok(())
+    }
 }

@@ -46,6 +46,28 @@ impl std::fmt::Debug for GgufFile {
 }
 
 impl GgufFile {
+    /// A cheap identity of the file's contents, for caches that must not be
+    /// used with another model: its length, a checksum of its header
+    /// (metadata and tensor directory) and one of 16 samples of 4 KiB
+    /// spread over the tensor data. Another model, quantisation or
+    /// fine-tune changes it; computing it reads about a header and 64 KiB,
+    /// not the gigabytes of weights.
+    pub fn fingerprint(&self) -> u64 {
+        const SAMPLES: usize = 16;
+        const SAMPLE: usize = 4096;
+        let bytes: &[u8] = &self.storage;
+        let data_offset = (self.layout.data_offset as usize).min(bytes.len());
+        let header = crc32fast::hash(&bytes[..data_offset]);
+        let data = &bytes[data_offset..];
+        let mut sampled = crc32fast::Hasher::new();
+        sampled.update(&(bytes.len() as u64).to_le_bytes());
+        for i in 0..SAMPLES {
+            let start = data.len().saturating_sub(SAMPLE) * i / (SAMPLES - 1);
+            sampled.update(&data[start..(start + SAMPLE).min(data.len())]);
+        }
+        (u64::from(header) << 32) | u64::from(sampled.finalize())
+    }
+
     /// Maps and validates the file at `path`.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();

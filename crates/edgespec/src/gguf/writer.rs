@@ -1,15 +1,14 @@
 //! Writes GGUF v3 files from metadata and tensor bytes (copied as-is).
 
 use std::borrow::Cow;
-use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::error::{GgufError, Result};
 use super::parse::{align_up, DEFAULT_ALIGNMENT, MAGIC};
 use super::types::{Array, GgmlType, Value};
 use super::GgufFile;
+use crate::atomic_file::write_atomically;
 
 /// A tensor to be written: description plus its raw bytes.
 #[derive(Debug, Clone)]
@@ -117,37 +116,16 @@ impl<'a> GgufWriter<'a> {
             path: path.to_owned(),
             source,
         };
-        let file_name = path
-            .file_name()
-            .map(|n| n.to_string_lossy())
-            .unwrap_or_default();
-        static WRITES: AtomicU64 = AtomicU64::new(0);
-        let tmp = path.with_file_name(format!(
-            ".{file_name}.{}-{}.partial",
-            std::process::id(),
-            WRITES.fetch_add(1, Ordering::Relaxed)
-        ));
-        let result = (|| {
-            let mut out = BufWriter::with_capacity(1 << 20, File::create(&tmp).map_err(io_err)?);
-            self.write(&mut out).map_err(|e| match e {
-                WriteError::Gguf(e) => e,
-                WriteError::Io(e) => io_err(e),
-            })?;
-            let file = out.into_inner().map_err(|e| io_err(e.into_error()))?;
-            file.sync_all().map_err(io_err)?;
-            std::fs::rename(&tmp, path).map_err(io_err)?;
-            let folder = path
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
-                .unwrap_or(Path::new("."));
-            File::open(folder)
-                .and_then(|f| f.sync_all())
-                .map_err(io_err)
-        })();
-        if result.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
-        result
+        write_atomically(
+            path,
+            |out| {
+                self.write(out).map_err(|e| match e {
+                    WriteError::Gguf(e) => e,
+                    WriteError::Io(e) => io_err(e),
+                })
+            },
+            io_err,
+        )
     }
 
     /// Serializes the file into a byte vector.

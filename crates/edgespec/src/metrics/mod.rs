@@ -116,7 +116,9 @@ pub struct SpecStats {
     /// Time rolling caches back.
     #[serde(serialize_with = "as_secs")]
     pub rollback_time: Duration,
-    /// One-time measurement of target/drafter costs (not in decode time).
+    /// Passes timed for the cost model while reading the first prompt of a
+    /// session without known costs (part of the prompt time; zero when
+    /// costs were given or already measured).
     #[serde(serialize_with = "as_secs")]
     pub calibration_time: Duration,
     /// Drafter ms per step ÷ target ms for one token (measured).

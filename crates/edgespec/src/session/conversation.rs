@@ -167,7 +167,9 @@ impl Conversation {
         }
     }
 
-    fn render(&self) -> Result<Vec<Token>, EngineError> {
+    /// The history's prompt tokens: every message through the target's
+    /// chat template, ending with the assistant's turn opening.
+    pub fn render(&self) -> Result<Vec<Token>, EngineError> {
         let model = self.session.model();
         let text = model.apply_chat_template(&self.messages)?;
         model.tokenize(&text, true, true)

@@ -5,11 +5,14 @@
 
 pub mod conversation;
 pub mod kind;
+pub mod prompt_cache;
 
+use std::path::Path;
 use std::sync::Arc;
 
 pub use conversation::{Conversation, WhenFull};
 pub use kind::{DraftKind, DraftKindError};
+pub use prompt_cache::PromptCacheError;
 
 use crate::costs::CostSnapshot;
 use crate::draft::{
@@ -19,7 +22,9 @@ use crate::draft::{
 use crate::ead::{Ead, EadConfig, EadStats, Who};
 use crate::engine::{Context, ContextParams, EngineError, Model, Sequence, Token};
 use crate::error::GenerateError;
-use crate::generate::{generate_target_only, prompt_tokens, GenerateParams, Generation};
+use crate::generate::{
+    check_prompt, generate_target_only, prompt_tokens, read_prompt, GenerateParams, Generation,
+};
 use crate::metrics::SpecStats;
 use crate::sampling::SamplingParams;
 use crate::speculative::{PolicyConfig, Speculator};
@@ -52,7 +57,7 @@ pub struct SessionConfig {
     pub context: ContextParams,
     /// Pass costs measured earlier with these models, settings and machine
     /// (a cost cache, see [`Session::costs`]): a speculative session given
-    /// them skips its start-up calibration. The caller keys them; wrong
+    /// them reads its first prompt in one batch, timing nothing. The caller keys them; wrong
     /// costs only make the draft-length policy choose worse.
     pub costs: Option<CostSnapshot>,
 }
@@ -233,6 +238,115 @@ impl Session {
         on_token: impl FnMut(Token, &str) -> bool,
     ) -> Result<Outcome, GenerateError> {
         self.run(prompt, max_tokens, false, on_token)
+    }
+
+    /// [`Session::generate`], keeping what every model's cache holds in
+    /// common with `prompt` (a restored prompt cache, a [`Session::prefill`],
+    /// the previous generation) and reading only the rest.
+    pub fn generate_from_cache(
+        &mut self,
+        prompt: &[Token],
+        max_tokens: usize,
+        on_token: impl FnMut(Token, &str) -> bool,
+    ) -> Result<Outcome, GenerateError> {
+        self.run(prompt, max_tokens, true, on_token)
+    }
+
+    /// Reads `prompt` into every model's cache without generating (what
+    /// they hold of it already is kept): a system prompt or a document, to
+    /// save with [`Session::save_prompt_cache`] or answer questions on.
+    pub fn prefill(&mut self, prompt: &[Token]) -> Result<(), GenerateError> {
+        check_prompt(prompt)?;
+        match &mut self.decoder {
+            Decoder::Target(seq) => {
+                read_prompt(seq, prompt, true)?;
+            }
+            Decoder::Speculative(s) => s.prefill(prompt)?,
+            Decoder::Ead(e) => e.sync_both(prompt)?,
+        }
+        Ok(())
+    }
+
+    /// The tokens the target's cache holds, in order.
+    pub fn cached_tokens(&self) -> &[Token] {
+        self.caches()[0].tokens()
+    }
+
+    /// Every model's cache, the target's first.
+    fn caches(&self) -> Vec<&Sequence> {
+        match &self.decoder {
+            Decoder::Target(seq) => vec![seq],
+            Decoder::Speculative(s) => s.caches(),
+            Decoder::Ead(e) => e.caches(),
+        }
+    }
+
+    /// Saves every model's cache to `path` (see [`prompt_cache`]), whole
+    /// or not at all; an existing file is replaced only when it is a prompt
+    /// cache. Returns the tokens saved (the target's).
+    pub fn save_prompt_cache(&self, path: &Path) -> Result<usize, PromptCacheError> {
+        let caches = self
+            .caches()
+            .into_iter()
+            .map(|seq| {
+                Ok(prompt_cache::SavedCache {
+                    model: seq.context().model().gguf().fingerprint(),
+                    tokens: seq.tokens().to_vec(),
+                    state: seq.save_state()?,
+                })
+            })
+            .collect::<Result<Vec<_>, EngineError>>()
+            .map_err(|source| PromptCacheError::Engine {
+                path: path.to_owned(),
+                source,
+            })?;
+        prompt_cache::write(path, &caches)?;
+        Ok(caches[0].tokens.len())
+    }
+
+    /// Restores the caches saved in `path` by [`Session::save_prompt_cache`]
+    /// (in any process with the same target model and edgespec version):
+    /// the next [`Session::generate_from_cache`] or conversation turn reads
+    /// only what follows them. The target's cache must have been saved
+    /// with this target model; a drafter's (or EAD small model's) saved
+    /// with another model, or not saved, is left empty and catches up
+    /// itself. On any error every cache is empty. Returns the tokens the
+    /// target's cache now holds.
+    pub fn load_prompt_cache(&mut self, path: &Path) -> Result<usize, PromptCacheError> {
+        self.clear();
+        let saved = prompt_cache::read(path)?;
+        let target = self.model();
+        if saved[0].model != target.gguf().fingerprint() {
+            return Err(PromptCacheError::OtherModel {
+                path: path.to_owned(),
+                model: target.path().to_owned(),
+            });
+        }
+        let mut restore = || -> Result<(), EngineError> {
+            for (seq, saved) in self.caches_mut().into_iter().zip(&saved) {
+                if saved.model == seq.context().model().gguf().fingerprint() {
+                    seq.restore(&saved.tokens, &saved.state)?;
+                }
+            }
+            Ok(())
+        };
+        if let Err(source) = restore() {
+            self.clear();
+            return Err(PromptCacheError::Engine {
+                path: path.to_owned(),
+                source,
+            });
+        }
+        Ok(saved[0].tokens.len())
+    }
+
+    /// Every model's cache, mutably, the target's first.
+    fn caches_mut(&mut self) -> Vec<&mut Sequence> {
+        match &mut self.decoder {
+            Decoder::Target(seq) => vec![seq.as_mut()],
+            Decoder::Speculative(s) => s.caches_mut(),
+            Decoder::Ead(e) => e.caches_mut(),
+        }
     }
 
     /// [`Session::generate`], reading only the part of `prompt` after what

@@ -12,7 +12,7 @@ pub mod verify;
 
 use std::time::Instant;
 
-use crate::costs::{CostModel, CostSnapshot};
+use crate::costs::{timed_tail, CostModel, CostSnapshot};
 use crate::draft::{check_vocab_compatible, Draft, DraftSource, Drafter, MAX_DRAFT};
 use crate::engine::{Context, EngineError, Logits, Sequence, Token};
 use crate::error::GenerateError;
@@ -86,7 +86,9 @@ pub struct Speculator {
     target: Sequence,
     drafter: Option<Box<dyn Drafter>>,
     policy: Policy,
-    calibrated: bool,
+    /// Pass costs were measured (or given): the first prompt read need not
+    /// time them.
+    costs_known: bool,
     draft: Draft,
     batch: Vec<Token>,
     scratch: (Vec<f32>, Vec<f32>),
@@ -108,7 +110,7 @@ impl Speculator {
             target: Sequence::new(target),
             drafter,
             policy,
-            calibrated: false,
+            costs_known: false,
             draft: Draft::default(),
             batch: Vec::with_capacity(MAX_DRAFT + 1),
             scratch: (Vec::new(), Vec::new()),
@@ -121,16 +123,16 @@ impl Speculator {
     }
 
     /// Starts from costs measured earlier with the same models on this
-    /// machine: no calibration at the first generation.
+    /// machine: the first prompt is read in one batch, nothing timed.
     pub fn assume_costs(&mut self, snapshot: &CostSnapshot) {
-        *self.policy.costs_mut() = CostModel::from_snapshot(snapshot);
-        self.calibrated = true;
+        self.policy.assume_costs(CostModel::from_snapshot(snapshot));
+        self.costs_known = true;
     }
 
-    /// What the costs are now (calibrated and refined by every pass), once
-    /// they are known.
+    /// What the costs are now (measured on the first prompt or given, and
+    /// refined by every pass), once they are known.
     pub fn costs(&self) -> Option<CostSnapshot> {
-        self.calibrated.then(|| self.policy.costs().snapshot())
+        self.costs_known.then(|| self.policy.costs().snapshot())
     }
 
     /// The target context, mutably.
@@ -147,33 +149,99 @@ impl Speculator {
         }
     }
 
-    /// Measures target forward passes for the batch sizes the policy will
-    /// weigh, and the drafter's step and catch-up batches, on an empty cache.
-    fn calibrate(&mut self, token: Token) -> Result<(), GenerateError> {
-        self.target.clear();
-        let lookup = self.drafter.as_ref().is_some_and(|d| d.drafts_lookup());
-        let sizes = calibration_sizes(&self.policy.config(), lookup);
-        time_batches(
-            self.target.context_mut(),
-            token,
-            &sizes,
-            self.policy.costs_mut(),
-        )?;
-        if let Some(d) = self.drafter.as_mut() {
-            d.calibrate(self.policy.costs_mut())?;
+    /// Reads `tokens` into the target's and the drafter's caches without
+    /// generating (what they hold of them already is kept).
+    pub fn prefill(&mut self, tokens: &[Token]) -> Result<(), GenerateError> {
+        check_prompt(tokens)?;
+        let drafter_reads = self.costs_known;
+        self.read_prompt(tokens, true, &mut SpecStats::default())?;
+        if drafter_reads {
+            if let Some(d) = self.drafter.as_mut() {
+                d.prefill(tokens, None)?;
+            }
         }
-        self.calibrated = true;
+        Ok(())
+    }
+
+    /// The target's cache, then the drafter model's (if it runs one).
+    pub fn caches(&self) -> Vec<&Sequence> {
+        let drafter = self.drafter.as_ref().and_then(|d| d.cache());
+        std::iter::once(&self.target).chain(drafter).collect()
+    }
+
+    /// The caches, mutably, in the order of [`Self::caches`].
+    pub fn caches_mut(&mut self) -> Vec<&mut Sequence> {
+        let drafter = self.drafter.as_mut().and_then(|d| d.cache_mut());
+        std::iter::once(&mut self.target).chain(drafter).collect()
+    }
+
+    /// Reads `prompt` into the target as [`read_prompt`] does. While the
+    /// costs are unknown (the first generation without a cost cache) the
+    /// reading measures them: the prompt's last tokens go through the
+    /// target as a longest-draft verification and a single-token pass, and
+    /// through the drafter as its step and catch-up batches, each timed;
+    /// every later pass refines them. Returns the tokens the target read.
+    fn read_prompt(
+        &mut self,
+        prompt: &[Token],
+        reuse_prefix: bool,
+        spec: &mut SpecStats,
+    ) -> Result<usize, GenerateError> {
+        if self.drafter.is_none() || self.costs_known {
+            return Ok(read_prompt(&mut self.target, prompt, reuse_prefix)?);
+        }
+        let from = if reuse_prefix {
+            self.target.prepare_catch_up(prompt)?
+        } else {
+            self.target.clear();
+            0
+        };
+        let config = self.policy.config();
+        let sizes = timed_verify_sizes(&config);
+        let (head, tail) = timed_tail(prompt.len() - from, &sizes);
+        if head > 0 {
+            let start = Instant::now();
+            self.target
+                .decode(&prompt[from..from + head], Logits::None)?;
+            let ms = start.elapsed().as_secs_f64() * 1e3;
+            // The head's pass also stands in for the longest verification
+            // (a long lookup copy) until one is measured: a guess from a
+            // pass without a verification's logits, so such drafts are
+            // tried rather than priced by extrapolating short passes.
+            let longest =
+                (config.cap_for(DraftSource::Lookup { matched: MAX_DRAFT }) + 1).min(head);
+            if sizes.iter().all(|&b| longest > b) {
+                self.policy
+                    .costs_mut()
+                    .assume_verify(longest, ms * longest as f64 / head as f64);
+            }
+        }
+        let mut at = from + head;
+        for b in tail {
+            // Every position's logits, as a verification computes them;
+            // the smallest batch (1) comes last, so output 0 is the
+            // prompt's last position.
+            let start = Instant::now();
+            self.target.decode(&prompt[at..at + b], Logits::All)?;
+            let elapsed = start.elapsed();
+            self.policy
+                .costs_mut()
+                .observe_verify(b, elapsed.as_secs_f64() * 1e3);
+            spec.calibration_time += elapsed;
+            at += b;
+        }
+        if let Some(d) = self.drafter.as_mut() {
+            spec.calibration_time += d.prefill(prompt, Some(self.policy.costs_mut()))?;
+        }
+        self.costs_known = true;
         let costs = self.policy.costs();
         log::debug!(
-            "calibrated: target ms by batch {:?}, drafter step {:?} ms, catch-up of 2 {:.1} ms",
-            sizes
-                .iter()
-                .map(|&b| (b, costs.verify_ms(b)))
-                .collect::<Vec<_>>(),
+            "timed on the prompt: target ms by batch {:?}, drafter step {:?} ms, catch-up of 2 {:.1} ms",
+            sizes.map(|b| (b, costs.verify_ms(b))),
             costs.draft_ms(),
             costs.catch_up_ms(2)
         );
-        Ok(())
+        Ok(prompt.len() - from)
     }
 
     /// Generates from `prompt`, streaming accepted tokens to `on_token`.
@@ -206,15 +274,9 @@ impl Speculator {
             Vec::with_capacity(prompt.len() + params.max_tokens.min(n_ctx) + 1);
         committed.extend_from_slice(prompt);
 
-        if self.drafter.is_some() && !self.calibrated {
-            let t = Instant::now();
-            self.calibrate(prompt[0])?;
-            spec.calibration_time = t.elapsed();
-        }
         let start = Instant::now();
-        // The prompt pass is the same as target-only decoding's.
         stats.prompt_tokens_cached =
-            prompt.len() - read_prompt(&mut self.target, prompt, params.reuse_prefix)?;
+            prompt.len() - self.read_prompt(prompt, params.reuse_prefix, &mut spec)?;
         stats.prompt_time = start.elapsed();
         let decode_start = Instant::now();
 
@@ -366,20 +428,19 @@ pub fn judge(
     )
 }
 
-/// The batch sizes calibration times: small ones, the model cap, and for
-/// lookup drafts the longest batch, so costs in between are interpolated
-/// rather than extrapolated.
-pub fn calibration_sizes(config: &PolicyConfig, lookup: bool) -> Vec<usize> {
-    let cap = config.cap();
-    let longest = if lookup {
-        config.cap_for(DraftSource::Lookup { matched: MAX_DRAFT })
-    } else {
-        cap
-    };
-    let mut sizes: Vec<usize> = [1, 2, 4, cap + 1, longest + 1]
-        .into_iter()
-        .filter(|&b| b <= longest + 1)
-        .collect();
+/// The target passes a first prompt read times when the costs are unknown:
+/// a single token (plain decoding), the short verifications and the
+/// longest model verification, the sizes whose costs steer the draft
+/// length most; sizes between are interpolated, longer ones estimated
+/// from the prompt's own pass, until rounds measure them.
+pub fn timed_verify_sizes(config: &PolicyConfig) -> [usize; 4] {
+    [1, 2, 4, config.cap() + 1]
+}
+
+/// The batch sizes EAD's start-up calibration times: small ones and the
+/// longest verification.
+pub fn calibration_sizes(config: &PolicyConfig) -> Vec<usize> {
+    let mut sizes = vec![1, 2, 4, config.cap() + 1];
     sizes.sort_unstable();
     sizes.dedup();
     sizes

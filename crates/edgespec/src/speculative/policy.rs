@@ -145,6 +145,12 @@ const STEADY_BEHIND: usize = 2;
 /// Rounds without a draft after which one probe draft refreshes the estimates.
 const PROBE_EVERY: u32 = 16;
 
+/// Drafting rounds after which one round decodes plainly, to measure again
+/// what plain decoding costs: the baseline every draft is weighed against,
+/// which the policy would otherwise stop measuring while it drafts every
+/// round (a stale, too high baseline makes every draft look worth it).
+const PLAIN_EVERY: u32 = 128;
+
 /// How fast the distribution of a model draft's first-token confidence is learned.
 const FIRST_CONFIDENCE: Memory = Memory {
     process: 200.0,
@@ -185,6 +191,11 @@ pub struct Policy {
     /// Realised tokens per ms of this request's recent rounds.
     realized_rate: Ema,
     rounds_without_draft: u32,
+    /// Rounds with a draft since the last plain one.
+    rounds_since_plain: u32,
+    /// Plain decoding was timed in this process (not only carried over
+    /// from an earlier one's costs).
+    plain_measured: bool,
     /// Rounds without a draft before a probe; doubles while probes do not pay.
     probe_interval: u32,
     /// The current round's model draft is a probe.
@@ -251,6 +262,8 @@ impl Policy {
             lookup: LookupModel::default(),
             realized_rate: Ema::default(),
             rounds_without_draft: 0,
+            rounds_since_plain: 0,
+            plain_measured: true,
             probe_interval: PROBE_EVERY,
             probing: false,
             episode_tokens: 0,
@@ -272,6 +285,14 @@ impl Policy {
     /// Measured costs, for calibration.
     pub fn costs_mut(&mut self) -> &mut CostModel {
         &mut self.costs
+    }
+
+    /// Starts from costs measured by an earlier process (a cost cache): the
+    /// first automatic round then decodes plainly, so the baseline is this
+    /// run's own.
+    pub fn assume_costs(&mut self, costs: CostModel) {
+        self.costs = costs;
+        self.plain_measured = false;
     }
 
     /// Starts a request: acceptance is learned afresh (with what earlier
@@ -302,10 +323,12 @@ impl Policy {
     /// before the output or the context is full.
     pub fn round(&mut self, room: usize) -> RoundControl<'_> {
         let probe = self.rounds_without_draft >= self.probe_interval.max(PROBE_EVERY);
+        let plain = matches!(self.config.length, DraftLength::Auto { .. })
+            && (!self.plain_measured || self.rounds_since_plain >= PLAIN_EVERY);
         self.probing = false;
         RoundControl {
             policy: self,
-            room,
+            room: if plain { 0 } else { room },
             cumulative: heapless::Vec::new(),
             probe,
         }
@@ -443,9 +466,12 @@ impl Policy {
         }
         if drafted == 0 {
             self.rounds_without_draft = self.rounds_without_draft.saturating_add(1);
+            self.rounds_since_plain = 0;
+            self.plain_measured = true;
             return;
         }
         self.rounds_without_draft = 0;
+        self.rounds_since_plain = self.rounds_since_plain.saturating_add(1);
         // Positions after the first rejection were never tested.
         let tested = (round.accepted + 1).min(drafted);
         match draft.source() {

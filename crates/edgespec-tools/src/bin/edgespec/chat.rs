@@ -13,7 +13,7 @@ use clap::{Args, ValueEnum};
 
 use edgespec::session::{Conversation, Outcome, Session, WhenFull};
 
-use crate::session_args::{save_costs, SessionArgs};
+use crate::session_args::{save_costs, use_prompt_cache, SessionArgs};
 
 /// `--when-full`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -60,6 +60,10 @@ pub fn run(args: ChatArgs) -> anyhow::Result<()> {
     conversation.set_reuse(!args.no_cache_reuse);
     if let Some(system) = &args.system {
         conversation.add("system", system);
+        let history = conversation.render()?;
+        if let Some(line) = use_prompt_cache(&args.session, conversation.session_mut(), &history)? {
+            eprintln!("({line})");
+        }
     }
     ctrlc::set_handler(|| {
         if ANSWERING.load(Ordering::SeqCst) {

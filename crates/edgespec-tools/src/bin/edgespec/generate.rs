@@ -14,7 +14,7 @@ use edgespec::metrics::SpecStats;
 use edgespec::session::{DraftKind, Session, SessionConfig};
 use edgespec_tools::trace::{record_trace, write_trace};
 
-use crate::session_args::{save_costs, SessionArgs};
+use crate::session_args::{save_costs, use_prompt_cache, SessionArgs};
 
 /// Arguments of `generate`.
 #[derive(Debug, Args)]
@@ -63,8 +63,18 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
             .and_then(|()| stdout.flush())
             .is_ok()
     };
+    if let Some(line) = use_prompt_cache(&args.session, &mut session, &prompt)? {
+        log::info!("{line}");
+        if args.stats {
+            eprintln!("{line}");
+        }
+    }
     session.target_mut().reset_llama_counters();
-    let outcome = session.generate(&prompt, args.max_tokens, print)?;
+    let outcome = if args.session.prompt_cache.is_some() {
+        session.generate_from_cache(&prompt, args.max_tokens, print)?
+    } else {
+        session.generate(&prompt, args.max_tokens, print)?
+    };
     save_costs(cost_cache.as_ref(), &session);
     finish(
         &outcome.generation,

@@ -8,7 +8,7 @@ use clap::{Args, ValueEnum};
 
 use edgespec::draft::{DraftLength, DraftModel, LookupDrafter, DEFAULT_HYBRID_MIN_NGRAM};
 use edgespec::ead::EadConfig;
-use edgespec::engine::{ContextParams, Model, ModelParams};
+use edgespec::engine::{ContextParams, Model, ModelParams, Token};
 use edgespec::sampling::SamplingParams;
 use edgespec::session::{DraftKind, Session, SessionConfig};
 use edgespec_tools::bench::MachineInfo;
@@ -137,13 +137,22 @@ pub struct SessionArgs {
     #[arg(long)]
     pub target_only: bool,
     /// Folder of the cost cache: pass costs measured by an earlier run with
-    /// the same models, settings and machine, so this one skips its
-    /// start-up calibration (default: ~/.cache/edgespec/costs).
+    /// the same models, settings and machine, so this one need not time
+    /// passes on its first prompt (default: ~/.cache/edgespec/costs).
     #[arg(long)]
     pub cost_cache: Option<PathBuf>,
     /// Neither read nor write the cost cache.
     #[arg(long, conflicts_with = "cost_cache")]
     pub no_cost_cache: bool,
+    /// Keep the prompt's KV caches in FILE: restored from it when it
+    /// exists (a file made with another target model or edgespec version,
+    /// or damaged, is refused), saved to it after reading prompt tokens it
+    /// did not hold (generate: the prompt; chat: the system prompt).
+    #[arg(long, value_name = "FILE")]
+    pub prompt_cache: Option<PathBuf>,
+    /// Restore from --prompt-cache but never write it.
+    #[arg(long, requires = "prompt_cache")]
+    pub prompt_cache_ro: bool,
 }
 
 impl SessionArgs {
@@ -217,15 +226,29 @@ impl SessionArgs {
             repack: !self.no_repack,
             ..ModelParams::default()
         };
-        let model = Model::load(&self.model, &model_params)
-            .with_context(|| format!("loading {}", self.model.display()))?;
-        let drafter = match (&self.draft, kind.needs_model()) {
-            (Some(path), true) => Some(
-                DraftModel::open(path, self.draft_source.as_deref(), &model_params)
-                    .with_context(|| format!("loading drafter {}", path.display()))?,
-            ),
-            _ => None,
-        };
+        // The drafter loads on a second thread while the target loads: a
+        // load is mostly one thread reading and repacking weights, so the
+        // smaller model's hides behind the larger's.
+        let (model, drafter) = std::thread::scope(|scope| {
+            let drafter = match (&self.draft, kind.needs_model()) {
+                (Some(path), true) => Some(scope.spawn(|| {
+                    DraftModel::open(path, self.draft_source.as_deref(), &model_params)
+                        .with_context(|| format!("loading drafter {}", path.display()))
+                })),
+                _ => None,
+            };
+            let model = Model::load(&self.model, &model_params)
+                .with_context(|| format!("loading {}", self.model.display()));
+            let drafter = drafter
+                .map(|handle| {
+                    handle
+                        .join()
+                        .unwrap_or_else(|p| std::panic::resume_unwind(p))
+                })
+                .transpose();
+            (model, drafter)
+        });
+        let (model, drafter) = (model?, drafter?);
         let mut context = ContextParams {
             n_ctx: self.ctx_size,
             ..ContextParams::default()
@@ -268,13 +291,52 @@ impl SessionArgs {
             config.costs = cache.load();
             if config.costs.is_some() {
                 log::info!(
-                    "pass costs from {} (no calibration)",
+                    "pass costs from {} (none timed on the prompt)",
                     cache.path().display()
                 );
             }
         }
         Ok((config, cache))
     }
+}
+
+/// `--prompt-cache`: restores `session`'s caches from the file when it
+/// exists, reads `prompt` into them (only what they lack) and, unless
+/// `--prompt-cache-ro`, saves them when that read anything. Returns a line
+/// saying what it did; nothing without the flag.
+pub fn use_prompt_cache(
+    args: &SessionArgs,
+    session: &mut Session,
+    prompt: &[Token],
+) -> anyhow::Result<Option<String>> {
+    let Some(path) = &args.prompt_cache else {
+        return Ok(None);
+    };
+    let start = std::time::Instant::now();
+    let restored = if path.exists() {
+        session.load_prompt_cache(path)?
+    } else {
+        0
+    };
+    let restore_ms = start.elapsed().as_secs_f64() * 1e3;
+    let held = session
+        .cached_tokens()
+        .iter()
+        .zip(prompt)
+        .take_while(|(a, b)| a == b)
+        .count();
+    session.prefill(prompt)?;
+    let ready_ms = start.elapsed().as_secs_f64() * 1e3;
+    let saved = held < prompt.len() && !args.prompt_cache_ro;
+    if saved {
+        session.save_prompt_cache(path)?;
+    }
+    Ok(Some(format!(
+        "prompt cache {}: {restored} tokens restored in {restore_ms:.0} ms, {held} of the prompt's {} held, the rest read by {ready_ms:.0} ms{}",
+        path.display(),
+        prompt.len(),
+        if saved { ", saved" } else { "" }
+    )))
 }
 
 /// Stores what `session` measured in its cost cache entry (a failure to
