@@ -457,10 +457,8 @@ pub unsafe extern "C" fn edgespec_session_save_cache(
         let session = s.conversation.session_mut();
         session.prefill(&history)?;
         let saved = session.save_prompt_cache(std::path::Path::new(path))?;
-        if !n_tokens.is_null() {
-            // SAFETY: non-NULL and writable per the caller's contract.
-            unsafe { *n_tokens = saved.min(u32::MAX as usize) as u32 };
-        }
+        // SAFETY: NULL or writable per the caller's contract.
+        unsafe { write_count(n_tokens, saved) };
         Ok(())
     })
 }
@@ -493,12 +491,21 @@ pub unsafe extern "C" fn edgespec_session_load_cache(
             .conversation
             .session_mut()
             .load_prompt_cache(std::path::Path::new(path))?;
-        if !n_tokens.is_null() {
-            // SAFETY: non-NULL and writable per the caller's contract.
-            unsafe { *n_tokens = restored.min(u32::MAX as usize) as u32 };
-        }
+        // SAFETY: NULL or writable per the caller's contract.
+        unsafe { write_count(n_tokens, restored) };
         Ok(())
     })
+}
+
+/// Writes `count` (saturated to u32) to `out` unless it is NULL.
+///
+/// # Safety
+/// `out` NULL or writable.
+unsafe fn write_count(out: *mut u32, count: usize) {
+    if !out.is_null() {
+        // SAFETY: non-NULL and writable per the caller's contract.
+        unsafe { *out = count.min(u32::MAX as usize) as u32 };
+    }
 }
 
 /// Chooses what `edgespec_session_respond` does when the conversation no

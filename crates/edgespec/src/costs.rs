@@ -25,6 +25,15 @@ impl Ema {
         self.count = self.count.saturating_add(1);
     }
 
+    /// Adds a measurement: the mean of the measurements until there are
+    /// enough of them for [`Self::WEIGHT`], then as [`Self::add`] (one
+    /// noisy first sample does not stand for ten).
+    pub fn add_sample(&mut self, x: f64) {
+        self.count = self.count.saturating_add(1);
+        let weight = (1.0 / f64::from(self.count)).max(Self::WEIGHT);
+        self.value += weight * (x - self.value);
+    }
+
     /// Starts from `x` measured elsewhere, until the first observation.
     pub fn assume(&mut self, x: f64) {
         *self = Self {
@@ -66,7 +75,7 @@ impl BatchCurve {
     pub fn observe(&mut self, batch: usize, ms: f64) {
         if batch > 0 && ms.is_finite() && ms >= 0.0 {
             if let Some(slot) = self.slots.get_mut(batch) {
-                slot.add(ms);
+                slot.add_sample(ms);
             }
         }
     }
@@ -226,7 +235,7 @@ impl CostModel {
     /// Records drafter time for `tokens` drafter steps.
     pub fn observe_draft(&mut self, tokens: usize, ms: f64) {
         if tokens > 0 && ms.is_finite() && ms >= 0.0 {
-            self.draft.add(ms / tokens as f64);
+            self.draft.add_sample(ms / tokens as f64);
         }
     }
 
@@ -305,6 +314,17 @@ mod tests {
         assert_eq!(e.get(), Some(58.0));
         e.add(68.0);
         assert_eq!(e.get(), Some(59.0));
+        // Samples: their mean until ten of them.
+        let mut m = Ema::default();
+        m.assume(130.0);
+        for x in [69.0, 57.0, 57.0] {
+            m.add_sample(x);
+        }
+        assert_eq!(m.get(), Some(61.0));
+        for _ in 0..100 {
+            m.add_sample(58.0);
+        }
+        assert!((m.get().unwrap() - 58.0).abs() < 1e-3);
     }
 
     #[test]

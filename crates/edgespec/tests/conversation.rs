@@ -2,35 +2,12 @@
 //! conversation's greedy output equals re-running each turn from scratch
 //! on the full history, for every drafter kind and for EAD.
 
-use std::sync::Arc;
-
 use edgespec::draft::{DraftLength, DraftModel};
-use edgespec::engine::Model;
 use edgespec::session::{Conversation, DraftKind, Session, SessionConfig, WhenFull};
 
 mod common;
 
-const KINDS: [DraftKind; 6] = [
-    DraftKind::None,
-    DraftKind::Lookup,
-    DraftKind::Model,
-    DraftKind::Hybrid,
-    DraftKind::Ead,
-    DraftKind::EadSpec,
-];
-
-fn session(target: &Arc<Model>, drafter: &Arc<Model>, kind: DraftKind, n_ctx: u32) -> Session {
-    Session::new(SessionConfig {
-        length: DraftLength::Fixed(3),
-        ead: edgespec::ead::EadConfig {
-            fallback: false,
-            ..Default::default()
-        },
-        ..SessionConfig::new(target.clone(), common::ctx_params(n_ctx))
-            .with_drafter(kind, Some(DraftModel::Full(drafter.clone())))
-    })
-    .unwrap()
-}
+use common::{pair_session as session, KINDS};
 
 #[test]
 fn every_turn_equals_the_full_history_from_scratch_and_reads_only_what_is_new() {

@@ -8,33 +8,12 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use edgespec::draft::{DraftLength, DraftModel};
 use edgespec::engine::{EngineError, Model, Token};
-use edgespec::session::{DraftKind, PromptCacheError, Session, SessionConfig};
+use edgespec::session::{DraftKind, Outcome, PromptCacheError, Session, SessionConfig};
 
 mod common;
 
-const KINDS: [DraftKind; 6] = [
-    DraftKind::None,
-    DraftKind::Lookup,
-    DraftKind::Model,
-    DraftKind::Hybrid,
-    DraftKind::Ead,
-    DraftKind::EadSpec,
-];
-
-fn session(target: &Arc<Model>, drafter: &Arc<Model>, kind: DraftKind, n_ctx: u32) -> Session {
-    Session::new(SessionConfig {
-        length: DraftLength::Fixed(3),
-        ead: edgespec::ead::EadConfig {
-            fallback: false,
-            ..Default::default()
-        },
-        ..SessionConfig::new(target.clone(), common::ctx_params(n_ctx))
-            .with_drafter(kind, Some(DraftModel::Full(drafter.clone())))
-    })
-    .unwrap()
-}
+use common::{pair_session as session, KINDS};
 
 fn tokens(model: &Model, text: &str) -> Vec<Token> {
     model.tokenize(text, true, false).unwrap()
@@ -54,6 +33,30 @@ fn saved_prefix(session: &mut Session, prefix: &[Token], path: &Path) {
     assert_eq!(session.save_prompt_cache(path).unwrap(), prefix.len());
 }
 
+/// Greedy tokens of `full` read whole by a fresh session of `kind`.
+fn whole(target: &Arc<Model>, drafter: &Arc<Model>, kind: DraftKind, full: &[Token]) -> Vec<Token> {
+    session(target, drafter, kind, 1024)
+        .generate(full, 16, |_, _| true)
+        .unwrap()
+        .generation
+        .tokens
+}
+
+/// A session of `kind` restored from `cache`, as another process would
+/// make it, and its outcome on `full`.
+fn restored(
+    target: &Arc<Model>,
+    drafter: &Arc<Model>,
+    kind: DraftKind,
+    cache: &Path,
+    full: &[Token],
+) -> (Session, Outcome) {
+    let mut s = session(target, drafter, kind, 1024);
+    s.load_prompt_cache(cache).unwrap();
+    let outcome = s.generate_from_cache(full, 16, |_, _| true).unwrap();
+    (s, outcome)
+}
+
 #[test]
 fn a_restored_prefix_generates_what_the_whole_prompt_does_for_every_kind() {
     let (_models, target, drafter) = common::synthetic_pair();
@@ -62,31 +65,21 @@ fn a_restored_prefix_generates_what_the_whole_prompt_does_for_every_kind() {
     for kind in KINDS {
         let path = dir.path().join(format!("{kind:?}.cache"));
         saved_prefix(&mut session(&target, &drafter, kind, 1024), &prefix, &path);
-        let expected = session(&target, &drafter, kind, 1024)
-            .generate(&full, 16, |_, _| true)
-            .unwrap();
-        // A new session, as another process would have.
-        let mut restored = session(&target, &drafter, kind, 1024);
-        assert_eq!(restored.load_prompt_cache(&path).unwrap(), prefix.len());
-        assert_eq!(restored.cached_tokens(), prefix);
-        let outcome = restored
-            .generate_from_cache(&full, 16, |_, _| true)
-            .unwrap();
-        assert_eq!(
-            outcome.generation.tokens, expected.generation.tokens,
-            "{kind:?}"
-        );
+        let expected = whole(&target, &drafter, kind, &full);
+        let (mut restored, outcome) = restored(&target, &drafter, kind, &path, &full);
+        assert_eq!(outcome.generation.tokens, expected, "{kind:?}");
         assert_eq!(
             outcome.generation.stats.prompt_tokens_cached,
             prefix.len(),
             "{kind:?}: only the question is read"
         );
         // Loading again replaces what the caches hold (the answer is gone).
-        restored.load_prompt_cache(&path).unwrap();
+        assert_eq!(restored.load_prompt_cache(&path).unwrap(), prefix.len());
+        assert_eq!(restored.cached_tokens(), prefix);
         let again = restored
             .generate_from_cache(&full, 16, |_, _| true)
             .unwrap();
-        assert_eq!(again.generation.tokens, expected.generation.tokens);
+        assert_eq!(again.generation.tokens, expected);
     }
 }
 
@@ -103,16 +96,10 @@ fn a_drafter_saved_with_another_model_catches_up_itself() {
         &path,
     );
     for kind in [DraftKind::Hybrid, DraftKind::Ead] {
-        let expected = session(&target, &drafter, kind, 1024)
-            .generate(&full, 16, |_, _| true)
-            .unwrap();
-        let mut restored = session(&target, &drafter, kind, 1024);
-        restored.load_prompt_cache(&path).unwrap();
-        let outcome = restored
-            .generate_from_cache(&full, 16, |_, _| true)
-            .unwrap();
+        let (_, outcome) = restored(&target, &drafter, kind, &path, &full);
         assert_eq!(
-            outcome.generation.tokens, expected.generation.tokens,
+            outcome.generation.tokens,
+            whole(&target, &drafter, kind, &full),
             "{kind:?}"
         );
     }
@@ -163,16 +150,14 @@ fn foreign_damaged_and_oversized_caches_are_refused_and_the_session_goes_on() {
             matches!(e, PromptCacheError::Io { .. })
         }),
     ];
-    let expected = session(&target, &drafter, DraftKind::Hybrid, 1024)
-        .generate(&full, 16, |_, _| true)
-        .unwrap();
+    let expected = whole(&target, &drafter, DraftKind::Hybrid, &full);
     for (path, is_expected) in &cases {
         let mut s = session(&target, &drafter, DraftKind::Hybrid, 1024);
         let err = s.load_prompt_cache(path).unwrap_err();
         assert!(is_expected(&err), "{}: {err}", path.display());
         assert!(s.cached_tokens().is_empty());
         let outcome = s.generate_from_cache(&full, 16, |_, _| true).unwrap();
-        assert_eq!(outcome.generation.tokens, expected.generation.tokens);
+        assert_eq!(outcome.generation.tokens, expected);
     }
     // A context smaller than the saved prefix.
     let mut small = session(&target, &drafter, DraftKind::Hybrid, 64);

@@ -125,7 +125,7 @@ impl Speculator {
     /// Starts from costs measured earlier with the same models on this
     /// machine: the first prompt is read in one batch, nothing timed.
     pub fn assume_costs(&mut self, snapshot: &CostSnapshot) {
-        self.policy.assume_costs(CostModel::from_snapshot(snapshot));
+        *self.policy.costs_mut() = CostModel::from_snapshot(snapshot);
         self.costs_known = true;
     }
 

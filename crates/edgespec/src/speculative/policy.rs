@@ -193,8 +193,10 @@ pub struct Policy {
     rounds_without_draft: u32,
     /// Rounds with a draft since the last plain one.
     rounds_since_plain: u32,
-    /// Plain decoding was timed in this process (not only carried over
-    /// from an earlier one's costs).
+    /// A round of this process decoded plainly: its first automatic round
+    /// does, so the baseline every draft is weighed against is a decode
+    /// pass's own time, not only a timing taken at start-up or carried
+    /// over from an earlier process (a single sample, often a noisy one).
     plain_measured: bool,
     /// Rounds without a draft before a probe; doubles while probes do not pay.
     probe_interval: u32,
@@ -263,7 +265,7 @@ impl Policy {
             realized_rate: Ema::default(),
             rounds_without_draft: 0,
             rounds_since_plain: 0,
-            plain_measured: true,
+            plain_measured: false,
             probe_interval: PROBE_EVERY,
             probing: false,
             episode_tokens: 0,
@@ -285,14 +287,6 @@ impl Policy {
     /// Measured costs, for calibration.
     pub fn costs_mut(&mut self) -> &mut CostModel {
         &mut self.costs
-    }
-
-    /// Starts from costs measured by an earlier process (a cost cache): the
-    /// first automatic round then decodes plainly, so the baseline is this
-    /// run's own.
-    pub fn assume_costs(&mut self, costs: CostModel) {
-        self.costs = costs;
-        self.plain_measured = false;
     }
 
     /// Starts a request: acceptance is learned afresh (with what earlier
@@ -692,9 +686,11 @@ mod tests {
         c
     }
 
+    /// An automatic policy on `costs` past its first (plain) round.
     fn auto_policy(costs: CostModel) -> Policy {
         let mut p = Policy::new(PolicyConfig::default()).unwrap();
         *p.costs_mut() = costs;
+        learn(&mut p, DraftSource::Model, 0, 0);
         p.begin_request();
         p
     }
@@ -1057,5 +1053,31 @@ mod tests {
         c.p_min = Some(1.5);
         assert_eq!(c.validate(), Err(PolicyError::PMin(1.5)));
         assert!(Policy::new(c).is_err());
+    }
+
+    #[test]
+    fn plain_rounds_keep_the_baseline_measured() {
+        let mut p = Policy::new(PolicyConfig::default()).unwrap();
+        *p.costs_mut() = memory_bound();
+        p.begin_request();
+        // The process's first automatic round decodes plainly, whatever
+        // the draft would be worth.
+        assert_eq!(lookup_draft(&mut p, 8, 64), 0);
+        learn(&mut p, DraftSource::Lookup { matched: 8 }, 0, 0);
+        assert!(lookup_draft(&mut p, 8, 64) > 0);
+        // After PLAIN_EVERY drafting rounds, one plain round.
+        for _ in 0..PLAIN_EVERY {
+            learn(&mut p, DraftSource::Lookup { matched: 8 }, 8, 8);
+        }
+        assert_eq!(lookup_draft(&mut p, 8, 64), 0);
+        learn(&mut p, DraftSource::Lookup { matched: 8 }, 0, 0);
+        assert!(lookup_draft(&mut p, 8, 64) > 0);
+        // A fixed length is never overridden.
+        let mut fixed = Policy::new(PolicyConfig {
+            length: DraftLength::Fixed(4),
+            p_min: None,
+        })
+        .unwrap();
+        assert_eq!(lookup_draft(&mut fixed, 8, 64), 4);
     }
 }

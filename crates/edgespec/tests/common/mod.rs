@@ -4,11 +4,12 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use edgespec::draft::{DraftLength, DraftModel};
 use edgespec::engine::{Context, ContextParams, Logits, Model, ModelParams, Sequence, Token};
 use edgespec::generate::GenerateParams;
 use edgespec::gguf::ValueType;
 use edgespec::sampling::{Sampler, SamplingParams};
-use edgespec::session::Session;
+use edgespec::session::{DraftKind, Session, SessionConfig};
 use edgespec::synthetic::SyntheticSpec;
 use edgespec::synthetic::BOS;
 
@@ -256,4 +257,34 @@ pub fn sparse_oversized_files(dir: &std::path::Path) -> Vec<(&'static str, PathB
             (what, path)
         })
         .collect()
+}
+
+/// Every drafter kind a full-vocabulary drafter serves, and EAD.
+pub const KINDS: [DraftKind; 6] = [
+    DraftKind::None,
+    DraftKind::Lookup,
+    DraftKind::Model,
+    DraftKind::Hybrid,
+    DraftKind::Ead,
+    DraftKind::EadSpec,
+];
+
+/// A greedy session of `kind` on the pair, drafts of 3, EAD without its
+/// fallback (so EAD runs whatever the models' speed).
+pub fn pair_session(
+    target: &Arc<Model>,
+    drafter: &Arc<Model>,
+    kind: DraftKind,
+    n_ctx: u32,
+) -> Session {
+    Session::new(SessionConfig {
+        length: DraftLength::Fixed(3),
+        ead: edgespec::ead::EadConfig {
+            fallback: false,
+            ..Default::default()
+        },
+        ..SessionConfig::new(target.clone(), ctx_params(n_ctx))
+            .with_drafter(kind, Some(DraftModel::Full(drafter.clone())))
+    })
+    .unwrap()
 }
