@@ -102,7 +102,14 @@ impl Conversation {
         let outcome = self
             .session
             .run(&prompt, max_tokens, self.reuse, on_token)?;
-        self.add("assistant", &outcome.generation.text);
+        // A model may produce a NUL byte, which no chat template call
+        // takes: the history keeps U+FFFD in its place (the caches roll
+        // back to there next turn), so one odd token does not end the
+        // conversation.
+        self.add(
+            "assistant",
+            &outcome.generation.text.replace('\0', "\u{FFFD}"),
+        );
         Ok(outcome)
     }
 
