@@ -14,6 +14,9 @@ install -d "$prefix/lib/pkgconfig" "$prefix/include"
 install -m 644 target/release/libedgespec.a "$prefix/lib/"
 install -m 755 target/release/libedgespec.so "$prefix/lib/"
 install -m 644 include/edgespec.h "$prefix/include/"
+# The licences travel with the library: ours and llama.cpp's/ggml's, which it contains.
+install -d "$prefix/share/doc/edgespec"
+install -m 644 LICENSE-MIT LICENSE-APACHE THIRD-PARTY-NOTICES.md "$prefix/share/doc/edgespec/"
 cat > "$prefix/lib/pkgconfig/edgespec.pc" <<PC
 prefix=$prefix
 libdir=\${prefix}/lib
