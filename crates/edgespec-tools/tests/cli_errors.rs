@@ -354,6 +354,32 @@ fn hostile_numbers_are_clear_errors() {
             &["generate", "-m", m, "-p", "hi", "--top-p", "nan"],
             "top-p",
         ),
+        // Checked before any model loads: no file is needed to hear it.
+        (
+            &[
+                "generate",
+                "-m",
+                "/nonexistent.gguf",
+                "-p",
+                "hi",
+                "--gamma",
+                "100",
+            ],
+            "draft length 100",
+        ),
+        (
+            &[
+                "generate",
+                "-m",
+                "/nonexistent.gguf",
+                "-p",
+                "hi",
+                "--p-min",
+                "2",
+            ],
+            "p-min",
+        ),
+        (&["chat", "-m", "/nonexistent.gguf", "-c", "0"], "n_ctx"),
         // Allocation-sized arguments: an abort before.
         (&["synth", "-o", o, "--embd", "4294967296"], "--embd"),
         (

@@ -90,6 +90,26 @@ impl SessionConfig {
     }
 }
 
+/// Checks every setting that needs no model, as [`Session::new`] does:
+/// a caller can run it before loading models, so a bad value costs no
+/// load. Returns the draft length as validated.
+pub fn check_settings(
+    context: &ContextParams,
+    sampling: &SamplingParams,
+    ead: &EadConfig,
+    length: DraftLength,
+    p_min: Option<f32>,
+) -> Result<DraftLength, GenerateError> {
+    context.validate()?;
+    sampling.validate()?;
+    ead.validate()?;
+    let length = length
+        .validate()
+        .map_err(crate::speculative::PolicyError::from)?;
+    PolicyConfig { length, p_min }.validate()?;
+    Ok(length)
+}
+
 /// What one generation produced and measured.
 #[derive(Debug, Clone)]
 pub struct Outcome {
@@ -122,13 +142,13 @@ impl Session {
     pub fn new(config: SessionConfig) -> Result<Self, GenerateError> {
         // Every setting is checked, also those this kind does not use: a
         // bad value is a mistake to report, whatever the kind.
-        config.context.validate()?;
-        config.sampling.validate()?;
-        config.ead.validate()?;
-        let length = config
-            .length
-            .validate()
-            .map_err(crate::speculative::PolicyError::from)?;
+        let length = check_settings(
+            &config.context,
+            &config.sampling,
+            &config.ead,
+            config.length,
+            config.p_min,
+        )?;
         let drafter = match (config.kind.needs_model(), &config.drafter) {
             (true, None) => return Err(GenerateError::MissingDrafter(config.kind)),
             (true, Some(d)) => Some(d),
@@ -151,7 +171,6 @@ impl Session {
             length,
             p_min: config.p_min,
         };
-        policy.validate()?;
         let speculative = |d: Box<dyn Drafter>| -> Result<Decoder, GenerateError> {
             let mut speculator = Speculator::new(target()?, Some(d), policy)?;
             if let Some(costs) = &config.costs {

@@ -10,7 +10,7 @@ use edgespec::draft::{DraftLength, DraftModel, LookupDrafter, DEFAULT_HYBRID_MIN
 use edgespec::ead::EadConfig;
 use edgespec::engine::{ContextParams, Model, ModelParams, Token};
 use edgespec::sampling::SamplingParams;
-use edgespec::session::{DraftKind, Session, SessionConfig};
+use edgespec::session::{check_settings, DraftKind, Session, SessionConfig};
 use edgespec_tools::bench::MachineInfo;
 use edgespec_tools::cost_cache::{self, CostCache, CostKey, FileId};
 
@@ -221,6 +221,35 @@ impl SessionArgs {
     /// entry too, for [`save_costs`] after generating.
     pub fn config(&self) -> anyhow::Result<(SessionConfig, Option<CostCache>)> {
         let kind = self.kind()?;
+        let mut context = ContextParams {
+            n_ctx: self.ctx_size,
+            ..ContextParams::default()
+        };
+        if let Some(t) = self.threads {
+            context.n_threads = t;
+            context.n_threads_batch = t;
+        }
+        let ead = EadConfig {
+            threshold_bits: self.ead_threshold,
+            window: self.ead_window,
+            min_dwell: self.ead_dwell,
+            large_share: self.ead_share,
+            fallback: !self.ead_no_fallback,
+        };
+        let length = match self.gamma {
+            Gamma::Fixed(g) => DraftLength::Fixed(g),
+            Gamma::Auto => DraftLength::Auto {
+                max: self.gamma_max,
+            },
+        };
+        let sampling = SamplingParams {
+            temperature: self.temp,
+            top_k: self.top_k,
+            top_p: self.top_p,
+            seed: self.seed,
+        };
+        // Before any model loads: a bad value costs no load.
+        check_settings(&context, &sampling, &ead, length, self.p_min)?;
         let model_params = ModelParams {
             gpu_layers: self.gpu_layers,
             repack: !self.no_repack,
@@ -249,42 +278,18 @@ impl SessionArgs {
             (model, drafter)
         });
         let (model, drafter) = (model?, drafter?);
-        let mut context = ContextParams {
-            n_ctx: self.ctx_size,
-            ..ContextParams::default()
-        };
-        if let Some(t) = self.threads {
-            context.n_threads = t;
-            context.n_threads_batch = t;
-        }
         let mut config = SessionConfig {
             lookup: LookupDrafter {
                 min_ngram: self.lookup_min_ngram,
                 max_ngram: self.lookup_max_ngram,
             },
             hybrid_min_ngram: self.hybrid_min_ngram,
-            ead: EadConfig {
-                threshold_bits: self.ead_threshold,
-                window: self.ead_window,
-                min_dwell: self.ead_dwell,
-                large_share: self.ead_share,
-                fallback: !self.ead_no_fallback,
-            },
-            length: match self.gamma {
-                Gamma::Fixed(g) => DraftLength::Fixed(g),
-                Gamma::Auto => DraftLength::Auto {
-                    max: self.gamma_max,
-                },
-            },
+            ead,
+            length,
             p_min: self.p_min,
-            sampling: SamplingParams {
-                temperature: self.temp,
-                top_k: self.top_k,
-                top_p: self.top_p,
-                seed: self.seed,
-            },
+            sampling,
             ignore_eos: self.ignore_eos,
-            ..SessionConfig::new(model.clone(), context.clone()).with_drafter(kind, drafter)
+            ..SessionConfig::new(model.clone(), context).with_drafter(kind, drafter)
         };
         let cache = self.cost_cache(&config);
         if let Some(cache) = &cache {
