@@ -178,7 +178,7 @@ impl Speculator {
     /// Reads `prompt` into the target as [`read_prompt`] does. While the
     /// costs are unknown (the first generation without a cost cache) the
     /// reading measures them: the prompt's last tokens go through the
-    /// target as a longest-draft verification and a single-token pass, and
+    /// target in passes of the sizes [`timed_verify_sizes`] names, and
     /// through the drafter as its step and catch-up batches, each timed;
     /// every later pass refines them. Returns the tokens the target read.
     fn read_prompt(
