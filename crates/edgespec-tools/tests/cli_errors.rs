@@ -687,3 +687,79 @@ fn the_cost_cache_skips_calibration_on_the_next_run() {
     assert!(!cached && err.contains("not a cost cache entry"), "{err}");
     assert!(run("2").0, "rewritten after the corrupt one");
 }
+
+/// Issue 18: llama.cpp's spellings mean what they mean there — `-md`,
+/// `-ngl`, `-s`, `--draft-max`, `--draft-p-min`, `--model-draft` — and a
+/// sampled run without a seed gets a fresh one, printed.
+#[test]
+fn llama_cpp_flags_are_understood_and_the_seed_is_fresh_unless_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("t.gguf");
+    let drafter = dir.path().join("d.gguf");
+    edgespec::synthetic::SyntheticSpec::default()
+        .write(&target)
+        .unwrap();
+    edgespec::synthetic::SyntheticSpec {
+        seed: 2,
+        n_layer: 1,
+        ..Default::default()
+    }
+    .write(&drafter)
+    .unwrap();
+    let (t, d) = (target.to_str().unwrap(), drafter.to_str().unwrap());
+    let run = |flags: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_edgespec"))
+            .args([
+                "generate",
+                "-m",
+                t,
+                "-p",
+                "kalo mine",
+                "-n",
+                "12",
+                "--temp",
+                "0.8",
+            ])
+            .args(flags)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{flags:?}: {err}");
+        let seed = err
+            .lines()
+            .find_map(|l| l.strip_prefix("seed: "))
+            .unwrap_or_else(|| panic!("no seed printed: {err}"))
+            .to_owned();
+        (out.stdout, seed)
+    };
+    let ours = run(&[
+        "--draft",
+        d,
+        "--gpu-layers",
+        "0",
+        "--seed",
+        "42",
+        "--gamma-max",
+        "4",
+        "--p-min",
+        "0.5",
+    ]);
+    let theirs = run(&[
+        "-md",
+        d,
+        "-ngl",
+        "0",
+        "-s",
+        "42",
+        "--draft-max",
+        "4",
+        "--draft-p-min",
+        "0.5",
+    ]);
+    assert_eq!(ours, theirs);
+    assert_eq!(ours.1, "42");
+    assert_eq!(run(&["--model-draft", d, "-ngl=0", "-s", "42"]).1, "42");
+    // No seed: a fresh one each run.
+    let (a, b) = (run(&[]).1, run(&[]).1);
+    assert_ne!(a, b);
+}

@@ -54,8 +54,36 @@ enum Command {
     Info(info::InfoArgs),
 }
 
+/// llama.cpp's flags of more than one letter behind a single dash, as
+/// their edgespec spellings (clap reads `-ngl 99` as `-n gl 99`).
+const LLAMA_CPP_FLAGS: [(&str, &str); 3] = [
+    ("-ngl", "--gpu-layers"),
+    ("-md", "--draft"),
+    ("-sys", "--system"),
+];
+
+/// The arguments with llama.cpp's multi-letter single-dash flags renamed
+/// (also in their `-flag=value` form).
+fn llama_cpp_spellings(args: impl Iterator<Item = std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    args.map(|arg| {
+        let Some(text) = arg.to_str() else {
+            return arg;
+        };
+        for (theirs, ours) in LLAMA_CPP_FLAGS {
+            if text == theirs {
+                return ours.into();
+            }
+            if let Some(value) = text.strip_prefix(theirs).and_then(|r| r.strip_prefix('=')) {
+                return format!("{ours}={value}").into();
+            }
+        }
+        arg
+    })
+    .collect()
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(llama_cpp_spellings(std::env::args_os()));
     init_logging(cli.verbose);
     let result = match cli.command {
         Command::Inspect(args) => inspect::run(args),

@@ -84,9 +84,10 @@ pub struct SessionArgs {
     /// Top-p (1: off).
     #[arg(long, default_value_t = 1.0)]
     pub top_p: f32,
-    /// RNG seed.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
+    /// Sampling seed (default: a fresh one, printed when sampling, as in
+    /// llama.cpp; give it to repeat a sampled run).
+    #[arg(short, long)]
+    pub seed: Option<u64>,
     /// Never stop at end-of-generation tokens (fixed-length benchmark runs).
     #[arg(long)]
     pub ignore_eos: bool,
@@ -101,12 +102,12 @@ pub struct SessionArgs {
     /// token-identical to target-only on K-quant models (slower on some CPUs).
     #[arg(long)]
     pub no_repack: bool,
-    /// Layers to offload to the GPU (CUDA builds).
-    #[arg(long, default_value_t = 0)]
+    /// Layers to offload to the GPU (CUDA builds; llama.cpp: -ngl).
+    #[arg(long, visible_alias = "n-gpu-layers", default_value_t = 0)]
     pub gpu_layers: u32,
     /// Drafter model for speculative decoding (same vocabulary as the
-    /// target); the small model in EAD modes.
-    #[arg(short, long, visible_alias = "small")]
+    /// target); the small model in EAD modes (llama.cpp: -md).
+    #[arg(short, long, visible_aliases = ["small", "model-draft"])]
     pub draft: Option<PathBuf>,
     /// Drafter kind: model, lookup, hybrid or trimmed (default: model with
     /// --draft; the target alone without).
@@ -119,10 +120,10 @@ pub struct SessionArgs {
     #[arg(long, default_value = "auto")]
     pub gamma: Gamma,
     /// Longest draft `--gamma auto` considers.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, visible_alias = "draft-max", default_value_t = 8)]
     pub gamma_max: usize,
     /// Stop drafting when the drafter's top probability falls below this.
-    #[arg(long)]
+    #[arg(long, visible_alias = "draft-p-min")]
     pub p_min: Option<f32>,
     /// Shortest n-gram prompt lookup matches (lookup drafter).
     #[arg(long, default_value_t = 2)]
@@ -246,8 +247,11 @@ impl SessionArgs {
             temperature: self.temp,
             top_k: self.top_k,
             top_p: self.top_p,
-            seed: self.seed,
+            seed: self.seed.unwrap_or_else(fresh_seed),
         };
+        if !sampling.is_greedy() {
+            eprintln!("seed: {}", sampling.seed);
+        }
         // Before any model loads: a bad value costs no load.
         check_settings(&context, &sampling, &ead, length, self.p_min)?;
         let model_params = ModelParams {
@@ -352,4 +356,13 @@ pub fn save_costs(cache: Option<&CostCache>, session: &Session) {
             log::warn!("cost cache {}: {e}", cache.path().display());
         }
     }
+}
+
+/// A seed for a run that was given none: the clock's nanoseconds mixed
+/// with the process id.
+fn fresh_seed() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    nanos ^ (u64::from(std::process::id()) << 32)
 }
