@@ -759,6 +759,25 @@ fn llama_cpp_flags_are_understood_and_the_seed_is_fresh_unless_given() {
     assert_eq!(ours, theirs);
     assert_eq!(ours.1, "42");
     assert_eq!(run(&["--model-draft", d, "-ngl=0", "-s", "42"]).1, "42");
+    // -f FILE and -f - (standard input) read the prompt as -p gives it.
+    let file = dir.path().join("prompt.txt");
+    std::fs::write(&file, "kalo mine").unwrap();
+    let greedy = |source: &[&str], stdin: &str| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_edgespec"))
+            .args(["generate", "-m", t, "-n", "12"])
+            .args(source)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), stdin.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success());
+        out.stdout
+    };
+    let by_flag = greedy(&["-p", "kalo mine"], "");
+    assert_eq!(greedy(&["-f", file.to_str().unwrap()], ""), by_flag);
+    assert_eq!(greedy(&["-f", "-"], "kalo mine"), by_flag);
     // No seed: a fresh one each run.
     let (a, b) = (run(&[]).1, run(&[]).1);
     assert_ne!(a, b);

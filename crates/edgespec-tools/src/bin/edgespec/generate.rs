@@ -23,8 +23,12 @@ pub struct GenerateArgs {
     #[command(flatten)]
     pub session: SessionArgs,
     /// Prompt text.
-    #[arg(short, long)]
-    prompt: String,
+    #[arg(short, long, required_unless_present = "file")]
+    prompt: Option<String>,
+    /// Read the prompt from this file (`-` for standard input), as
+    /// llama.cpp's `-f`.
+    #[arg(short, long, conflicts_with = "prompt")]
+    file: Option<PathBuf>,
     /// Wrap the prompt in the model's chat template as a user message.
     #[arg(long)]
     chat: bool,
@@ -50,7 +54,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     );
     let (config, cost_cache) = args.session.config()?;
     let model = config.target.clone();
-    let prompt = prompt_tokens(&model, &args.prompt, args.chat)?;
+    let prompt = prompt_tokens(&model, &prompt_text(&args)?, args.chat)?;
     if let Some(path) = &args.trace {
         return trace(&args, &config, &prompt, path);
     }
@@ -91,6 +95,22 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// The prompt: `--prompt`, or the contents of `--file` (`-`: standard input).
+fn prompt_text(args: &GenerateArgs) -> anyhow::Result<String> {
+    match (&args.prompt, &args.file) {
+        (Some(text), _) => Ok(text.clone()),
+        (None, Some(path)) if path.as_os_str() == "-" => {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+                .context("reading the prompt from standard input")?;
+            Ok(text)
+        }
+        (None, Some(path)) => std::fs::read_to_string(path)
+            .with_context(|| format!("reading the prompt from {}", path.display())),
+        (None, None) => anyhow::bail!("give the prompt: -p TEXT or -f FILE"),
+    }
 }
 
 /// `--trace`: the target's greedy output and what the drafter would draft

@@ -121,3 +121,33 @@ fn init_logging(verbose: u8) {
         .parse_default_env()
         .init();
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// clap checks its own rules (duplicate short flags, conflicts naming
+    /// missing arguments) only in debug builds: checked here for every one.
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn llama_cpp_multi_letter_flags_are_renamed() {
+        let args = ["edgespec", "-ngl", "99", "-md=d.gguf", "-n", "-sys"];
+        let renamed = llama_cpp_spellings(args.iter().map(Into::into));
+        assert_eq!(
+            renamed,
+            [
+                "edgespec",
+                "--gpu-layers",
+                "99",
+                "--draft=d.gguf",
+                "-n",
+                "--system"
+            ]
+        );
+    }
+}
