@@ -141,8 +141,9 @@ impl BatchCurve {
 /// are timed on the way: a head read in one batch (0 when nothing is left
 /// for it), then one batch of each size in `sizes` that still fits, the
 /// largest first and the smallest last, always when it fits (so with a
-/// size of 1 the final batch's only output is the last token's). The head's pass also warms the weights, so the timed
-/// passes that follow are steady ones.
+/// size of 1 the final batch's only output is the last token's). The
+/// head's pass also warms the weights, so the timed passes that follow
+/// are steady ones.
 pub fn timed_tail(len: usize, sizes: &[usize]) -> (usize, Vec<usize>) {
     let mut sizes: Vec<usize> = sizes.iter().copied().filter(|&b| b > 0).collect();
     sizes.sort_unstable_by(|a, b| b.cmp(a));
