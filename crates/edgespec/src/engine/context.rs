@@ -343,6 +343,11 @@ impl Context {
         Ok(())
     }
 
+    /// Logits of the last position the last decode computed outputs for.
+    pub fn last_logits(&self) -> Result<&[f32], EngineError> {
+        self.logits(self.n_outputs.saturating_sub(1))
+    }
+
     /// Logits of the `index`-th output of the last decode (outputs counted in
     /// batch order: with [`Logits::Last`] the only one is 0). Read in place.
     pub fn logits(&self, index: usize) -> Result<&[f32], EngineError> {

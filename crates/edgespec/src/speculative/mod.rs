@@ -200,9 +200,15 @@ impl Speculator {
         let sizes = timed_verify_sizes(&config);
         let (head, tail) = timed_tail(prompt.len() - from, &sizes);
         if head > 0 {
+            // The last position's logits come from the head's pass when no
+            // timed pass follows it (a prompt shorter than the smallest).
+            let logits = if tail.is_empty() {
+                Logits::Last
+            } else {
+                Logits::None
+            };
             let start = Instant::now();
-            self.target
-                .decode(&prompt[from..from + head], Logits::None)?;
+            self.target.decode(&prompt[from..from + head], logits)?;
             let ms = start.elapsed().as_secs_f64() * 1e3;
             // The head's pass also stands in for the longest verification
             // (a long lookup copy) until one is measured: a guess from a
@@ -219,8 +225,7 @@ impl Speculator {
         let mut at = from + head;
         for b in tail {
             // Every position's logits, as a verification computes them;
-            // the smallest batch (1) comes last, so output 0 is the
-            // prompt's last position.
+            // the last output is the prompt's last position's.
             let start = Instant::now();
             self.target.decode(&prompt[at..at + b], Logits::All)?;
             let elapsed = start.elapsed();
@@ -285,7 +290,7 @@ impl Speculator {
         let mut stop = if emitter.is_full() {
             Some(StopReason::MaxTokens)
         } else {
-            let first = sampler.sample(self.target.context().logits(0)?);
+            let first = sampler.sample(self.target.context().last_logits()?);
             committed.push(first);
             emitter.emit(first)?
         };
@@ -429,12 +434,14 @@ pub fn judge(
 }
 
 /// The target passes a first prompt read times when the costs are unknown:
-/// a single token (plain decoding), the short verifications and the
-/// longest model verification, the sizes whose costs steer the draft
-/// length most; sizes between are interpolated, longer ones estimated
-/// from the prompt's own pass, until rounds measure them.
-pub fn timed_verify_sizes(config: &PolicyConfig) -> [usize; 4] {
-    [1, 2, 4, config.cap() + 1]
+/// the short verifications and the longest model verification, the sizes
+/// whose costs steer the draft length most; sizes between are
+/// interpolated, longer ones estimated from the prompt's own pass, until
+/// rounds measure them. A single token's pass is not among them: the
+/// policy's first round decodes plainly and measures it before any draft
+/// is weighed.
+pub fn timed_verify_sizes(config: &PolicyConfig) -> [usize; 3] {
+    [2, 4, config.cap() + 1]
 }
 
 /// The batch sizes EAD's start-up calibration times: small ones and the
