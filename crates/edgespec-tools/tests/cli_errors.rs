@@ -1,5 +1,6 @@
-//! The CLI on bad input: a clear message naming the problem, exit code 1,
-//! never a panic.
+//! The CLI on bad input: a clear message naming the problem, never a
+//! panic; exit status 2 for a command line that cannot run (as clap's own
+//! usage errors), 1 for a run that failed.
 
 use std::process::Command;
 
@@ -7,13 +8,26 @@ use std::process::Command;
 mod common;
 
 fn edgespec(args: &[&str]) -> (bool, String) {
+    let (status, stderr) = edgespec_status(args);
+    (status == Some(0), stderr)
+}
+
+/// The exit status and standard error of `edgespec ARGS`.
+fn edgespec_status(args: &[&str]) -> (Option<i32>, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_edgespec"))
         .args(args)
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(!stderr.contains("panicked"), "{stderr}");
-    (out.status.success(), stderr)
+    (out.status.code(), stderr)
+}
+
+/// Asserts that `edgespec ARGS` is refused as a usage error naming `what`.
+fn refused_as_usage(args: &[&str], what: &str) {
+    let (status, err) = edgespec_status(args);
+    assert_eq!(status, Some(2), "{args:?}: {err}");
+    assert!(err.contains(what), "{args:?}: {err}");
 }
 
 #[test]
@@ -32,11 +46,14 @@ fn bench_rejects_bad_input_clearly() {
     let m = model.to_str().unwrap();
     let p = prompts.to_str().unwrap();
 
-    let (ok, err) = edgespec(&["bench", "-t", m, "-p", p, "-m", "target,medusa"]);
-    assert!(!ok && err.contains("unknown mode \"medusa\""), "{err}");
-    let (ok, err) = edgespec(&["bench", "-t", m, "-p", p]);
+    refused_as_usage(
+        &["bench", "-t", m, "-p", p, "-m", "target,medusa"],
+        "unknown mode \"medusa\"",
+    );
+    // A bad prompt file is a failed run, not a usage error.
+    let (status, err) = edgespec_status(&["bench", "-t", m, "-p", p]);
     assert!(
-        !ok && err.contains("p.jsonl:3") && err.contains("invalid JSON"),
+        status == Some(1) && err.contains("p.jsonl:3") && err.contains("invalid JSON"),
         "{err}"
     );
     std::fs::write(&prompts, "hello\n").unwrap();
@@ -45,16 +62,16 @@ fn bench_rejects_bad_input_clearly() {
         !ok && err.contains("target model not found: /no/model.gguf"),
         "{err}"
     );
-    let (ok, err) = edgespec(&["bench", "-t", m, "-p", p, "-m", "target,model:3"]);
-    assert!(!ok && err.contains("need a drafter model"), "{err}");
-    let (ok, err) = edgespec(&["bench", "-t", m, "-p", p, "--sweep", "gamma=5..2"]);
-    assert!(!ok && err.contains("gamma=5..2"), "{err}");
-    let (ok, err) = edgespec(&["bench", "-t", m, "-p", p, "--sweep", "size=1..2"]);
-    assert!(!ok && err.contains("use gamma=A..B, k="), "{err}");
-    let (ok, err) = edgespec(&["bench", "-t", m, "-p", p, "--sweep", "threads=2,0"]);
-    assert!(!ok && err.contains("\"0\" is not a thread count"), "{err}");
-    let (ok, err) = edgespec(&["bench", "-t", m, "-p", p, "--sweep", "k=4096,8192"]);
-    assert!(!ok && err.contains("needs the full drafter"), "{err}");
+    let usage: [(&[&str], &str); 5] = [
+        (&["-m", "target,model:3"], "need a drafter model"),
+        (&["--sweep", "gamma=5..2"], "gamma=5..2"),
+        (&["--sweep", "size=1..2"], "use gamma=A..B, k="),
+        (&["--sweep", "threads=2,0"], "\"0\" is not a thread count"),
+        (&["--sweep", "k=4096,8192"], "needs the full drafter"),
+    ];
+    for (extra, what) in usage {
+        refused_as_usage(&[&["bench", "-t", m, "-p", p], extra].concat(), what);
+    }
     // A K sweep past the vocabulary, with real counts for this model.
     let corpus = dir.path().join("corpus.txt");
     std::fs::write(&corpus, "hello world\nthe quick brown fox\n").unwrap();
@@ -393,8 +410,15 @@ fn hostile_numbers_are_clear_errors() {
         ),
     ];
     for (args, expected) in cases {
-        let (ok, err) = edgespec(args);
-        assert!(!ok && err.contains(expected), "{args:?}: {err}");
+        let (status, err) = edgespec_status(args);
+        assert!(
+            status.is_some_and(|s| s != 0) && err.contains(expected),
+            "{args:?}: {err}"
+        );
+        // The sessions' settings are usage errors, found before any load.
+        if matches!(args[0], "generate" | "chat") {
+            assert_eq!(status, Some(2), "{args:?}: {err}");
+        }
     }
     assert!(!out.exists());
 }

@@ -12,6 +12,8 @@ use edgespec_tools::bench::{
 };
 use edgespec_tools::vocabtrim::{TokenCounts, Trimmer};
 
+use crate::UsageError;
+
 /// Arguments of `bench`.
 #[derive(Debug, Args)]
 pub struct BenchArgs {
@@ -251,9 +253,11 @@ fn k_sweep(
     trimmed_k: &mut Vec<(u32, PathBuf)>,
 ) -> anyhow::Result<Vec<Mode>> {
     let (Some(draft), Some(counts)) = (&args.draft, &args.counts) else {
-        anyhow::bail!(
+        return Err(UsageError(
             "--sweep k=…: needs the full drafter (--draft) and its calibration counts (--counts)"
-        );
+                .into(),
+        )
+        .into());
     };
     let prior = args.prior.as_deref().map(TokenCounts::load).transpose()?;
     let trimmer = Trimmer::new(draft, TokenCounts::load(counts)?, prior)
@@ -262,10 +266,12 @@ fn k_sweep(
     std::fs::create_dir_all(&args.out)?;
     let mut modes = Vec::new();
     for &k in ks {
-        anyhow::ensure!(
-            k as usize <= vocab,
-            "--sweep k=…: K = {k} is larger than the vocabulary ({vocab})"
-        );
+        if k as usize > vocab {
+            return Err(UsageError(format!(
+                "--sweep k=…: K = {k} is larger than the vocabulary ({vocab})"
+            ))
+            .into());
+        }
         let out = args.out.join(format!("trimmed-k{k}.gguf"));
         trimmer.write(k as usize, &out)?;
         trimmed_k.push((k, out));

@@ -102,9 +102,34 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            if is_usage_error(&e) {
+                ExitCode::from(USAGE_EXIT)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
+}
+
+/// Exit status of a command line that asks for what cannot be (as clap's
+/// own usage errors), so scripts tell a mistyped command from a failed run.
+const USAGE_EXIT: u8 = 2;
+
+/// A setting out of range or a combination that cannot run, found before
+/// any work: an unknown bench mode, a bad sweep, a mode without the model
+/// it needs, a number out of range.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+fn is_usage_error(e: &anyhow::Error) -> bool {
+    use edgespec_tools::bench::{BenchError, ModeError, SweepError};
+    e.chain().any(|cause| {
+        cause.is::<UsageError>()
+            || cause.is::<ModeError>()
+            || cause.is::<SweepError>()
+            || matches!(cause.downcast_ref(), Some(BenchError::Config(_)))
+    })
 }
 
 /// Our warnings by default; llama.cpp only on errors unless -v.

@@ -11,6 +11,8 @@ use edgespec::ead::EadConfig;
 use edgespec::engine::{ContextParams, Model, ModelParams, Token};
 use edgespec::sampling::SamplingParams;
 use edgespec::session::{check_settings, DraftKind, Session, SessionConfig};
+
+use crate::UsageError;
 use edgespec_tools::bench::MachineInfo;
 use edgespec_tools::cost_cache::{self, CostCache, CostKey, FileId};
 
@@ -253,7 +255,8 @@ impl SessionArgs {
             eprintln!("seed: {}", sampling.seed);
         }
         // Before any model loads: a bad value costs no load.
-        check_settings(&context, &sampling, &ead, length, self.p_min)?;
+        check_settings(&context, &sampling, &ead, length, self.p_min)
+            .map_err(|e| UsageError(e.to_string()))?;
         let model_params = ModelParams {
             gpu_layers: self.gpu_layers,
             repack: !self.no_repack,
