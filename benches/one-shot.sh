@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Whole-process time of a one-shot `edgespec generate`: the target alone
 # against the default speculative policy (hybrid drafter, --gamma auto),
-# same model, prompt, threads and token count, greedy. Runs alternate
+# same model, prompt, threads and token count (--ignore-eos: both runs
+# generate exactly N tokens even where a near-tie sends their texts
+# apart and one would end sooner), greedy. Runs alternate
 # A B A B so machine drift hits both alike; a first pair warms the page
 # cache and is not counted. "cold" gives every speculative run an empty
 # cost cache; "warm" one filled by an earlier run of the same command.
@@ -28,7 +30,7 @@ case $cache_state in cold|warm) ;; *) echo "error: cold or warm, not $cache_stat
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-common=(-m "$target" -p "$prompt" --chat -n "$n" -t "$threads")
+common=(-m "$target" -p "$prompt" --chat -n "$n" -t "$threads" --ignore-eos)
 alone() { "$edgespec" generate "${common[@]}" --target-only >"$work/alone.txt" 2>/dev/null; }
 speculative() {
   if [ "$cache_state" = cold ]; then rm -rf "$work/costs"; fi

@@ -16,6 +16,30 @@
 #include <stdint.h>
 #include <stdlib.h>
 
+// This library's major version (the header's; `edgespec_version()` gives the linked library's).
+#define EDGESPEC_VERSION_MAJOR 0
+
+// This library's minor version.
+#define EDGESPEC_VERSION_MINOR 1
+
+// This library's patch version.
+#define EDGESPEC_VERSION_PATCH 0
+
+// Errors.
+#define EDGESPEC_LOG_ERROR 1
+
+// Warnings.
+#define EDGESPEC_LOG_WARN 2
+
+// Progress worth telling a user.
+#define EDGESPEC_LOG_INFO 3
+
+// Details, llama.cpp's model-loading report included.
+#define EDGESPEC_LOG_DEBUG 4
+
+// Everything, per round of speculation included.
+#define EDGESPEC_LOG_TRACE 5
+
 // Generation ended at an end-of-generation token.
 #define EDGESPEC_STOP_EOG 0
 
@@ -27,6 +51,9 @@
 
 // The callback returned false.
 #define EDGESPEC_STOP_CALLBACK 3
+
+// The output reached a stop string (left out of the text).
+#define EDGESPEC_STOP_STRING 4
 
 // `respond` fails with EDGESPEC_ERR_CONTEXT_FULL when the conversation no longer fits.
 #define EDGESPEC_WHEN_FULL_ERROR 0
@@ -71,6 +98,9 @@ typedef enum {
   EDGESPEC_ERR_PROMPT_CACHE = 14,
   // Reading or writing a file failed (the message names it).
   EDGESPEC_ERR_IO = 15,
+  // Another logger already receives the process's logs
+  // (`edgespec_set_log_callback`).
+  EDGESPEC_ERR_LOGGER = 16,
 } edgespec_result;
 
 // A loaded model (opaque). Shareable across threads and sessions.
@@ -80,8 +110,13 @@ typedef struct edgespec_model edgespec_model;
 // conversation (`edgespec_session_add_message`, `edgespec_session_respond`).
 typedef struct edgespec_session edgespec_session;
 
-// How to load a model.
+// How to load a model. Start from `edgespec_model_params_default()`,
+// which also sets `struct_size`.
 typedef struct {
+  // `sizeof(edgespec_model_params)` as the caller's header has it (set
+  // by the _default function): fields added by later versions keep
+  // their defaults for older callers.
+  uint32_t struct_size;
   // Layers to offload to the GPU (0: CPU only). Must be >= 0.
   int32_t gpu_layers;
   // Memory-map the file (recommended).
@@ -90,11 +125,24 @@ typedef struct {
   bool use_mlock;
 } edgespec_model_params;
 
+// Receives one log line: `level` is one of EDGESPEC_LOG_*, `message` a
+// NUL-terminated UTF-8 line (no trailing newline) valid for the call,
+// `source` "edgespec" or "llama.cpp". Called from whichever thread logs,
+// possibly from several at once; it must not call back into edgespec.
+typedef void (*edgespec_log_callback)(int32_t level,
+                                      const char *source,
+                                      const char *message,
+                                      void *user_data);
+
 // Drafter kinds for `edgespec_session_params.draft_kind`.
 typedef int32_t edgespec_draft_kind;
 
 // Session settings. Start from `edgespec_session_params_default()`.
 typedef struct {
+  // `sizeof(edgespec_session_params)` as the caller's header has it (set
+  // by the _default function): fields added by later versions keep
+  // their defaults for older callers.
+  uint32_t struct_size;
   // Context window in tokens (1..=1048576).
   uint32_t n_ctx;
   // CPU threads (1..=1024).
@@ -121,19 +169,24 @@ typedef struct {
   uint32_t ead_window;
   // EAD: tokens generated after a switch before the next one.
   uint32_t ead_dwell;
+  // Min-p in [0, 1]: drop tokens less likely than this times the most likely one; 0 is off.
+  float min_p;
+  // Divide a repeated token's logit by this (multiply if negative), > 0; 1 is off.
+  float repeat_penalty;
+  // Tokens the penalties look back on; -1: the whole context; 0: off.
+  int32_t repeat_last_n;
+  // Subtracted from a repeated token's logit per occurrence; 0 is off.
+  float frequency_penalty;
+  // Subtracted once from a repeated token's logit; 0 is off.
+  float presence_penalty;
 } edgespec_session_params;
 
-// Streaming callback: `text` is the newly complete UTF-8 text (NUL-terminated,
-// `text_len` bytes, possibly empty while a multi-byte character is
-// incomplete), `token` the token id (-1 for a final flush). Return false to
-// stop generation. The text pointer is valid only during the call.
-typedef bool (*edgespec_token_callback)(const char *text,
-                                        size_t text_len,
-                                        int32_t token,
-                                        void *user_data);
-
-// What one generation measured.
+// What one generation measured. Give the generating functions one from
+// `edgespec_stats_init()` (it sets `struct_size`).
 typedef struct {
+  // `sizeof(edgespec_stats)` as the caller's header has it (set by
+  // `edgespec_stats_init()`): a later version writes no further.
+  uint32_t struct_size;
   // Prompt tokens.
   uint32_t prompt_tokens;
   // Generated tokens.
@@ -165,6 +218,15 @@ typedef struct {
   // EAD: switches between the models.
   uint32_t switches;
 } edgespec_stats;
+
+// Streaming callback: `text` is the newly complete UTF-8 text (NUL-terminated,
+// `text_len` bytes, possibly empty while a multi-byte character is
+// incomplete), `token` the token id (-1 for a final flush). Return false to
+// stop generation. The text pointer is valid only during the call.
+typedef bool (*edgespec_token_callback)(const char *text,
+                                        size_t text_len,
+                                        int32_t token,
+                                        void *user_data);
 
 // No drafter: the target alone.
 #define EDGESPEC_DRAFT_NONE 0
@@ -225,8 +287,25 @@ int32_t edgespec_model_n_vocab(const edgespec_model *model);
 // stays valid until the next edgespec call on the same thread.
 const char *edgespec_last_error(void);
 
-// Defaults: 4096-token context, all cores, no drafter, automatic γ up to 8, greedy.
+// Sends edgespec's and llama.cpp's log lines up to `max_level` (one of
+// EDGESPEC_LOG_*) to `callback` with `user_data`; a NULL callback (or
+// `max_level` 0) turns logging off again. Without a call nothing is
+// logged. EDGESPEC_ERR_LOGGER when the process already has another
+// logger of Rust's `log` crate (a Rust program linking edgespec).
+//
+// # Safety
+// `callback` NULL or a function safe to call with `user_data` from any
+// thread, concurrently, until it is replaced.
+edgespec_result edgespec_set_log_callback(edgespec_log_callback callback,
+                                          int32_t max_level,
+                                          void *user_data);
+
+// Defaults: 4096-token context, all cores, no drafter, automatic γ up to 8,
+// greedy, no penalties; `struct_size` set.
 edgespec_session_params edgespec_session_params_default(void);
+
+// Zeroed statistics with `struct_size` set: what the generating functions fill.
+edgespec_stats edgespec_stats_init(void);
 
 // Creates a session on `target`, with `drafter` (may be NULL unless the
 // draft kind needs a model). `params` may be NULL for the defaults. The
@@ -282,6 +361,20 @@ edgespec_result edgespec_session_generate_tokens(edgespec_session *session,
                                                  edgespec_token_callback callback,
                                                  void *user_data,
                                                  edgespec_stats *stats);
+
+// Sets the stop strings of the session's later generations and answers:
+// the output ends where its text first holds one of them, which is left
+// out (stop reason EDGESPEC_STOP_STRING); streamed text that could still
+// become one is held back until it cannot. `stops` holds `n_stops`
+// NUL-terminated UTF-8 strings (at most 64); `n_stops` 0 clears them
+// (`stops` may then be NULL).
+//
+// # Safety
+// `session` NULL or live; `stops` NULL or pointing to `n_stops` pointers,
+// each NULL or NUL-terminated.
+edgespec_result edgespec_session_set_stop_strings(edgespec_session *session,
+                                                  const char *const *stops,
+                                                  size_t n_stops);
 
 // Adds a message to the session's conversation: `role` is "system",
 // "user" or "assistant", `content` UTF-8. Nothing is generated.

@@ -56,7 +56,7 @@ int main(int argc, char **argv) {
     if (rc != EDGESPEC_OK) return fail("edgespec_session_new", rc);
 
     size_t pieces = 0;
-    edgespec_stats stats;
+    edgespec_stats stats = edgespec_stats_init();
     rc = edgespec_session_generate(session, argv[2], true, max_tokens, print_piece, &pieces, &stats);
     if (rc != EDGESPEC_OK) {
         edgespec_session_free(&session);

@@ -47,6 +47,9 @@ pub enum edgespec_result {
     EDGESPEC_ERR_PROMPT_CACHE = 14,
     /// Reading or writing a file failed (the message names it).
     EDGESPEC_ERR_IO = 15,
+    /// Another logger already receives the process's logs
+    /// (`edgespec_set_log_callback`).
+    EDGESPEC_ERR_LOGGER = 16,
 }
 
 /// A failure on its way to C.

@@ -16,9 +16,11 @@
 #![allow(non_camel_case_types)]
 
 mod error;
+mod log_callback;
 mod session;
 #[cfg(test)]
 mod tests;
+mod versioned;
 
 use std::ffi::{c_char, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -26,27 +28,38 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub use error::{edgespec_last_error, edgespec_result};
+pub use log_callback::{
+    edgespec_log_callback, edgespec_set_log_callback, EDGESPEC_LOG_DEBUG, EDGESPEC_LOG_ERROR,
+    EDGESPEC_LOG_INFO, EDGESPEC_LOG_TRACE, EDGESPEC_LOG_WARN,
+};
 pub use session::{
     edgespec_draft_kind, edgespec_session, edgespec_session_free, edgespec_session_generate,
     edgespec_session_generate_tokens, edgespec_session_new, edgespec_session_params,
-    edgespec_session_params_default, edgespec_session_reset, edgespec_stats,
-    edgespec_token_callback, EDGESPEC_DRAFT_EAD, EDGESPEC_DRAFT_EAD_SPEC, EDGESPEC_DRAFT_HYBRID,
-    EDGESPEC_DRAFT_LOOKUP, EDGESPEC_DRAFT_MODEL, EDGESPEC_DRAFT_NONE, EDGESPEC_STOP_CALLBACK,
-    EDGESPEC_STOP_CONTEXT_FULL, EDGESPEC_STOP_EOG, EDGESPEC_STOP_MAX_TOKENS,
+    edgespec_session_params_default, edgespec_session_reset, edgespec_session_set_stop_strings,
+    edgespec_stats, edgespec_stats_init, edgespec_token_callback, EDGESPEC_DRAFT_EAD,
+    EDGESPEC_DRAFT_EAD_SPEC, EDGESPEC_DRAFT_HYBRID, EDGESPEC_DRAFT_LOOKUP, EDGESPEC_DRAFT_MODEL,
+    EDGESPEC_DRAFT_NONE, EDGESPEC_STOP_CALLBACK, EDGESPEC_STOP_CONTEXT_FULL, EDGESPEC_STOP_EOG,
+    EDGESPEC_STOP_MAX_TOKENS, EDGESPEC_STOP_STRING,
 };
 
 use edgespec::engine::{Model, ModelParams};
 use error::{fail, set_error, Failure};
+use versioned::{read_struct, Versioned};
 
 /// A loaded model (opaque). Shareable across threads and sessions.
 pub struct edgespec_model {
     inner: Arc<Model>,
 }
 
-/// How to load a model.
+/// How to load a model. Start from `edgespec_model_params_default()`,
+/// which also sets `struct_size`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct edgespec_model_params {
+    /// `sizeof(edgespec_model_params)` as the caller's header has it (set
+    /// by the _default function): fields added by later versions keep
+    /// their defaults for older callers.
+    pub struct_size: u32,
     /// Layers to offload to the GPU (0: CPU only). Must be >= 0.
     pub gpu_layers: i32,
     /// Memory-map the file (recommended).
@@ -54,6 +67,19 @@ pub struct edgespec_model_params {
     /// Lock the model in RAM.
     pub use_mlock: bool,
 }
+
+// SAFETY: repr(C), struct_size: u32 first; an i32 and two C bools.
+unsafe impl Versioned for edgespec_model_params {
+    const NAME: &'static str = "edgespec_model_params";
+    const FIRST_SIZE: usize = std::mem::offset_of!(Self, use_mlock) + 1;
+}
+
+/// This library's major version (the header's; `edgespec_version()` gives the linked library's).
+pub const EDGESPEC_VERSION_MAJOR: u32 = 0;
+/// This library's minor version.
+pub const EDGESPEC_VERSION_MINOR: u32 = 1;
+/// This library's patch version.
+pub const EDGESPEC_VERSION_PATCH: u32 = 0;
 
 /// The library version as a static NUL-terminated string, e.g. "0.1.0".
 #[no_mangle]
@@ -65,6 +91,7 @@ pub extern "C" fn edgespec_version() -> *const c_char {
 #[no_mangle]
 pub extern "C" fn edgespec_model_params_default() -> edgespec_model_params {
     edgespec_model_params {
+        struct_size: std::mem::size_of::<edgespec_model_params>() as u32,
         gpu_layers: 0,
         use_mmap: true,
         use_mlock: false,
@@ -163,8 +190,8 @@ pub unsafe extern "C" fn edgespec_model_load(
         let params = if params.is_null() {
             edgespec_model_params_default()
         } else {
-            // SAFETY: non-null and valid per the caller's contract.
-            unsafe { *params }
+            // SAFETY: non-null and readable for its struct_size per the caller's contract.
+            unsafe { read_struct(params, edgespec_model_params_default())? }
         };
         if params.gpu_layers < 0 {
             return Err(fail(

@@ -4,11 +4,12 @@ use std::ffi::{c_char, c_void};
 
 use super::error::{edgespec_result, fail, Failure};
 use super::{c_str, edgespec_model, free_handle, guard, handle_mut};
+use crate::versioned::{check_writable, read_struct, write_struct, Versioned};
 use edgespec::draft::{DraftLength, DraftModel, MAX_DRAFT};
 use edgespec::ead::EadConfig;
 use edgespec::engine::{ContextParams, Token};
 use edgespec::generate::StopReason;
-use edgespec::sampling::SamplingParams;
+use edgespec::sampling::{Penalties, SamplingParams};
 use edgespec::session::{Conversation, DraftKind, Outcome, Session, SessionConfig, WhenFull};
 
 /// Drafter kinds for `edgespec_session_params.draft_kind`.
@@ -38,6 +39,8 @@ pub const EDGESPEC_STOP_MAX_TOKENS: i32 = 1;
 pub const EDGESPEC_STOP_CONTEXT_FULL: i32 = 2;
 /// The callback returned false.
 pub const EDGESPEC_STOP_CALLBACK: i32 = 3;
+/// The output reached a stop string (left out of the text).
+pub const EDGESPEC_STOP_STRING: i32 = 4;
 
 /// Streaming callback: `text` is the newly complete UTF-8 text (NUL-terminated,
 /// `text_len` bytes, possibly empty while a multi-byte character is
@@ -56,6 +59,10 @@ pub type edgespec_token_callback = Option<
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct edgespec_session_params {
+    /// `sizeof(edgespec_session_params)` as the caller's header has it (set
+    /// by the _default function): fields added by later versions keep
+    /// their defaults for older callers.
+    pub struct_size: u32,
     /// Context window in tokens (1..=1048576).
     pub n_ctx: u32,
     /// CPU threads (1..=1024).
@@ -82,12 +89,32 @@ pub struct edgespec_session_params {
     pub ead_window: u32,
     /// EAD: tokens generated after a switch before the next one.
     pub ead_dwell: u32,
+    /// Min-p in [0, 1]: drop tokens less likely than this times the most likely one; 0 is off.
+    pub min_p: f32,
+    /// Divide a repeated token's logit by this (multiply if negative), > 0; 1 is off.
+    pub repeat_penalty: f32,
+    /// Tokens the penalties look back on; -1: the whole context; 0: off.
+    pub repeat_last_n: i32,
+    /// Subtracted from a repeated token's logit per occurrence; 0 is off.
+    pub frequency_penalty: f32,
+    /// Subtracted once from a repeated token's logit; 0 is off.
+    pub presence_penalty: f32,
 }
 
-/// Defaults: 4096-token context, all cores, no drafter, automatic γ up to 8, greedy.
+// SAFETY: repr(C), struct_size: u32 first; integers and floats only.
+unsafe impl Versioned for edgespec_session_params {
+    const NAME: &'static str = "edgespec_session_params";
+    const FIRST_SIZE: usize =
+        std::mem::offset_of!(Self, presence_penalty) + std::mem::size_of::<f32>();
+}
+
+/// Defaults: 4096-token context, all cores, no drafter, automatic γ up to 8,
+/// greedy, no penalties; `struct_size` set.
 #[no_mangle]
 pub extern "C" fn edgespec_session_params_default() -> edgespec_session_params {
+    let penalties = Penalties::OFF;
     edgespec_session_params {
+        struct_size: std::mem::size_of::<edgespec_session_params>() as u32,
         n_ctx: 4096,
         n_threads: std::thread::available_parallelism().map_or(1, |n| n.get()) as i32,
         draft_kind: EDGESPEC_DRAFT_NONE,
@@ -101,13 +128,22 @@ pub extern "C" fn edgespec_session_params_default() -> edgespec_session_params {
         ead_threshold_bits: EadConfig::default().threshold_bits,
         ead_window: EadConfig::default().window as u32,
         ead_dwell: EadConfig::default().min_dwell as u32,
+        min_p: 0.0,
+        repeat_penalty: penalties.repeat,
+        repeat_last_n: penalties.last_n as i32,
+        frequency_penalty: penalties.frequency,
+        presence_penalty: penalties.presence,
     }
 }
 
-/// What one generation measured.
+/// What one generation measured. Give the generating functions one from
+/// `edgespec_stats_init()` (it sets `struct_size`).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct edgespec_stats {
+    /// `sizeof(edgespec_stats)` as the caller's header has it (set by
+    /// `edgespec_stats_init()`): a later version writes no further.
+    pub struct_size: u32,
     /// Prompt tokens.
     pub prompt_tokens: u32,
     /// Generated tokens.
@@ -138,6 +174,21 @@ pub struct edgespec_stats {
     pub large_share: f64,
     /// EAD: switches between the models.
     pub switches: u32,
+}
+
+// SAFETY: repr(C), struct_size: u32 first; integers and floats only.
+unsafe impl Versioned for edgespec_stats {
+    const NAME: &'static str = "edgespec_stats";
+    const FIRST_SIZE: usize = std::mem::offset_of!(Self, switches) + std::mem::size_of::<u32>();
+}
+
+/// Zeroed statistics with `struct_size` set: what the generating functions fill.
+#[no_mangle]
+pub extern "C" fn edgespec_stats_init() -> edgespec_stats {
+    edgespec_stats {
+        struct_size: std::mem::size_of::<edgespec_stats>() as u32,
+        ..Default::default()
+    }
 }
 
 /// A generation session (opaque). One thread at a time. It also holds a
@@ -182,6 +233,14 @@ fn config(
     };
     let top_k = usize::try_from(p.top_k)
         .map_err(|_| invalid(format!("top_k = {} must be >= 0", p.top_k)))?;
+    let last_n = match p.repeat_last_n {
+        -1 => usize::MAX,
+        n => usize::try_from(n).map_err(|_| {
+            invalid(format!(
+                "repeat_last_n = {n} must be -1 (the whole context) or >= 0"
+            ))
+        })?,
+    };
     let context = ContextParams {
         n_ctx: p.n_ctx,
         n_batch: 512,
@@ -204,6 +263,13 @@ fn config(
             temperature: p.temperature,
             top_k,
             top_p: p.top_p,
+            min_p: p.min_p,
+            penalties: Penalties {
+                repeat: p.repeat_penalty,
+                frequency: p.frequency_penalty,
+                presence: p.presence_penalty,
+                last_n,
+            },
             seed: p.seed,
         },
         ..SessionConfig::new(target.inner.clone(), context)
@@ -242,8 +308,8 @@ pub unsafe extern "C" fn edgespec_session_new(
         let p = if params.is_null() {
             edgespec_session_params_default()
         } else {
-            // SAFETY: non-null and valid per the caller's contract.
-            unsafe { *params }
+            // SAFETY: non-null and readable for its struct_size per the caller's contract.
+            unsafe { read_struct(params, edgespec_session_params_default())? }
         };
         let session = Session::new(config(&p, target, drafter)?)?;
         let session = Box::into_raw(Box::new(edgespec_session {
@@ -357,6 +423,7 @@ fn run(
     if max_tokens == 0 {
         return Err(invalid("max_tokens is 0".into()));
     }
+    check_stats(stats)?;
     let on_token = streamer(&mut s.text, callback, user_data);
     let outcome = s
         .conversation
@@ -364,6 +431,55 @@ fn run(
         .generate(prompt, max_tokens as usize, on_token)?;
     write_stats(&outcome, stats);
     Ok(())
+}
+
+/// Most stop strings a session takes (more is a mistake, not a use).
+const MAX_STOP_STRINGS: usize = 64;
+
+/// Sets the stop strings of the session's later generations and answers:
+/// the output ends where its text first holds one of them, which is left
+/// out (stop reason EDGESPEC_STOP_STRING); streamed text that could still
+/// become one is held back until it cannot. `stops` holds `n_stops`
+/// NUL-terminated UTF-8 strings (at most 64); `n_stops` 0 clears them
+/// (`stops` may then be NULL).
+///
+/// # Safety
+/// `session` NULL or live; `stops` NULL or pointing to `n_stops` pointers,
+/// each NULL or NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn edgespec_session_set_stop_strings(
+    session: *mut edgespec_session,
+    stops: *const *const c_char,
+    n_stops: usize,
+) -> edgespec_result {
+    guard(|| {
+        // SAFETY: NULL or a live handle per the caller's contract.
+        let s = unsafe { handle_mut(session, "session")? };
+        if n_stops > MAX_STOP_STRINGS {
+            return Err(invalid(format!(
+                "n_stops = {n_stops}: at most {MAX_STOP_STRINGS} stop strings"
+            )));
+        }
+        let pointers: &[*const c_char] = match (n_stops, stops.is_null()) {
+            (0, _) => &[],
+            (_, true) => {
+                return Err(fail(
+                    edgespec_result::EDGESPEC_ERR_NULL_ARGUMENT,
+                    "stops is NULL",
+                ))
+            }
+            // SAFETY: non-null, n_stops readable pointers per the caller's contract.
+            _ => unsafe { std::slice::from_raw_parts(stops, n_stops) },
+        };
+        let texts = pointers
+            .iter()
+            .enumerate()
+            // SAFETY: each NULL or NUL-terminated per the caller's contract; checked by c_str.
+            .map(|(i, &p)| unsafe { c_str(p, &format!("stops[{i}]")) }.map(str::to_owned))
+            .collect::<Result<Vec<_>, _>>()?;
+        s.conversation.session_mut().set_stop_strings(texts);
+        Ok(())
+    })
 }
 
 /// Adds a message to the session's conversation: `role` is "system",
@@ -419,6 +535,7 @@ pub unsafe extern "C" fn edgespec_session_respond(
                 "the conversation must end with a user message".into(),
             ));
         }
+        check_stats(stats)?;
         let text_buf = &mut s.text;
         let on_token = streamer(text_buf, callback, user_data);
         let outcome = s.conversation.answer(max_tokens as usize, on_token)?;
@@ -561,10 +678,19 @@ fn streamer<'a>(
     }
 }
 
+/// Refuses a `stats` whose `struct_size` is not set, before any work.
+fn check_stats(stats: *mut edgespec_stats) -> Result<(), Failure> {
+    if stats.is_null() {
+        return Ok(());
+    }
+    // SAFETY: non-null and writable per the caller's contract.
+    unsafe { check_writable(stats) }
+}
+
 fn write_stats(outcome: &Outcome, stats: *mut edgespec_stats) {
     if !stats.is_null() {
-        // SAFETY: non-null and writable per the caller's contract.
-        unsafe { *stats = to_c_stats(outcome) };
+        // SAFETY: non-null, writable for its struct_size (checked before the run).
+        unsafe { write_struct(stats, &to_c_stats(outcome)) };
     }
 }
 
@@ -585,6 +711,7 @@ fn to_c_stats(outcome: &Outcome) -> edgespec_stats {
             StopReason::MaxTokens => EDGESPEC_STOP_MAX_TOKENS,
             StopReason::ContextFull => EDGESPEC_STOP_CONTEXT_FULL,
             StopReason::Callback => EDGESPEC_STOP_CALLBACK,
+            StopReason::StopString => EDGESPEC_STOP_STRING,
         },
         ..Default::default()
     };

@@ -47,7 +47,7 @@ fn generate_via_ffi(model: *const edgespec_model, prompt: &str, kind: i32) -> St
         );
         let mut out = Collected(Vec::new());
         let p = CString::new(prompt).unwrap();
-        let mut stats = edgespec_stats::default();
+        let mut stats = edgespec_stats_init();
         let rc = edgespec_session_generate(
             session,
             p.as_ptr(),

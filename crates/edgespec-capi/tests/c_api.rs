@@ -231,3 +231,12 @@ fn prompt_caches_from_c_restore_exactly_and_refuse_what_is_not_theirs() {
     let dir = tempfile::tempdir().unwrap();
     run_c_on_synthetic_pair("prompt_cache", &[dir.path().to_str().unwrap()]);
 }
+
+/// Issue 18: the ABI grows safely (version macros, struct_size checked on
+/// every parameter and result struct), the samplers and stop strings work
+/// from C and stay exact under speculation, and the log callback receives
+/// llama.cpp's lines until it is removed.
+#[test]
+fn the_abi_grows_safely_and_offers_samplers_stop_strings_and_logs() {
+    run_c_on_synthetic_pair("abi", &[]);
+}

@@ -9,7 +9,7 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use edgespec::draft::{DraftLength, TrimmedSource};
 use edgespec::engine::{Context, ContextParams, EmbeddingTable, Logits, Model, Token};
 use edgespec::gguf::GgufFile;
-use edgespec::sampling::{Sampler, SamplingParams};
+use edgespec::sampling::{History, Sampler, SamplingParams};
 use edgespec::session::{DraftKind, Session, SessionConfig};
 use edgespec::speculative::verify::residual;
 use edgespec::synthetic::{SyntheticSpec, BOS};
@@ -45,27 +45,29 @@ fn maths(c: &mut Criterion) {
     let logits: Vec<f32> = (0..n).map(|i| ((i * 7919) % 1000) as f32 / 100.0).collect();
     let mut greedy = Sampler::new(SamplingParams::greedy());
     c.bench_function("sample greedy 151936", |b| {
-        b.iter(|| greedy.sample(black_box(&logits)))
+        b.iter(|| greedy.sample(black_box(&logits), History::default()))
     });
     let mut hot = Sampler::new(SamplingParams {
         temperature: 0.8,
         top_k: 40,
         top_p: 0.95,
         seed: 1,
+        ..SamplingParams::greedy()
     });
     c.bench_function("sample temp+top-k+top-p 151936", |b| {
-        b.iter(|| hot.sample(black_box(&logits)))
+        b.iter(|| hot.sample(black_box(&logits), History::default()))
     });
     let mut p = Vec::new();
     let mut q = Vec::new();
-    hot.distribution(&logits, &mut p);
+    hot.distribution(&logits, History::default(), &mut p);
     Sampler::new(SamplingParams {
         temperature: 1.0,
         top_k: 40,
         top_p: 1.0,
         seed: 2,
+        ..SamplingParams::greedy()
     })
-    .distribution(&logits, &mut q);
+    .distribution(&logits, History::default(), &mut q);
     let mut out = Vec::new();
     c.bench_function("residual max(0,p-q) 151936", |b| {
         b.iter(|| residual(black_box(&p), black_box(&q), &mut out))

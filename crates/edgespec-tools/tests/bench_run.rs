@@ -27,14 +27,21 @@ fn a_threads_sweep_with_repetitions_reports_every_column() {
     std::fs::write(&prompts, "hello world\nthe quick brown fox\n").unwrap();
     let out = dir.path().join("out");
     let status = Command::new(env!("CARGO_BIN_EXE_edgespec"))
-        .args(["bench", "-t"])
+        .args(["bench", "-m"])
         .arg(&target)
         .arg("-d")
         .arg(&draft)
-        .arg("-p")
+        .arg("-f")
         .arg(&prompts)
-        .args(["-n", "12", "--reps", "2", "-m", "target,model:2,lookup:2"])
-        .args(["--sweep", "threads=1,2", "-o"])
+        .args([
+            "-n",
+            "12",
+            "--reps",
+            "2",
+            "--modes",
+            "target,model:2,lookup:2",
+        ])
+        .args(["--sweep", "threads=1,2", "--out"])
         .arg(&out)
         .output()
         .unwrap();
@@ -110,13 +117,13 @@ fn a_threads_sweep_with_repetitions_reports_every_column() {
     std::fs::write(&moved, runs_text.replacen(cpu, "Board CPU rev 1", 1)).unwrap();
     let rebuilt = dir.path().join("rebuilt");
     let status = Command::new(env!("CARGO_BIN_EXE_edgespec"))
-        .args(["bench", "-t"])
+        .args(["bench", "--target"]) // the spelling of the last release still works
         .arg(&target)
         .arg("-d")
         .arg(&draft)
         .arg("--from-runs")
         .arg(&moved)
-        .arg("-o")
+        .arg("--out")
         .arg(&rebuilt)
         .output()
         .unwrap();

@@ -47,30 +47,30 @@ fn bench_rejects_bad_input_clearly() {
     let p = prompts.to_str().unwrap();
 
     refused_as_usage(
-        &["bench", "-t", m, "-p", p, "-m", "target,medusa"],
+        &["bench", "-m", m, "-f", p, "--modes", "target,medusa"],
         "unknown mode \"medusa\"",
     );
     // A bad prompt file is a failed run, not a usage error.
-    let (status, err) = edgespec_status(&["bench", "-t", m, "-p", p]);
+    let (status, err) = edgespec_status(&["bench", "-m", m, "-f", p]);
     assert!(
         status == Some(1) && err.contains("p.jsonl:3") && err.contains("invalid JSON"),
         "{err}"
     );
     std::fs::write(&prompts, "hello\n").unwrap();
-    let (ok, err) = edgespec(&["bench", "-t", "/no/model.gguf", "-p", p]);
+    let (ok, err) = edgespec(&["bench", "-m", "/no/model.gguf", "-f", p]);
     assert!(
         !ok && err.contains("target model not found: /no/model.gguf"),
         "{err}"
     );
     let usage: [(&[&str], &str); 5] = [
-        (&["-m", "target,model:3"], "need a drafter model"),
+        (&["--modes", "target,model:3"], "need a drafter model"),
         (&["--sweep", "gamma=5..2"], "gamma=5..2"),
         (&["--sweep", "size=1..2"], "use gamma=A..B, k="),
         (&["--sweep", "threads=2,0"], "\"0\" is not a thread count"),
         (&["--sweep", "k=4096,8192"], "needs the full drafter"),
     ];
     for (extra, what) in usage {
-        refused_as_usage(&[&["bench", "-t", m, "-p", p], extra].concat(), what);
+        refused_as_usage(&[&["bench", "-m", m, "-f", p], extra].concat(), what);
     }
     // A K sweep past the vocabulary, with real counts for this model.
     let corpus = dir.path().join("corpus.txt");
@@ -79,7 +79,7 @@ fn bench_rejects_bad_input_clearly() {
     let c = counts.to_str().unwrap();
     let (ok, err) = edgespec(&[
         "calibrate",
-        "-t",
+        "-m",
         m,
         "--raw-text",
         corpus.to_str().unwrap(),
@@ -91,7 +91,7 @@ fn bench_rejects_bad_input_clearly() {
     let o = out.to_str().unwrap();
     let sweep = |k: &str| {
         edgespec(&[
-            "bench", "-t", m, "-d", m, "-p", p, "--counts", c, "--sweep", k, "-o", o,
+            "bench", "-m", m, "-d", m, "-f", p, "--counts", c, "--sweep", k, "--out", o,
         ])
     };
     let (ok, err) = sweep("k=100000");
@@ -104,13 +104,13 @@ fn bench_rejects_bad_input_clearly() {
         !ok && err.contains("\"zero\" is not a positive number"),
         "{err}"
     );
-    let (ok, err) = edgespec(&["bench", "-t", m, "-p", p, "-m", "ead:-2"]);
+    let (ok, err) = edgespec(&["bench", "-m", m, "-f", p, "--modes", "ead:-2"]);
     assert!(!ok && err.contains("unknown mode \"ead:-2\""), "{err}");
-    let (ok, err) = edgespec(&["bench", "-t", m, "-p", p, "-m", "ead-spec:1"]);
+    let (ok, err) = edgespec(&["bench", "-m", m, "-f", p, "--modes", "ead-spec:1"]);
     assert!(!ok && err.contains("need a drafter model"), "{err}");
     let runs = dir.path().join("runs.jsonl");
     std::fs::write(&runs, "{\"not\": \"a run\"}\n").unwrap();
-    let (ok, err) = edgespec(&["bench", "-t", m, "--from-runs", runs.to_str().unwrap()]);
+    let (ok, err) = edgespec(&["bench", "-m", m, "--from-runs", runs.to_str().unwrap()]);
     assert!(!ok && err.contains("runs.jsonl:1"), "{err}");
 }
 
@@ -193,7 +193,7 @@ fn other_commands_reject_bad_input_clearly() {
         "trim",
         "-d",
         m,
-        "-c",
+        "--counts",
         counts.to_str().unwrap(),
         "-k",
         "10",
@@ -274,11 +274,11 @@ fn earlier_results_are_never_silently_replaced() {
         let args: Vec<&str> = match command {
             "bench" => vec![
                 "bench",
-                "-t",
+                "-m",
                 "/no/such.gguf",
-                "-p",
+                "-f",
                 "/no/such.txt",
-                "-o",
+                "--out",
                 out,
             ],
             _ => [EVAL_WITHOUT_FILES, &["--out", out]].concat(),
@@ -800,4 +800,66 @@ fn llama_cpp_flags_are_understood_and_the_seed_is_fresh_unless_given() {
     // No seed: a fresh one each run.
     let (a, b) = (run(&[]).1, run(&[]).1);
     assert_ne!(a, b);
+}
+
+/// Issue 18: `--json` reports the generation as one object; `-r TEXT`
+/// (llama.cpp's stop string) ends the output where the text first holds
+/// it, left out, with and without a drafter, streamed and in the report;
+/// the issue's example command line runs as written.
+#[test]
+fn stop_strings_cut_the_output_and_json_reports_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (target, drafter) = synthetic_pair_files(dir.path());
+    let (t, d) = (target.to_str().unwrap(), drafter.to_str().unwrap());
+    let run = |flags: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_edgespec"))
+            .args(["generate", "-m", t, "-p", "kalo mine", "-n", "24"])
+            .args(flags)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{flags:?}: {err}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let report = |flags: &[&str]| -> serde_json::Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(flags);
+        serde_json::from_str(&run(&all)).unwrap()
+    };
+    let whole = report(&[]);
+    assert_eq!(whole["stop"], "MaxTokens");
+    assert_eq!(whole["tokens"].as_array().unwrap().len(), 24);
+    assert!(whole["seed"].is_null(), "greedy: no seed to report");
+    let text = whole["text"].as_str().unwrap().to_owned();
+    // A stop string from the middle of the output.
+    let chars: Vec<char> = text.chars().collect();
+    let stop: String = chars[chars.len() / 2..chars.len() / 2 + 3].iter().collect();
+    let expected = &text[..text.find(&stop).unwrap()];
+    for drafter_flags in [&[][..], &["-md", d, "--gamma", "4"][..]] {
+        let mut flags = drafter_flags.to_vec();
+        flags.extend(["-r", &stop]);
+        let cut = report(&flags);
+        assert_eq!(cut["stop"], "StopString", "{flags:?}");
+        assert_eq!(cut["text"], expected, "{flags:?}");
+        assert!(cut["tokens"].as_array().unwrap().len() < 24);
+        assert!(cut["speculation"].is_null() == drafter_flags.is_empty());
+        // Streamed: the same text (and the final newline), nothing of the stop string.
+        assert_eq!(run(&flags), format!("{expected}\n"), "{flags:?}");
+    }
+    // The issue's llama.cpp command line, as written.
+    let file = dir.path().join("prompt.txt");
+    std::fs::write(&file, "kalo mine").unwrap();
+    let f = file.to_str().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_edgespec"))
+        .args([
+            "generate", "-m", t, "-md", d, "-f", f, "-n", "128", "-t", "2",
+        ])
+        .args(["-s", "42", "--min-p", "0.05", "--temp", "0.7", "-r", "</s>"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -478,7 +478,7 @@ fn speculative_sampling_with_a_trimmed_drafter_keeps_the_target_distribution() {
             .with_drafter(DraftKind::Trimmed, Some(drafter))
     })
     .unwrap();
-    common::assert_session_keeps_target_distribution(&target, &mut s);
+    common::assert_session_keeps_target_distribution(&target, &mut s, &common::top4_sampling);
 }
 
 /// Issue 16: `trim` refuses to replace an existing output, and `-k auto`
@@ -495,7 +495,7 @@ fn trim_keeps_earlier_outputs_and_cleans_up_on_ctrl_c() {
     let edgespec = || Command::new(env!("CARGO_BIN_EXE_edgespec"));
     let calibrate = || {
         edgespec()
-            .args(["calibrate", "-t"])
+            .args(["calibrate", "-m"])
             .arg(&target)
             .arg("--raw-text")
             .arg(&corpus)
@@ -528,7 +528,7 @@ fn trim_keeps_earlier_outputs_and_cleans_up_on_ctrl_c() {
         let mut c = edgespec();
         c.args(["trim", "-d"])
             .arg(&draft)
-            .arg("-c")
+            .arg("--counts")
             .arg(&counts)
             .arg("-o")
             .arg(&out)
@@ -547,9 +547,9 @@ fn trim_keeps_earlier_outputs_and_cleans_up_on_ctrl_c() {
     std::fs::write(&prompts, "kalo mine\nsuta ro\nvika lomi\nneta\n").unwrap();
     let mut child = trim(&["-k", "auto", "--force", "-n", "400", "--limit", "4"])
         .args(["--k-candidates", "270,280,290,300,310"])
-        .arg("-t")
+        .arg("-m")
         .arg(&target)
-        .arg("-p")
+        .arg("-f")
         .arg(&prompts)
         .stderr(Stdio::piped())
         .spawn()

@@ -48,7 +48,7 @@ impl Bytes {
         while self.0.len() % 32 != 0 {
             self.0.push(0);
         }
-        self.0.extend(std::iter::repeat(7u8).take(n));
+        self.0.extend(std::iter::repeat_n(7u8, n));
         self
     }
 }

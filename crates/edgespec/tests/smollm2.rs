@@ -43,6 +43,7 @@ fn sampling_is_reproducible_per_seed() {
         top_k: 40,
         top_p: 0.95,
         seed,
+        ..SamplingParams::greedy()
     };
     let mut run = |seed| {
         generate_target_only(

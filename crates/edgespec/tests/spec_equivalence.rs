@@ -10,6 +10,7 @@ use edgespec::draft::{DraftLength, DraftModel, LookupDrafter, VocabError};
 use edgespec::engine::{Model, Token};
 use edgespec::error::GenerateError;
 use edgespec::generate::{prompt_tokens, GenerateParams, Generation, StopReason};
+use edgespec::sampling::{Penalties, SamplingParams};
 use edgespec::session::{DraftKind, Session, SessionConfig};
 use edgespec::synthetic::BOS;
 
@@ -90,6 +91,18 @@ fn assert_all_equal(
     max_tokens: usize,
 ) -> Generation {
     let params = GenerateParams::greedy(max_tokens);
+    assert_all_equal_with(target, draft_model, n_ctx, prompt, &params)
+}
+
+/// [`assert_all_equal`] with other (greedy) settings.
+fn assert_all_equal_with(
+    target: &Arc<Model>,
+    draft_model: &Arc<Model>,
+    n_ctx: u32,
+    prompt: &[Token],
+    params: &GenerateParams,
+) -> Generation {
+    let params = *params;
     let expected = target_only(target, n_ctx, prompt, &params);
     for kind in KINDS {
         for length in [
@@ -202,6 +215,76 @@ fn smollm2_greedy_equals_target_only_for_every_drafter() {
     let g = assert_all_equal(&model, &model, n_ctx, &prompt, 100);
     assert_eq!(g.stop, StopReason::ContextFull);
     assert_eq!(g.tokens.len(), 11);
+}
+
+/// Greedy decoding with repetition penalties: every draft token is judged
+/// after the committed tokens and the draft tokens before it, as plain
+/// decoding would have seen them (a verification that forgot the draft's
+/// own tokens would pick other tokens where a draft repeats itself).
+#[test]
+fn greedy_with_penalties_equals_target_only_for_every_drafter() {
+    // A short window: whether a token counts depends on the draft tokens
+    // just before it, not only on committed ones.
+    let penalised = |max_tokens, last_n| GenerateParams {
+        sampling: SamplingParams {
+            penalties: Penalties {
+                repeat: 1.5,
+                frequency: 0.5,
+                presence: 0.5,
+                last_n,
+            },
+            ..SamplingParams::greedy()
+        },
+        ..GenerateParams::greedy(max_tokens)
+    };
+    let changes_output = |target: &Arc<Model>, prompt: &[Token], g: &Generation| {
+        let plain = target_only(
+            target,
+            1024,
+            prompt,
+            &GenerateParams::greedy(g.tokens.len()),
+        );
+        assert_ne!(plain.tokens, g.tokens, "the penalties changed nothing");
+    };
+    let (_dir, target, draft) = common::synthetic_pair();
+    let prompt = [BOS, 300, 301, 302, 300, 301, 302, 300, 301];
+    let g = assert_all_equal_with(&target, &draft, 256, &prompt, &penalised(60, 8));
+    changes_output(&target, &prompt, &g);
+    let Some(path) = common::smollm2() else {
+        return;
+    };
+    let model = Model::load(&path, &Default::default()).unwrap();
+    let text = "Repeat exactly: the quick brown fox jumps over the lazy dog. the quick brown fox jumps over the lazy dog.";
+    let prompt = prompt_tokens(&model, text, true).unwrap();
+    // A window of 8 tokens leaves this copy's output as it is, but drafts
+    // judged without their own earlier tokens would change it; a window of
+    // 16 changes the output.
+    assert_all_equal_with(&model, &model, 1024, &prompt, &penalised(48, 8));
+    let g = assert_all_equal_with(&model, &model, 1024, &prompt, &penalised(48, 16));
+    changes_output(&model, &prompt, &g);
+}
+
+/// Sampling with every stage of the chain (penalties, top-k, min-p,
+/// temperature) keeps the target's distribution through verification.
+#[test]
+fn speculative_sampling_with_the_full_chain_keeps_the_target_distribution() {
+    let (_dir, target, draft) = common::synthetic_pair();
+    let params = GenerateParams {
+        max_tokens: 2,
+        sampling: common::full_chain_sampling(0),
+        ignore_eos: true,
+        reuse_prefix: false,
+    };
+    for kind in [DraftKind::Model, DraftKind::Hybrid] {
+        let drafter = Some(DraftModel::Full(draft.clone()));
+        let fixed = DraftLength::Fixed(3);
+        let mut s = session(&target, kind, drafter, fixed, 64, &params).unwrap();
+        common::assert_session_keeps_target_distribution(
+            &target,
+            &mut s,
+            &common::full_chain_sampling,
+        );
+    }
 }
 
 #[test]
@@ -334,7 +417,7 @@ fn speculative_sampling_keeps_the_target_distribution_end_to_end() {
     let drafter = Some(DraftModel::Full(draft));
     let fixed = DraftLength::Fixed(3);
     let mut s = session(&target, DraftKind::Model, drafter, fixed, 64, &params).unwrap();
-    common::assert_session_keeps_target_distribution(&target, &mut s);
+    common::assert_session_keeps_target_distribution(&target, &mut s, &common::top4_sampling);
 }
 
 #[test]

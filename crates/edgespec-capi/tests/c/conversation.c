@@ -55,7 +55,7 @@ int main(int argc, char **argv) {
         for (int t = 0; t < 4; t++) {
             CHECK(edgespec_session_add_message(chat, "user", turns[t]) == EDGESPEC_OK, "user");
             memset(&answers[t], 0, sizeof answers[t]);
-            edgespec_stats stats;
+            edgespec_stats stats = edgespec_stats_init();
             CHECK(edgespec_session_respond(chat, 12, collect, &answers[t], &stats) == EDGESPEC_OK, "respond");
             /* The whole history at once, in a fresh session. */
             edgespec_session *fresh = NULL;

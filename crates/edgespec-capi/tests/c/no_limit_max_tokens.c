@@ -33,7 +33,7 @@ int main(int argc, char **argv) {
         p.draft_kind = kinds[i];
         p.gamma = 3;
         edgespec_session *session = NULL;
-        edgespec_stats stats;
+        edgespec_stats stats = edgespec_stats_init();
         int tokens = 0;
         const edgespec_model *drafter = kinds[i] == EDGESPEC_DRAFT_NONE || kinds[i] == EDGESPEC_DRAFT_LOOKUP ? NULL : model;
         edgespec_result rc = edgespec_session_new(model, drafter, &p, &session);

@@ -180,7 +180,7 @@ int main(int argc, char **argv) {
         size_t pi = (size_t)(g * 5 + g / 3) % N_PROMPTS; /* every kind meets every prompt */
         sink s = {0};
         s.cancel_after = g % 5 == 2 ? 1 + g % 4 : 0;
-        edgespec_stats stats;
+        edgespec_stats stats = edgespec_stats_init();
         edgespec_result rc = edgespec_session_generate(session, PROMPTS[pi], false, max_tokens, collect, &s, &stats);
         calls++;
         CHECK(rc == EDGESPEC_OK, "generation %d kind %d", g, KINDS[ki]);

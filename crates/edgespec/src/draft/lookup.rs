@@ -73,7 +73,7 @@ pub fn find_continuation(
                 continue;
             }
             let matched = shared_suffix(history, j + n, MAX_MATCH.max(n));
-            if best.map_or(true, |b| matched > b.matched) {
+            if best.is_none_or(|b| matched > b.matched) {
                 best = Some(LookupMatch {
                     start: j + n,
                     len: max_len,

@@ -192,14 +192,15 @@ impl Draft {
         self.tokens.push(token).is_ok() && self.confidence.push(confidence).is_ok()
     }
 
-    /// The row to write the next sampled token's distribution into; marks the draft as sampled.
-    pub fn next_q_row(&mut self) -> &mut Vec<f32> {
+    /// The tokens drafted so far (what the next token is sampled after)
+    /// and the row to write its distribution into; marks the draft as sampled.
+    pub fn next_q_row(&mut self) -> (&[Token], &mut Vec<f32>) {
         let i = self.tokens.len();
         while self.q_rows.len() <= i {
             self.q_rows.push(Vec::new());
         }
         self.sampled = true;
-        &mut self.q_rows[i]
+        (&self.tokens, &mut self.q_rows[i])
     }
 
     /// Removes the last token.

@@ -10,7 +10,7 @@ use crate::engine::{
     Context, ContextParams, EngineError, Logits, Model, ModelParams, Sequence, Token,
 };
 use crate::gguf::GgufFile;
-use crate::sampling::{argmax, top_probability, Sampler, SamplingParams};
+use crate::sampling::{argmax, top_probability, History, Penalties, Sampler, SamplingParams};
 use crate::vocabtrim::{TrimError, TrimInfo};
 
 /// Drafter batch sizes a first prompt read times when the costs are
@@ -103,11 +103,18 @@ impl ModelDrafter {
 
     /// A VocabTrim drafter: input as embeddings from the source drafter's
     /// table, K-wide logits mapped back to target ids (q = 0 outside them).
+    /// Its q ignores repetition penalties (its rows are indexed by trimmed
+    /// ids, not the target's): a q that differs from the target's p costs
+    /// acceptance, never exactness.
     pub fn trimmed(
         source: Arc<TrimmedSource>,
         params: &ContextParams,
         sampling: SamplingParams,
     ) -> Result<Self, EngineError> {
+        let sampling = SamplingParams {
+            penalties: Penalties::OFF,
+            ..sampling
+        };
         let mut drafter = Self::new(source.model.clone(), params, sampling)?;
         drafter.trim = Some(Trim {
             source,
@@ -222,16 +229,16 @@ impl Drafter for ModelDrafter {
                     (token, top_probability(logits, best))
                 }
                 (Some(sampler), None) => {
-                    let row = out.next_q_row();
-                    sampler.distribution(logits, row);
+                    let (drafted, row) = out.next_q_row();
+                    sampler.distribution(logits, History::new(committed).then(drafted), row);
                     let token = sampler.sample_from(row);
                     (token, row[token as usize])
                 }
                 (Some(sampler), Some(trim)) => {
-                    sampler.distribution(logits, &mut trim.k_probs);
+                    sampler.distribution(logits, History::default(), &mut trim.k_probs);
                     let j = sampler.sample_from(&trim.k_probs) as usize;
                     let info = &trim.source.info;
-                    let row = out.next_q_row();
+                    let (_, row) = out.next_q_row();
                     row.clear();
                     row.resize(info.source_vocab as usize, 0.0);
                     for (&id, &p) in info.ids.iter().zip(&trim.k_probs) {

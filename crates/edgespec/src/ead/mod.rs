@@ -40,7 +40,7 @@ use crate::engine::{Context, EngineError, Logits, Sequence, Token};
 use crate::error::GenerateError;
 use crate::generate::{check_prompt, Emitter, GenerateParams, Generation, StopReason};
 use crate::metrics::{as_secs, GenerationStats};
-use crate::sampling::{argmax, top_probability, Sampler, SamplingParams};
+use crate::sampling::{argmax, top_probability, History, Sampler, SamplingParams};
 use crate::speculative::{
     calibration_sizes, judge, time_batches, Policy, PolicyConfig, RoundOutcome, Verdict,
 };
@@ -408,7 +408,7 @@ impl Ead {
             if fallback {
                 // The large model alone, as large-only decoding would.
                 self.large.sync(&committed)?;
-                let token = sampler.sample(self.large.ctx().logits(0)?);
+                let token = sampler.sample(self.large.ctx().logits(0)?, History::new(&committed));
                 let _ = emitted.push((token, Who::Large));
             } else {
                 // Invariant: the small model's logits are for position committed.len().
@@ -416,7 +416,8 @@ impl Ead {
                 entropy_sum += h;
                 match policy.observe(h) {
                     Who::Small => {
-                        let token = sampler.sample(self.small.ctx().logits(0)?);
+                        let token =
+                            sampler.sample(self.small.ctx().logits(0)?, History::new(&committed));
                         let _ = emitted.push((token, Who::Small));
                     }
                     Who::Large => {
@@ -464,7 +465,8 @@ impl Ead {
                                 // small-model region.
                                 let fed = self.large.sync(&committed)?;
                                 ead.large_catch_up_tokens += fed.saturating_sub(1);
-                                let token = sampler.sample(self.large.ctx().logits(0)?);
+                                let token = sampler
+                                    .sample(self.large.ctx().logits(0)?, History::new(&committed));
                                 // Would a draft of the small model's choice have
                                 // been accepted here? Free to know: it keeps the
                                 // draft policy's acceptance current without drafting.
@@ -607,12 +609,13 @@ impl Ead {
         while self.draft.len() < room {
             let logits = self.small.ctx().logits(0)?;
             let (token, confidence) = if sampling {
-                let row = self.draft.next_q_row();
-                draft_sampler.distribution(logits, row);
+                let (drafted, row) = self.draft.next_q_row();
+                draft_sampler.distribution(logits, History::new(committed).then(drafted), row);
                 let token = draft_sampler.sample_from(row);
                 (token, row[token as usize])
             } else {
-                let token = draft_sampler.sample(logits);
+                let history = History::new(committed).then(self.draft.tokens());
+                let token = draft_sampler.sample(logits, history);
                 (token, top_probability(logits, token))
             };
             self.draft.push(token, Some(confidence));
@@ -659,7 +662,13 @@ impl Ead {
         let verify_ms = verify_start.elapsed().as_secs_f64() * 1e3;
         self.batch = batch;
 
-        let verdict = judge(self.large.ctx(), &self.draft, sampler, &mut self.scratch)?;
+        let verdict = judge(
+            self.large.ctx(),
+            committed,
+            &self.draft,
+            sampler,
+            &mut self.scratch,
+        )?;
         ead.accepted += verdict.accepted;
         let take =
             verdict.accepted + usize::from(verdict.accepted < self.draft.len() || bonus_allowed);

@@ -17,7 +17,9 @@ mod model;
 mod sequence;
 mod text;
 
-pub use backend::{backend, devices, ggml_type_table, ggml_version, system_info, DeviceInfo};
+pub use backend::{
+    backend, devices, ggml_type_table, ggml_version, system_info, DeviceInfo, LLAMA_LOG_TARGET,
+};
 pub use chat::ChatMessage;
 pub use context::{Context, ContextParams, Logits, MAX_CONTEXT};
 pub use embedding::{input_embedding_scale, EmbeddingTable};

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use crate::engine::{ChatMessage, EngineError, Logits, Model, Sequence, Token, Utf8Stream};
 use crate::metrics::GenerationStats;
-use crate::sampling::{Sampler, SamplingParams};
+use crate::sampling::{History, Sampler, SamplingParams};
 
 /// Why generation stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -19,6 +19,8 @@ pub enum StopReason {
     ContextFull,
     /// The caller's callback asked to stop.
     Callback,
+    /// The output reached a stop string (left out of it).
+    StopString,
 }
 
 /// The result of a generation.
@@ -222,6 +224,10 @@ pub fn generate_target_only(
         prompt_tokens: prompt.len(),
         ..Default::default()
     };
+    // What penalties look back on: the prompt and the output (bounded by
+    // the context, not by the token limit).
+    let mut history = Vec::with_capacity(prompt.len() + params.max_tokens.min(n_ctx) + 1);
+    history.extend_from_slice(prompt);
     let start = Instant::now();
     stats.prompt_tokens_cached = prompt.len() - read_prompt(target, prompt, params.reuse_prefix)?;
     stats.prompt_time = start.elapsed();
@@ -231,7 +237,8 @@ pub fn generate_target_only(
         if emitter.is_full() {
             break StopReason::MaxTokens;
         }
-        let token = sampler.sample(target.context().logits(0)?);
+        let token = sampler.sample(target.context().logits(0)?, History::new(&history));
+        history.push(token);
         if let Some(stop) = emitter.emit(token)? {
             break stop;
         }

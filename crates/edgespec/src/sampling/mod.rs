@@ -1,25 +1,83 @@
-//! Greedy, temperature, top-k and top-p sampling over a logits row; seeded
-//! and reproducible (ChaCha8).
+//! Token selection over a logits row: repetition penalties, top-k, top-p,
+//! min-p and temperature, then a seeded draw (ChaCha8) or, at temperature
+//! 0, the argmax.
 //!
-//! Order of operations (as in Hugging Face transformers): temperature, then
-//! top-k, then top-p on the tempered probabilities, then a draw. The full
+//! The chain runs in llama.cpp's order (`common_sampler`'s default):
+//! penalties on the raw logits, then top-k, top-p and min-p on the
+//! untempered probabilities, then temperature on what is left. The full
 //! processed distribution is available ([`Sampler::distribution`]) because
-//! speculative sampling needs p(x) and q(x), not just a draw.
+//! speculative sampling needs p(x) and q(x), not just a draw. Penalties
+//! depend on the tokens before the sampled position ([`History`]): a
+//! verification passes the draft tokens before each position as pending,
+//! so a penalised distribution is exactly the one plain decoding would
+//! sample from after the same tokens.
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::engine::Token;
 
+/// Repetition penalties over the most recent tokens, as llama.cpp's
+/// `--repeat-penalty`, `--frequency-penalty`, `--presence-penalty` and
+/// `--repeat-last-n`: a token seen c > 0 times among the last `last_n` has
+/// its logit divided by `repeat` (multiplied when negative), then lowered
+/// by c·`frequency` + `presence`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Penalties {
+    /// Divides a repeated token's positive logit (1: off).
+    pub repeat: f32,
+    /// Subtracted once per occurrence (0: off).
+    pub frequency: f32,
+    /// Subtracted once for any occurrence (0: off).
+    pub presence: f32,
+    /// How many of the latest tokens count (0: off).
+    pub last_n: usize,
+}
+
+impl Default for Penalties {
+    fn default() -> Self {
+        Self::OFF
+    }
+}
+
+impl Penalties {
+    /// No penalty (llama.cpp's defaults but for `last_n`, which does not matter then).
+    pub const OFF: Self = Self {
+        repeat: 1.0,
+        frequency: 0.0,
+        presence: 0.0,
+        last_n: 64,
+    };
+
+    /// True when some penalty changes logits.
+    pub fn is_active(&self) -> bool {
+        self.last_n > 0 && (self.repeat != 1.0 || self.frequency != 0.0 || self.presence != 0.0)
+    }
+
+    /// `logit` of a token seen `count` > 0 times.
+    fn apply(&self, logit: f32, count: usize) -> f32 {
+        let repeated = if logit <= 0.0 {
+            logit * self.repeat
+        } else {
+            logit / self.repeat
+        };
+        repeated - count as f32 * self.frequency - self.presence
+    }
+}
+
 /// Sampling settings.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SamplingParams {
-    /// Softmax temperature; 0 means greedy (argmax).
+    /// Softmax temperature; 0 means greedy (argmax of the penalised logits).
     pub temperature: f32,
     /// Keep the k most likely tokens (0: no limit).
     pub top_k: usize,
     /// Keep the smallest set of tokens whose probability reaches p (1: no limit).
     pub top_p: f32,
+    /// Drop tokens less likely than min_p times the most likely one (0: off).
+    pub min_p: f32,
+    /// Repetition penalties.
+    pub penalties: Penalties,
     /// RNG seed.
     pub seed: u64,
 }
@@ -39,6 +97,17 @@ pub enum SamplingError {
     /// top-p outside (0, 1].
     #[error("top-p must be in (0, 1], got {0}")]
     TopP(f32),
+    /// min-p outside [0, 1].
+    #[error("min-p must be in [0, 1], got {0}")]
+    MinP(f32),
+    /// A penalty that is not a finite number (or a repeat penalty <= 0).
+    #[error("{name} must be a finite number{}, got {value}", if *.name == "repeat-penalty" { " > 0" } else { "" })]
+    Penalty {
+        /// The flag's name.
+        name: &'static str,
+        /// What was given.
+        value: f32,
+    },
 }
 
 impl SamplingParams {
@@ -48,6 +117,8 @@ impl SamplingParams {
             temperature: 0.0,
             top_k: 0,
             top_p: 1.0,
+            min_p: 0.0,
+            penalties: Penalties::OFF,
             seed: 0,
         }
     }
@@ -65,7 +136,57 @@ impl SamplingParams {
         if !(self.top_p > 0.0 && self.top_p <= 1.0) {
             return Err(SamplingError::TopP(self.top_p));
         }
+        if !(0.0..=1.0).contains(&self.min_p) {
+            return Err(SamplingError::MinP(self.min_p));
+        }
+        let p = &self.penalties;
+        for (name, value, ok) in [
+            (
+                "repeat-penalty",
+                p.repeat,
+                p.repeat.is_finite() && p.repeat > 0.0,
+            ),
+            ("frequency-penalty", p.frequency, p.frequency.is_finite()),
+            ("presence-penalty", p.presence, p.presence.is_finite()),
+        ] {
+            if !ok {
+                return Err(SamplingError::Penalty { name, value });
+            }
+        }
         Ok(())
+    }
+}
+
+/// The tokens before a sampled position: the committed sequence (prompt
+/// and output), then the draft tokens a verification has accepted so far.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct History<'a> {
+    committed: &'a [Token],
+    pending: &'a [Token],
+}
+
+impl<'a> History<'a> {
+    /// After `committed`.
+    pub fn new(committed: &'a [Token]) -> Self {
+        Self {
+            committed,
+            pending: &[],
+        }
+    }
+
+    /// After `committed`, then `pending`.
+    pub fn then(self, pending: &'a [Token]) -> Self {
+        Self { pending, ..self }
+    }
+
+    /// The last `n` tokens, latest last.
+    fn recent(&self, n: usize) -> impl Iterator<Item = Token> + '_ {
+        let from_pending = self.pending.len().min(n);
+        let from_committed = (n - from_pending).min(self.committed.len());
+        self.committed[self.committed.len() - from_committed..]
+            .iter()
+            .chain(&self.pending[self.pending.len() - from_pending..])
+            .copied()
     }
 }
 
@@ -106,6 +227,11 @@ pub fn argmax_excluding(logits: &[f32], banned: &[Token]) -> Token {
     best as Token
 }
 
+/// Larger logit first, the lower id first among equals.
+fn by_logit_desc(a: &(f32, u32), b: &(f32, u32)) -> std::cmp::Ordering {
+    b.0.total_cmp(&a.0).then(a.1.cmp(&b.1))
+}
+
 /// A seeded sampler with reusable scratch buffers (no allocation per token
 /// once warmed up).
 #[derive(Debug, Clone)]
@@ -114,6 +240,7 @@ pub struct Sampler {
     rng: ChaCha8Rng,
     candidates: Vec<(f32, u32)>,
     probs: Vec<f32>,
+    recent: Vec<Token>,
     banned: Vec<Token>,
 }
 
@@ -125,6 +252,7 @@ impl Sampler {
             rng: ChaCha8Rng::seed_from_u64(params.seed),
             candidates: Vec::new(),
             probs: Vec::new(),
+            recent: Vec::new(),
             banned: Vec::new(),
         }
     }
@@ -140,69 +268,98 @@ impl Sampler {
         &self.params
     }
 
-    /// Draws the next token from a logits row.
-    pub fn sample(&mut self, logits: &[f32]) -> Token {
+    /// Draws the next token from a logits row, after `history`.
+    pub fn sample(&mut self, logits: &[f32], history: History<'_>) -> Token {
         if self.params.is_greedy() {
-            return argmax_excluding(logits, &self.banned);
+            return self.greedy_choice(logits, history);
         }
         let mut probs = std::mem::take(&mut self.probs);
-        self.distribution(logits, &mut probs);
+        self.distribution(logits, history, &mut probs);
         let token = self.sample_from(&probs);
         self.probs = probs;
         token
     }
 
+    /// The argmax of the penalised logits over the allowed ids.
+    fn greedy_choice(&mut self, logits: &[f32], history: History<'_>) -> Token {
+        if !self.params.penalties.is_active() {
+            return argmax_excluding(logits, &self.banned);
+        }
+        self.fill_candidates(logits, history);
+        self.candidates
+            .iter()
+            .min_by(|a, b| by_logit_desc(a, b))
+            .map_or(0, |c| c.1 as Token)
+    }
+
+    /// Every allowed id with its logit after the penalties.
+    fn fill_candidates(&mut self, logits: &[f32], history: History<'_>) {
+        let c = &mut self.candidates;
+        c.clear();
+        c.extend(logits.iter().enumerate().map(|(i, &l)| (l, i as u32)));
+        let penalties = self.params.penalties;
+        if penalties.is_active() {
+            // Candidates are still in id order: index = id.
+            self.recent.clear();
+            self.recent.extend(history.recent(penalties.last_n));
+            self.recent.sort_unstable();
+            for run in self.recent.chunk_by(|a, b| a == b) {
+                if let Some(slot) = usize::try_from(run[0]).ok().and_then(|i| c.get_mut(i)) {
+                    slot.0 = penalties.apply(slot.0, run.len());
+                }
+            }
+        }
+        if !self.banned.is_empty() {
+            let banned = &self.banned;
+            c.retain(|x| !banned.contains(&(x.1 as Token)));
+        }
+    }
+
     /// Writes the processed distribution over the whole row into `out`
-    /// (same width as `logits`, zero outside the kept set, sums to 1).
-    /// Greedy gives a one-hot row.
-    pub fn distribution(&mut self, logits: &[f32], out: &mut Vec<f32>) {
+    /// (same width as `logits`, zero outside the kept set, sums to 1) for
+    /// the position after `history`. Greedy gives a one-hot row.
+    pub fn distribution(&mut self, logits: &[f32], history: History<'_>, out: &mut Vec<f32>) {
         out.clear();
         out.resize(logits.len(), 0.0);
         if logits.is_empty() {
             return;
         }
         if self.params.is_greedy() {
-            out[argmax_excluding(logits, &self.banned) as usize] = 1.0;
+            out[self.greedy_choice(logits, history) as usize] = 1.0;
             return;
         }
-        let inv_t = 1.0 / self.params.temperature;
+        self.fill_candidates(logits, history);
+        let params = self.params;
         let c = &mut self.candidates;
-        c.clear();
-        c.extend(
-            logits
-                .iter()
-                .enumerate()
-                .map(|(i, &l)| (l * inv_t, i as u32)),
-        );
-        if !self.banned.is_empty() {
-            let banned = &self.banned;
-            c.retain(|x| !banned.contains(&(x.1 as Token)));
-        }
-        let by_logit_desc =
-            |a: &(f32, u32), b: &(f32, u32)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
-        if self.params.top_k > 0 && self.params.top_k < c.len() {
-            c.select_nth_unstable_by(self.params.top_k - 1, by_logit_desc);
-            c.truncate(self.params.top_k);
+        if params.top_k > 0 && params.top_k < c.len() {
+            c.select_nth_unstable_by(params.top_k - 1, by_logit_desc);
+            c.truncate(params.top_k);
         }
         let max = c.iter().map(|x| x.0).fold(f32::NEG_INFINITY, f32::max);
-        let mut total = 0.0f64;
-        for x in c.iter_mut() {
-            x.0 = (x.0 - max).exp();
-            total += f64::from(x.0);
-        }
-        if self.params.top_p < 1.0 {
+        if params.top_p < 1.0 {
             c.sort_unstable_by(by_logit_desc);
+            let total: f64 = c.iter().map(|x| f64::from((x.0 - max).exp())).sum();
             let mut cumulative = 0.0f64;
             let mut keep = c.len();
             for (i, x) in c.iter().enumerate() {
-                cumulative += f64::from(x.0) / total;
-                if cumulative >= f64::from(self.params.top_p) {
+                cumulative += f64::from((x.0 - max).exp()) / total;
+                if cumulative >= f64::from(params.top_p) {
                     keep = i + 1;
                     break;
                 }
             }
             c.truncate(keep);
-            total = c.iter().map(|x| f64::from(x.0)).sum();
+        }
+        if params.min_p > 0.0 {
+            // p ≥ min_p · p_max, on the untempered probabilities.
+            let floor = max + params.min_p.ln();
+            c.retain(|x| x.0 >= floor);
+        }
+        let inv_t = 1.0 / params.temperature;
+        let mut total = 0.0f64;
+        for x in c.iter_mut() {
+            x.0 = ((x.0 - max) * inv_t).exp();
+            total += f64::from(x.0);
         }
         for &(weight, id) in c.iter() {
             out[id as usize] = (f64::from(weight) / total) as f32;
@@ -238,12 +395,18 @@ impl Sampler {
 mod tests {
     use super::*;
 
+    const NONE: History<'static> = History {
+        committed: &[],
+        pending: &[],
+    };
+
     fn sampler(temperature: f32, top_k: usize, top_p: f32, seed: u64) -> Sampler {
         Sampler::new(SamplingParams {
             temperature,
             top_k,
             top_p,
             seed,
+            ..SamplingParams::greedy()
         })
     }
 
@@ -257,16 +420,16 @@ mod tests {
     fn greedy_is_one_hot() {
         let mut s = Sampler::new(SamplingParams::greedy());
         let mut d = Vec::new();
-        s.distribution(&[0.0, 2.0, 1.0], &mut d);
+        s.distribution(&[0.0, 2.0, 1.0], NONE, &mut d);
         assert_eq!(d, vec![0.0, 1.0, 0.0]);
-        assert_eq!(s.sample(&[0.0, 2.0, 1.0]), 1);
+        assert_eq!(s.sample(&[0.0, 2.0, 1.0], NONE), 1);
     }
 
     #[test]
     fn temperature_softmax_matches_closed_form() {
         let logits = [0.0f32, 1.0, 2.0];
         let mut d = Vec::new();
-        sampler(0.5, 0, 1.0, 1).distribution(&logits, &mut d);
+        sampler(0.5, 0, 1.0, 1).distribution(&logits, NONE, &mut d);
         let w: Vec<f64> = logits.iter().map(|&l| (f64::from(l) / 0.5).exp()).collect();
         let z: f64 = w.iter().sum();
         for (p, w) in d.iter().zip(&w) {
@@ -278,12 +441,12 @@ mod tests {
     fn top_k_and_top_p_truncate() {
         let logits = [3.0f32, 2.0, 1.0, 0.0];
         let mut d = Vec::new();
-        sampler(1.0, 2, 1.0, 1).distribution(&logits, &mut d);
+        sampler(1.0, 2, 1.0, 1).distribution(&logits, NONE, &mut d);
         assert!(d[2] == 0.0 && d[3] == 0.0 && (d[0] + d[1] - 1.0).abs() < 1e-6);
         // p(0) = 0.644, p(0)+p(1) = 0.881: top-p 0.7 keeps two tokens.
-        sampler(1.0, 0, 0.7, 1).distribution(&logits, &mut d);
+        sampler(1.0, 0, 0.7, 1).distribution(&logits, NONE, &mut d);
         assert!(d[0] > 0.0 && d[1] > 0.0 && d[2] == 0.0 && d[3] == 0.0);
-        sampler(1.0, 0, 0.5, 1).distribution(&logits, &mut d);
+        sampler(1.0, 0, 0.5, 1).distribution(&logits, NONE, &mut d);
         assert_eq!(d, vec![1.0, 0.0, 0.0, 0.0]);
     }
 
@@ -292,14 +455,16 @@ mod tests {
         let logits = [0.0f32, 1.0, 2.0, 0.5];
         let draws = |seed| {
             let mut s = sampler(1.0, 0, 1.0, seed);
-            (0..2000).map(|_| s.sample(&logits)).collect::<Vec<_>>()
+            (0..2000)
+                .map(|_| s.sample(&logits, NONE))
+                .collect::<Vec<_>>()
         };
         let a = draws(7);
         let b = draws(7);
         assert_eq!(a, b);
         // Chi-square goodness of fit, 3 degrees of freedom, p = 0.001 critical value 16.27.
         let mut d = Vec::new();
-        sampler(1.0, 0, 1.0, 0).distribution(&logits, &mut d);
+        sampler(1.0, 0, 1.0, 0).distribution(&logits, NONE, &mut d);
         let mut counts = [0f64; 4];
         for t in &a {
             counts[*t as usize] += 1.0;
@@ -320,14 +485,99 @@ mod tests {
         let logits = [5.0f32, 1.0, 4.0];
         let mut s = Sampler::new(SamplingParams::greedy());
         s.ban([0]);
-        assert_eq!(s.sample(&logits), 2);
+        assert_eq!(s.sample(&logits, NONE), 2);
         let mut s = sampler(1.0, 0, 1.0, 3);
         s.ban([0]);
         let mut d = Vec::new();
-        s.distribution(&logits, &mut d);
+        s.distribution(&logits, NONE, &mut d);
         assert_eq!(d[0], 0.0);
         assert!((d[1] + d[2] - 1.0).abs() < 1e-6);
-        assert!((0..200).all(|_| s.sample(&logits) != 0));
+        assert!((0..200).all(|_| s.sample(&logits, NONE) != 0));
+    }
+
+    fn with(params: SamplingParams) -> Sampler {
+        Sampler::new(params)
+    }
+
+    #[test]
+    fn min_p_drops_tokens_below_its_share_of_the_top_one() {
+        // Probabilities ∝ e^3, e^2, e^1, e^0: relative to the top 1, 0.37, 0.14, 0.05.
+        let logits = [3.0f32, 2.0, 1.0, 0.0];
+        let mut d = Vec::new();
+        let params = SamplingParams {
+            temperature: 1.0,
+            min_p: 0.1,
+            ..SamplingParams::greedy()
+        };
+        with(params).distribution(&logits, NONE, &mut d);
+        assert!(
+            d[0] > 0.0 && d[1] > 0.0 && d[2] > 0.0 && d[3] == 0.0,
+            "{d:?}"
+        );
+        with(SamplingParams {
+            min_p: 0.5,
+            ..params
+        })
+        .distribution(&logits, NONE, &mut d);
+        assert_eq!(d, vec![1.0, 0.0, 0.0, 0.0]);
+    }
+
+    #[test]
+    fn truncation_comes_before_temperature_as_in_llama_cpp() {
+        // Untempered, p(0) = 0.644 reaches top-p 0.6 alone; tempered at 4
+        // first (Hugging Face's order) it would not, and a second token would stay.
+        let logits = [3.0f32, 2.0, 1.0, 0.0];
+        let mut d = Vec::new();
+        sampler(4.0, 0, 0.6, 1).distribution(&logits, NONE, &mut d);
+        assert_eq!(d, vec![1.0, 0.0, 0.0, 0.0]);
+        // Temperature still shapes what is kept.
+        sampler(4.0, 2, 1.0, 1).distribution(&logits, NONE, &mut d);
+        let expected = 1.0 / (1.0 + (-0.25f64).exp());
+        assert!((f64::from(d[0]) - expected).abs() < 1e-6, "{d:?}");
+    }
+
+    #[test]
+    fn penalties_follow_llama_cpp_and_count_only_the_window() {
+        let penalties = Penalties {
+            repeat: 2.0,
+            frequency: 0.5,
+            presence: 0.25,
+            last_n: 3,
+        };
+        // Positive logits are divided, negative ones multiplied, then
+        // count·frequency + presence subtracted.
+        assert_eq!(penalties.apply(3.0, 2), 3.0 / 2.0 - 1.0 - 0.25);
+        assert_eq!(penalties.apply(-1.0, 1), -2.0 - 0.5 - 0.25);
+        let params = SamplingParams {
+            penalties,
+            ..SamplingParams::greedy()
+        };
+        let logits = [4.0f32, 3.0, 0.0];
+        // Token 0 twice in the last three (committed 0, pending 0 then 2):
+        // 4 / 2 − 1 − 0.25 = 0.75 < 3, so greedy picks token 1.
+        let history = History::new(&[1, 1, 0]).then(&[0, 2]);
+        assert_eq!(with(params).sample(&logits, history), 1);
+        // Token 1 (twice) is outside the window of three: not penalised.
+        let recent: Vec<Token> = history.recent(3).collect();
+        assert_eq!(recent, vec![0, 0, 2]);
+        // Without history nothing changes.
+        assert_eq!(with(params).sample(&logits, NONE), 0);
+        // And sampling sees the same penalised logits.
+        let mut d = Vec::new();
+        let sampled = SamplingParams {
+            temperature: 1.0,
+            ..params
+        };
+        with(sampled).distribution(&logits, history, &mut d);
+        let w = [
+            0.75f64.exp(),
+            3.0f64.exp(),
+            (0.0f64 * 2.0 - 0.5 - 0.25).exp(),
+        ];
+        let z: f64 = w.iter().sum();
+        for (p, w) in d.iter().zip(&w) {
+            assert!((f64::from(*p) - w / z).abs() < 1e-6, "{d:?}");
+        }
     }
 
     #[test]
@@ -338,5 +588,24 @@ mod tests {
         p.temperature = 1.0;
         p.top_p = 0.0;
         assert_eq!(p.validate(), Err(SamplingError::TopP(0.0)));
+        p.top_p = 1.0;
+        p.min_p = 1.5;
+        assert_eq!(p.validate(), Err(SamplingError::MinP(1.5)));
+        p.min_p = 0.0;
+        p.penalties.repeat = 0.0;
+        let e = p.validate().unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "repeat-penalty must be a finite number > 0, got 0"
+        );
+        p.penalties.repeat = 1.0;
+        p.penalties.presence = f32::NAN;
+        assert!(matches!(
+            p.validate(),
+            Err(SamplingError::Penalty {
+                name: "presence-penalty",
+                ..
+            })
+        ));
     }
 }

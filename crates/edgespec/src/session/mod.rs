@@ -6,6 +6,7 @@
 pub mod conversation;
 pub mod kind;
 pub mod prompt_cache;
+pub mod stop;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use std::sync::Arc;
 pub use conversation::{Conversation, WhenFull};
 pub use kind::{DraftKind, DraftKindError};
 pub use prompt_cache::PromptCacheError;
+pub use stop::StopStrings;
 
 use crate::costs::CostSnapshot;
 use crate::draft::{
@@ -24,6 +26,7 @@ use crate::engine::{Context, ContextParams, EngineError, Model, Sequence, Token}
 use crate::error::GenerateError;
 use crate::generate::{
     check_prompt, generate_target_only, prompt_tokens, read_prompt, GenerateParams, Generation,
+    StopReason,
 };
 use crate::metrics::SpecStats;
 use crate::sampling::SamplingParams;
@@ -60,6 +63,9 @@ pub struct SessionConfig {
     /// them reads its first prompt in one batch, timing nothing. The caller keys them; wrong
     /// costs only make the draft-length policy choose worse.
     pub costs: Option<CostSnapshot>,
+    /// End the output where its text first contains one of these (the
+    /// stop string and what follows left out; [`StopReason::StopString`]).
+    pub stop: Vec<String>,
 }
 
 impl SessionConfig {
@@ -79,6 +85,7 @@ impl SessionConfig {
             ignore_eos: false,
             context,
             costs: None,
+            stop: Vec::new(),
         }
     }
 
@@ -135,6 +142,7 @@ enum Decoder {
 pub struct Session {
     decoder: Decoder,
     params: GenerateParams,
+    stops: StopStrings,
 }
 
 impl Session {
@@ -216,6 +224,7 @@ impl Session {
                 ignore_eos: config.ignore_eos,
                 reuse_prefix: false,
             },
+            stops: StopStrings::new(config.stop),
         })
     }
 
@@ -382,7 +391,46 @@ impl Session {
             reuse_prefix,
             ..self.params
         };
-        Ok(match &mut self.decoder {
+        if self.stops.is_empty() {
+            return Self::decode(&mut self.decoder, prompt, &params, on_token);
+        }
+        // Stop strings: text that could begin one is held back; a match
+        // stops the engine (as a callback would) and cuts the output there.
+        let stops = &mut self.stops;
+        stops.restart();
+        let mut on_token = on_token;
+        let (mut tokens, mut stopped) = (0, false);
+        let mut outcome = Self::decode(&mut self.decoder, prompt, &params, |token, text| {
+            tokens += usize::from(token >= 0);
+            let release = stops.push(text);
+            let go_on = on_token(token, &release.text);
+            stopped = release.stopped;
+            go_on && !stopped
+        })?;
+        let generation = &mut outcome.generation;
+        if stopped {
+            generation.stop = StopReason::StopString;
+            generation.text.truncate(stops.released());
+            generation.tokens.truncate(tokens);
+            generation.stats.generated_tokens = generation.tokens.len();
+        } else {
+            let rest = stops.finish();
+            if !rest.is_empty() {
+                on_token(-1, &rest);
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// One generation by whichever engine the session runs.
+    fn decode(
+        decoder: &mut Decoder,
+        prompt: &[Token],
+        params: &GenerateParams,
+        on_token: impl FnMut(Token, &str) -> bool,
+    ) -> Result<Outcome, GenerateError> {
+        let params = *params;
+        Ok(match decoder {
             Decoder::Target(ctx) => Outcome {
                 generation: generate_target_only(ctx, prompt, &params, on_token)?,
                 speculation: None,
@@ -408,6 +456,11 @@ impl Session {
                 }
             }
         })
+    }
+
+    /// Replaces the stop strings of later generations ([`SessionConfig::stop`]).
+    pub fn set_stop_strings(&mut self, stops: Vec<String>) {
+        self.stops = StopStrings::new(stops);
     }
 
     /// The pass costs this session has measured (calibration refined by

@@ -112,7 +112,7 @@ pub fn write(path: &Path, caches: &[SavedCache]) -> Result<(), PromptCacheError>
         path: path.to_owned(),
         source,
     };
-    if !caches.first().is_some_and(|c| !c.tokens.is_empty()) {
+    if caches.first().is_none_or(|c| c.tokens.is_empty()) {
         return Err(PromptCacheError::Empty {
             path: path.to_owned(),
         });

@@ -18,7 +18,7 @@ use crate::engine::{Context, EngineError, Logits, Sequence, Token};
 use crate::error::GenerateError;
 use crate::generate::{check_prompt, read_prompt, Emitter, GenerateParams, Generation, StopReason};
 use crate::metrics::{GenerationStats, SpecStats};
-use crate::sampling::Sampler;
+use crate::sampling::{History, Sampler};
 
 pub use acceptance::{AcceptanceModel, Frequency, Layered, LookupModel};
 pub use policy::{DraftCost, Policy, PolicyConfig, PolicyError, RoundControl, RoundOutcome};
@@ -290,7 +290,10 @@ impl Speculator {
         let mut stop = if emitter.is_full() {
             Some(StopReason::MaxTokens)
         } else {
-            let first = sampler.sample(self.target.context().last_logits()?);
+            let first = sampler.sample(
+                self.target.context().last_logits()?,
+                History::new(&committed),
+            );
             committed.push(first);
             emitter.emit(first)?
         };
@@ -328,6 +331,7 @@ impl Speculator {
             let t = Instant::now();
             let verdict = judge(
                 self.target.context(),
+                &committed,
                 &self.draft,
                 &mut sampler,
                 &mut self.scratch,
@@ -342,9 +346,10 @@ impl Speculator {
 
             let drafted = self.draft.len();
             log::trace!(
-                "round: {drafted} drafted ({:?}), {} accepted, verify {:.1} ms",
+                "round: {drafted} drafted ({:?}), {} accepted, draft {:.1} ms, verify {:.1} ms",
                 self.draft.source(),
                 verdict.accepted,
+                draft_time.as_secs_f64() * 1e3,
                 verify_time.as_secs_f64() * 1e3
             );
             spec.drafted += drafted;
@@ -402,15 +407,23 @@ impl Speculator {
 /// One verification: judges `draft` on the target's logits for the batch
 /// `[last, draft…]` it just decoded (row i scores draft token i), greedily
 /// or by speculative sampling (drafts without a q row are deterministic).
+/// Row i is sampled after `committed` and the draft tokens before it (the
+/// history penalties see, as plain decoding would have it).
 /// Speculative decoding and ead-spec both verify through it.
 pub fn judge(
     target: &Context,
+    committed: &[Token],
     draft: &Draft,
     sampler: &mut Sampler,
     scratch: &mut (Vec<f32>, Vec<f32>),
 ) -> Result<Verdict, EngineError> {
+    let tokens = draft.tokens();
+    let history = |i: usize| History::new(committed).then(&tokens[..i]);
     if sampler.params().is_greedy() {
-        return verify_greedy(draft.tokens(), |i| Ok(sampler.sample(target.logits(i)?)));
+        return verify_greedy(
+            tokens,
+            |i| Ok(sampler.sample(target.logits(i)?, history(i))),
+        );
     }
     let q: heapless::Vec<DraftProb<'_>, MAX_DRAFT> = (0..draft.len())
         .map(|i| {
@@ -424,7 +437,9 @@ pub fn judge(
         draft.tokens(),
         &q,
         |i, out| {
-            sampler.borrow_mut().distribution(target.logits(i)?, out);
+            sampler
+                .borrow_mut()
+                .distribution(target.logits(i)?, history(i), out);
             Ok(())
         },
         || sampler.borrow_mut().uniform(),

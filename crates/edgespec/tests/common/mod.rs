@@ -8,7 +8,7 @@ use edgespec::draft::{DraftLength, DraftModel};
 use edgespec::engine::{Context, ContextParams, Logits, Model, ModelParams, Sequence, Token};
 use edgespec::generate::GenerateParams;
 use edgespec::gguf::ValueType;
-use edgespec::sampling::{Sampler, SamplingParams};
+use edgespec::sampling::{History, Penalties, Sampler, SamplingParams};
 use edgespec::session::{DraftKind, Session, SessionConfig};
 use edgespec::synthetic::SyntheticSpec;
 use edgespec::synthetic::BOS;
@@ -129,14 +129,37 @@ pub fn top4_sampling(seed: u64) -> SamplingParams {
         top_k: 4,
         top_p: 1.0,
         seed,
+        ..SamplingParams::greedy()
     }
 }
 
-/// Asserts that a session sampling with [`top4_sampling`] (reseeded per
-/// run) keeps `target`'s distribution at the second token: chi-square below
-/// the p = 0.001 critical value for its at most 3 degrees of freedom.
-pub fn assert_session_keeps_target_distribution(target: &Arc<Model>, session: &mut Session) {
-    let (chi2, n) = second_token_chi_square(target, &top4_sampling, |prompt, params| {
+/// [`top4_sampling`] with every other stage of the chain on: repetition,
+/// frequency and presence penalties over the prompt and the first token,
+/// min-p, and a temperature below 1.
+pub fn full_chain_sampling(seed: u64) -> SamplingParams {
+    SamplingParams {
+        temperature: 0.8,
+        min_p: 0.02,
+        penalties: Penalties {
+            repeat: 1.5,
+            frequency: 0.3,
+            presence: 0.4,
+            last_n: 64,
+        },
+        ..top4_sampling(seed)
+    }
+}
+
+/// Asserts that a session sampling with `sampling` (reseeded per run: the
+/// session must have been made with `sampling(0)`) keeps `target`'s
+/// distribution at the second token: chi-square below the p = 0.001
+/// critical value for its at most 3 degrees of freedom.
+pub fn assert_session_keeps_target_distribution(
+    target: &Arc<Model>,
+    session: &mut Session,
+    sampling: &dyn Fn(u64) -> SamplingParams,
+) {
+    let (chi2, n) = second_token_chi_square(target, sampling, |prompt, params| {
         session.reseed(params.sampling.seed);
         session
             .generate(prompt, params.max_tokens, |_, _| true)
@@ -187,7 +210,7 @@ pub fn second_token_chi_square(
     let mut p = Vec::new();
     let mut sampler = Sampler::new(sampling(0));
     sampler.ban(target.eog_tokens());
-    sampler.distribution(ctx.logits(0).unwrap(), &mut p);
+    sampler.distribution(ctx.logits(0).unwrap(), History::new(&tokens), &mut p);
 
     let mut chi2 = 0.0;
     let mut categories = 0;

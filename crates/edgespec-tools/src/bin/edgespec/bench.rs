@@ -17,8 +17,8 @@ use crate::UsageError;
 /// Arguments of `bench`.
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// Target model.
-    #[arg(short, long)]
+    /// Target model (llama-bench: -m; `--target` until the next release).
+    #[arg(short = 'm', long = "model", alias = "target")]
     target: PathBuf,
     /// Drafter model (model/hybrid modes, llama-draft).
     #[arg(short, long)]
@@ -27,7 +27,7 @@ pub struct BenchArgs {
     #[arg(long)]
     trimmed: Option<PathBuf>,
     /// Prompt file (plain lines or JSONL); `NAME=PATH` names the set. Repeatable.
-    #[arg(short, long = "prompts", required_unless_present = "from_runs")]
+    #[arg(short = 'f', long = "prompts", required_unless_present = "from_runs")]
     prompts: Vec<String>,
     /// Use at most this many prompts per set.
     #[arg(long)]
@@ -35,7 +35,7 @@ pub struct BenchArgs {
     /// Comma-separated modes: target, small, model:N|auto, lookup:N|auto,
     /// hybrid:N|auto, trimmed:N|auto, ead:BITS, ead-spec:BITS,
     /// llama-completion, llama-draft, llama-ngram.
-    #[arg(short, long, default_value = "target,model:auto,model:3,lookup,hybrid")]
+    #[arg(long, default_value = "target,model:auto,model:3,lookup,hybrid")]
     modes: String,
     /// Sweep a setting: `gamma=A..B` adds model:A..=B (and trimmed:A..=B
     /// with --trimmed); `k=K1,K2,…` trims --draft to each K with --counts
@@ -72,8 +72,8 @@ pub struct BenchArgs {
     /// Timed repetitions (after one warm-up).
     #[arg(short, long, default_value_t = 1)]
     reps: usize,
-    /// Threads.
-    #[arg(long, default_value_t = 2)]
+    /// Threads (default: all cores).
+    #[arg(short, long, default_value_t = crate::all_cores())]
     threads: i32,
     /// Context size.
     #[arg(short = 'c', long, default_value_t = 4096)]
@@ -93,7 +93,7 @@ pub struct BenchArgs {
     #[arg(long)]
     trace: bool,
     /// Output folder: runs.jsonl (streamed), report.json, report.md.
-    #[arg(short, long, default_value = "bench-out")]
+    #[arg(long, default_value = "bench-out")]
     out: PathBuf,
     /// Replace the runs of an earlier benchmark in the output folder
     /// (without it, a folder that holds runs is refused).
@@ -176,7 +176,7 @@ pub fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
     // The bandwidth probe uses every core (the device's limit, whatever the
     // thread count), runs alone before and after the runs, and keeps every
     // pass, so the report shows how steady the memory system was.
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cores = crate::all_cores() as usize;
     let probe = || read_bandwidth_passes(cores, 1 << 30, 3.0);
     let (before, machine, runs) = match &args.from_runs {
         Some(path) => {

@@ -83,8 +83,8 @@ pub struct HumanevalArgs {
     /// The interpreter.
     #[arg(long, default_value = "python3")]
     python: String,
-    /// Threads.
-    #[arg(long, default_value_t = 2)]
+    /// Threads (default: all cores).
+    #[arg(short, long, default_value_t = crate::all_cores())]
     threads: i32,
     /// Output folder: results.jsonl (streamed, with every answer) and summary.md.
     #[arg(short, long, default_value = "bench-out/humaneval")]

@@ -38,6 +38,10 @@ pub struct GenerateArgs {
     /// Print speculation metrics (α, τ, c, MBSU, per-phase times).
     #[arg(long)]
     stats: bool,
+    /// Print one JSON object to stdout when done (text, tokens, stop reason,
+    /// timings, speculation or EAD counters) instead of streaming the text.
+    #[arg(long)]
+    json: bool,
     /// Record a trace for `edgespec replay` instead of speculating: the
     /// target's greedy output and what the --draft model would draft from
     /// every position (up to --gamma-max tokens), appended to this file as
@@ -58,11 +62,14 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     if let Some(path) = &args.trace {
         return trace(&args, &config, &prompt, path);
     }
+    // The seed a sampled run can be repeated with (none when greedy).
+    let seed = (!config.sampling.is_greedy()).then_some(config.sampling.seed);
     let mut session = Session::new(config)?;
     let mut stdout = std::io::stdout().lock();
+    let json = args.json;
     let print = |_, text: &str| {
         // A closed stdout (e.g. `| head`) ends generation quietly.
-        stdout
+        json || stdout
             .write_all(text.as_bytes())
             .and_then(|()| stdout.flush())
             .is_ok()
@@ -80,6 +87,19 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         session.generate(&prompt, args.max_tokens, print)?
     };
     save_costs(cost_cache.as_ref(), &session);
+    if args.json {
+        let report = serde_json::json!({
+            "text": outcome.generation.text,
+            "tokens": outcome.generation.tokens,
+            "stop": outcome.generation.stop,
+            "seed": seed,
+            "stats": outcome.generation.stats,
+            "speculation": outcome.speculation,
+            "ead": outcome.ead,
+        });
+        println!("{report}");
+        return Ok(());
+    }
     finish(
         &outcome.generation,
         outcome.speculation.as_ref().filter(|_| args.stats),

@@ -111,6 +111,11 @@ fn main() -> ExitCode {
     }
 }
 
+/// Every core this process may use: the default thread count of every command.
+fn all_cores() -> i32 {
+    std::thread::available_parallelism().map_or(1, |n| n.get()) as i32
+}
+
 /// Exit status of a command line that asks for what cannot be (as clap's
 /// own usage errors), so scripts tell a mistyped command from a failed run.
 const USAGE_EXIT: u8 = 2;

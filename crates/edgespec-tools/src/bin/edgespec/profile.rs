@@ -26,8 +26,8 @@ pub struct ProfileArgs {
     /// VocabTrim drafter (profiled as drafter `trimmed`).
     #[arg(long)]
     trimmed: Option<PathBuf>,
-    /// Threads.
-    #[arg(short, long, default_value_t = 2)]
+    /// Threads (default: all cores).
+    #[arg(short, long, default_value_t = crate::all_cores())]
     threads: i32,
     /// Largest batch measured (1..=65); every size up to it is timed.
     #[arg(long, default_value_t = MAX_BATCH)]
@@ -65,8 +65,7 @@ fn describe_machine() -> String {
                 .map(|(_, v)| v.trim().to_owned())
         })
         .unwrap_or_else(|| std::env::consts::ARCH.to_owned());
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    format!("{cpu}, {cores} cores")
+    format!("{cpu}, {} cores", crate::all_cores())
 }
 
 fn drafter_costs(

@@ -9,7 +9,7 @@ use clap::{Args, ValueEnum};
 use edgespec::draft::{DraftLength, DraftModel, LookupDrafter, DEFAULT_HYBRID_MIN_NGRAM};
 use edgespec::ead::EadConfig;
 use edgespec::engine::{ContextParams, Model, ModelParams, Token};
-use edgespec::sampling::SamplingParams;
+use edgespec::sampling::{Penalties, SamplingParams};
 use edgespec::session::{check_settings, DraftKind, Session, SessionConfig};
 
 use crate::UsageError;
@@ -50,6 +50,15 @@ impl std::str::FromStr for Gamma {
     }
 }
 
+/// `--repeat-last-n`: a count, or -1 for the whole context (llama.cpp's spelling).
+fn parse_last_n(s: &str) -> Result<usize, String> {
+    match s.parse::<i64>() {
+        Ok(-1) => Ok(usize::MAX),
+        Ok(n) => usize::try_from(n).map_err(|_| format!("expected -1 or a count >= 0, got {n}")),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// Which models to load and how to decode with them.
 #[derive(Debug, Args)]
 pub struct SessionArgs {
@@ -86,10 +95,28 @@ pub struct SessionArgs {
     /// Top-p (1: off).
     #[arg(long, default_value_t = 1.0)]
     pub top_p: f32,
+    /// Min-p: drop tokens less likely than this times the most likely one (0: off).
+    #[arg(long, default_value_t = 0.0)]
+    pub min_p: f32,
+    /// Divide a repeated token's logit by this (multiply if negative; 1: off).
+    #[arg(long, default_value_t = 1.0)]
+    pub repeat_penalty: f32,
+    /// Tokens the penalties look back on (-1: the whole context; 0: off).
+    #[arg(long, default_value_t = 64, allow_negative_numbers = true, value_parser = parse_last_n)]
+    pub repeat_last_n: usize,
+    /// Subtract this from a repeated token's logit once per occurrence (0: off).
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    pub frequency_penalty: f32,
+    /// Subtract this from a repeated token's logit once (0: off).
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    pub presence_penalty: f32,
     /// Sampling seed (default: a fresh one, printed when sampling, as in
     /// llama.cpp; give it to repeat a sampled run).
     #[arg(short, long)]
     pub seed: Option<u64>,
+    /// Stop where the output contains this text, left out (repeatable; llama.cpp: -r).
+    #[arg(short = 'r', long, visible_alias = "stop", value_name = "TEXT")]
+    pub reverse_prompt: Vec<String>,
     /// Never stop at end-of-generation tokens (fixed-length benchmark runs).
     #[arg(long)]
     pub ignore_eos: bool,
@@ -249,6 +276,13 @@ impl SessionArgs {
             temperature: self.temp,
             top_k: self.top_k,
             top_p: self.top_p,
+            min_p: self.min_p,
+            penalties: Penalties {
+                repeat: self.repeat_penalty,
+                frequency: self.frequency_penalty,
+                presence: self.presence_penalty,
+                last_n: self.repeat_last_n,
+            },
             seed: self.seed.unwrap_or_else(fresh_seed),
         };
         if !sampling.is_greedy() {
@@ -296,6 +330,7 @@ impl SessionArgs {
             p_min: self.p_min,
             sampling,
             ignore_eos: self.ignore_eos,
+            stop: self.reverse_prompt.clone(),
             ..SessionConfig::new(model.clone(), context).with_drafter(kind, drafter)
         };
         let cache = self.cost_cache(&config);

@@ -22,11 +22,11 @@ use edgespec_tools::vocabtrim::{
 /// Arguments of `calibrate`.
 #[derive(Debug, Args)]
 pub struct CalibrateArgs {
-    /// Target model whose emitted tokens are counted.
-    #[arg(short, long)]
+    /// Target model whose emitted tokens are counted (`--target` until the next release).
+    #[arg(short = 'm', long = "model", alias = "target")]
     target: PathBuf,
     /// Calibration prompts (plain lines or JSONL).
-    #[arg(short, long, required_unless_present = "raw_text")]
+    #[arg(short = 'f', long, required_unless_present = "raw_text")]
     prompts: Option<PathBuf>,
     /// Count the tokens of this text corpus instead: a file (one document
     /// per line) or a folder (each file in it one document).
@@ -48,8 +48,8 @@ pub struct CalibrateArgs {
     /// Feed prompts as raw text instead of chat messages.
     #[arg(long)]
     no_chat: bool,
-    /// Threads.
-    #[arg(long)]
+    /// Threads (default: all cores).
+    #[arg(short, long)]
     threads: Option<i32>,
 }
 
@@ -161,7 +161,7 @@ pub struct TrimArgs {
     #[arg(short, long)]
     drafter: PathBuf,
     /// Counts from `edgespec calibrate`.
-    #[arg(short, long)]
+    #[arg(long)]
     counts: PathBuf,
     /// Counts that rank the ids --counts leaves tied (most of the vocabulary,
     /// when calibration is small): e.g. `calibrate --raw-text` on a corpus.
@@ -178,11 +178,11 @@ pub struct TrimArgs {
         default_value = "4096,8192,16384,32768,65536"
     )]
     k_candidates: Vec<usize>,
-    /// Target model (`-k auto`).
-    #[arg(short, long)]
+    /// Target model (`-k auto`; `--target` until the next release).
+    #[arg(short = 'm', long = "model", alias = "target")]
     target: Option<PathBuf>,
     /// Held-out prompts for `-k auto` (not the calibration prompts).
-    #[arg(short, long)]
+    #[arg(short = 'f', long)]
     prompts: Option<PathBuf>,
     /// Use at most this many held-out prompts.
     #[arg(long, default_value_t = 4)]
@@ -193,8 +193,8 @@ pub struct TrimArgs {
     /// Draft length while measuring.
     #[arg(long, default_value_t = 3)]
     gamma: usize,
-    /// Threads.
-    #[arg(long, default_value_t = 2)]
+    /// Threads (default: all cores).
+    #[arg(short, long, default_value_t = crate::all_cores())]
     threads: i32,
     /// Output GGUF.
     #[arg(short, long)]
