@@ -11,7 +11,7 @@
 # (target-alone time / speculative time: above 1 the speculative run was
 # faster).
 #
-# Usage: benches/one-shot.sh cold|warm PROMPT [PAIRS] [N_TOKENS] [THREADS]
+# Usage: [EDGESPEC=BIN] benches/one-shot.sh cold|warm PROMPT [PAIRS] [N_TOKENS] [THREADS]
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cache_state=${1:?cold or warm}
@@ -21,7 +21,7 @@ n=${4:-200}
 threads=${5:-2}
 target=${TARGET:-$here/models/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf}
 drafter=${DRAFTER:-$here/models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf}
-edgespec="$here/target/release/edgespec"
+edgespec="${EDGESPEC:-$here/target/release/edgespec}"
 [ -x "$edgespec" ] || { echo "error: $edgespec missing; run cargo build --release" >&2; exit 1; }
 for m in "$target" "$drafter"; do
   [ -f "$m" ] || { echo "error: $m missing; run python3 models/fetch.py" >&2; exit 1; }

@@ -1,7 +1,8 @@
 //! edgespec's tools, apart from the runtime a device links: the benchmark
 //! (`edgespec bench`), the HumanEval evaluation, VocabTrim calibration and
 //! trimming, machine cost profiles, generation traces and the replay
-//! simulator that prices draft-length policies on them. The `edgespec`
+//! simulator that prices draft-length policies on them, and the
+//! OpenAI-compatible server (`edgespec serve`). The `edgespec`
 //! command line is this crate's binary.
 #![warn(missing_docs)]
 
@@ -12,5 +13,6 @@ pub mod jsonl;
 pub mod profile;
 pub mod replay;
 pub mod scratch;
+pub mod serve;
 pub mod trace;
 pub mod vocabtrim;

@@ -654,30 +654,13 @@ fn chat_in_a_terminal_streams_reuses_caches_and_survives_ctrl_c() {
     assert!(child.wait().unwrap().success(), "{}", term.text());
 }
 
-/// A synthetic target and a one-layer drafter written into `dir`.
-fn synthetic_pair_files(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
-    let target = dir.join("t.gguf");
-    let drafter = dir.join("d.gguf");
-    edgespec::synthetic::SyntheticSpec::default()
-        .write(&target)
-        .unwrap();
-    edgespec::synthetic::SyntheticSpec {
-        seed: 2,
-        n_layer: 1,
-        ..Default::default()
-    }
-    .write(&drafter)
-    .unwrap();
-    (target, drafter)
-}
-
 /// Issue 17: the cost cache — a second run with the same models and
 /// settings skips calibration; other settings get their own entry; a
 /// corrupt entry is ignored (calibrated again and rewritten), never fatal.
 #[test]
 fn the_cost_cache_skips_calibration_on_the_next_run() {
     let dir = tempfile::tempdir().unwrap();
-    let (target, drafter) = synthetic_pair_files(dir.path());
+    let (target, drafter) = common::synthetic_pair_files(dir.path());
     let cache = dir.path().join("costs");
     let run = |threads: &str| {
         let (ok, err) = edgespec(&[
@@ -724,7 +707,7 @@ fn the_cost_cache_skips_calibration_on_the_next_run() {
 #[test]
 fn llama_cpp_flags_are_understood_and_the_seed_is_fresh_unless_given() {
     let dir = tempfile::tempdir().unwrap();
-    let (target, drafter) = synthetic_pair_files(dir.path());
+    let (target, drafter) = common::synthetic_pair_files(dir.path());
     let (t, d) = (target.to_str().unwrap(), drafter.to_str().unwrap());
     let run = |flags: &[&str]| {
         let out = Command::new(env!("CARGO_BIN_EXE_edgespec"))
@@ -809,7 +792,7 @@ fn llama_cpp_flags_are_understood_and_the_seed_is_fresh_unless_given() {
 #[test]
 fn stop_strings_cut_the_output_and_json_reports_it() {
     let dir = tempfile::tempdir().unwrap();
-    let (target, drafter) = synthetic_pair_files(dir.path());
+    let (target, drafter) = common::synthetic_pair_files(dir.path());
     let (t, d) = (target.to_str().unwrap(), drafter.to_str().unwrap());
     let run = |flags: &[&str]| {
         let out = Command::new(env!("CARGO_BIN_EXE_edgespec"))

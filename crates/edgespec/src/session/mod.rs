@@ -29,7 +29,7 @@ use crate::generate::{
     StopReason,
 };
 use crate::metrics::SpecStats;
-use crate::sampling::SamplingParams;
+use crate::sampling::{SamplingError, SamplingParams};
 use crate::speculative::{PolicyConfig, Speculator};
 
 /// Everything a session needs: the models, how to draft, how to sample,
@@ -456,6 +456,16 @@ impl Session {
                 }
             }
         })
+    }
+
+    /// Replaces how later generations pick tokens. The target's choice is
+    /// what changes: a drafter keeps drafting as the session was set up
+    /// (greedy drafts are verified as deterministic ones, sampled drafts by
+    /// their q), which may cost acceptance, never exactness.
+    pub fn set_sampling(&mut self, sampling: SamplingParams) -> Result<(), SamplingError> {
+        sampling.validate()?;
+        self.params.sampling = sampling;
+        Ok(())
     }
 
     /// Replaces the stop strings of later generations ([`SessionConfig::stop`]).

@@ -95,8 +95,16 @@ pub fn load(path: &std::path::Path, n_ctx: u32) -> (Arc<Model>, Context) {
 /// smaller drafter.
 pub fn synthetic_pair() -> (tempfile::TempDir, Arc<Model>, Arc<Model>) {
     let dir = tempfile::tempdir().unwrap();
-    let target_path = dir.path().join("target.gguf");
-    let draft_path = dir.path().join("draft.gguf");
+    let (target_path, draft_path) = synthetic_pair_files(dir.path());
+    let load = |p: &std::path::Path| Model::load(p, &ModelParams::default()).unwrap();
+    (dir, load(&target_path), load(&draft_path))
+}
+
+/// The files of [`synthetic_pair`], written into `dir`: the target and
+/// its drafter.
+pub fn synthetic_pair_files(dir: &std::path::Path) -> (PathBuf, PathBuf) {
+    let target_path = dir.join("target.gguf");
+    let draft_path = dir.join("draft.gguf");
     // Peaky logits: top-2 margins far above the ~1e-3 difference between
     // llama.cpp's batched and single-token f32 kernels, so greedy choices
     // are decided by the algorithm, not by rounding.
@@ -118,8 +126,7 @@ pub fn synthetic_pair() -> (tempfile::TempDir, Arc<Model>, Arc<Model>) {
     }
     .write(&draft_path)
     .unwrap();
-    let load = |p: &std::path::Path| Model::load(p, &ModelParams::default()).unwrap();
-    (dir, load(&target_path), load(&draft_path))
+    (target_path, draft_path)
 }
 
 /// The sampling settings of the distribution tests: temperature 1, top-k 4.

@@ -8,6 +8,7 @@ mod info;
 mod inspect;
 mod profile;
 mod replay;
+mod serve;
 mod session_args;
 mod synth;
 mod trim;
@@ -35,10 +36,24 @@ enum Command {
     #[command(subcommand)]
     Eval(eval::EvalCommand),
     /// Generate text from a prompt (target alone or speculative).
+    #[command(after_help = "Examples:
+  edgespec generate -m target.gguf -p 'Write a haiku' --chat -n 64
+  edgespec generate -m target.gguf -md drafter.gguf -f prompt.txt -n 128 -t 2 -s 42 --min-p 0.05 --temp 0.7 -r '</s>'
+  edgespec generate -m target.gguf -md drafter.gguf --draft-kind hybrid -p '...' --stats --json")]
     Generate(generate::GenerateArgs),
     /// Chat in the terminal: each turn reads only its new tokens.
     Chat(chat::ChatArgs),
+    /// Serve the model over HTTP with OpenAI's API (chat and text
+    /// completions, streamed or whole), speculative decoding on.
+    #[command(after_help = "Examples:
+  edgespec serve -m target.gguf -md drafter.gguf --port 8080
+  curl http://127.0.0.1:8080/v1/chat/completions -H 'Content-Type: application/json' \\
+    -d '{\"messages\": [{\"role\": \"user\", \"content\": \"Hello\"}], \"stream\": true}'")]
+    Serve(serve::ServeArgs),
     /// Benchmark modes side by side on prompt sets, llama.cpp included.
+    #[command(after_help = "Examples:
+  edgespec bench -m target.gguf -md drafter.gguf -f code=benches/prompts/humaneval.jsonl -n 128 -r 2
+  edgespec bench -m target.gguf -md drafter.gguf -f chat=benches/prompts/chat.txt --modes target,hybrid,llama-draft --out bench-out/chat")]
     Bench(bench::BenchArgs),
     /// Measure this machine's cost curves (target and drafter passes by batch size).
     Profile(profile::ProfileArgs),
@@ -89,6 +104,7 @@ fn main() -> ExitCode {
         Command::Inspect(args) => inspect::run(args),
         Command::Generate(args) => generate::run(args),
         Command::Chat(args) => chat::run(args),
+        Command::Serve(args) => serve::run(args),
         Command::Bench(args) => bench::run_bench(args),
         Command::Eval(command) => eval::run(command),
         Command::Synth(args) => synth::run(args),
