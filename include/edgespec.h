@@ -179,6 +179,12 @@ typedef struct {
   float frequency_penalty;
   // Subtracted once from a repeated token's logit; 0 is off.
   float presence_penalty;
+  // Mirostat: 0 off, 2 Mirostat 2.0 (in place of penalties, top-k, top-p and min-p).
+  int32_t mirostat;
+  // Mirostat's target surprise τ in bits (> 0).
+  float mirostat_tau;
+  // Mirostat's learning rate η (> 0).
+  float mirostat_eta;
 } edgespec_session_params;
 
 // What one generation measured. Give the generating functions one from

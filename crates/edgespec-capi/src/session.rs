@@ -9,7 +9,7 @@ use edgespec::draft::{DraftLength, DraftModel, MAX_DRAFT};
 use edgespec::ead::EadConfig;
 use edgespec::engine::{ContextParams, Token};
 use edgespec::generate::StopReason;
-use edgespec::sampling::{Penalties, SamplingParams};
+use edgespec::sampling::{Mirostat, Penalties, SamplingParams, DEFAULT_MIROSTAT};
 use edgespec::session::{Conversation, DraftKind, Outcome, Session, SessionConfig, WhenFull};
 
 /// Drafter kinds for `edgespec_session_params.draft_kind`.
@@ -99,6 +99,12 @@ pub struct edgespec_session_params {
     pub frequency_penalty: f32,
     /// Subtracted once from a repeated token's logit; 0 is off.
     pub presence_penalty: f32,
+    /// Mirostat: 0 off, 2 Mirostat 2.0 (in place of penalties, top-k, top-p and min-p).
+    pub mirostat: i32,
+    /// Mirostat's target surprise τ in bits (> 0).
+    pub mirostat_tau: f32,
+    /// Mirostat's learning rate η (> 0).
+    pub mirostat_eta: f32,
 }
 
 // SAFETY: repr(C), struct_size: u32 first; integers and floats only.
@@ -133,6 +139,9 @@ pub extern "C" fn edgespec_session_params_default() -> edgespec_session_params {
         repeat_last_n: penalties.last_n as i32,
         frequency_penalty: penalties.frequency,
         presence_penalty: penalties.presence,
+        mirostat: 0,
+        mirostat_tau: DEFAULT_MIROSTAT.tau,
+        mirostat_eta: DEFAULT_MIROSTAT.eta,
     }
 }
 
@@ -233,6 +242,14 @@ fn config(
     };
     let top_k = usize::try_from(p.top_k)
         .map_err(|_| invalid(format!("top_k = {} must be >= 0", p.top_k)))?;
+    let mirostat = match p.mirostat {
+        0 => None,
+        2 => Some(Mirostat {
+            tau: p.mirostat_tau,
+            eta: p.mirostat_eta,
+        }),
+        m => return Err(invalid(format!("mirostat = {m} must be 0 (off) or 2"))),
+    };
     let last_n = match p.repeat_last_n {
         -1 => usize::MAX,
         n => usize::try_from(n).map_err(|_| {
@@ -270,6 +287,7 @@ fn config(
                 presence: p.presence_penalty,
                 last_n,
             },
+            mirostat,
             seed: p.seed,
         },
         ..SessionConfig::new(target.inner.clone(), context)

@@ -287,6 +287,37 @@ fn speculative_sampling_with_the_full_chain_keeps_the_target_distribution() {
     }
 }
 
+/// Mirostat 2.0 keeps the target's distribution through verification:
+/// μ advances along the accepted draft tokens as plain decoding would move
+/// it. The third token is checked: the second one verified in a round, its
+/// row computed after the first draft token was accepted (η = 1 makes its
+/// distribution depend on that).
+#[test]
+fn speculative_mirostat_keeps_the_target_distribution() {
+    let (_dir, target, _) = common::synthetic_pair();
+    let params = GenerateParams {
+        max_tokens: 3,
+        sampling: common::mirostat_sampling(0),
+        ignore_eos: true,
+        reuse_prefix: false,
+    };
+    // The target drafting for itself: drafts are often accepted, so the
+    // third token's row often follows an accepted draft token.
+    let drafter = Some(DraftModel::Full(target.clone()));
+    let fixed = DraftLength::Fixed(4);
+    let mut s = session(&target, DraftKind::Model, drafter, fixed, 64, &params).unwrap();
+    let (chi2, n, df) =
+        common::nth_token_chi_square(&target, &common::mirostat_sampling, 3, 3000, |p, params| {
+            s.reseed(params.sampling.seed);
+            s.generate(p, params.max_tokens, |_, _| true)
+                .unwrap()
+                .generation
+                .tokens
+        });
+    let critical = common::chi_square_critical_001(df);
+    assert!(chi2 < critical, "chi2 = {chi2} over {n} samples, {df} df");
+}
+
 #[test]
 fn ignore_eos_speculation_equals_target_only() {
     let Some(path) = common::smollm2() else {

@@ -153,6 +153,16 @@ int main(int argc, char **argv) {
         p.repeat_last_n = bad[i].last_n;
         CHECK(edgespec_session_new(target, NULL, &p, &s) == EDGESPEC_ERR_INVALID_PARAMETER, "%s", bad[i].what);
     }
+    p = edgespec_session_params_default();
+    p.mirostat = 1;
+    CHECK(edgespec_session_new(target, NULL, &p, &s) == EDGESPEC_ERR_INVALID_PARAMETER, "mirostat 1");
+    p.mirostat = 2;
+    p.mirostat_eta = 0.0f;
+    CHECK(edgespec_session_new(target, NULL, &p, &s) == EDGESPEC_ERR_INVALID_PARAMETER, "mirostat eta 0");
+    p.mirostat_eta = 0.1f;
+    p.temperature = 0.8f;
+    CHECK(edgespec_session_new(target, drafter, &p, &s) == EDGESPEC_OK, "mirostat 2");
+    edgespec_session_free(&s);
 
     /* Penalties change the greedy output, and speculation keeps it exact. */
     p = edgespec_session_params_default();

@@ -21,7 +21,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use edgespec::engine::ChatMessage;
-use edgespec::sampling::{Penalties, SamplingParams};
+use edgespec::sampling::{Mirostat, Penalties, SamplingParams, DEFAULT_MIROSTAT};
 use edgespec::session::Session;
 use serde_json::Value;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
@@ -238,6 +238,15 @@ fn job_settings(
             frequency: settings.frequency_penalty.unwrap_or(d.penalties.frequency),
             presence: settings.presence_penalty.unwrap_or(d.penalties.presence),
             last_n: d.penalties.last_n,
+        },
+        mirostat: match settings.mirostat {
+            None => d.mirostat,
+            Some(0) => None,
+            Some(2) => Some(Mirostat {
+                tau: settings.mirostat_tau.unwrap_or(DEFAULT_MIROSTAT.tau),
+                eta: settings.mirostat_eta.unwrap_or(DEFAULT_MIROSTAT.eta),
+            }),
+            Some(v) => return Err(format!("mirostat = {v}: 0 (off) or 2 (Mirostat 2.0)")),
         },
         seed: settings.seed.unwrap_or_else(|| d.seed ^ now()),
     };

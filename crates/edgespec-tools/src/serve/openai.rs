@@ -59,6 +59,12 @@ pub struct Settings {
     pub frequency_penalty: Option<f32>,
     /// Divides a repeated token's logit (a llama.cpp server extension).
     pub repeat_penalty: Option<f32>,
+    /// Mirostat version: 0 off, 2 on (a llama.cpp server extension).
+    pub mirostat: Option<u8>,
+    /// Mirostat's target surprise τ.
+    pub mirostat_tau: Option<f32>,
+    /// Mirostat's learning rate η.
+    pub mirostat_eta: Option<f32>,
     /// Seed of a sampled answer.
     pub seed: Option<u64>,
     /// Stop strings.

@@ -1,6 +1,6 @@
 //! Token selection over a logits row: repetition penalties, top-k, top-p,
 //! min-p and temperature, then a seeded draw (ChaCha8) or, at temperature
-//! 0, the argmax.
+//! 0, the argmax; or Mirostat 2.0 in their place.
 //!
 //! The chain runs in llama.cpp's order (`common_sampler`'s default):
 //! penalties on the raw logits, then top-k, top-p and min-p on the
@@ -65,6 +65,24 @@ impl Penalties {
     }
 }
 
+/// Mirostat 2.0 (Basu et al. 2021, "Mirostat: a neural text decoding
+/// algorithm that directly controls perplexity"), as llama.cpp's
+/// `--mirostat 2`: it replaces penalties, top-k, top-p and min-p (after
+/// temperature), keeping only tokens whose surprise −log2 p is at most μ,
+/// and after each token moves μ by −η·(surprise − τ), from μ = 2τ at the
+/// start of each generation. μ depends on every token before, so a
+/// verification advances it along the draft tokens it accepts.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Mirostat {
+    /// Target surprise τ in bits (llama.cpp's --mirostat-ent, 5 by default).
+    pub tau: f32,
+    /// Learning rate η (llama.cpp's --mirostat-lr, 0.1 by default).
+    pub eta: f32,
+}
+
+/// llama.cpp's Mirostat defaults: τ = 5 bits, η = 0.1.
+pub const DEFAULT_MIROSTAT: Mirostat = Mirostat { tau: 5.0, eta: 0.1 };
+
 /// Sampling settings.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SamplingParams {
@@ -78,6 +96,8 @@ pub struct SamplingParams {
     pub min_p: f32,
     /// Repetition penalties.
     pub penalties: Penalties,
+    /// Mirostat 2.0 instead of penalties and truncation (sampling only).
+    pub mirostat: Option<Mirostat>,
     /// RNG seed.
     pub seed: u64,
 }
@@ -100,6 +120,14 @@ pub enum SamplingError {
     /// min-p outside [0, 1].
     #[error("min-p must be in [0, 1], got {0}")]
     MinP(f32),
+    /// Mirostat's τ or η not a finite number > 0.
+    #[error("mirostat {name} must be a finite number > 0, got {value}")]
+    Mirostat {
+        /// `tau` or `eta`.
+        name: &'static str,
+        /// What was given.
+        value: f32,
+    },
     /// A penalty that is not a finite number (or a repeat penalty <= 0).
     #[error("{name} must be a finite number{}, got {value}", if *.name == "repeat-penalty" { " > 0" } else { "" })]
     Penalty {
@@ -119,6 +147,7 @@ impl SamplingParams {
             top_p: 1.0,
             min_p: 0.0,
             penalties: Penalties::OFF,
+            mirostat: None,
             seed: 0,
         }
     }
@@ -151,6 +180,13 @@ impl SamplingParams {
         ] {
             if !ok {
                 return Err(SamplingError::Penalty { name, value });
+            }
+        }
+        if let Some(m) = self.mirostat {
+            for (name, value) in [("tau", m.tau), ("eta", m.eta)] {
+                if !(value.is_finite() && value > 0.0) {
+                    return Err(SamplingError::Mirostat { name, value });
+                }
             }
         }
         Ok(())
@@ -242,6 +278,8 @@ pub struct Sampler {
     probs: Vec<f32>,
     recent: Vec<Token>,
     banned: Vec<Token>,
+    /// Mirostat's μ after the tokens sampled so far.
+    mu: f32,
 }
 
 impl Sampler {
@@ -254,6 +292,7 @@ impl Sampler {
             probs: Vec::new(),
             recent: Vec::new(),
             banned: Vec::new(),
+            mu: params.mirostat.map_or(0.0, |m| 2.0 * m.tau),
         }
     }
 
@@ -276,8 +315,32 @@ impl Sampler {
         let mut probs = std::mem::take(&mut self.probs);
         self.distribution(logits, history, &mut probs);
         let token = self.sample_from(&probs);
+        self.observe(token, &probs);
         self.probs = probs;
         token
+    }
+
+    /// Records that `token` was produced at a position whose distribution
+    /// (from [`Self::distribution`]) was `p`: Mirostat moves μ by the
+    /// token's surprise; other samplers keep no such state.
+    pub fn observe(&mut self, token: Token, p: &[f32]) {
+        let prob = usize::try_from(token)
+            .ok()
+            .and_then(|t| p.get(t))
+            .copied()
+            .unwrap_or(0.0);
+        self.observe_probability(prob);
+    }
+
+    /// [`Self::observe`] given the produced token's probability at its position.
+    pub fn observe_probability(&mut self, prob: f32) {
+        let Some(m) = self.params.mirostat.filter(|_| !self.params.is_greedy()) else {
+            return;
+        };
+        if prob > 0.0 {
+            let surprise = -prob.log2();
+            self.mu -= m.eta * (surprise - m.tau);
+        }
     }
 
     /// The argmax of the penalised logits over the allowed ids.
@@ -328,6 +391,10 @@ impl Sampler {
             out[self.greedy_choice(logits, history) as usize] = 1.0;
             return;
         }
+        if self.params.mirostat.is_some() {
+            self.mirostat_distribution(logits, out);
+            return;
+        }
         self.fill_candidates(logits, history);
         let params = self.params;
         let c = &mut self.candidates;
@@ -363,6 +430,32 @@ impl Sampler {
         }
         for &(weight, id) in c.iter() {
             out[id as usize] = (f64::from(weight) / total) as f32;
+        }
+    }
+
+    /// Mirostat 2.0's distribution: softmax at the temperature, then only
+    /// the most likely tokens whose surprise is at most μ (at least one),
+    /// renormalised.
+    fn mirostat_distribution(&mut self, logits: &[f32], out: &mut [f32]) {
+        self.fill_candidates(logits, History::default());
+        let c = &mut self.candidates;
+        c.sort_unstable_by(by_logit_desc);
+        let max = c.first().map_or(0.0, |x| x.0);
+        let inv_t = 1.0 / self.params.temperature;
+        let mut total = 0.0f64;
+        for x in c.iter_mut() {
+            x.0 = ((x.0 - max) * inv_t).exp();
+            total += f64::from(x.0);
+        }
+        let keep = c
+            .iter()
+            .position(|x| -((f64::from(x.0) / total).log2()) > f64::from(self.mu))
+            .unwrap_or(c.len())
+            .max(1);
+        c.truncate(keep);
+        let kept: f64 = c.iter().map(|x| f64::from(x.0)).sum();
+        for &(weight, id) in c.iter() {
+            out[id as usize] = (f64::from(weight) / kept) as f32;
         }
     }
 
@@ -581,6 +674,41 @@ mod tests {
     }
 
     #[test]
+    fn mirostat_keeps_tokens_within_mu_and_moves_mu_by_surprise() {
+        // Probabilities 0.5, 0.25, 0.125, 0.125: surprises 1, 2, 3, 3 bits.
+        let logits = [2.0f32.ln() * 2.0, 2.0f32.ln(), 0.0, 0.0];
+        let mirostat = |tau| SamplingParams {
+            temperature: 1.0,
+            mirostat: Some(Mirostat { tau, eta: 0.5 }),
+            ..SamplingParams::greedy()
+        };
+        let mut d = Vec::new();
+        // μ = 2τ = 2 bits: the two tokens of surprise ≤ 2, renormalised.
+        let mut s = with(mirostat(1.0));
+        s.distribution(&logits, NONE, &mut d);
+        assert!(
+            (d[0] - 2.0 / 3.0).abs() < 1e-6 && (d[1] - 1.0 / 3.0).abs() < 1e-6,
+            "{d:?}"
+        );
+        assert_eq!((d[2], d[3]), (0.0, 0.0));
+        // Token 1 (surprise log2 3 under the kept pair) moves μ by
+        // −0.5·(log2 3 − 1): below 2, so only the top token stays.
+        s.observe(1, &d);
+        s.distribution(&logits, NONE, &mut d);
+        assert_eq!(d, vec![1.0, 0.0, 0.0, 0.0]);
+        // At least one token is always kept, whatever μ.
+        let mut tiny = with(mirostat(0.01));
+        tiny.distribution(&logits, NONE, &mut d);
+        assert_eq!(d, vec![1.0, 0.0, 0.0, 0.0]);
+        // Greedy ignores it.
+        let greedy = SamplingParams {
+            temperature: 0.0,
+            ..mirostat(1.0)
+        };
+        assert_eq!(with(greedy).sample(&logits, NONE), 0);
+    }
+
+    #[test]
     fn invalid_params_rejected() {
         let mut p = SamplingParams::greedy();
         p.temperature = -1.0;
@@ -606,6 +734,12 @@ mod tests {
                 name: "presence-penalty",
                 ..
             })
+        ));
+        p.penalties.presence = 0.0;
+        p.mirostat = Some(Mirostat { tau: 5.0, eta: 0.0 });
+        assert!(matches!(
+            p.validate(),
+            Err(SamplingError::Mirostat { name: "eta", .. })
         ));
     }
 }

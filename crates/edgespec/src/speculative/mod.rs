@@ -433,19 +433,30 @@ pub fn judge(
         })
         .collect();
     let sampler = std::cell::RefCell::new(sampler);
-    verify_sampling(
-        draft.tokens(),
+    // A stateful sampler (Mirostat) advances along the draft: row i is
+    // computed only once draft token i − 1 was accepted at row i − 1, whose
+    // probability of it is kept for that moment.
+    let mut accepted_p: Option<f32> = None;
+    let verdict = verify_sampling(
+        tokens,
         &q,
         |i, out| {
-            sampler
-                .borrow_mut()
-                .distribution(target.logits(i)?, history(i), out);
-            Ok(())
+            let mut sampler = sampler.borrow_mut();
+            if let Some(p) = accepted_p.take() {
+                sampler.observe_probability(p);
+            }
+            sampler.distribution(target.logits(i)?, history(i), out);
+            accepted_p = tokens.get(i).and_then(|&t| out.get(t as usize)).copied();
+            Ok::<(), EngineError>(())
         },
         || sampler.borrow_mut().uniform(),
         |w| sampler.borrow_mut().sample_from(w),
         scratch,
-    )
+    )?;
+    // The emitted token came from the last row computed (a rejection's
+    // residual is drawn at that row's position, the bonus from it).
+    sampler.borrow_mut().observe(verdict.next, &scratch.0);
+    Ok(verdict)
 }
 
 /// The target passes a first prompt read times when the costs are unknown:

@@ -9,7 +9,7 @@ use clap::{Args, ValueEnum};
 use edgespec::draft::{DraftLength, DraftModel, LookupDrafter, DEFAULT_HYBRID_MIN_NGRAM};
 use edgespec::ead::EadConfig;
 use edgespec::engine::{ContextParams, Model, ModelParams, Token};
-use edgespec::sampling::{Penalties, SamplingParams};
+use edgespec::sampling::{Mirostat, Penalties, SamplingParams, DEFAULT_MIROSTAT};
 use edgespec::session::{check_settings, DraftKind, Session, SessionConfig};
 
 use crate::UsageError;
@@ -56,6 +56,15 @@ fn parse_last_n(s: &str) -> Result<usize, String> {
         Ok(-1) => Ok(usize::MAX),
         Ok(n) => usize::try_from(n).map_err(|_| format!("expected -1 or a count >= 0, got {n}")),
         Err(e) => Err(e.to_string()),
+    }
+}
+
+/// `--mirostat`: 0 or 2 (Mirostat 1.0 is not offered).
+fn parse_mirostat(s: &str) -> Result<u8, String> {
+    match s {
+        "0" => Ok(0),
+        "2" => Ok(2),
+        _ => Err(format!("expected 0 (off) or 2 (Mirostat 2.0), got {s:?}")),
     }
 }
 
@@ -110,6 +119,15 @@ pub struct SessionArgs {
     /// Subtract this from a repeated token's logit once (0: off).
     #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     pub presence_penalty: f32,
+    /// Mirostat: 0 off, 2 Mirostat 2.0 (in place of penalties, top-k, top-p and min-p).
+    #[arg(long, default_value_t = 0, value_parser = parse_mirostat)]
+    pub mirostat: u8,
+    /// Mirostat's target surprise τ in bits.
+    #[arg(long, default_value_t = DEFAULT_MIROSTAT.tau)]
+    pub mirostat_ent: f32,
+    /// Mirostat's learning rate η.
+    #[arg(long, default_value_t = DEFAULT_MIROSTAT.eta)]
+    pub mirostat_lr: f32,
     /// Sampling seed (default: a fresh one, printed when sampling, as in
     /// llama.cpp; give it to repeat a sampled run).
     #[arg(short, long)]
@@ -283,6 +301,10 @@ impl SessionArgs {
                 presence: self.presence_penalty,
                 last_n: self.repeat_last_n,
             },
+            mirostat: (self.mirostat == 2).then_some(Mirostat {
+                tau: self.mirostat_ent,
+                eta: self.mirostat_lr,
+            }),
             seed: self.seed.unwrap_or_else(fresh_seed),
         };
         if !sampling.is_greedy() {
