@@ -131,6 +131,8 @@ fn other_commands_reject_bad_input_clearly() {
     );
     let (ok, err) = edgespec(&["inspect", "/no/such.gguf"]);
     assert!(!ok && err.contains("/no/such.gguf"), "{err}");
+    // Issue 18: each cause once (the OS error was printed twice).
+    assert_eq!(err.matches("os error 2").count(), 1, "{err}");
     let (ok, err) = edgespec(&["generate", "-m", "/no/such.gguf", "-p", "hi"]);
     assert!(!ok && err.contains("model file not found"), "{err}");
     let model = dir.path().join("m.gguf");

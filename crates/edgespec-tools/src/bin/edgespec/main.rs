@@ -117,7 +117,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_chain(&e));
             if is_usage_error(&e) {
                 ExitCode::from(USAGE_EXIT)
             } else {
@@ -125,6 +125,24 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// The error and its causes on one line, each cause once: a cause whose
+/// text an outer message already quotes (many errors show their source)
+/// is not repeated.
+fn error_chain(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }
 
 /// Every core this process may use: the default thread count of every command.
@@ -174,6 +192,21 @@ mod tests {
 
     /// clap checks its own rules (duplicate short flags, conflicts naming
     /// missing arguments) only in debug builds: checked here for every one.
+    #[test]
+    fn an_error_chain_names_each_cause_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file");
+        let quoting = anyhow::Error::new(std::io::Error::other(format!("x.gguf: {io}")));
+        let e = anyhow::Error::from(io)
+            .context("x.gguf: No such file")
+            .context("cannot inspect x.gguf");
+        assert_eq!(
+            error_chain(&e),
+            "cannot inspect x.gguf: x.gguf: No such file"
+        );
+        let e = quoting.context("loading");
+        assert_eq!(error_chain(&e), "loading: x.gguf: No such file");
+    }
+
     #[test]
     fn the_command_line_is_consistent() {
         use clap::CommandFactory;

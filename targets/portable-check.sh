@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Checks that the x86-64-v2 build (targets/build-portable.sh x86-64-v2) runs
+# on a CPU without AVX: under qemu user-mode emulation of a Nehalem (SSE4.2,
+# no AVX/AVX2/AVX-512) its greedy output on SmolLM2, target alone and
+# speculative, equals its own output on this machine (same kernels, so
+# bytes must match) and speculative equals target alone; no instruction of
+# the binary uses a ymm/zmm register; and, for contrast, whether the
+# native host build survives the same CPU.
+# Usage: targets/portable-check.sh [MODEL] [N_TOKENS]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+model=${1:-models/SmolLM2-135M-Instruct.Q4_1.gguf}
+n=${2:-16}
+portable=dist/x86_64-x86-64-v2/edgespec
+host=target/release/edgespec
+[ -x "$portable" ] || { echo "error: $portable missing: run targets/build-portable.sh x86-64-v2" >&2; exit 1; }
+[ -x "$host" ] || cargo build --release
+command -v qemu-x86_64-static >/dev/null || apt-get install -y -qq --no-install-recommends qemu-user-static
+old_cpu() { qemu-x86_64-static -cpu Nehalem "$@"; }
+args=(generate -m "$model" -p "The capital of France is" -n "$n" -t 2 --no-repack)
+status=0
+alone=$("$portable" "${args[@]}" --target-only 2>/dev/null)
+for extra in "--target-only" "-md $model --gamma 3"; do
+  # shellcheck disable=SC2086
+  got=$(old_cpu "$portable" "${args[@]}" $extra 2>/dev/null)
+  if [ "$got" = "$alone" ]; then echo "ok: x86-64-v2 under qemu -cpu Nehalem, $extra: the target alone's output"
+  else echo "FAIL: x86-64-v2 under Nehalem, $extra: '$got' vs '$alone'"; status=1; fi
+done
+features=$(old_cpu "$portable" info | grep "ggml system info")
+echo "x86-64-v2 under Nehalem: $features"
+if grep -q "AVX" <<<"$features"; then echo "FAIL: ggml was built with AVX"; status=1; fi
+if old_cpu "$host" info >/dev/null 2>&1; then echo "note: the native host build also runs on Nehalem"
+else echo "for contrast: the native host build fails under Nehalem (exit $?)"; fi
+exit "$status"
