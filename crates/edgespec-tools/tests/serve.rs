@@ -197,6 +197,22 @@ fn the_server_answers_openai_clients_as_the_command_line_does() {
             .unwrap()
             > 0
     );
+    // The next turn of the same conversation reads only what the caches
+    // do not hold: at least the first turn's prompt is cached.
+    let first_prompt = answer["usage"]["prompt_tokens"].as_u64().unwrap();
+    let next_turn = serde_json::json!({
+        "messages": [
+            {"role": "user", "content": "kalo mine"},
+            {"role": "assistant", "content": expected},
+            {"role": "user", "content": "suta ro"},
+        ],
+        "max_tokens": 4,
+        "temperature": 0,
+    });
+    let (status, next) = post(&url, "/v1/chat/completions", &next_turn.to_string());
+    assert_eq!(status, 200, "{next}");
+    let cached = next["edgespec"]["timings"]["prompt_tokens_cached"].as_u64().unwrap();
+    assert!(cached >= first_prompt, "{cached} cached of {next}");
     let stream = chat.replace("\"temperature\": 0", "\"temperature\": 0, \"stream\": true");
     let (text, done, last) = streamed(&url, "/v1/chat/completions", &stream);
     assert_eq!((text.as_str(), done), (expected.as_str(), true));
