@@ -211,7 +211,9 @@ fn the_server_answers_openai_clients_as_the_command_line_does() {
     });
     let (status, next) = post(&url, "/v1/chat/completions", &next_turn.to_string());
     assert_eq!(status, 200, "{next}");
-    let cached = next["edgespec"]["timings"]["prompt_tokens_cached"].as_u64().unwrap();
+    let cached = next["edgespec"]["timings"]["prompt_tokens_cached"]
+        .as_u64()
+        .unwrap();
     assert!(cached >= first_prompt, "{cached} cached of {next}");
     let stream = chat.replace("\"temperature\": 0", "\"temperature\": 0, \"stream\": true");
     let (text, done, last) = streamed(&url, "/v1/chat/completions", &stream);
