@@ -23,8 +23,8 @@ echo "int8 dot-product instructions in the binary: $(aarch64-linux-gnu-objdump -
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 prompt="Write a Python function that reverses a string."
-"$host" calibrate -t "$model" --raw-text README.md -o "$work/counts.json" 2>/dev/null
-"$host" trim -d "$model" -c "$work/counts.json" -k 4096 -o "$work/trim.gguf" 2>/dev/null
+"$host" calibrate -m "$model" --raw-text README.md -o "$work/counts.json" 2>/dev/null
+"$host" trim -d "$model" --counts "$work/counts.json" -k 4096 -o "$work/trim.gguf" 2>/dev/null
 fail=0
 check() { # NAME ARGS...
   local name=$1; shift
