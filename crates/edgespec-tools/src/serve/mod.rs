@@ -285,7 +285,7 @@ async fn respond(app: App, endpoint: Endpoint, prompt: Prompt, settings: Setting
             )
         }
     }
-    let id = format!("edgespec-{:x}", rand_id());
+    let id = format!("edgespec-{:x}", request_id());
     let (model, created) = (app.config.model_name.clone(), now());
     if settings.stream {
         return Sse::new(stream(answers, endpoint, id, model, created))
@@ -318,7 +318,7 @@ fn failed(client: bool, message: String) -> Response {
 }
 
 /// A request id: the clock's nanoseconds mixed with a counter.
-fn rand_id() -> u64 {
+fn request_id() -> u64 {
     static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let nanos = SystemTime::now()
