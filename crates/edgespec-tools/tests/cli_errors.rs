@@ -678,6 +678,10 @@ fn the_cost_cache_skips_calibration_on_the_next_run() {
             "--stats",
             "-t",
             threads,
+            // A fixed length: the drafter is always loaded (an automatic
+            // one might leave it out, see the next test).
+            "--gamma",
+            "4",
             "--cost-cache",
             cache.to_str().unwrap(),
         ]);
@@ -703,6 +707,77 @@ fn the_cost_cache_skips_calibration_on_the_next_run() {
     assert!(run("2").0, "rewritten after the corrupt one");
 }
 
+/// Issue 17: a one-shot run leaves out a drafter model whose rounds did
+/// not pay in earlier runs (the cost cache's record says so), with the
+/// same text, and loads it again when its spell is over; a fixed draft
+/// length always loads it.
+#[test]
+fn a_drafter_that_did_not_pay_is_left_out_for_a_spell() {
+    let dir = tempfile::tempdir().unwrap();
+    let (target, drafter) = common::synthetic_pair_files(dir.path());
+    let cache = dir.path().join("costs");
+    let run = |gamma: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_edgespec"))
+            .args(["generate", "-m", target.to_str().unwrap()])
+            .args(["-d", drafter.to_str().unwrap(), "--draft-kind", "hybrid"])
+            .args(["-p", "kalo mine", "-n", "24", "--stats", "--gamma", gamma])
+            .args(["--cost-cache", cache.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{err}");
+        (out.stdout, err.contains("drafter: left out"), err)
+    };
+    // The entry of the automatic length, or of the fixed one.
+    let entry = |auto: bool| {
+        std::fs::read_dir(&cache)
+            .unwrap()
+            .map(|e| {
+                let file = e.unwrap().path();
+                let text = std::fs::read_to_string(&file).unwrap();
+                (
+                    file,
+                    serde_json::from_str::<serde_json::Value>(&text).unwrap(),
+                )
+            })
+            .find(|(_, json)| json["key"]["session"].to_string().contains("Auto") == auto)
+            .unwrap()
+    };
+    // As if its rounds had cost 50 ms a run lately.
+    let did_not_pay = |auto: bool| {
+        let (file, mut json) = entry(auto);
+        json["drafter"] = serde_json::json!({"saved_ms": -50.0, "skipped": 0, "retry_after": 1});
+        std::fs::write(&file, json.to_string()).unwrap();
+    };
+    let (text, left_out, err) = run("auto");
+    assert!(!left_out, "{err}");
+    let json = entry(true).1;
+    assert!(json["drafter"]["saved_ms"].is_f64(), "{json}");
+    let costs = json["costs"].clone();
+    did_not_pay(true);
+    run("3");
+    did_not_pay(false);
+    let (fixed_text, left_out, err) = run("3");
+    assert!(
+        !left_out && fixed_text == text,
+        "a fixed length loads it: {err}"
+    );
+
+    let (without, left_out, err) = run("auto");
+    assert!(left_out, "{err}");
+    assert_eq!(without, text, "the same text without the drafter");
+    let json = entry(true).1;
+    assert_eq!(json["drafter"]["skipped"], 1, "{json}");
+    assert_eq!(
+        json["costs"]["draft"], costs["draft"],
+        "the drafter's costs are kept"
+    );
+    let (again, left_out, err) = run("auto");
+    assert!(!left_out, "loaded again after its spell: {err}");
+    assert_eq!(again, text);
+    assert_eq!(entry(true).1["drafter"]["skipped"], 0);
+}
+
 /// Issue 18: llama.cpp's spellings mean what they mean there — `-md`,
 /// `-ngl`, `-s`, `--draft-max`, `--draft-p-min`, `--model-draft` — and a
 /// sampled run without a seed gets a fresh one, printed.
@@ -723,6 +798,9 @@ fn llama_cpp_flags_are_understood_and_the_seed_is_fresh_unless_given() {
                 "12",
                 "--temp",
                 "0.8",
+                // Each run loads the drafter (a cost cache could leave it
+                // out of the second, which would then sample otherwise).
+                "--no-cost-cache",
             ])
             .args(flags)
             .output()

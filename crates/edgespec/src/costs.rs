@@ -4,12 +4,36 @@
 /// Exponential moving average with a count: the first observation sets the
 /// value, each later one moves it by [`Ema::WEIGHT`] of the difference. A
 /// value carried over from an earlier run ([`Ema::assume`]) stands until
-/// the first observation replaces it.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+/// the first observation replaces it. A stored one with a value that is not
+/// finite is refused.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "StoredEma")]
 pub struct Ema {
     value: f64,
     count: u32,
     assumed: bool,
+}
+
+#[derive(serde::Deserialize)]
+struct StoredEma {
+    value: f64,
+    count: u32,
+    assumed: bool,
+}
+
+impl TryFrom<StoredEma> for Ema {
+    type Error = String;
+    fn try_from(e: StoredEma) -> Result<Self, String> {
+        if e.value.is_finite() {
+            Ok(Self {
+                value: e.value,
+                count: e.count,
+                assumed: e.assumed,
+            })
+        } else {
+            Err(format!("not an average: {}", e.value))
+        }
+    }
 }
 
 impl Ema {
@@ -177,6 +201,10 @@ pub struct CostSnapshot {
     pub draft: Option<f64>,
     /// Drafter catch-up ms by batch size (measured sizes only).
     pub catch_up: Vec<(usize, f64)>,
+    /// What the draft-length policy learned of acceptance (its process
+    /// level), so a later run does not start from optimistic priors.
+    #[serde(default)]
+    pub learned: Option<crate::speculative::Learned>,
 }
 
 /// Measured costs in milliseconds.
@@ -202,6 +230,7 @@ impl CostModel {
             verify: measured(&self.verify),
             draft: self.draft.get(),
             catch_up: measured(&self.catch_up),
+            learned: None,
         }
     }
 

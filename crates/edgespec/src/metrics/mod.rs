@@ -125,6 +125,11 @@ pub struct SpecStats {
     pub c_time: f64,
     /// Drafter bytes per token ÷ target bytes per token.
     pub c_bytes: f64,
+    /// What the rounds that ran the drafter model saved against decoding
+    /// their tokens plainly, in ms (the single-token pass priced as
+    /// measured): negative when they cost more than they gave, zero when
+    /// it never ran.
+    pub model_saved_ms: f64,
 }
 
 impl SpecStats {

@@ -7,13 +7,39 @@
 //! of observations. What was learned on one kind of text therefore steers a
 //! new request only until that request has shown a few outcomes of its own:
 //! copy-heavy code must not make a chat answer draft long copies it rejects.
+//! The process level can be kept between processes (serde; the request
+//! level is not kept), as a cost cache does.
+
+use serde::{Deserialize, Serialize};
 
 /// How often something happened, over a fading window of observations,
-/// shrunk towards a prior while observations are few.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+/// shrunk towards a prior while observations are few. A stored one is
+/// refused unless 0 ≤ hits ≤ seen, both finite.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "StoredFrequency")]
 pub struct Frequency {
     hits: f64,
     seen: f64,
+}
+
+#[derive(Deserialize)]
+struct StoredFrequency {
+    hits: f64,
+    seen: f64,
+}
+
+impl TryFrom<StoredFrequency> for Frequency {
+    type Error = String;
+    fn try_from(f: StoredFrequency) -> Result<Self, String> {
+        if f.seen.is_finite() && (0.0..=f.seen).contains(&f.hits) {
+            Ok(Self {
+                hits: f.hits,
+                seen: f.seen,
+            })
+        } else {
+            Err(format!("not a frequency: {} of {}", f.hits, f.seen))
+        }
+    }
 }
 
 impl Frequency {
@@ -49,9 +75,10 @@ const PRIOR_WEIGHT: f64 = 2.0;
 const PROCESS_WEIGHT: f64 = 2.0;
 
 /// A frequency learned per process and per request (see the module docs).
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Layered {
     process: Frequency,
+    #[serde(skip)]
     request: Frequency,
 }
 
@@ -86,7 +113,7 @@ impl Layered {
 /// Predicts the acceptance of a model-drafted token from the drafter's
 /// confidence, with ten bins calibrated on observed outcomes (prior: the
 /// bin's centre, i.e. a calibrated drafter).
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct AcceptanceModel {
     bins: [Layered; 10],
 }
@@ -124,7 +151,7 @@ impl AcceptanceModel {
 /// verbatim copy. Per class it learns the first token's acceptance, and the
 /// acceptance of each later token given that the ones before it were
 /// accepted (copied spans succeed or fail together, so the two differ).
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct LookupModel {
     first: [Layered; Self::CLASSES],
     /// By matched-context class, then by draft-position class (positions

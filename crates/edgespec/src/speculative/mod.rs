@@ -21,7 +21,9 @@ use crate::metrics::{GenerationStats, SpecStats};
 use crate::sampling::{History, Sampler};
 
 pub use acceptance::{AcceptanceModel, Frequency, Layered, LookupModel};
-pub use policy::{DraftCost, Policy, PolicyConfig, PolicyError, RoundControl, RoundOutcome};
+pub use policy::{
+    DraftCost, Learned, Policy, PolicyConfig, PolicyError, RoundControl, RoundOutcome,
+};
 pub use verify::{verify_greedy, verify_sampling, DraftProb, Verdict};
 
 /// A speculative generation's result: the usual one plus speculation stats.
@@ -126,13 +128,19 @@ impl Speculator {
     /// machine: the first prompt is read in one batch, nothing timed.
     pub fn assume_costs(&mut self, snapshot: &CostSnapshot) {
         *self.policy.costs_mut() = CostModel::from_snapshot(snapshot);
+        if let Some(learned) = &snapshot.learned {
+            self.policy.recall(learned);
+        }
         self.costs_known = true;
     }
 
     /// What the costs are now (measured on the first prompt or given, and
     /// refined by every pass), once they are known.
     pub fn costs(&self) -> Option<CostSnapshot> {
-        self.costs_known.then(|| self.policy.costs().snapshot())
+        self.costs_known.then(|| CostSnapshot {
+            learned: Some(self.policy.learned()),
+            ..self.policy.costs().snapshot()
+        })
     }
 
     /// The target context, mutably.
@@ -375,13 +383,21 @@ impl Speculator {
                     break;
                 }
             }
-            self.policy.learn(RoundOutcome {
+            let round = RoundOutcome {
                 draft: &self.draft,
                 accepted: verdict.accepted,
                 emitted: emitter.len() - before,
                 draft_ms: draft_time.as_secs_f64() * 1e3,
                 verify_ms: verify_time.as_secs_f64() * 1e3,
-            });
+            };
+            self.policy.learn(round);
+            if self.draft.source() == DraftSource::Model
+                && (drafted > 0 || self.draft.catch_up().is_some())
+            {
+                let plain_ms = self.policy.costs().verify_ms(1);
+                spec.model_saved_ms +=
+                    round.emitted as f64 * plain_ms - round.draft_ms - round.verify_ms;
+            }
             if stop.is_none() {
                 let t = Instant::now();
                 if let Some(drafter) = self.drafter.as_mut() {

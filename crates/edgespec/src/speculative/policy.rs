@@ -211,6 +211,20 @@ pub struct Policy {
     estimate_error: EstimateError,
 }
 
+/// What a [`Policy`] learned over its process that a later process with the
+/// same models may start from ([`Policy::learned`], [`Policy::recall`]):
+/// acceptance by confidence, the spread of a model draft's first-token
+/// confidence, lookup acceptance by matched context, the model rounds'
+/// estimate error and episode length. Request-level estimates are not kept.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Learned {
+    acceptance: AcceptanceModel,
+    first_confidence: [Layered; BINS],
+    lookup: LookupModel,
+    estimate_error: Ema,
+    episode_length: Ema,
+}
+
 /// How far what model rounds saved against plain decoding falls short of
 /// (or beats) the estimate the policy's acceptance model now gives for the
 /// same round (its first token's confidence, its length): realised minus
@@ -272,6 +286,35 @@ impl Policy {
             episode_length: Ema::default(),
             estimate_error: EstimateError::default(),
         })
+    }
+
+    /// What this process learned, for a later one ([`Self::recall`]).
+    pub fn learned(&self) -> Learned {
+        let mut learned = Learned {
+            acceptance: self.acceptance.clone(),
+            first_confidence: self.first_confidence,
+            lookup: self.lookup.clone(),
+            estimate_error: self.estimate_error.process,
+            episode_length: self.episode_length,
+        };
+        // The request level is not kept.
+        learned.acceptance.begin_request();
+        learned
+            .first_confidence
+            .iter_mut()
+            .for_each(Layered::begin_request);
+        learned.lookup.begin_request();
+        learned
+    }
+
+    /// Starts from what an earlier process learned, as if this process
+    /// had made its observations.
+    pub fn recall(&mut self, learned: &Learned) {
+        self.acceptance = learned.acceptance.clone();
+        self.first_confidence = learned.first_confidence;
+        self.lookup = learned.lookup.clone();
+        self.estimate_error.process = learned.estimate_error;
+        self.episode_length = learned.episode_length;
     }
 
     /// The settings.
@@ -977,6 +1020,42 @@ mod tests {
             learn(&mut p, DraftSource::Model, 0, 0);
         }
         assert_eq!(model_draft(&mut p, 20, 0.6), 1, "a one-token probe");
+    }
+
+    /// Issue 17: a later process starts from what an earlier one learned
+    /// (kept as JSON in the cost cache), not from optimistic priors: a
+    /// drafter whose drafts all failed is not tried on the next process's
+    /// first round, where an untried one is.
+    #[test]
+    fn a_later_process_starts_from_what_an_earlier_one_learned() {
+        let mut earlier = auto_policy(memory_bound());
+        assert!(
+            model_draft(&mut earlier.clone(), 150, 0.97) > 0,
+            "untried: tried"
+        );
+        for _ in 0..20 {
+            learn(&mut earlier, DraftSource::Model, 3, 0);
+            learn(&mut earlier, DraftSource::Lookup { matched: 5 }, 3, 0);
+        }
+        let json = serde_json::to_string(&earlier.learned()).unwrap();
+        let learned: Learned = serde_json::from_str(&json).unwrap();
+        assert_eq!(learned, earlier.learned());
+        let mut later = auto_policy(memory_bound());
+        later.recall(&learned);
+        assert_eq!(model_draft(&mut later, 150, 0.97), 0);
+        assert_eq!(later.learned(), learned);
+        // Only the process level is kept: a new request in the earlier
+        // process predicts what the later one does.
+        earlier.begin_request();
+        for c in [0.15, 0.55, 0.95] {
+            assert_eq!(earlier.acceptance.predict(c), later.acceptance.predict(c));
+        }
+        assert_eq!(earlier.lookup.predict(5, 0), later.lookup.predict(5, 0));
+        assert!(later.lookup.predict(5, 0) < 0.1);
+        // A stored frequency that is not one is refused.
+        let bad = json.replacen("\"hits\":0.0", "\"hits\":-1.0", 1);
+        assert_ne!(bad, json);
+        assert!(serde_json::from_str::<Learned>(&bad).is_err());
     }
 
     #[test]

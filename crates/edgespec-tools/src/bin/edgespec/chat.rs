@@ -51,7 +51,7 @@ static STOP: AtomicBool = AtomicBool::new(false);
 static ANSWERING: AtomicBool = AtomicBool::new(false);
 
 pub fn run(args: ChatArgs) -> anyhow::Result<()> {
-    let (config, cost_cache) = args.session.config()?;
+    let (config, cost_cache) = args.session.config(false)?;
     let when_full = match args.when_full {
         WhenFullArg::Error => WhenFull::Error,
         WhenFullArg::DropOldest => WhenFull::DropOldest,
@@ -102,7 +102,7 @@ pub fn run(args: ChatArgs) -> anyhow::Result<()> {
         };
         match result {
             Ok(outcome) => {
-                save_costs(cost_cache.as_ref(), conversation.session());
+                save_costs(cost_cache.as_ref(), conversation.session(), None);
                 last = Some(outcome);
             }
             Err(e) => eprintln!("error: {e}"),

@@ -56,8 +56,9 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         kind != DraftKind::None || args.trace.is_none(),
         "--trace records what a drafter offers: give --draft (or --draft-kind lookup)"
     );
-    let (config, cost_cache) = args.session.config()?;
+    let (config, cost_run) = args.session.config(args.trace.is_none())?;
     let model = config.target.clone();
+    let runs_drafter = config.drafter.is_some();
     let prompt = prompt_tokens(&model, &prompt_text(&args)?, args.chat)?;
     if let Some(path) = &args.trace {
         return trace(&args, &config, &prompt, path);
@@ -86,7 +87,15 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     } else {
         session.generate(&prompt, args.max_tokens, print)?
     };
-    save_costs(cost_cache.as_ref(), &session);
+    let model_saved_ms = outcome
+        .speculation
+        .as_ref()
+        .filter(|_| runs_drafter)
+        .map(|s| s.model_saved_ms);
+    save_costs(cost_run.as_ref(), &session, model_saved_ms);
+    if args.stats && cost_run.as_ref().is_some_and(|r| r.drafter_left_out()) {
+        eprintln!("drafter: left out of this run, its rounds have not paid in recent runs (-v tells more)");
+    }
     if args.json {
         let report = serde_json::json!({
             "text": outcome.generation.text,
@@ -242,7 +251,7 @@ fn finish(generation: &Generation, spec: Option<&SpecStats>) {
         s.longest_draft
     );
     eprintln!(
-        "costs: c_time {:.3}, c_bytes {:.3}, MBSU {:.3} | draft {:.0} ms, verify {:.0} ms, accept {:.1} ms, rollback {:.1} ms, calibration {:.0} ms",
+        "costs: c_time {:.3}, c_bytes {:.3}, MBSU {:.3} | draft {:.0} ms, verify {:.0} ms, accept {:.1} ms, rollback {:.1} ms, calibration {:.0} ms | model rounds saved {:.0} ms",
         s.c_time,
         s.c_bytes,
         s.mbsu(n),
@@ -250,6 +259,7 @@ fn finish(generation: &Generation, spec: Option<&SpecStats>) {
         ms(s.verify_time),
         ms(s.accept_time),
         ms(s.rollback_time),
-        ms(s.calibration_time)
+        ms(s.calibration_time),
+        s.model_saved_ms
     );
 }

@@ -42,7 +42,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     if args.max_queue == 0 || args.max_body == 0 || args.max_tokens == 0 {
         return Err(UsageError("--max-queue, --max-body and -n must be at least 1".into()).into());
     }
-    let (config, cost_cache) = args.session.config()?;
+    let (config, cost_cache) = args.session.config(false)?;
     let model_name = args.alias.clone().unwrap_or_else(|| {
         args.session
             .model
@@ -63,6 +63,6 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         eprintln!("edgespec serve: listening on http://{address}/v1");
     })?;
     // A clean shutdown keeps what the session measured for the next start.
-    save_costs(cost_cache.as_ref(), &session);
+    save_costs(cost_cache.as_ref(), &session, None);
     Ok(())
 }

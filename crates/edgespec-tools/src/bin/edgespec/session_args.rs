@@ -14,7 +14,7 @@ use edgespec::session::{check_settings, DraftKind, Session, SessionConfig};
 
 use crate::UsageError;
 use edgespec_tools::bench::MachineInfo;
-use edgespec_tools::cost_cache::{self, CostCache, CostKey, FileId};
+use edgespec_tools::cost_cache::{self, Cached, CostCache, CostKey, FileId};
 
 /// How to generate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -225,11 +225,17 @@ impl SessionArgs {
         Ok(kind)
     }
 
-    /// The cost cache entry of `config` (speculative kinds only), unless
-    /// switched off.
-    fn cost_cache(&self, config: &SessionConfig) -> Option<CostCache> {
+    /// The cost cache entry of a session of `kind` with `context` and
+    /// `length` (speculative kinds only), unless switched off.
+    fn cost_cache(
+        &self,
+        kind: DraftKind,
+        context: &ContextParams,
+        length: DraftLength,
+        lookup: LookupDrafter,
+    ) -> Option<CostCache> {
         let speculative = matches!(
-            config.kind,
+            kind,
             DraftKind::Lookup | DraftKind::Model | DraftKind::Hybrid | DraftKind::Trimmed
         );
         if self.no_cost_cache || !speculative {
@@ -237,10 +243,10 @@ impl SessionArgs {
         }
         let dir = self.cost_cache.clone().or_else(cost_cache::default_dir)?;
         let drafter = match &self.draft {
-            Some(path) if config.kind.needs_model() => Some(FileId::of(path).ok()?),
+            Some(path) if kind.needs_model() => Some(FileId::of(path).ok()?),
             _ => None,
         };
-        let machine = MachineInfo::detect(vec![config.context.n_threads]);
+        let machine = MachineInfo::detect(vec![context.n_threads]);
         let key = CostKey {
             edgespec: machine.edgespec,
             ggml: machine.ggml,
@@ -249,15 +255,10 @@ impl SessionArgs {
             target: FileId::of(&self.model).ok()?,
             drafter,
             session: format!(
-                "{} {:?} p_min {:?} lookup {:?} hybrid {} ctx {}",
-                config.kind,
-                config.length,
-                config.p_min,
-                config.lookup,
-                config.hybrid_min_ngram,
-                config.context.n_ctx
+                "{kind} {length:?} p_min {:?} lookup {lookup:?} hybrid {} ctx {}",
+                self.p_min, self.hybrid_min_ngram, context.n_ctx
             ),
-            threads: config.context.n_threads,
+            threads: context.n_threads,
             repack: !self.no_repack,
             gpu_layers: self.gpu_layers,
         };
@@ -266,8 +267,13 @@ impl SessionArgs {
 
     /// Loads the models and fills the session's configuration, with the
     /// costs of its cost cache entry when the entry holds them; returns the
-    /// entry too, for [`save_costs`] after generating.
-    pub fn config(&self) -> anyhow::Result<(SessionConfig, Option<CostCache>)> {
+    /// entry too, for [`save_costs`] after generating. A `one_shot` run
+    /// (one `generate`) leaves out a drafter model that has not paid for
+    /// itself in earlier one-shot runs
+    /// ([`edgespec_tools::cost_cache::DrafterRecord`]; automatic draft
+    /// length only): hybrid drafting is then lookup alone, model drafting
+    /// the target alone.
+    pub fn config(&self, one_shot: bool) -> anyhow::Result<(SessionConfig, Option<CostRun>)> {
         let kind = self.kind()?;
         let mut context = ContextParams {
             n_ctx: self.ctx_size,
@@ -313,6 +319,40 @@ impl SessionArgs {
         // Before any model loads: a bad value costs no load.
         check_settings(&context, &sampling, &ead, length, self.p_min)
             .map_err(|e| UsageError(e.to_string()))?;
+        let lookup = LookupDrafter {
+            min_ngram: self.lookup_min_ngram,
+            max_ngram: self.lookup_max_ngram,
+        };
+        let mut cost_run = self
+            .cost_cache(kind, &context, length, lookup)
+            .map(|cache| CostRun {
+                cached: cache.load(),
+                cache,
+                drafter_left_out: false,
+            });
+        let mut kind = kind;
+        if let Some(run) = cost_run.as_mut() {
+            let record = run.cached.as_ref().map(|c| &c.drafter);
+            let without_drafter = match kind {
+                DraftKind::Hybrid => Some(DraftKind::Lookup),
+                DraftKind::Model => Some(DraftKind::None),
+                _ => None,
+            };
+            if let (true, Some(record), Some(without), Gamma::Auto) =
+                (one_shot, record, without_drafter, self.gamma)
+            {
+                if record.skip() {
+                    log::info!(
+                        "drafter left out of this run: its rounds saved {:.0} ms a run lately (cost cache {}); it is loaded again in {} run(s), or always with --no-cost-cache",
+                        record.saved_ms.unwrap_or(0.0),
+                        run.cache.path().display(),
+                        record.retry_after - record.skipped
+                    );
+                    run.drafter_left_out = true;
+                    kind = without;
+                }
+            }
+        }
         let model_params = ModelParams {
             gpu_layers: self.gpu_layers,
             repack: !self.no_repack,
@@ -342,10 +382,7 @@ impl SessionArgs {
         });
         let (model, drafter) = (model?, drafter?);
         let mut config = SessionConfig {
-            lookup: LookupDrafter {
-                min_ngram: self.lookup_min_ngram,
-                max_ngram: self.lookup_max_ngram,
-            },
+            lookup,
             hybrid_min_ngram: self.hybrid_min_ngram,
             ead,
             length,
@@ -355,17 +392,29 @@ impl SessionArgs {
             stop: self.reverse_prompt.clone(),
             ..SessionConfig::new(model.clone(), context).with_drafter(kind, drafter)
         };
-        let cache = self.cost_cache(&config);
-        if let Some(cache) = &cache {
-            config.costs = cache.load();
-            if config.costs.is_some() {
-                log::info!(
-                    "pass costs from {} (none timed on the prompt)",
-                    cache.path().display()
-                );
+        if let Some(cached) = cost_run.as_ref().and_then(|r| r.cached.as_ref()) {
+            if kind != DraftKind::None {
+                config.costs = Some(cached.costs.clone());
+                log::info!("pass costs from the cost cache (none timed on the prompt)");
             }
         }
-        Ok((config, cache))
+        Ok((config, cost_run))
+    }
+}
+
+/// A run's cost cache entry: what it held when the run began, and whether
+/// the run left the drafter out for it.
+#[derive(Debug)]
+pub struct CostRun {
+    cache: CostCache,
+    cached: Option<Cached>,
+    drafter_left_out: bool,
+}
+
+impl CostRun {
+    /// True when this run goes without the drafter model it was given.
+    pub fn drafter_left_out(&self) -> bool {
+        self.drafter_left_out
     }
 }
 
@@ -409,12 +458,26 @@ pub fn use_prompt_cache(
 }
 
 /// Stores what `session` measured in its cost cache entry (a failure to
-/// write only warns: the cache saves time, it holds nothing else).
-pub fn save_costs(cache: Option<&CostCache>, session: &Session) {
-    if let (Some(cache), Some(costs)) = (cache, session.costs()) {
-        if let Err(e) = cache.save(&costs) {
-            log::warn!("cost cache {}: {e}", cache.path().display());
-        }
+/// write only warns: the cache saves time, it holds nothing else), and,
+/// for a one-shot run, what its drafter model's rounds saved
+/// (`model_saved_ms`: none when it did not run one). A session given the
+/// stored costs hands back those it did not measure (a drafter left out)
+/// as it was given them.
+pub fn save_costs(run: Option<&CostRun>, session: &Session, model_saved_ms: Option<f64>) {
+    let Some(run) = run else { return };
+    let mut cached = run.cached.clone().unwrap_or_default();
+    if let Some(costs) = session.costs() {
+        cached.costs = costs;
+    } else if run.cached.is_none() {
+        return;
+    }
+    if run.drafter_left_out {
+        cached.drafter.skipped_run();
+    } else if let Some(ms) = model_saved_ms {
+        cached.drafter.loaded_run(ms);
+    }
+    if let Err(e) = run.cache.save(&cached) {
+        log::warn!("cost cache {}: {e}", run.cache.path().display());
     }
 }
 
