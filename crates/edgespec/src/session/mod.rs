@@ -58,10 +58,12 @@ pub struct SessionConfig {
     pub ignore_eos: bool,
     /// Context window and threads, shared by every model of the session.
     pub context: ContextParams,
-    /// Pass costs measured earlier with these models, settings and machine
-    /// (a cost cache, see [`Session::costs`]): a speculative session given
-    /// them reads its first prompt in one batch, timing nothing. The caller keys them; wrong
-    /// costs only make the draft-length policy choose worse.
+    /// Pass costs measured earlier with these models, settings and machine,
+    /// and what the draft-length policy learned then (a cost cache, see
+    /// [`Session::costs`]): a speculative session given them reads its
+    /// first prompt in one batch, timing nothing, and starts from that
+    /// learning. The caller keys them; wrong costs only make the
+    /// draft-length policy choose worse.
     pub costs: Option<CostSnapshot>,
     /// End the output where its text first contains one of these (the
     /// stop string and what follows left out; [`StopReason::StopString`]).
@@ -474,7 +476,8 @@ impl Session {
     }
 
     /// The pass costs this session has measured (calibration refined by
-    /// every pass since), to hand to a later session as
+    /// every pass since) and what its policy learned, to hand to a later
+    /// session as
     /// [`SessionConfig::costs`]; `None` before a speculative session's
     /// first generation and for other kinds.
     pub fn costs(&self) -> Option<CostSnapshot> {

@@ -125,7 +125,8 @@ impl Speculator {
     }
 
     /// Starts from costs measured earlier with the same models on this
-    /// machine: the first prompt is read in one batch, nothing timed.
+    /// machine, and from what the policy learned then: the first prompt is
+    /// read in one batch, nothing timed.
     pub fn assume_costs(&mut self, snapshot: &CostSnapshot) {
         *self.policy.costs_mut() = CostModel::from_snapshot(snapshot);
         if let Some(learned) = &snapshot.learned {
@@ -135,7 +136,8 @@ impl Speculator {
     }
 
     /// What the costs are now (measured on the first prompt or given, and
-    /// refined by every pass), once they are known.
+    /// refined by every pass), with what the policy learned, once they are
+    /// known.
     pub fn costs(&self) -> Option<CostSnapshot> {
         self.costs_known.then(|| CostSnapshot {
             learned: Some(self.policy.learned()),

@@ -290,12 +290,18 @@ impl Policy {
 
     /// What this process learned, for a later one ([`Self::recall`]).
     pub fn learned(&self) -> Learned {
+        // The episode under way counts as ended (a one-shot process ends
+        // in its first).
+        let mut episode_length = self.episode_length;
+        if self.episode_tokens > 0 {
+            episode_length.add(self.episode_tokens as f64);
+        }
         let mut learned = Learned {
             acceptance: self.acceptance.clone(),
             first_confidence: self.first_confidence,
             lookup: self.lookup.clone(),
             estimate_error: self.estimate_error.process,
-            episode_length: self.episode_length,
+            episode_length,
         };
         // The request level is not kept.
         learned.acceptance.begin_request();
@@ -1043,6 +1049,13 @@ mod tests {
         let mut later = auto_policy(memory_bound());
         later.recall(&learned);
         assert_eq!(model_draft(&mut later, 150, 0.97), 0);
+        // The episode under way when a process ends is kept as ended: a
+        // one-shot process never begins a second request that would end it.
+        let mut one_shot = auto_policy(memory_bound());
+        for _ in 0..3 {
+            learn(&mut one_shot, DraftSource::Model, 1, 1);
+        }
+        assert_eq!(one_shot.learned().episode_length.get(), Some(6.0));
         assert_eq!(later.learned(), learned);
         // Only the process level is kept: a new request in the earlier
         // process predicts what the later one does.
