@@ -53,15 +53,19 @@ build_ggml() { # BOARD ARCH
   echo "$2" >"$out/arch"
 }
 
+# Cross builds are one static binary (crt-static in BOARD/config.toml): the
+# C++ runtime and OpenMP linked in too.
+static_libs="edgespec/static-stdcxx,edgespec/static-openmp"
+
 case "$board" in
   rpi4)
     install_cross_tools
-    cargo build --release --config targets/rpi4/config.toml ;;
+    cargo build --release --features "$static_libs" --config targets/rpi4/config.toml ;;
   rpi5 | jetson-orin-cpu)
     install_cross_tools
     mkdir -p target
     build_ggml "$board" "armv8.2-a+dotprod+fp16"
-    cargo build --release --features edgespec/system-ggml-static --config "targets/$board/config.toml" ;;
+    cargo build --release --features "edgespec/system-ggml-static,$static_libs" --config "targets/$board/config.toml" ;;
   jetson-orin-cuda)
     # Native build on the Jetson (JetPack provides CUDA and nvcc).
     CMAKE_CUDA_ARCHITECTURES=87 GGML_CUDA_NO_VMM=ON cargo build --release --features edgespec/cuda-no-vmm ;;
