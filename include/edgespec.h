@@ -55,6 +55,9 @@
 // The output reached a stop string (left out of the text).
 #define EDGESPEC_STOP_STRING 4
 
+// The grammar allows no further token.
+#define EDGESPEC_STOP_GRAMMAR 5
+
 // `respond` fails with EDGESPEC_ERR_CONTEXT_FULL when the conversation no longer fits.
 #define EDGESPEC_WHEN_FULL_ERROR 0
 
@@ -381,6 +384,17 @@ edgespec_result edgespec_session_generate_tokens(edgespec_session *session,
 edgespec_result edgespec_session_set_stop_strings(edgespec_session *session,
                                                   const char *const *stops,
                                                   size_t n_stops);
+
+// Sets the grammar of the session's later generations and answers: the
+// output follows `gbnf` (llama.cpp's GBNF, start rule `root`), greedy or
+// sampled, speculative output still exact; a generation ends with
+// EDGESPEC_STOP_GRAMMAR where the grammar allows no further token. NULL
+// removes it. A grammar that does not parse, or an EAD session, is
+// refused (EDGESPEC_ERR_INVALID_ARGUMENT) and the grammar before stays.
+//
+// # Safety
+// `session` NULL or live; `gbnf` NULL or NUL-terminated.
+edgespec_result edgespec_session_set_grammar(edgespec_session *session, const char *gbnf);
 
 // Adds a message to the session's conversation: `role` is "system",
 // "user" or "assistant", `content` UTF-8. Nothing is generated.

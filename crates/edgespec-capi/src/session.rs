@@ -41,6 +41,8 @@ pub const EDGESPEC_STOP_CONTEXT_FULL: i32 = 2;
 pub const EDGESPEC_STOP_CALLBACK: i32 = 3;
 /// The output reached a stop string (left out of the text).
 pub const EDGESPEC_STOP_STRING: i32 = 4;
+/// The grammar allows no further token.
+pub const EDGESPEC_STOP_GRAMMAR: i32 = 5;
 
 /// Streaming callback: `text` is the newly complete UTF-8 text (NUL-terminated,
 /// `text_len` bytes, possibly empty while a multi-byte character is
@@ -500,6 +502,36 @@ pub unsafe extern "C" fn edgespec_session_set_stop_strings(
     })
 }
 
+/// Sets the grammar of the session's later generations and answers: the
+/// output follows `gbnf` (llama.cpp's GBNF, start rule `root`), greedy or
+/// sampled, speculative output still exact; a generation ends with
+/// EDGESPEC_STOP_GRAMMAR where the grammar allows no further token. NULL
+/// removes it. A grammar that does not parse, or an EAD session, is
+/// refused (EDGESPEC_ERR_INVALID_PARAMETER) and the grammar before stays.
+///
+/// # Safety
+/// `session` NULL or live; `gbnf` NULL or NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn edgespec_session_set_grammar(
+    session: *mut edgespec_session,
+    gbnf: *const c_char,
+) -> edgespec_result {
+    guard(|| {
+        // SAFETY: NULL or a live handle per the caller's contract.
+        let s = unsafe { handle_mut(session, "session")? };
+        let text = if gbnf.is_null() {
+            None
+        } else {
+            // SAFETY: non-null and NUL-terminated per the caller's contract.
+            Some(unsafe { c_str(gbnf, "gbnf") }?)
+        };
+        s.conversation
+            .session_mut()
+            .set_grammar(text)
+            .map_err(|e| invalid(e.to_string()))
+    })
+}
+
 /// Adds a message to the session's conversation: `role` is "system",
 /// "user" or "assistant", `content` UTF-8. Nothing is generated.
 ///
@@ -730,6 +762,7 @@ fn to_c_stats(outcome: &Outcome) -> edgespec_stats {
             StopReason::ContextFull => EDGESPEC_STOP_CONTEXT_FULL,
             StopReason::Callback => EDGESPEC_STOP_CALLBACK,
             StopReason::StopString => EDGESPEC_STOP_STRING,
+            StopReason::Grammar => EDGESPEC_STOP_GRAMMAR,
         },
         ..Default::default()
     };

@@ -778,6 +778,79 @@ fn a_drafter_that_did_not_pay_is_left_out_for_a_spell() {
     assert_eq!(entry(true).1["drafter"]["skipped"], 0);
 }
 
+/// Issue 18: `--grammar` and `--grammar-file` (llama.cpp's flags)
+/// constrain the output alike, speculative as target-only; a grammar that
+/// does not parse or a missing file is a clear error, and EAD refuses one.
+#[test]
+fn a_grammar_constrains_generate_and_bad_ones_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let (target, drafter) = common::synthetic_pair_files(dir.path());
+    let (t, d) = (target.to_str().unwrap(), drafter.to_str().unwrap());
+    let grammar = "root ::= \" lo\" ([a-z]+ | \" \" [a-z]+)*";
+    let file = dir.path().join("words.gbnf");
+    std::fs::write(&file, grammar).unwrap();
+    let run = |flags: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_edgespec"))
+            .args([
+                "generate",
+                "-m",
+                t,
+                "-p",
+                "kalo mine",
+                "-n",
+                "16",
+                "--no-cost-cache",
+            ])
+            .args(flags)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            err,
+        )
+    };
+    let (code, alone, err) = run(&["--grammar", grammar]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(alone.starts_with(" lo"), "{alone:?}");
+    assert!(
+        alone
+            .trim_end()
+            .chars()
+            .all(|c| c == ' ' || c.is_ascii_lowercase()),
+        "{alone:?}"
+    );
+    let (plain_code, plain, _) = run(&[]);
+    assert_eq!(plain_code, Some(0));
+    assert_ne!(plain, alone, "the grammar changed nothing");
+    let f = file.to_str().unwrap();
+    for flags in [
+        &["--grammar-file", f][..],
+        &["--grammar-file", f, "-md", d, "--gamma", "3"],
+    ] {
+        let (code, out, err) = run(flags);
+        assert_eq!(code, Some(0), "{flags:?}: {err}");
+        assert_eq!(out, alone, "{flags:?}");
+    }
+    let (code, _, err) = run(&["--grammar", "root ::= nothing"]);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("invalid parameter grammar") && err.contains("could not parse"),
+        "{err}"
+    );
+    let (code, _, err) = run(&["--grammar-file", "/nonexistent/g.gbnf"]);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("reading the grammar from /nonexistent/g.gbnf"),
+        "{err}"
+    );
+    let (code, _, err) = run(&["--mode", "ead", "--small", d, "--grammar", grammar]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("grammar is not supported with ead"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
 /// Issue 18: llama.cpp's spellings mean what they mean there — `-md`,
 /// `-ngl`, `-s`, `--draft-max`, `--draft-p-min`, `--model-draft` — and a
 /// sampled run without a seed gets a fresh one, printed.

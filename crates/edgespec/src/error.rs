@@ -30,6 +30,12 @@ pub enum GenerateError {
     /// The draft kind runs a model and none was given.
     #[error("draft kind {0} needs a drafter model")]
     MissingDrafter(DraftKind),
+    /// A grammar with an EAD kind (EAD's small model writes unverified
+    /// tokens of its own).
+    #[error(
+        "a grammar is not supported with {0}: use the target alone or a speculative draft kind"
+    )]
+    GrammarWithEad(DraftKind),
     /// The trimmed kind was given a full model.
     #[error("the drafter is not a trimmed drafter: the trimmed draft kind needs a VocabTrim drafter (make one with `edgespec trim`)")]
     NotTrimmed,

@@ -102,7 +102,7 @@ fn assert_all_equal_with(
     prompt: &[Token],
     params: &GenerateParams,
 ) -> Generation {
-    let params = *params;
+    let params = params.clone();
     let expected = target_only(target, n_ctx, prompt, &params);
     for kind in KINDS {
         for length in [
@@ -274,6 +274,7 @@ fn speculative_sampling_with_the_full_chain_keeps_the_target_distribution() {
         sampling: common::full_chain_sampling(0),
         ignore_eos: true,
         reuse_prefix: false,
+        grammar: None,
     };
     for kind in [DraftKind::Model, DraftKind::Hybrid] {
         let drafter = Some(DraftModel::Full(draft.clone()));
@@ -300,6 +301,7 @@ fn speculative_mirostat_keeps_the_target_distribution() {
         sampling: common::mirostat_sampling(0),
         ignore_eos: true,
         reuse_prefix: false,
+        grammar: None,
     };
     // The target drafting for itself: drafts are often accepted, so the
     // third token's row often follows an accepted draft token.
@@ -444,6 +446,7 @@ fn speculative_sampling_keeps_the_target_distribution_end_to_end() {
         sampling: common::top4_sampling(0),
         ignore_eos: true,
         reuse_prefix: false,
+        grammar: None,
     };
     let drafter = Some(DraftModel::Full(draft));
     let fixed = DraftLength::Fixed(3);

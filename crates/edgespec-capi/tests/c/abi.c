@@ -41,15 +41,17 @@ static void count_log(int32_t level, const char *source, const char *message, vo
     if (level > c->max_level || message == NULL) c->above_level++;
 }
 
-/* One greedy generation of 24 tokens with `p`; returns its stop reason. */
+/* One greedy generation of 24 tokens with `p` (and a grammar unless
+ * NULL); returns its stop reason. */
 static int generate(const edgespec_model *target, const edgespec_model *drafter,
                     const edgespec_session_params *p, const char *const *stops, size_t n_stops,
-                    sink *out) {
+                    const char *grammar, sink *out) {
     edgespec_session *s = NULL;
     memset(out, 0, sizeof *out);
     CHECK(edgespec_session_new(target, drafter, p, &s) == EDGESPEC_OK, "session");
     if (s == NULL) return -1;
     CHECK(edgespec_session_set_stop_strings(s, stops, n_stops) == EDGESPEC_OK, "stops");
+    CHECK(edgespec_session_set_grammar(s, grammar) == EDGESPEC_OK, "grammar");
     edgespec_stats st = edgespec_stats_init();
     CHECK(edgespec_session_generate(s, "kalo mine suta", false, 24, collect, out, &st) == EDGESPEC_OK,
           "generate");
@@ -169,16 +171,16 @@ int main(int argc, char **argv) {
     p.n_threads = 2;
     p.n_ctx = 512;
     static sink plain, alone, spec, cut;
-    generate(target, NULL, &p, NULL, 0, &plain);
+    generate(target, NULL, &p, NULL, 0, NULL, &plain);
     p.repeat_penalty = 3.0f;
     p.frequency_penalty = 3.0f;
     p.presence_penalty = 3.0f;
     p.repeat_last_n = 16;
-    generate(target, NULL, &p, NULL, 0, &alone);
+    generate(target, NULL, &p, NULL, 0, NULL, &alone);
     CHECK(strcmp(plain.text, alone.text) != 0, "the penalties changed nothing");
     p.draft_kind = EDGESPEC_DRAFT_MODEL;
     p.gamma = 4;
-    generate(target, drafter, &p, NULL, 0, &spec);
+    generate(target, drafter, &p, NULL, 0, NULL, &spec);
     CHECK(strcmp(alone.text, spec.text) == 0, "speculative '%s' vs alone '%s'", spec.text, alone.text);
 
     /* A stop string from the middle of that output (three ASCII letters)
@@ -192,11 +194,37 @@ int main(int argc, char **argv) {
     char stop[4] = {0};
     memcpy(stop, alone.text + mid, 3);
     const char *stops[1] = {stop};
-    int reason = generate(target, drafter, &p, stops, 1, &cut);
+    int reason = generate(target, drafter, &p, stops, 1, NULL, &cut);
     size_t at = (size_t)(strstr(alone.text, stop) - alone.text);
     CHECK(reason == EDGESPEC_STOP_STRING, "stop reason %d", reason);
     CHECK(cut.len == at && strncmp(cut.text, alone.text, at) == 0, "cut '%s' of '%s' at '%s'", cut.text,
           alone.text, stop);
+
+    /* A grammar: only what it allows, speculative as the target alone; one
+     * that does not parse is refused; NULL removes it. */
+    static sink g_alone, g_spec, g_done;
+    const char *grammar = "root ::= \" lo\" [a-z ]*";
+    p = edgespec_session_params_default();
+    p.n_threads = 2;
+    p.n_ctx = 512;
+    generate(target, NULL, &p, NULL, 0, grammar, &g_alone);
+    CHECK(strncmp(g_alone.text, " lo", 3) == 0 && strspn(g_alone.text, " abcdefghijklmnopqrstuvwxyz") == g_alone.len,
+          "grammar output '%s'", g_alone.text);
+    CHECK(strcmp(g_alone.text, plain.text) != 0, "the grammar changed nothing");
+    p.draft_kind = EDGESPEC_DRAFT_MODEL;
+    p.gamma = 4;
+    generate(target, drafter, &p, NULL, 0, grammar, &g_spec);
+    CHECK(strcmp(g_alone.text, g_spec.text) == 0, "grammar: speculative '%s' vs alone '%s'", g_spec.text,
+          g_alone.text);
+    reason = generate(target, drafter, &p, NULL, 0, "root ::= \" kalo\"", &g_done);
+    CHECK(reason == EDGESPEC_STOP_EOG && strcmp(g_done.text, " kalo") == 0, "complete grammar: %d '%s'",
+          reason, g_done.text);
+    CHECK(edgespec_session_new(target, drafter, &p, &s) == EDGESPEC_OK, "session");
+    CHECK(edgespec_session_set_grammar(s, "root ::= (") == EDGESPEC_ERR_INVALID_PARAMETER, "bad grammar");
+    CHECK(edgespec_session_set_grammar(s, "root ::= \"\xc3\x28\"") != EDGESPEC_OK, "bad UTF-8 grammar");
+    CHECK(edgespec_session_set_grammar(NULL, grammar) == EDGESPEC_ERR_NULL_ARGUMENT, "NULL session");
+    CHECK(edgespec_session_set_grammar(s, NULL) == EDGESPEC_OK, "no grammar");
+    edgespec_session_free(&s);
 
     edgespec_model_free(&target);
     edgespec_model_free(&drafter);

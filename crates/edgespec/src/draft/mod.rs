@@ -205,8 +205,13 @@ impl Draft {
 
     /// Removes the last token.
     pub fn pop(&mut self) {
-        self.tokens.pop();
-        self.confidence.pop();
+        self.truncate(self.len().saturating_sub(1));
+    }
+
+    /// Keeps the first `n` tokens.
+    pub fn truncate(&mut self, n: usize) {
+        self.tokens.truncate(n);
+        self.confidence.truncate(n);
     }
 
     /// Adds a drafted token and asks the policy what next: true to draft

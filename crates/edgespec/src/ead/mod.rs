@@ -286,6 +286,11 @@ impl Ead {
         })
     }
 
+    /// True for ead-spec (drafting in large-model regions), false for plain EAD.
+    pub fn drafts(&self) -> bool {
+        self.cap() > 0
+    }
+
     /// The longest draft this engine proposes (0: plain EAD).
     fn cap(&self) -> usize {
         match self.length {

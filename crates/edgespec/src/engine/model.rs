@@ -131,6 +131,10 @@ impl Model {
         self.raw.as_ptr()
     }
 
+    pub(super) fn vocab_ptr(&self) -> *const sys::llama_vocab {
+        self.vocab.as_ptr()
+    }
+
     /// The path it was loaded from.
     pub fn path(&self) -> &Path {
         &self.path

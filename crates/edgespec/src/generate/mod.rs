@@ -4,7 +4,9 @@
 
 use std::time::Instant;
 
-use crate::engine::{ChatMessage, EngineError, Logits, Model, Sequence, Token, Utf8Stream};
+use crate::engine::{
+    ChatMessage, EngineError, Grammar, Logits, Model, Sequence, Token, Utf8Stream,
+};
 use crate::metrics::GenerationStats;
 use crate::sampling::{History, Sampler, SamplingParams};
 
@@ -21,6 +23,9 @@ pub enum StopReason {
     Callback,
     /// The output reached a stop string (left out of it).
     StopString,
+    /// The grammar allows no further token (it is complete and
+    /// end-of-generation tokens are banned, or no token continues it).
+    Grammar,
 }
 
 /// The result of a generation.
@@ -143,7 +148,7 @@ impl<'a, F: FnMut(Token, &str) -> bool> Emitter<'a, F> {
 }
 
 /// What to generate.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct GenerateParams {
     /// Most tokens to generate.
     pub max_tokens: usize,
@@ -154,6 +159,9 @@ pub struct GenerateParams {
     /// Keep what the caches hold in common with the prompt and read only
     /// the rest (a conversation's next turn); false starts from empty caches.
     pub reuse_prefix: bool,
+    /// Produce only what this grammar allows (its state at the start of
+    /// the output; see [`Sampler::constrain`]).
+    pub grammar: Option<Grammar>,
 }
 
 impl GenerateParams {
@@ -164,6 +172,7 @@ impl GenerateParams {
             sampling: SamplingParams::greedy(),
             ignore_eos: false,
             reuse_prefix: false,
+            grammar: None,
         }
     }
 
@@ -172,6 +181,9 @@ impl GenerateParams {
         let mut sampler = Sampler::new(self.sampling);
         if self.ignore_eos {
             sampler.ban(model.eog_tokens());
+        }
+        if let Some(grammar) = &self.grammar {
+            sampler.constrain(grammar.clone());
         }
         sampler
     }
@@ -238,6 +250,9 @@ pub fn generate_target_only(
             break StopReason::MaxTokens;
         }
         let token = sampler.sample(target.context().logits(0)?, History::new(&history));
+        if sampler.dead_end() {
+            break StopReason::Grammar;
+        }
         history.push(token);
         if let Some(stop) = emitter.emit(token)? {
             break stop;

@@ -11,11 +11,16 @@
 //! verification passes the draft tokens before each position as pending,
 //! so a penalised distribution is exactly the one plain decoding would
 //! sample from after the same tokens.
+//!
+//! A grammar ([`Sampler::constrain`]) comes first: the chain runs on the
+//! logits of the tokens it allows, and it advances on every token produced
+//! (a verification's accepted draft tokens included), so constrained
+//! speculative output keeps the constrained target distribution.
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::engine::Token;
+use crate::engine::{Grammar, Token};
 
 /// Repetition penalties over the most recent tokens, as llama.cpp's
 /// `--repeat-penalty`, `--frequency-penalty`, `--presence-penalty` and
@@ -280,6 +285,12 @@ pub struct Sampler {
     banned: Vec<Token>,
     /// Mirostat's μ after the tokens sampled so far.
     mu: f32,
+    /// The grammar output must follow, at the position being sampled.
+    grammar: Option<Grammar>,
+    /// The grammar allowed no token at a position sampled.
+    dead_end: bool,
+    /// A logits row with the grammar's mask applied.
+    masked: Vec<f32>,
 }
 
 impl Sampler {
@@ -293,7 +304,41 @@ impl Sampler {
             recent: Vec::new(),
             banned: Vec::new(),
             mu: params.mirostat.map_or(0.0, |m| 2.0 * m.tau),
+            grammar: None,
+            dead_end: false,
+            masked: Vec::new(),
         }
+    }
+
+    /// Produces only what `grammar` allows, from its state now on.
+    pub fn constrain(&mut self, grammar: Grammar) {
+        self.grammar = Some(grammar);
+    }
+
+    /// The grammar at the position to be sampled next, if constrained.
+    pub fn grammar(&self) -> Option<&Grammar> {
+        self.grammar.as_ref()
+    }
+
+    /// True once a position was sampled at which the grammar allowed no
+    /// token (it was complete and end-of-generation was banned, or it
+    /// needs characters no token has): what was sampled there is void.
+    pub fn dead_end(&self) -> bool {
+        self.dead_end
+    }
+
+    /// `logits` with the grammar's mask applied, in `self.masked` (None
+    /// when unconstrained); marks a dead end when nothing is allowed.
+    fn mask(&mut self, logits: &[f32]) -> Option<Vec<f32>> {
+        let grammar = self.grammar.as_mut()?;
+        let mut masked = std::mem::take(&mut self.masked);
+        masked.clear();
+        masked.extend_from_slice(logits);
+        grammar.mask(&mut masked);
+        if masked.iter().all(|l| *l == f32::NEG_INFINITY) {
+            self.dead_end = true;
+        }
+        Some(masked)
     }
 
     /// Never produce these tokens (their probability is 0), as llama.cpp's
@@ -310,7 +355,19 @@ impl Sampler {
     /// Draws the next token from a logits row, after `history`.
     pub fn sample(&mut self, logits: &[f32], history: History<'_>) -> Token {
         if self.params.is_greedy() {
-            return self.greedy_choice(logits, history);
+            let mut token = self.greedy_choice(logits, history);
+            if let Some(grammar) = self.grammar.as_mut() {
+                // The argmax of all the logits is the argmax of the allowed
+                // ones when the grammar allows it (the common case).
+                if !grammar.allows(token) {
+                    if let Some(masked) = self.mask(logits) {
+                        token = self.greedy_choice(&masked, history);
+                        self.masked = masked;
+                    }
+                }
+                self.advance(token);
+            }
+            return token;
         }
         let mut probs = std::mem::take(&mut self.probs);
         self.distribution(logits, history, &mut probs);
@@ -322,24 +379,36 @@ impl Sampler {
 
     /// Records that `token` was produced at a position whose distribution
     /// (from [`Self::distribution`]) was `p`: Mirostat moves μ by the
-    /// token's surprise; other samplers keep no such state.
+    /// token's surprise, a grammar advances by it; other samplers keep no
+    /// such state.
     pub fn observe(&mut self, token: Token, p: &[f32]) {
         let prob = usize::try_from(token)
             .ok()
             .and_then(|t| p.get(t))
             .copied()
             .unwrap_or(0.0);
-        self.observe_probability(prob);
+        self.observe_probability(token, prob);
     }
 
     /// [`Self::observe`] given the produced token's probability at its position.
-    pub fn observe_probability(&mut self, prob: f32) {
+    pub fn observe_probability(&mut self, token: Token, prob: f32) {
+        self.advance(token);
         let Some(m) = self.params.mirostat.filter(|_| !self.params.is_greedy()) else {
             return;
         };
         if prob > 0.0 {
             let surprise = -prob.log2();
             self.mu -= m.eta * (surprise - m.tau);
+        }
+    }
+
+    /// Advances the grammar by a produced token (one it does not allow,
+    /// only possible at a dead end, leaves it as it is).
+    fn advance(&mut self, token: Token) {
+        if let Some(grammar) = self.grammar.as_mut() {
+            if !grammar.accept(token) {
+                self.dead_end = true;
+            }
         }
     }
 
@@ -382,9 +451,25 @@ impl Sampler {
     /// (same width as `logits`, zero outside the kept set, sums to 1) for
     /// the position after `history`. Greedy gives a one-hot row.
     pub fn distribution(&mut self, logits: &[f32], history: History<'_>, out: &mut Vec<f32>) {
+        match self.mask(logits) {
+            Some(masked) => {
+                self.constrained_distribution(&masked, history, out);
+                self.masked = masked;
+            }
+            None => self.constrained_distribution(logits, history, out),
+        }
+    }
+
+    /// [`Self::distribution`] of a row the grammar has masked already.
+    fn constrained_distribution(
+        &mut self,
+        logits: &[f32],
+        history: History<'_>,
+        out: &mut Vec<f32>,
+    ) {
         out.clear();
         out.resize(logits.len(), 0.0);
-        if logits.is_empty() {
+        if logits.is_empty() || self.dead_end {
             return;
         }
         if self.params.is_greedy() {

@@ -22,7 +22,7 @@ use crate::draft::{
     DEFAULT_HYBRID_MIN_NGRAM,
 };
 use crate::ead::{Ead, EadConfig, EadStats, Who};
-use crate::engine::{Context, ContextParams, EngineError, Model, Sequence, Token};
+use crate::engine::{Context, ContextParams, EngineError, Grammar, Model, Sequence, Token};
 use crate::error::GenerateError;
 use crate::generate::{
     check_prompt, generate_target_only, prompt_tokens, read_prompt, GenerateParams, Generation,
@@ -68,6 +68,10 @@ pub struct SessionConfig {
     /// End the output where its text first contains one of these (the
     /// stop string and what follows left out; [`StopReason::StopString`]).
     pub stop: Vec<String>,
+    /// Produce only what this grammar allows (llama.cpp's GBNF, start rule
+    /// `root`): target-only and speculative kinds, greedy or sampled, exact
+    /// as without one; refused for EAD kinds.
+    pub grammar: Option<String>,
 }
 
 impl SessionConfig {
@@ -88,6 +92,7 @@ impl SessionConfig {
             context,
             costs: None,
             stop: Vec::new(),
+            grammar: None,
         }
     }
 
@@ -188,6 +193,13 @@ impl Session {
             }
             Ok(Decoder::Speculative(Box::new(speculator)))
         };
+        let grammar = match (&config.grammar, config.kind) {
+            (None, _) => None,
+            (Some(_), DraftKind::Ead | DraftKind::EadSpec) => {
+                return Err(GenerateError::GrammarWithEad(config.kind))
+            }
+            (Some(gbnf), _) => Some(Grammar::new(config.target.clone(), gbnf, "root")?),
+        };
         let decoder = match config.kind {
             DraftKind::None => Decoder::Target(Box::new(Sequence::new(target()?))),
             DraftKind::Lookup => speculative(Box::new(config.lookup))?,
@@ -225,6 +237,7 @@ impl Session {
                 sampling: config.sampling,
                 ignore_eos: config.ignore_eos,
                 reuse_prefix: false,
+                grammar,
             },
             stops: StopStrings::new(config.stop),
         })
@@ -391,7 +404,7 @@ impl Session {
         let params = GenerateParams {
             max_tokens,
             reuse_prefix,
-            ..self.params
+            ..self.params.clone()
         };
         if self.stops.is_empty() {
             return Self::decode(&mut self.decoder, prompt, &params, on_token);
@@ -431,16 +444,15 @@ impl Session {
         params: &GenerateParams,
         on_token: impl FnMut(Token, &str) -> bool,
     ) -> Result<Outcome, GenerateError> {
-        let params = *params;
         Ok(match decoder {
             Decoder::Target(ctx) => Outcome {
-                generation: generate_target_only(ctx, prompt, &params, on_token)?,
+                generation: generate_target_only(ctx, prompt, params, on_token)?,
                 speculation: None,
                 ead: None,
                 sources: Vec::new(),
             },
             Decoder::Speculative(s) => {
-                let r = s.generate(prompt, &params, on_token)?;
+                let r = s.generate(prompt, params, on_token)?;
                 Outcome {
                     generation: r.generation,
                     speculation: Some(r.spec),
@@ -449,7 +461,7 @@ impl Session {
                 }
             }
             Decoder::Ead(e) => {
-                let r = e.generate(prompt, &params, on_token)?;
+                let r = e.generate(prompt, params, on_token)?;
                 Outcome {
                     generation: r.generation,
                     speculation: None,
@@ -467,6 +479,25 @@ impl Session {
     pub fn set_sampling(&mut self, sampling: SamplingParams) -> Result<(), SamplingError> {
         sampling.validate()?;
         self.params.sampling = sampling;
+        Ok(())
+    }
+
+    /// Replaces the grammar of later generations ([`SessionConfig::grammar`];
+    /// `None` removes it). A grammar that does not parse is refused and the
+    /// one before stays.
+    pub fn set_grammar(&mut self, gbnf: Option<&str>) -> Result<(), GenerateError> {
+        self.params.grammar = match (gbnf, &self.decoder) {
+            (None, _) => None,
+            (Some(_), Decoder::Ead(e)) => {
+                let kind = if e.drafts() {
+                    DraftKind::EadSpec
+                } else {
+                    DraftKind::Ead
+                };
+                return Err(GenerateError::GrammarWithEad(kind));
+            }
+            (Some(text), _) => Some(Grammar::new(self.model().clone(), text, "root")?),
+        };
         Ok(())
     }
 

@@ -304,8 +304,12 @@ impl Speculator {
                 self.target.context().last_logits()?,
                 History::new(&committed),
             );
-            committed.push(first);
-            emitter.emit(first)?
+            if sampler.dead_end() {
+                Some(StopReason::Grammar)
+            } else {
+                committed.push(first);
+                emitter.emit(first)?
+            }
         };
 
         while stop.is_none() {
@@ -323,6 +327,18 @@ impl Speculator {
             if let Some(drafter) = self.drafter.as_mut() {
                 let mut ctl = self.policy.round(room);
                 drafter.propose(&committed, &mut ctl, &mut self.draft)?;
+            }
+            if let Some(grammar) = sampler.grammar() {
+                // A draft token the grammar forbids would be rejected: the
+                // draft ends before it.
+                let mut state = grammar.clone();
+                let allowed = self
+                    .draft
+                    .tokens()
+                    .iter()
+                    .take_while(|&&t| state.accept(t))
+                    .count();
+                self.draft.truncate(allowed);
             }
             let draft_time = t.elapsed();
             spec.draft_time += draft_time;
@@ -371,9 +387,11 @@ impl Speculator {
                 spec.accepted_lookup += verdict.accepted;
             }
 
-            // Emit the accepted tokens and the target's own, in order.
+            // Emit the accepted tokens and the target's own, in order (not
+            // the target's where the grammar allowed nothing).
             let before = emitter.len();
-            for i in 0..=verdict.accepted {
+            let own = usize::from(!sampler.dead_end());
+            for i in 0..verdict.accepted + own {
                 let token = if i < verdict.accepted {
                     self.draft.tokens()[i]
                 } else {
@@ -384,6 +402,9 @@ impl Speculator {
                 if stop.is_some() {
                     break;
                 }
+            }
+            if own == 0 && stop.is_none() {
+                stop = Some(StopReason::Grammar);
             }
             let round = RoundOutcome {
                 draft: &self.draft,
@@ -451,20 +472,22 @@ pub fn judge(
         })
         .collect();
     let sampler = std::cell::RefCell::new(sampler);
-    // A stateful sampler (Mirostat) advances along the draft: row i is
-    // computed only once draft token i − 1 was accepted at row i − 1, whose
-    // probability of it is kept for that moment.
-    let mut accepted_p: Option<f32> = None;
+    // A stateful sampler (Mirostat, a grammar) advances along the draft:
+    // row i is computed only once draft token i − 1 was accepted at row
+    // i − 1, whose probability of it is kept for that moment.
+    let mut accepted: Option<(Token, f32)> = None;
     let verdict = verify_sampling(
         tokens,
         &q,
         |i, out| {
             let mut sampler = sampler.borrow_mut();
-            if let Some(p) = accepted_p.take() {
-                sampler.observe_probability(p);
+            if let Some((token, p)) = accepted.take() {
+                sampler.observe_probability(token, p);
             }
             sampler.distribution(target.logits(i)?, history(i), out);
-            accepted_p = tokens.get(i).and_then(|&t| out.get(t as usize)).copied();
+            accepted = tokens
+                .get(i)
+                .map(|&t| (t, out.get(t as usize).copied().unwrap_or(0.0)));
             Ok::<(), EngineError>(())
         },
         || sampler.borrow_mut().uniform(),

@@ -216,6 +216,19 @@ pub fn nth_token_chi_square(
     sampling: &dyn Fn(u64) -> SamplingParams,
     n: usize,
     runs: usize,
+    generate: impl FnMut(&[Token], &GenerateParams) -> Vec<Token>,
+) -> (f64, usize, usize) {
+    constrained_nth_token_chi_square(target, sampling, None, n, runs, generate)
+}
+
+/// [`nth_token_chi_square`] against the target's distribution under
+/// `grammar` (GBNF), when given.
+pub fn constrained_nth_token_chi_square(
+    target: &Arc<Model>,
+    sampling: &dyn Fn(u64) -> SamplingParams,
+    grammar: Option<&str>,
+    n: usize,
+    runs: usize,
     mut generate: impl FnMut(&[Token], &GenerateParams) -> Vec<Token>,
 ) -> (f64, usize, usize) {
     let prompt = [BOS, 300, 301, 302];
@@ -226,6 +239,7 @@ pub fn nth_token_chi_square(
             sampling: sampling(seed),
             ignore_eos: true,
             reuse_prefix: false,
+            grammar: None,
         };
         let tokens = generate(&prompt, &params);
         assert_eq!(tokens.len(), n);
@@ -251,6 +265,9 @@ pub fn nth_token_chi_square(
     let mut ctx = Context::new(target.clone(), &ctx_params(64)).unwrap();
     let mut sampler = Sampler::new(sampling(0));
     sampler.ban(target.eog_tokens());
+    if let Some(g) = grammar {
+        sampler.constrain(edgespec::engine::Grammar::new(target.clone(), g, "root").unwrap());
+    }
     let mut p = Vec::new();
     let mut tokens = prompt.to_vec();
     ctx.decode(&prompt, Logits::Last).unwrap();

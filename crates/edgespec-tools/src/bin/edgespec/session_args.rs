@@ -135,6 +135,13 @@ pub struct SessionArgs {
     /// Stop where the output contains this text, left out (repeatable; llama.cpp: -r).
     #[arg(short = 'r', long, visible_alias = "stop", value_name = "TEXT")]
     pub reverse_prompt: Vec<String>,
+    /// Constrain the output to this grammar (llama.cpp's GBNF, start rule
+    /// `root`); exact with every speculative draft kind.
+    #[arg(long, value_name = "GBNF")]
+    pub grammar: Option<String>,
+    /// Read the grammar from this file (as llama.cpp's --grammar-file).
+    #[arg(long, value_name = "FILE", conflicts_with = "grammar")]
+    pub grammar_file: Option<PathBuf>,
     /// Never stop at end-of-generation tokens (fixed-length benchmark runs).
     #[arg(long)]
     pub ignore_eos: bool,
@@ -319,6 +326,14 @@ impl SessionArgs {
         // Before any model loads: a bad value costs no load.
         check_settings(&context, &sampling, &ead, length, self.p_min)
             .map_err(|e| UsageError(e.to_string()))?;
+        let grammar = match (&self.grammar, &self.grammar_file) {
+            (Some(text), _) => Some(text.clone()),
+            (None, Some(path)) => Some(
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("reading the grammar from {}", path.display()))?,
+            ),
+            (None, None) => None,
+        };
         let lookup = LookupDrafter {
             min_ngram: self.lookup_min_ngram,
             max_ngram: self.lookup_max_ngram,
@@ -390,6 +405,7 @@ impl SessionArgs {
             sampling,
             ignore_eos: self.ignore_eos,
             stop: self.reverse_prompt.clone(),
+            grammar,
             ..SessionConfig::new(model.clone(), context).with_drafter(kind, drafter)
         };
         if let Some(cached) = cost_run.as_ref().and_then(|r| r.cached.as_ref()) {
