@@ -390,7 +390,7 @@ edgespec_result edgespec_session_set_stop_strings(edgespec_session *session,
 // sampled, speculative output still exact; a generation ends with
 // EDGESPEC_STOP_GRAMMAR where the grammar allows no further token. NULL
 // removes it. A grammar that does not parse, or an EAD session, is
-// refused (EDGESPEC_ERR_INVALID_ARGUMENT) and the grammar before stays.
+// refused (EDGESPEC_ERR_INVALID_PARAMETER) and the grammar before stays.
 //
 // # Safety
 // `session` NULL or live; `gbnf` NULL or NUL-terminated.

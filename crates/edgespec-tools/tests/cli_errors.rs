@@ -778,9 +778,10 @@ fn a_drafter_that_did_not_pay_is_left_out_for_a_spell() {
     assert_eq!(entry(true).1["drafter"]["skipped"], 0);
 }
 
-/// Issue 18: `--grammar` and `--grammar-file` (llama.cpp's flags)
+/// Issue 18: `--grammar`, `--grammar-file` and `-j` (llama.cpp's flags)
 /// constrain the output alike, speculative as target-only; a grammar that
-/// does not parse or a missing file is a clear error, and EAD refuses one.
+/// does not parse, a schema beyond the subset or a missing file is a clear
+/// error, and EAD refuses one.
 #[test]
 fn a_grammar_constrains_generate_and_bad_ones_are_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
@@ -848,6 +849,25 @@ fn a_grammar_constrains_generate_and_bad_ones_are_clear_errors() {
     let (code, _, err) = run(&["--mode", "ead", "--small", d, "--grammar", grammar]);
     assert_eq!(code, Some(1));
     assert!(err.contains("grammar is not supported with ead"), "{err}");
+    // A JSON schema (llama.cpp's -j): JSON it accepts; what it cannot
+    // express is a usage error, named.
+    let schema =
+        r#"{"type": "object", "properties": {"w": {"enum": ["kalo", "mine"]}}, "required": ["w"]}"#;
+    for flags in [
+        &["-j", schema][..],
+        &["-j", schema, "-md", d, "--gamma", "3"],
+    ] {
+        let (code, out, err) = run(flags);
+        assert_eq!(code, Some(0), "{err}");
+        let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        assert!(v["w"] == "kalo" || v["w"] == "mine", "{out}");
+    }
+    let (code, _, err) = run(&["-j", r#"{"type": "string", "pattern": "^a"}"#]);
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("\"pattern\"") && err.contains("not supported"),
+        "{err}"
+    );
     assert!(!err.contains("panicked"), "{err}");
 }
 

@@ -9,6 +9,7 @@ use clap::{Args, ValueEnum};
 use edgespec::draft::{DraftLength, DraftModel, LookupDrafter, DEFAULT_HYBRID_MIN_NGRAM};
 use edgespec::ead::EadConfig;
 use edgespec::engine::{ContextParams, Model, ModelParams, Token};
+use edgespec::sampling::json_schema::json_schema_to_gbnf;
 use edgespec::sampling::{Mirostat, Penalties, SamplingParams, DEFAULT_MIROSTAT};
 use edgespec::session::{check_settings, DraftKind, Session, SessionConfig};
 
@@ -142,6 +143,13 @@ pub struct SessionArgs {
     /// Read the grammar from this file (as llama.cpp's --grammar-file).
     #[arg(long, value_name = "FILE", conflicts_with = "grammar")]
     pub grammar_file: Option<PathBuf>,
+    /// Constrain the output to JSON this schema accepts (llama.cpp's -j; a
+    /// subset of JSON Schema, anything else refused by name).
+    #[arg(short = 'j', long, value_name = "SCHEMA", conflicts_with_all = ["grammar", "grammar_file"])]
+    pub json_schema: Option<String>,
+    /// Read the JSON schema from this file.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["grammar", "grammar_file", "json_schema"])]
+    pub json_schema_file: Option<PathBuf>,
     /// Never stop at end-of-generation tokens (fixed-length benchmark runs).
     #[arg(long)]
     pub ignore_eos: bool,
@@ -230,6 +238,30 @@ impl SessionArgs {
             }
         }
         Ok(kind)
+    }
+
+    /// The grammar the flags give: `--grammar`, `--grammar-file`, or a JSON
+    /// schema's (`-j`, `--json-schema-file`), read and converted before any
+    /// model loads.
+    fn grammar(&self) -> anyhow::Result<Option<String>> {
+        let read = |path: &PathBuf, what: &str| {
+            std::fs::read_to_string(path)
+                .with_context(|| format!("reading the {what} from {}", path.display()))
+        };
+        let schema = match (&self.json_schema, &self.json_schema_file) {
+            (Some(text), _) => Some(text.clone()),
+            (None, Some(path)) => Some(read(path, "JSON schema")?),
+            (None, None) => None,
+        };
+        if let Some(schema) = schema {
+            let gbnf = json_schema_to_gbnf(&schema).map_err(|e| UsageError(e.to_string()))?;
+            return Ok(Some(gbnf));
+        }
+        Ok(match (&self.grammar, &self.grammar_file) {
+            (Some(text), _) => Some(text.clone()),
+            (None, Some(path)) => Some(read(path, "grammar")?),
+            (None, None) => None,
+        })
     }
 
     /// The cost cache entry of a session of `kind` with `context` and
@@ -326,14 +358,7 @@ impl SessionArgs {
         // Before any model loads: a bad value costs no load.
         check_settings(&context, &sampling, &ead, length, self.p_min)
             .map_err(|e| UsageError(e.to_string()))?;
-        let grammar = match (&self.grammar, &self.grammar_file) {
-            (Some(text), _) => Some(text.clone()),
-            (None, Some(path)) => Some(
-                std::fs::read_to_string(path)
-                    .with_context(|| format!("reading the grammar from {}", path.display()))?,
-            ),
-            (None, None) => None,
-        };
+        let grammar = self.grammar()?;
         let lookup = LookupDrafter {
             min_ngram: self.lookup_min_ngram,
             max_ngram: self.lookup_max_ngram,
