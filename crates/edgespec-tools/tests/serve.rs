@@ -230,6 +230,41 @@ fn the_server_answers_openai_clients_as_the_command_line_does() {
     let (text, done, _) = streamed(&url, "/v1/completions", &stream);
     assert_eq!((text.as_str(), done), (expected.as_str(), true));
 
+    // Constrained answers: a JSON schema (OpenAI's response_format) and a
+    // GBNF grammar (llama.cpp's extension); what cannot be built is a 400.
+    let json_answer = serde_json::json!({
+        "messages": [{"role": "user", "content": "kalo mine"}],
+        "max_tokens": 40,
+        "temperature": 0,
+        "response_format": {"type": "json_schema", "json_schema": {"name": "w", "schema": {
+            "type": "object", "properties": {"w": {"enum": ["kalo", "mine"]}}, "required": ["w"]}}},
+    });
+    let (status, answer) = post(&url, "/v1/chat/completions", &json_answer.to_string());
+    assert_eq!(status, 200, "{answer}");
+    let content = answer["choices"][0]["message"]["content"].as_str().unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(content).unwrap_or_else(|e| panic!("{e}: {content}"));
+    assert!(v["w"] == "kalo" || v["w"] == "mine", "{content}");
+    let grammar = r#"{"prompt": "kalo", "max_tokens": 8, "temperature": 0, "grammar": "root ::= \" lo\" [a-z ]*"}"#;
+    let (status, answer) = post(&url, "/v1/completions", grammar);
+    assert_eq!(status, 200, "{answer}");
+    assert!(
+        answer["choices"][0]["text"]
+            .as_str()
+            .unwrap()
+            .starts_with(" lo"),
+        "{answer}"
+    );
+    for body in [
+        r#"{"prompt": "kalo", "grammar": "root ::= ("}"#,
+        r#"{"prompt": "kalo", "response_format": {"type": "json_schema", "json_schema": {"schema": {"type": "string", "pattern": "a"}}}}"#,
+        r#"{"prompt": "kalo", "grammar": "root ::= \"a\"", "response_format": {"type": "json_object"}}"#,
+    ] {
+        let (status, answer) = post(&url, "/v1/completions", body);
+        assert_eq!(status, 400, "{body}: {answer}");
+        assert!(answer["error"]["message"].is_string(), "{answer}");
+    }
+
     // Bad requests: 400 with an OpenAI error body; an oversized one 413.
     for (body, status) in [
         ("{not json", 400),

@@ -255,7 +255,9 @@ fn job_settings(
 }
 
 async fn respond(app: App, endpoint: Endpoint, prompt: Prompt, settings: Settings) -> Response {
-    let (max_tokens, sampling) = match job_settings(&app.config, &settings) {
+    let (max_tokens, sampling, grammar) = match job_settings(&app.config, &settings)
+        .and_then(|(n, s)| Ok((n, s, settings.grammar()?)))
+    {
         Ok(s) => s,
         Err(message) => return error(StatusCode::BAD_REQUEST, message),
     };
@@ -268,6 +270,7 @@ async fn respond(app: App, endpoint: Endpoint, prompt: Prompt, settings: Setting
             .stop
             .map(openai::Stop::into_vec)
             .unwrap_or_default(),
+        grammar,
         events,
     };
     match app.queue.submit(job) {

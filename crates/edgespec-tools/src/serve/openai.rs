@@ -5,6 +5,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use edgespec::sampling::json_schema::json_schema_to_gbnf;
+
 /// `stop`: one string or several.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
@@ -69,6 +71,11 @@ pub struct Settings {
     pub seed: Option<u64>,
     /// Stop strings.
     pub stop: Option<Stop>,
+    /// Constrain the answer to this GBNF grammar (a llama.cpp server extension).
+    pub grammar: Option<String>,
+    /// `{"type": "json_object"}` or `{"type": "json_schema", "json_schema":
+    /// {"schema": …}}`: an answer that is JSON (that the schema accepts).
+    pub response_format: Option<ResponseFormat>,
     /// Stream the answer as server-sent events.
     #[serde(default)]
     pub stream: bool,
@@ -76,6 +83,54 @@ pub struct Settings {
     pub n: Option<u64>,
     /// The model name (any; the server runs one).
     pub model: Option<String>,
+}
+
+/// OpenAI's `response_format`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ResponseFormat {
+    /// Any text.
+    Text,
+    /// A JSON object (llama.cpp's server also takes a `schema` here).
+    JsonObject {
+        /// The schema it must follow.
+        schema: Option<Value>,
+    },
+    /// JSON that a schema accepts.
+    JsonSchema {
+        /// The schema and its name.
+        json_schema: NamedSchema,
+    },
+}
+
+/// `response_format.json_schema`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct NamedSchema {
+    /// The schema itself.
+    pub schema: Value,
+}
+
+impl Settings {
+    /// The GBNF grammar the request asks for: `grammar`, or the grammar of
+    /// its `response_format`; an error for both or a schema beyond the
+    /// supported subset.
+    pub fn grammar(&self) -> Result<Option<String>, String> {
+        let schema = match &self.response_format {
+            None | Some(ResponseFormat::Text) => None,
+            Some(ResponseFormat::JsonObject { schema }) => {
+                Some(schema.clone().unwrap_or_else(|| json!({"type": "object"})))
+            }
+            Some(ResponseFormat::JsonSchema { json_schema }) => Some(json_schema.schema.clone()),
+        };
+        match (&self.grammar, schema) {
+            (Some(_), Some(_)) => Err("give grammar or a JSON response_format, not both".into()),
+            (Some(g), None) => Ok(Some(g.clone())),
+            (None, Some(schema)) => json_schema_to_gbnf(&schema.to_string())
+                .map(Some)
+                .map_err(|e| e.to_string()),
+            (None, None) => Ok(None),
+        }
+    }
 }
 
 /// `POST /v1/chat/completions`.

@@ -34,6 +34,8 @@ pub struct Job {
     pub sampling: SamplingParams,
     /// Where the output ends.
     pub stop: Vec<String>,
+    /// The grammar the output follows (GBNF).
+    pub grammar: Option<String>,
     /// Where the answer goes; when the receiver is gone (the client left),
     /// generation stops.
     pub events: UnboundedSender<Event>,
@@ -124,6 +126,9 @@ fn answer(session: &mut Session, job: &Job) -> Result<End, (bool, String)> {
         .set_sampling(job.sampling)
         .map_err(|e| (true, e.to_string()))?;
     session.set_stop_strings(job.stop.clone());
+    session
+        .set_grammar(job.grammar.as_deref())
+        .map_err(|e| (true, e.to_string()))?;
     let events = &job.events;
     let outcome = session
         .generate_from_cache(&prompt, job.max_tokens, |_, text| {
