@@ -9,6 +9,7 @@
 pub mod bench;
 pub mod cost_cache;
 pub mod eval;
+pub mod json_schema;
 pub mod jsonl;
 pub mod profile;
 pub mod replay;

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use edgespec::sampling::json_schema::json_schema_to_gbnf;
+use crate::json_schema::json_schema_to_gbnf;
 
 /// `stop`: one string or several.
 #[derive(Debug, Clone, Deserialize)]

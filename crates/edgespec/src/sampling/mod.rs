@@ -17,8 +17,6 @@
 //! (a verification's accepted draft tokens included), so constrained
 //! speculative output keeps the constrained target distribution.
 
-pub mod json_schema;
-
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 

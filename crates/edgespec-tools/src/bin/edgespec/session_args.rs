@@ -9,13 +9,13 @@ use clap::{Args, ValueEnum};
 use edgespec::draft::{DraftLength, DraftModel, LookupDrafter, DEFAULT_HYBRID_MIN_NGRAM};
 use edgespec::ead::EadConfig;
 use edgespec::engine::{ContextParams, Model, ModelParams, Token};
-use edgespec::sampling::json_schema::json_schema_to_gbnf;
 use edgespec::sampling::{Mirostat, Penalties, SamplingParams, DEFAULT_MIROSTAT};
 use edgespec::session::{check_settings, DraftKind, Session, SessionConfig};
 
 use crate::UsageError;
 use edgespec_tools::bench::MachineInfo;
 use edgespec_tools::cost_cache::{self, Cached, CostCache, CostKey, FileId};
+use edgespec_tools::json_schema::json_schema_to_gbnf;
 
 /// How to generate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

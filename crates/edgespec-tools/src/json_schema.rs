@@ -1,5 +1,5 @@
 //! JSON Schema to GBNF: the grammar of the JSON texts a schema accepts, for
-//! [`crate::engine::Grammar`] (llama.cpp's `-j/--json-schema`, a subset).
+//! [`edgespec::engine::Grammar`] (llama.cpp's `-j/--json-schema`, a subset).
 //!
 //! Understood: `type` (one or a list: object, array, string, number,
 //! integer, boolean, null), `properties` with `required` (properties come in
@@ -22,7 +22,7 @@ pub enum SchemaError {
     #[error("the JSON schema is not JSON: {0}")]
     NotJson(String),
     /// A keyword outside the supported subset.
-    #[error("JSON schema keyword {keyword:?} at {at} is not supported (see edgespec::sampling::json_schema)")]
+    #[error("JSON schema keyword {keyword:?} at {at} is not supported (the README lists the JSON Schema subset)")]
     Unsupported {
         /// The keyword.
         keyword: String,
