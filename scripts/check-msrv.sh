@@ -18,7 +18,9 @@ meta = json.load(open(sys.argv[1]))
 normal = {l.strip() for l in open(sys.argv[2]) if l.strip()}
 dev = {l.strip() for l in open(sys.argv[3]) if l.strip()} - normal
 def version(text):
-    return tuple(int(x) for x in text.split("."))
+    # 1.85 and 1.85.0 are the same version.
+    parts = [int(x) for x in text.split(".")]
+    return tuple(parts + [0] * (3 - len(parts)))
 declared = None
 needs = {}
 for p in meta["packages"]:
