@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Memory-safety evidence for the C API: builds edgespec for a portable x86-64
-# level (valgrind cannot decode the AVX-512 code a native build may contain),
+# level (valgrind cannot decode the AVX-512 code a native build may contain;
+# x86-64-v3, as the default host build),
 # compiles examples/c/generate.c against that static library, and runs it
 # under valgrind memcheck on a synthetic model: any invalid read/write or
 # definitely-lost block fails the check. Prints valgrind's summary.

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # x86-64 binaries to ship: the `dist` profile (no debug information, no
-# symbols) for one x86-64 micro-architecture level instead of the build
-# machine's CPU (the default host build uses target-cpu=native, which dies
-# with SIGILL on CPUs without that machine's extensions). ggml is built here
+# symbols) for one x86-64 micro-architecture level (the default host build
+# is x86-64-v3 with debug information; a native one, opted in, dies with
+# SIGILL on CPUs without the build machine's extensions). ggml is built here
 # with exactly the level's instruction sets and linked through the runtime's
 # system-ggml-static feature: llama-cpp-sys-2 turns GGML_NATIVE off for a
 # non-native target-cpu but leaves ggml's own defaults (AVX, AVX2, FMA,

@@ -5,7 +5,7 @@
 # speculative, equals its own output on this machine (same kernels, so
 # bytes must match) and speculative equals target alone; no instruction of
 # the binary uses a ymm/zmm register; and, for contrast, whether the
-# native host build survives the same CPU.
+# default (x86-64-v3) host build survives the same CPU.
 # Usage: targets/portable-check.sh [MODEL] [N_TOKENS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,6 +29,6 @@ done
 features=$(old_cpu "$portable" info | grep "ggml system info")
 echo "x86-64-v2 under Nehalem: $features"
 if grep -q "AVX" <<<"$features"; then echo "FAIL: ggml was built with AVX"; status=1; fi
-if old_cpu "$host" info >/dev/null 2>&1; then echo "note: the native host build also runs on Nehalem"
-else echo "for contrast: the native host build fails under Nehalem (exit $?)"; fi
+if old_cpu "$host" info >/dev/null 2>&1; then echo "note: the default (x86-64-v3) host build also runs on Nehalem"
+else echo "for contrast: the default (x86-64-v3) host build fails under Nehalem (exit $?)"; fi
 exit "$status"
