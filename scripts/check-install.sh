@@ -10,6 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo_c=0.10.24 # the newest cargo-c that builds with rustc 1.95
 if ! cargo cinstall --version >/dev/null 2>&1; then
+  # Building it needs OpenSSL's headers (Debian: libssl-dev) and pkg-config.
   cargo install cargo-c --version "$cargo_c" --locked
 fi
 prefix=$(mktemp -d)
