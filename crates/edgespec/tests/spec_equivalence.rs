@@ -308,16 +308,14 @@ fn speculative_mirostat_keeps_the_target_distribution() {
     let drafter = Some(DraftModel::Full(target.clone()));
     let fixed = DraftLength::Fixed(4);
     let mut s = session(&target, DraftKind::Model, drafter, fixed, 64, &params).unwrap();
-    let (chi2, n, df) =
-        common::nth_token_chi_square(&target, &common::mirostat_sampling, 3, 3000, |p, params| {
-            s.reseed(params.sampling.seed);
-            s.generate(p, params.max_tokens, |_, _| true)
-                .unwrap()
-                .generation
-                .tokens
-        });
-    let critical = common::chi_square_critical_001(df);
-    assert!(chi2 < critical, "chi2 = {chi2} over {n} samples, {df} df");
+    common::assert_session_keeps_nth_token_distribution(
+        &target,
+        &mut s,
+        &common::mirostat_sampling,
+        None,
+        3,
+        3000,
+    );
 }
 
 #[test]

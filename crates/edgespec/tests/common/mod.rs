@@ -184,16 +184,34 @@ pub fn assert_session_keeps_target_distribution(
     session: &mut Session,
     sampling: &dyn Fn(u64) -> SamplingParams,
 ) {
-    let (chi2, n, df) = second_token_chi_square(target, sampling, |prompt, params| {
-        session.reseed(params.sampling.seed);
-        session
-            .generate(prompt, params.max_tokens, |_, _| true)
-            .unwrap()
-            .generation
-            .tokens
-    });
+    assert_session_keeps_nth_token_distribution(target, session, sampling, None, 2, 1500);
+}
+
+/// [`assert_session_keeps_target_distribution`] at the `n`-th token over
+/// `runs` runs, against the distribution under `grammar` when given (the
+/// session must have been made with it).
+pub fn assert_session_keeps_nth_token_distribution(
+    target: &Arc<Model>,
+    session: &mut Session,
+    sampling: &dyn Fn(u64) -> SamplingParams,
+    grammar: Option<&str>,
+    n: usize,
+    runs: usize,
+) {
+    let (chi2, samples, df) =
+        nth_token_chi_square(target, sampling, grammar, n, runs, |prompt, params| {
+            session.reseed(params.sampling.seed);
+            session
+                .generate(prompt, params.max_tokens, |_, _| true)
+                .unwrap()
+                .generation
+                .tokens
+        });
     let critical = chi_square_critical_001(df);
-    assert!(chi2 < critical, "chi2 = {chi2} over {n} samples, {df} df");
+    assert!(
+        chi2 < critical,
+        "chi2 = {chi2} over {samples} samples, {df} df"
+    );
 }
 
 /// Chi-square statistic of the second generated token (conditioned on the
@@ -206,24 +224,13 @@ pub fn second_token_chi_square(
     sampling: &dyn Fn(u64) -> SamplingParams,
     generate: impl FnMut(&[Token], &GenerateParams) -> Vec<Token>,
 ) -> (f64, usize, usize) {
-    nth_token_chi_square(target, sampling, 2, 1500, generate)
+    nth_token_chi_square(target, sampling, None, 2, 1500, generate)
 }
 
 /// [`second_token_chi_square`] for the `n`-th generated token, conditioned
-/// on the most frequent run of the tokens before it, over `runs` runs.
+/// on the most frequent run of the tokens before it, over `runs` runs,
+/// against the target's distribution under `grammar` (GBNF) when given.
 pub fn nth_token_chi_square(
-    target: &Arc<Model>,
-    sampling: &dyn Fn(u64) -> SamplingParams,
-    n: usize,
-    runs: usize,
-    generate: impl FnMut(&[Token], &GenerateParams) -> Vec<Token>,
-) -> (f64, usize, usize) {
-    constrained_nth_token_chi_square(target, sampling, None, n, runs, generate)
-}
-
-/// [`nth_token_chi_square`] against the target's distribution under
-/// `grammar` (GBNF), when given.
-pub fn constrained_nth_token_chi_square(
     target: &Arc<Model>,
     sampling: &dyn Fn(u64) -> SamplingParams,
     grammar: Option<&str>,

@@ -370,29 +370,10 @@ impl SessionArgs {
                 cache,
                 drafter_left_out: false,
             });
-        let mut kind = kind;
-        if let Some(run) = cost_run.as_mut() {
-            let record = run.cached.as_ref().map(|c| &c.drafter);
-            let without_drafter = match kind {
-                DraftKind::Hybrid => Some(DraftKind::Lookup),
-                DraftKind::Model => Some(DraftKind::None),
-                _ => None,
-            };
-            if let (true, Some(record), Some(without), Gamma::Auto) =
-                (one_shot, record, without_drafter, self.gamma)
-            {
-                if record.skip() {
-                    log::info!(
-                        "drafter left out of this run: its rounds saved {:.0} ms a run lately (cost cache {}); it is loaded again in {} run(s), or always with --no-cost-cache",
-                        record.saved_ms.unwrap_or(0.0),
-                        run.cache.path().display(),
-                        record.retry_after - record.skipped
-                    );
-                    run.drafter_left_out = true;
-                    kind = without;
-                }
-            }
-        }
+        let kind = match cost_run.as_mut() {
+            Some(run) if one_shot && self.gamma == Gamma::Auto => run.kind_for(kind),
+            _ => kind,
+        };
         let model_params = ModelParams {
             gpu_layers: self.gpu_layers,
             repack: !self.no_repack,
@@ -456,6 +437,31 @@ impl CostRun {
     /// True when this run goes without the drafter model it was given.
     pub fn drafter_left_out(&self) -> bool {
         self.drafter_left_out
+    }
+
+    /// The kind a one-shot run with the automatic length decodes with:
+    /// `kind` without its drafter model (hybrid: lookup alone; model: the
+    /// target alone) when the entry's record says it has not paid lately.
+    fn kind_for(&mut self, kind: DraftKind) -> DraftKind {
+        let without = match kind {
+            DraftKind::Hybrid => DraftKind::Lookup,
+            DraftKind::Model => DraftKind::None,
+            _ => return kind,
+        };
+        let Some(record) = self.cached.as_ref().map(|c| &c.drafter) else {
+            return kind;
+        };
+        if !record.skip() {
+            return kind;
+        }
+        log::info!(
+            "drafter left out of this run: its rounds saved {:.0} ms a run lately (cost cache {}); it is loaded again in {} run(s), or always with --no-cost-cache",
+            record.saved_ms.unwrap_or(0.0),
+            self.cache.path().display(),
+            record.retry_after - record.skipped
+        );
+        self.drafter_left_out = true;
+        without
     }
 }
 
