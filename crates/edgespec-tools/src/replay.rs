@@ -373,6 +373,15 @@ impl Replayer {
                 draft_ms,
                 verify_ms,
             });
+            // The kept positions' successors (greedy: the target's own
+            // next tokens), as the live loop records them.
+            if let Some(d) = self.source.drafter().filter(|d| d.drafts_lookup()) {
+                let mut token = committed[committed.len() - 1];
+                for &next in &output[done..done + emitted] {
+                    d.observe_successor(token, next);
+                    token = next;
+                }
+            }
             committed.extend_from_slice(&output[done..done + emitted]);
             done += emitted;
             run.ms += draft_ms + verify_ms;

@@ -26,10 +26,7 @@ fn session(
     params: &GenerateParams,
 ) -> Result<Session, GenerateError> {
     Session::new(SessionConfig {
-        lookup: LookupDrafter {
-            min_ngram: 1,
-            max_ngram: 3,
-        },
+        lookup: LookupDrafter::new(1, 3),
         hybrid_min_ngram: 2,
         length,
         sampling: params.sampling,
@@ -483,5 +480,90 @@ fn long_lookup_drafts_stay_lossless() {
         "longest draft {}: no long draft was verified",
         spec.longest_draft
     );
-    assert_eq!(spec.drafted_lookup, spec.drafted);
+    assert_eq!(spec.lookup.drafted, spec.drafted);
+}
+
+/// Free drafts from the memory of earlier outputs and from recycled target
+/// candidates: the same greedy output as the target alone, request after
+/// request of one session (the memory and the successor table grow), and
+/// each source drafted and was accepted.
+#[test]
+fn drafts_from_earlier_outputs_and_recycled_candidates_stay_lossless() {
+    let Some(path) = common::smollm2() else {
+        return;
+    };
+    let model = Model::load(&path, &Default::default()).unwrap();
+    let params = GenerateParams::greedy(64);
+    // Matches of two tokens or more (the default): recycled candidates
+    // draft where there is none.
+    let mut s = Session::new(SessionConfig {
+        length: DraftLength::Fixed(6),
+        ..SessionConfig::new(model.clone(), common::ctx_params(1024))
+            .with_drafter(DraftKind::Lookup, None)
+    })
+    .unwrap();
+    let mut totals = edgespec::metrics::SpecStats::default();
+    // The second request asks the first again: its answer is in the memory.
+    for text in [
+        "Name three colours of the rainbow and say one thing about each.",
+        "Name three colours of the rainbow and say one thing about each.",
+        "Write a haiku about a quiet harbour at dawn.",
+    ] {
+        let prompt = prompt_tokens(&model, text, true).unwrap();
+        let expected = target_only(&model, 1024, &prompt, &params);
+        let r = s.generate(&prompt, params.max_tokens, |_, _| true).unwrap();
+        assert_eq!(r.generation.tokens, expected.tokens, "{text}");
+        let spec = r.speculation.unwrap();
+        for (total, source) in [
+            (&mut totals.memory, spec.memory),
+            (&mut totals.recycled, spec.recycled),
+        ] {
+            total.add_round(source.drafted, source.accepted, source.verify_time);
+        }
+    }
+    assert!(totals.memory.accepted > 0, "memory: {:?}", totals.memory);
+    assert!(
+        totals.recycled.accepted > 0,
+        "recycled: {:?}",
+        totals.recycled
+    );
+    // The memory holds the outputs; forgetting empties it.
+    let held = s.lookup_memory().unwrap().tokens().len();
+    assert!(held > 64, "{held} tokens remembered");
+    s.forget_outputs();
+    assert!(s.lookup_memory().unwrap().tokens().is_empty());
+}
+
+/// Deterministic free drafts (earlier outputs, recycled candidates, the
+/// request's own text) under sampling keep the target's distribution: the
+/// session keeps its memory and successors across the 1500 runs, so the
+/// third token is judged after drafts from all of them.
+#[test]
+fn free_drafts_keep_the_target_distribution() {
+    let (_dir, target, _) = common::synthetic_pair();
+    let params = GenerateParams {
+        max_tokens: 3,
+        sampling: common::top4_sampling(0),
+        ignore_eos: true,
+        reuse_prefix: false,
+        grammar: None,
+    };
+    let fixed = DraftLength::Fixed(3);
+    let mut s = session(&target, DraftKind::Lookup, None, fixed, 64, &params).unwrap();
+    common::assert_session_keeps_nth_token_distribution(
+        &target,
+        &mut s,
+        &common::top4_sampling,
+        None,
+        3,
+        1500,
+    );
+    let r = s
+        .generate(&[edgespec::synthetic::BOS, 300, 301, 302], 8, |_, _| true)
+        .unwrap();
+    let spec = r.speculation.unwrap();
+    assert!(
+        spec.memory.rounds + spec.recycled.rounds > 0,
+        "no draft from the memory or recycled candidates: {spec:?}"
+    );
 }

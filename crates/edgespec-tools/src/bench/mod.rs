@@ -23,7 +23,7 @@ use serde::Serialize;
 pub use charts::write_charts;
 pub use mode::{Mode, ModeError};
 pub use peer::{parse_peer_log, PeerError, PeerMode, PeerRun, PeerSetup};
-pub use prompts::{load_prompts, parse_prompts, PromptError};
+pub use prompts::{load_prompts, parse_prompts, Prompt, PromptError};
 pub use report::{summarize, BenchReport, MachineInfo, ModeSummary, Roofline};
 pub use roofline::{peak_rss_bytes, read_bandwidth_passes, Bandwidth};
 pub use stats::Spread;
@@ -34,7 +34,7 @@ use edgespec::draft::{DraftLength, DraftModel, Drafter, ModelDrafter, TrimmedSou
 use edgespec::ead::{EadConfig, DEFAULT_SPEC_GAMMA};
 use edgespec::engine::{Context, ContextParams, EngineError, Model, ModelParams, Sequence, Token};
 use edgespec::error::GenerateError;
-use edgespec::generate::{prompt_tokens, GenerateParams};
+use edgespec::generate::GenerateParams;
 use edgespec::gguf::{GgufFile, ModelSummary};
 use edgespec::session::{DraftKind, Session, SessionConfig};
 
@@ -44,7 +44,7 @@ pub struct PromptSet {
     /// Name in the report (`code`, `chat`, a file stem).
     pub name: String,
     /// The prompts.
-    pub prompts: Vec<String>,
+    pub prompts: Vec<Prompt>,
 }
 
 /// What to benchmark.
@@ -224,8 +224,8 @@ pub fn record_traces(
     for set in &config.sets {
         let path = dir.join(format!("{}.jsonl", set.name));
         let mut file = File::create(&path).map_err(io_err(&path))?;
-        for (i, text) in set.prompts.iter().enumerate() {
-            let prompt = prompt_tokens(&model, text, config.chat)?;
+        for (i, p) in set.prompts.iter().enumerate() {
+            let (prompt, _) = p.format(&model, config.chat)?;
             let mut refs: Vec<(String, String, &mut dyn Drafter)> = drafters
                 .iter_mut()
                 .map(|(kind, file, d)| (kind.clone(), file.clone(), &mut **d as &mut dyn Drafter))
@@ -418,16 +418,7 @@ pub fn run(
         .map(|set| {
             set.prompts
                 .iter()
-                .map(|p| {
-                    let text = if config.chat {
-                        model.apply_chat_template(&[edgespec::engine::ChatMessage::user(
-                            p.as_str(),
-                        )])?
-                    } else {
-                        p.clone()
-                    };
-                    Ok((prompt_tokens(&model, p, config.chat)?, text))
-                })
+                .map(|p| p.format(&model, config.chat))
                 .collect::<Result<Vec<_>, EngineError>>()
         })
         .collect::<Result<_, _>>()?;
@@ -457,6 +448,14 @@ pub fn run(
     let n = columns.len();
     for rep in 0..config.reps {
         for (si, set) in prepared.iter().enumerate() {
+            // Each repetition of a set starts with no memory of earlier
+            // outputs (a prompt never drafts from its own earlier answer):
+            // a fresh process serving the set in order.
+            for runner in runners.iter_mut() {
+                if let Runner::Session(session) = runner {
+                    session.forget_outputs();
+                }
+            }
             for (pi, (tokens, text)) in set.iter().enumerate() {
                 // Rotate the order so no column always runs first (drift hits
                 // all alike); on the first repetition the target columns go

@@ -32,12 +32,13 @@ pub enum Mode {
 
 /// An unknown mode name.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("unknown mode {0:?}: use target, small, model:N|auto, trimmed:N|auto, trimmed@K:N|auto, lookup:N|auto, hybrid:N|auto, ead:BITS|share=S, ead-spec:BITS|share=S, llama-completion, llama-draft, llama-ngram")]
+#[error("unknown mode {0:?}: use target, small, model:N|auto, trimmed:N|auto, trimmed@K:N|auto, lookup:N|auto, hybrid:N|auto, ead:BITS|share=S, ead-spec:BITS|share=S, llama-completion, llama-draft, llama-ngram-mod, llama-ngram-map-k, llama-ngram-cache")]
 pub struct ModeError(pub String);
 
 impl Mode {
     /// Parses `target`, `model:4`, `model:auto`, `lookup`, `hybrid:auto`,
-    /// `llama-completion`, `llama-draft`, `llama-ngram`. `auto_max` caps auto drafts.
+    /// `llama-completion`, `llama-draft`, `llama-ngram-mod` (or `llama-ngram`),
+    /// `llama-ngram-map-k`, `llama-ngram-cache`. `auto_max` caps auto drafts.
     pub fn parse(s: &str, auto_max: usize) -> Result<Self, ModeError> {
         let err = || ModeError(s.to_owned());
         let (kind, arg) = s.split_once(':').map_or((s, None), |(k, a)| (k, Some(a)));
@@ -87,7 +88,9 @@ impl Mode {
             ("hybrid", a) => Mode::Spec(DraftKind::Hybrid, length(a)?),
             ("llama-completion", None) => Mode::Peer(PeerMode::Completion),
             ("llama-draft", None) => Mode::Peer(PeerMode::DraftSimple),
-            ("llama-ngram", None) => Mode::Peer(PeerMode::NgramMod),
+            ("llama-ngram" | "llama-ngram-mod", None) => Mode::Peer(PeerMode::NgramMod),
+            ("llama-ngram-map-k", None) => Mode::Peer(PeerMode::NgramMapK),
+            ("llama-ngram-cache", None) => Mode::Peer(PeerMode::NgramCache),
             _ => return Err(err()),
         })
     }
@@ -116,7 +119,9 @@ impl Mode {
             Mode::Spec(kind, l) => format!("{kind}:{}", length(l)),
             Mode::Peer(PeerMode::Completion) => "llama-completion".into(),
             Mode::Peer(PeerMode::DraftSimple) => "llama-draft".into(),
-            Mode::Peer(PeerMode::NgramMod) => "llama-ngram".into(),
+            Mode::Peer(PeerMode::NgramMod) => "llama-ngram-mod".into(),
+            Mode::Peer(PeerMode::NgramMapK) => "llama-ngram-map-k".into(),
+            Mode::Peer(PeerMode::NgramCache) => "llama-ngram-cache".into(),
         }
     }
 
@@ -146,7 +151,9 @@ mod tests {
             "hybrid:5",
             "llama-completion",
             "llama-draft",
-            "llama-ngram",
+            "llama-ngram-mod",
+            "llama-ngram-map-k",
+            "llama-ngram-cache",
             "small",
             "ead:0.5",
             "ead-spec:1.25",
@@ -158,6 +165,10 @@ mod tests {
             assert_eq!(Mode::parse(name, 8).unwrap().name(), name);
         }
         assert_eq!(Mode::parse("lookup", 8).unwrap().name(), "lookup:auto");
+        assert_eq!(
+            Mode::parse("llama-ngram", 8).unwrap().name(),
+            "llama-ngram-mod"
+        );
         assert_eq!(Mode::parse("model:x", 8), Err(ModeError("model:x".into())));
         assert!(Mode::parse("medusa", 8).is_err());
         assert!(Mode::parse("target:1", 8).is_err());

@@ -25,8 +25,27 @@ pub enum PeerMode {
     Completion,
     /// `llama-speculative-simple --spec-type draft-simple` (n_max 3, p_min 0.75).
     DraftSimple,
-    /// `llama-speculative-simple --spec-type ngram-mod`.
+    /// `llama-speculative-simple --spec-type ngram-mod` (a hash pool of
+    /// n-grams shared across the run).
     NgramMod,
+    /// `llama-speculative-simple --spec-type ngram-map-k` (n-gram keys to
+    /// several continuations with hit counts).
+    NgramMapK,
+    /// `llama-speculative-simple --spec-type ngram-cache` (n-gram
+    /// statistics gathered as it generates).
+    NgramCache,
+}
+
+impl PeerMode {
+    /// The model-free `--spec-type` this mode runs, if it is one.
+    fn ngram_type(self) -> Option<&'static str> {
+        match self {
+            Self::NgramMod => Some("ngram-mod"),
+            Self::NgramMapK => Some("ngram-map-k"),
+            Self::NgramCache => Some("ngram-cache"),
+            Self::Completion | Self::DraftSimple => None,
+        }
+    }
 }
 
 /// What a peer run needs.
@@ -70,7 +89,7 @@ impl PeerSetup {
     ) -> Result<PeerRun, PeerError> {
         let tool = match mode {
             PeerMode::Completion => "llama-completion",
-            PeerMode::DraftSimple | PeerMode::NgramMod => "llama-speculative-simple",
+            _ => "llama-speculative-simple",
         };
         let mut cmd = Command::new(self.bin_dir.join(tool));
         cmd.arg("-m").arg(&self.target);
@@ -109,8 +128,8 @@ impl PeerSetup {
                     "0.75",
                 ]);
             }
-            PeerMode::NgramMod => {
-                cmd.args(["--spec-type", "ngram-mod"]);
+            PeerMode::NgramMod | PeerMode::NgramMapK | PeerMode::NgramCache => {
+                cmd.args(["--spec-type", mode.ngram_type().unwrap_or_default()]);
             }
         }
         let out = cmd.output().map_err(|e| PeerError {
@@ -162,7 +181,7 @@ pub fn parse_peer_log(mode: PeerMode, log: &str) -> Option<PeerRun> {
                 accepted: None,
             })
         }
-        PeerMode::DraftSimple | PeerMode::NgramMod => {
+        _ => {
             // "decoded N tokens in X seconds, speed: Y t/s", "n_drafted = D", "n_accept = A"
             let decoded = log
                 .lines()

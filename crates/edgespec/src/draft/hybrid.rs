@@ -1,6 +1,6 @@
-//! Lookup when the text repeats itself, the model otherwise.
+//! Free drafts when they are expected to yield more, the model otherwise.
 
-use super::{Draft, DraftControl, DraftSource, Drafter, LookupDrafter, ModelDrafter};
+use super::{Draft, DraftControl, DraftSource, Drafter, LookupDrafter, ModelDrafter, OutputMemory};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -52,7 +52,7 @@ impl<M: Drafter> Drafter for HybridDrafter<M> {
     ) -> Result<(), EngineError> {
         // A lookup draft is free to make: make it, then ask the policy
         // whether the model would do better this round.
-        let lookup = |out: &mut Draft, ctl: &mut dyn DraftControl| {
+        let mut lookup = |out: &mut Draft, ctl: &mut dyn DraftControl| {
             self.lookup
                 .propose_with(committed, self.min_ngram, ctl, out)
                 && !out.is_empty()
@@ -98,5 +98,21 @@ impl<M: Drafter> Drafter for HybridDrafter<M> {
 
     fn drafts_lookup(&self) -> bool {
         true
+    }
+
+    fn observe_successor(&mut self, token: Token, next: Token) {
+        self.lookup.observe_successor(token, next);
+    }
+
+    fn finish(&mut self, committed: &[Token], prompt_len: usize) {
+        self.lookup.finish(committed, prompt_len);
+    }
+
+    fn forget_outputs(&mut self) {
+        self.lookup.forget_outputs();
+    }
+
+    fn memory(&self) -> Option<&OutputMemory> {
+        Some(self.lookup.memory())
     }
 }

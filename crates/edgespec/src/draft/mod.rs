@@ -1,22 +1,28 @@
 //! Drafters: propose tokens for the target to verify.
 //!
 //! - [`ModelDrafter`]: a smaller model with the same vocabulary, in its own context.
-//! - [`LookupDrafter`]: prompt lookup (n-gram matching against the prompt
-//!   and the text so far); costs no model call.
-//! - [`HybridDrafter`]: lookup when it has a long enough match, otherwise the model.
+//! - [`LookupDrafter`]: drafts that cost no model call: suffix matches in
+//!   the prompt, the text so far and a memory of earlier outputs, and
+//!   recycled target candidates where nothing matches.
+//! - [`HybridDrafter`]: a free draft when the policy expects it to yield
+//!   more than the model, otherwise the model.
 //!
 //! A drafter never decides how long a draft is: it asks the policy
 //! ([`DraftControl`]) before spending time and after every token.
 
 mod hybrid;
 mod lookup;
+pub mod memory;
 mod model;
+mod recycled;
 mod trimmed;
 mod vocab;
 
 pub use hybrid::{HybridDrafter, DEFAULT_HYBRID_MIN_NGRAM};
-pub use lookup::{find_continuation, LookupDrafter, LookupMatch};
+pub use lookup::{LookupDrafter, MAX_MATCH};
+pub use memory::{MemoryFileError, OutputMemory};
 pub use model::{DraftModel, ModelDrafter, TIMED_CATCH_UP};
+pub use recycled::{argmax, SuccessorTable};
 pub use trimmed::TrimmedSource;
 pub use vocab::{check_vocab_compatible, VocabError};
 
@@ -74,12 +80,28 @@ impl DraftLength {
 pub enum DraftSource {
     /// A drafter model.
     Model,
-    /// Prompt lookup.
+    /// A suffix match in the request's own text (prompt and output so far).
     Lookup {
-        /// Tokens of context the match shares with the end of the history
-        /// (see [`LookupMatch::matched`]).
+        /// Tokens of context the match shares with the end of the text, at
+        /// most [`MAX_MATCH`]: the longer, the likelier the text is being
+        /// copied (the policy learns how much).
         matched: usize,
     },
+    /// A suffix match in the memory of earlier outputs only.
+    Memory {
+        /// Tokens of context shared, as for [`DraftSource::Lookup`].
+        matched: usize,
+    },
+    /// Recycled target candidates: each token the target's most likely
+    /// successor of the one before, as last seen.
+    Recycled,
+}
+
+impl DraftSource {
+    /// Whether drafting from this source costs no model call.
+    pub fn is_free(self) -> bool {
+        self != Self::Model
+    }
 }
 
 /// What the policy says after a drafted token.
@@ -276,6 +298,20 @@ pub trait Drafter: Send {
     /// so the policy may let them run longer than model drafts).
     fn drafts_lookup(&self) -> bool {
         false
+    }
+    /// The target's most likely token after `token` was `next`, at a
+    /// position its verification kept (asked of drafters that draft
+    /// lookup).
+    fn observe_successor(&mut self, _token: Token, _next: Token) {}
+    /// A request ended with `committed`, of which the first `prompt_len`
+    /// tokens were its prompt.
+    fn finish(&mut self, _committed: &[Token], _prompt_len: usize) {}
+    /// Forgets what earlier requests taught the drafter about text (a
+    /// memory of outputs, recycled successors).
+    fn forget_outputs(&mut self) {}
+    /// The memory of earlier outputs this drafter drafts from, if any.
+    fn memory(&self) -> Option<&OutputMemory> {
+        None
     }
     /// The vocabulary this drafter's tokens come from, when it runs a model
     /// (a trimmed drafter's is its source drafter's): checked against the

@@ -87,6 +87,49 @@ mod tests {
     }
 }
 
+/// What the rounds drafting from one source measured.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct SourceStats {
+    /// Rounds with a draft from this source.
+    pub rounds: usize,
+    /// Tokens drafted.
+    pub drafted: usize,
+    /// Drafted tokens the target accepted.
+    pub accepted: usize,
+    /// The target's verification passes of these rounds.
+    #[serde(serialize_with = "as_secs")]
+    pub verify_time: Duration,
+}
+
+impl SourceStats {
+    /// Counts one verified round of `drafted` tokens, `accepted` of them.
+    pub fn add_round(&mut self, drafted: usize, accepted: usize, verify_time: Duration) {
+        self.rounds += 1;
+        self.drafted += drafted;
+        self.accepted += accepted;
+        self.verify_time += verify_time;
+    }
+
+    /// Acceptance rate α.
+    pub fn acceptance(&self) -> f64 {
+        ratio(self.accepted, self.drafted)
+    }
+
+    /// Draft tokens accepted per round.
+    pub fn mean_accepted(&self) -> f64 {
+        ratio(self.accepted, self.rounds)
+    }
+
+    /// Mean verification pass of these rounds, in ms.
+    pub fn verify_ms(&self) -> f64 {
+        if self.rounds == 0 {
+            0.0
+        } else {
+            self.verify_time.as_secs_f64() * 1e3 / self.rounds as f64
+        }
+    }
+}
+
 /// What a speculative generation measured, on top of [`GenerationStats`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct SpecStats {
@@ -100,10 +143,14 @@ pub struct SpecStats {
     pub longest_draft: usize,
     /// Drafted tokens accepted.
     pub accepted: usize,
-    /// Drafted tokens by prompt lookup.
-    pub drafted_lookup: usize,
-    /// Lookup tokens accepted.
-    pub accepted_lookup: usize,
+    /// Rounds and tokens drafted from suffix matches in the request.
+    pub lookup: SourceStats,
+    /// From suffix matches in the memory of earlier outputs.
+    pub memory: SourceStats,
+    /// From recycled target candidates.
+    pub recycled: SourceStats,
+    /// By the drafter model.
+    pub model: SourceStats,
     /// Time drafting (catch-up included).
     #[serde(serialize_with = "as_secs")]
     pub draft_time: Duration,
@@ -152,7 +199,7 @@ impl SpecStats {
     /// Memory-bound speed-up τ / (γ·c + 1) with c in bytes (VocabTrim paper,
     /// arXiv 2506.22694); only model-drafted tokens cost drafter bytes.
     pub fn mbsu(&self, generated: usize) -> f64 {
-        let model_gamma = ratio(self.drafted - self.drafted_lookup, self.target_calls);
+        let model_gamma = ratio(self.model.drafted, self.target_calls);
         self.tau(generated) / (model_gamma * self.c_bytes + 1.0)
     }
 }

@@ -18,7 +18,7 @@ pub use stop::StopStrings;
 
 use crate::costs::CostSnapshot;
 use crate::draft::{
-    DraftLength, DraftModel, Drafter, HybridDrafter, LookupDrafter, ModelDrafter,
+    DraftLength, DraftModel, Drafter, HybridDrafter, LookupDrafter, ModelDrafter, OutputMemory,
     DEFAULT_HYBRID_MIN_NGRAM,
 };
 use crate::ead::{Ead, EadConfig, EadStats, Who};
@@ -42,7 +42,8 @@ pub struct SessionConfig {
     pub kind: DraftKind,
     /// The drafter model (model, hybrid, trimmed) or EAD's small model.
     pub drafter: Option<DraftModel>,
-    /// Prompt-lookup settings (lookup and hybrid).
+    /// The free drafts' settings and memory of earlier outputs (lookup
+    /// and hybrid).
     pub lookup: LookupDrafter,
     /// Shortest lookup match a hybrid drafter considers.
     pub hybrid_min_ngram: usize,
@@ -202,7 +203,7 @@ impl Session {
         };
         let decoder = match config.kind {
             DraftKind::None => Decoder::Target(Box::new(Sequence::new(target()?))),
-            DraftKind::Lookup => speculative(Box::new(config.lookup))?,
+            DraftKind::Lookup => speculative(Box::new(config.lookup.clone()))?,
             DraftKind::Model => speculative(Box::new(model_drafter()?))?,
             DraftKind::Trimmed => {
                 if !drafter.is_some_and(DraftModel::is_trimmed) {
@@ -211,7 +212,7 @@ impl Session {
                 speculative(Box::new(model_drafter()?))?
             }
             DraftKind::Hybrid => speculative(Box::new(HybridDrafter::new(
-                config.lookup,
+                config.lookup.clone(),
                 model_drafter()?,
                 config.hybrid_min_ngram,
             )))?,
@@ -515,6 +516,27 @@ impl Session {
         match &self.decoder {
             Decoder::Speculative(s) => s.costs(),
             _ => None,
+        }
+    }
+
+    /// The memory of earlier outputs the session's free drafts draft from
+    /// (lookup and hybrid kinds): every generation's output is added to it
+    /// when it ends; save it with [`OutputMemory::save`] to keep it.
+    pub fn lookup_memory(&self) -> Option<&OutputMemory> {
+        match &self.decoder {
+            Decoder::Speculative(s) => s.drafter()?.memory(),
+            _ => None,
+        }
+    }
+
+    /// Forgets what earlier generations taught the free drafts (the memory
+    /// of outputs, the recycled successors); what the draft-length policy
+    /// learned stays.
+    pub fn forget_outputs(&mut self) {
+        if let Decoder::Speculative(s) = &mut self.decoder {
+            if let Some(d) = s.drafter_mut() {
+                d.forget_outputs();
+            }
         }
     }
 

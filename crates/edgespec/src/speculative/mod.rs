@@ -13,7 +13,7 @@ pub mod verify;
 use std::time::Instant;
 
 use crate::costs::{timed_tail, CostModel, CostSnapshot};
-use crate::draft::{check_vocab_compatible, Draft, DraftSource, Drafter, MAX_DRAFT};
+use crate::draft::{argmax, check_vocab_compatible, Draft, DraftSource, Drafter, MAX_DRAFT};
 use crate::engine::{Context, EngineError, Logits, Sequence, Token};
 use crate::error::GenerateError;
 use crate::generate::{check_prompt, read_prompt, Emitter, GenerateParams, Generation, StopReason};
@@ -143,6 +143,16 @@ impl Speculator {
             learned: Some(self.policy.learned()),
             ..self.policy.costs().snapshot()
         })
+    }
+
+    /// The drafter, if any, mutably.
+    pub fn drafter_mut(&mut self) -> Option<&mut (dyn Drafter + 'static)> {
+        self.drafter.as_deref_mut()
+    }
+
+    /// The drafter, if any.
+    pub fn drafter(&self) -> Option<&dyn Drafter> {
+        self.drafter.as_deref()
     }
 
     /// The target context, mutably.
@@ -362,6 +372,16 @@ impl Speculator {
                 &mut sampler,
                 &mut self.scratch,
             )?;
+
+            // The target's most likely successor at every kept position,
+            // for recycled drafts.
+            if let Some(drafter) = self.drafter.as_mut().filter(|d| d.drafts_lookup()) {
+                for (i, &token) in self.batch[..=verdict.accepted].iter().enumerate() {
+                    if let Some(next) = argmax(self.target.context().logits(i)?) {
+                        drafter.observe_successor(token, next);
+                    }
+                }
+            }
             spec.accept_time += t.elapsed();
 
             let t = Instant::now();
@@ -382,9 +402,14 @@ impl Speculator {
             spec.accepted += verdict.accepted;
             spec.draft_rounds += usize::from(drafted > 0);
             spec.longest_draft = spec.longest_draft.max(drafted);
-            if let DraftSource::Lookup { .. } = self.draft.source() {
-                spec.drafted_lookup += drafted;
-                spec.accepted_lookup += verdict.accepted;
+            if drafted > 0 {
+                let source = match self.draft.source() {
+                    DraftSource::Lookup { .. } => &mut spec.lookup,
+                    DraftSource::Memory { .. } => &mut spec.memory,
+                    DraftSource::Recycled => &mut spec.recycled,
+                    DraftSource::Model => &mut spec.model,
+                };
+                source.add_round(drafted, verdict.accepted, verify_time);
             }
 
             // Emit the accepted tokens and the target's own, in order (not
@@ -431,6 +456,9 @@ impl Speculator {
         }
 
         stats.decode_time = decode_start.elapsed();
+        if let Some(d) = self.drafter.as_mut() {
+            d.finish(&committed, prompt.len());
+        }
         let costs = self.policy.costs();
         spec.c_time = costs.draft_ms().map_or(0.0, |d| d / costs.verify_ms(1));
         spec.c_bytes = self.drafter.as_ref().map_or(0.0, |d| {

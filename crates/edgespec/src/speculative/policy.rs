@@ -80,13 +80,17 @@ impl PolicyConfig {
     }
 
     /// The longest draft `source` may propose. A fixed length holds for every
-    /// source. The automatic policy lets a free lookup draft run as long as
-    /// the context its match shares with the text, up to [`MAX_DRAFT`]: it
-    /// prices each token by the measured cost of verifying it, and a copy
-    /// that holds grows its shared context, so the next draft may be longer.
+    /// source. The automatic policy lets a free suffix-matched draft run as
+    /// long as the context its match shares with the text, up to
+    /// [`MAX_DRAFT`]: it prices each token by the measured cost of
+    /// verifying it, and a copy that holds grows its shared context, so the
+    /// next draft may be longer.
     pub fn cap_for(&self, source: DraftSource) -> usize {
         match (self.length, source) {
-            (DraftLength::Auto { .. }, DraftSource::Lookup { matched }) => matched.min(MAX_DRAFT),
+            (
+                DraftLength::Auto { .. },
+                DraftSource::Lookup { matched } | DraftSource::Memory { matched },
+            ) => matched.min(MAX_DRAFT),
             _ => self.cap(),
         }
     }
@@ -101,7 +105,7 @@ pub struct DraftCost {
     pub per_token_ms: f64,
 }
 
-/// Drafting that costs nothing (prompt lookup).
+/// Drafting that costs nothing (the free sources).
 const FREE_DRAFT: DraftCost = DraftCost {
     upfront_ms: 0.0,
     per_token_ms: 0.0,
@@ -186,8 +190,10 @@ pub struct Policy {
     /// How often a model draft's first token has its confidence in each
     /// tenth (the policy decides whether to keep a draft once it sees it).
     first_confidence: [Layered; BINS],
-    /// Acceptance of lookup drafts by how much context they matched.
-    lookup: LookupModel,
+    /// Acceptance of free drafts by how much context they matched: suffix
+    /// matches in the request, in the memory of earlier outputs, and
+    /// recycled candidates (one class).
+    free: FreeModels,
     /// Realised tokens per ms of this request's recent rounds.
     realized_rate: Ema,
     rounds_without_draft: u32,
@@ -220,9 +226,42 @@ pub struct Policy {
 pub struct Learned {
     acceptance: AcceptanceModel,
     first_confidence: [Layered; BINS],
-    lookup: LookupModel,
+    #[serde(flatten)]
+    free: FreeModels,
     estimate_error: Ema,
     episode_length: Ema,
+}
+
+/// Acceptance of each free source, learned apart: a copy of the request's
+/// own text, of an earlier output and a chain of recycled candidates hold
+/// differently.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+struct FreeModels {
+    lookup: LookupModel,
+    /// Absent from what earlier versions kept: learned afresh.
+    #[serde(default)]
+    memory: LookupModel,
+    #[serde(default)]
+    recycled: LookupModel,
+}
+
+impl FreeModels {
+    /// The model of `source` and the matched context it is classed by (a
+    /// recycled chain matches one token).
+    fn of(&self, source: DraftSource) -> Option<(&LookupModel, usize)> {
+        match source {
+            DraftSource::Lookup { matched } => Some((&self.lookup, matched)),
+            DraftSource::Memory { matched } => Some((&self.memory, matched)),
+            DraftSource::Recycled => Some((&self.recycled, 1)),
+            DraftSource::Model => None,
+        }
+    }
+
+    fn begin_request(&mut self) {
+        self.lookup.begin_request();
+        self.memory.begin_request();
+        self.recycled.begin_request();
+    }
 }
 
 /// How far what model rounds saved against plain decoding falls short of
@@ -275,7 +314,7 @@ impl Policy {
             costs: CostModel::default(),
             acceptance: AcceptanceModel::default(),
             first_confidence: [Layered::default(); BINS],
-            lookup: LookupModel::default(),
+            free: FreeModels::default(),
             realized_rate: Ema::default(),
             rounds_without_draft: 0,
             rounds_since_plain: 0,
@@ -299,7 +338,7 @@ impl Policy {
         let mut learned = Learned {
             acceptance: self.acceptance.clone(),
             first_confidence: self.first_confidence,
-            lookup: self.lookup.clone(),
+            free: self.free.clone(),
             estimate_error: self.estimate_error.process,
             episode_length,
         };
@@ -309,7 +348,7 @@ impl Policy {
             .first_confidence
             .iter_mut()
             .for_each(Layered::begin_request);
-        learned.lookup.begin_request();
+        learned.free.begin_request();
         learned
     }
 
@@ -318,7 +357,7 @@ impl Policy {
     pub fn recall(&mut self, learned: &Learned) {
         self.acceptance = learned.acceptance.clone();
         self.first_confidence = learned.first_confidence;
-        self.lookup = learned.lookup.clone();
+        self.free = learned.free.clone();
         self.estimate_error.process = learned.estimate_error;
         self.episode_length = learned.episode_length;
     }
@@ -345,7 +384,7 @@ impl Policy {
         self.first_confidence
             .iter_mut()
             .for_each(Layered::begin_request);
-        self.lookup.begin_request();
+        self.free.begin_request();
         self.realized_rate = Ema::default();
         self.rounds_without_draft = 0;
         self.probing = false;
@@ -385,25 +424,23 @@ impl Policy {
     /// Estimated acceptance of the draft token at `position` (0-based),
     /// given that the tokens before it are accepted.
     fn token_estimate(&self, source: DraftSource, confidence: Option<f32>, position: usize) -> f64 {
-        match (source, confidence) {
-            (DraftSource::Lookup { matched }, _) => self.lookup.predict(matched, position),
-            (DraftSource::Model, c) => self.acceptance.predict(c.unwrap_or(0.5)),
+        match self.free.of(source) {
+            Some((model, matched)) => model.predict(matched, position),
+            None => self.acceptance.predict(confidence.unwrap_or(0.5)),
         }
     }
 
     fn draft_cost(&self, source: DraftSource, behind: usize) -> DraftCost {
-        match source {
-            DraftSource::Lookup { .. } => FREE_DRAFT,
-            // The catch-up batch of `behind` tokens yields the first draft
-            // token; each further token is one drafter step.
-            DraftSource::Model => {
-                let step = self.costs.draft_ms().unwrap_or(0.0);
-                let catch_up = self.costs.catch_up_ms(behind.max(1));
-                DraftCost {
-                    upfront_ms: (catch_up - step).max(0.0),
-                    per_token_ms: step,
-                }
-            }
+        if source.is_free() {
+            return FREE_DRAFT;
+        }
+        // The catch-up batch of `behind` tokens yields the first draft
+        // token; each further token is one drafter step.
+        let step = self.costs.draft_ms().unwrap_or(0.0);
+        let catch_up = self.costs.catch_up_ms(behind.max(1));
+        DraftCost {
+            upfront_ms: (catch_up - step).max(0.0),
+            per_token_ms: step,
         }
     }
 
@@ -543,7 +580,13 @@ impl Policy {
                     self.estimate_error.observe(saved - estimate);
                 }
             }
-            DraftSource::Lookup { matched } => self.lookup.observe(matched, tested, round.accepted),
+            DraftSource::Lookup { matched } => {
+                self.free.lookup.observe(matched, tested, round.accepted)
+            }
+            DraftSource::Memory { matched } => {
+                self.free.memory.observe(matched, tested, round.accepted)
+            }
+            DraftSource::Recycled => self.free.recycled.observe(1, tested, round.accepted),
         }
     }
 }
@@ -619,15 +662,24 @@ impl DraftControl for RoundControl<'_> {
 
     fn prefer(&mut self, draft: &Draft, alternative: DraftSource) -> bool {
         let policy = &*self.policy;
-        if alternative != DraftSource::Model
-            || matches!(policy.config.length, DraftLength::Fixed(_))
-        {
+        if matches!(policy.config.length, DraftLength::Fixed(_)) {
             return false;
         }
         // The draft in hand: its tokens' cumulative estimates (from next()).
         let k = draft.len().min(self.cumulative.len());
         let tokens = 1.0 + self.cumulative[..k].iter().sum::<f64>();
         let in_hand = tokens / policy.costs.verify_ms(k + 1).max(1e-6);
+        if alternative.is_free() {
+            // Another free draft: its best length's expected tokens per ms
+            // of verification, from what its source has shown by position.
+            let (mut best, mut expected, mut p) = (0.0f64, 1.0, 1.0);
+            for j in 1..=self.room(alternative) {
+                p *= policy.token_estimate(alternative, None, j - 1);
+                expected += p;
+                best = best.max(expected / policy.costs.verify_ms(j + 1).max(1e-6));
+            }
+            return best > in_hand;
+        }
         // A model round: its tokens in the time plain decoding takes for
         // them, less what it saves, plus its catch-up.
         let (saved, model_tokens) = policy.model_round(self.room);
@@ -668,8 +720,8 @@ impl DraftControl for RoundControl<'_> {
         // Further tokens: a lookup copy's rates by position (conditional on
         // the span so far); a model's, this one's.
         let next = |position: usize| match source {
-            DraftSource::Lookup { .. } => policy.token_estimate(source, None, position),
             DraftSource::Model => a,
+            _ => policy.token_estimate(source, None, position),
         };
         let costs = &policy.costs;
         let best = policy.best_rate();
@@ -972,6 +1024,42 @@ mod tests {
         }
     }
 
+    /// Each free source is learned apart, and a weak match gives way to
+    /// recycled candidates once those have shown they hold more often (and
+    /// not before), on both machine profiles.
+    #[test]
+    fn free_sources_are_learned_apart_and_the_likelier_one_drafts() {
+        for costs in [compute_bound(), memory_bound()] {
+            let mut p = auto_policy(costs);
+            let weak = DraftSource::Lookup { matched: 2 };
+            let prefers_recycled = |p: &mut Policy| {
+                // Past the periodic plain round.
+                learn(p, DraftSource::Model, 0, 0);
+                let mut ctl = p.round(64);
+                let mut draft = Draft::default();
+                draft.clear(weak);
+                draft.push(1, None);
+                ctl.next(&draft);
+                ctl.prefer(&draft, DraftSource::Recycled)
+            };
+            for _ in 0..30 {
+                learn(&mut p, weak, 2, 1);
+                learn(&mut p, DraftSource::Recycled, 2, 0);
+            }
+            assert!(!prefers_recycled(&mut p));
+            for _ in 0..60 {
+                learn(&mut p, weak, 2, 0);
+                learn(&mut p, DraftSource::Recycled, 3, 3);
+                learn(&mut p, DraftSource::Memory { matched: 2 }, 2, 0);
+            }
+            assert!(prefers_recycled(&mut p));
+            let estimate = |source| p.token_estimate(source, None, 0);
+            assert!(estimate(DraftSource::Recycled) > 0.8);
+            assert!(estimate(DraftSource::Memory { matched: 2 }) < 0.2);
+            assert!(estimate(weak) < 0.2);
+        }
+    }
+
     /// ... but not where it could not pay even if always right: on the
     /// compute-bound profile one draft token costs a catch-up batch and a
     /// pass of two target tokens for at most one token more.
@@ -1063,8 +1151,11 @@ mod tests {
         for c in [0.15, 0.55, 0.95] {
             assert_eq!(earlier.acceptance.predict(c), later.acceptance.predict(c));
         }
-        assert_eq!(earlier.lookup.predict(5, 0), later.lookup.predict(5, 0));
-        assert!(later.lookup.predict(5, 0) < 0.1);
+        assert_eq!(
+            earlier.free.lookup.predict(5, 0),
+            later.free.lookup.predict(5, 0)
+        );
+        assert!(later.free.lookup.predict(5, 0) < 0.1);
         // A stored frequency that is not one is refused.
         let bad = json.replacen("\"hits\":0.0", "\"hits\":-1.0", 1);
         assert_ne!(bad, json);

@@ -13,7 +13,7 @@ use clap::{Args, ValueEnum};
 
 use edgespec::session::{Conversation, Outcome, Session, WhenFull};
 
-use crate::session_args::{save_costs, use_prompt_cache, SessionArgs};
+use crate::session_args::{save_costs, save_memory, use_prompt_cache, SessionArgs};
 
 /// `--when-full`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -103,6 +103,7 @@ pub fn run(args: ChatArgs) -> anyhow::Result<()> {
         match result {
             Ok(outcome) => {
                 save_costs(cost_cache.as_ref(), conversation.session(), None);
+                save_memory(&args.session, conversation.session());
                 last = Some(outcome);
             }
             Err(e) => eprintln!("error: {e}"),

@@ -14,7 +14,7 @@ use edgespec::metrics::SpecStats;
 use edgespec::session::{DraftKind, Session, SessionConfig};
 use edgespec_tools::trace::{record_trace, write_trace};
 
-use crate::session_args::{save_costs, use_prompt_cache, SessionArgs};
+use crate::session_args::{save_costs, save_memory, use_prompt_cache, SessionArgs};
 
 /// Arguments of `generate`.
 #[derive(Debug, Args)]
@@ -93,6 +93,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         .filter(|_| runs_drafter)
         .map(|s| s.model_saved_ms);
     save_costs(cost_run.as_ref(), &session, model_saved_ms);
+    save_memory(&args.session, &session);
     if args.stats && cost_run.as_ref().is_some_and(|r| r.drafter_left_out()) {
         eprintln!("drafter: left out of this run, its rounds have not paid in recent runs (-v tells more)");
     }
@@ -240,16 +241,33 @@ fn finish(generation: &Generation, spec: Option<&SpecStats>) {
     let n = generation.stats.generated_tokens;
     let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
     eprintln!(
-        "speculation: {} target calls, {} drafted ({} by lookup), {} accepted, α {:.3}, τ {:.2} tokens/call, mean γ {:.2}, longest {}",
+        "speculation: {} target calls, {} drafted, {} accepted, α {:.3}, τ {:.2} tokens/call, mean γ {:.2}, longest {}",
         s.target_calls,
         s.drafted,
-        s.drafted_lookup,
         s.accepted,
         s.acceptance(),
         s.tau(n),
         s.mean_gamma(),
         s.longest_draft
     );
+    for (name, source) in [
+        ("lookup", &s.lookup),
+        ("memory", &s.memory),
+        ("recycled", &s.recycled),
+        ("model", &s.model),
+    ] {
+        if source.rounds > 0 {
+            eprintln!(
+                "  {name}: {} rounds, {} drafted, {} accepted, α {:.3}, {:.2} accepted a round, verify {:.1} ms a round",
+                source.rounds,
+                source.drafted,
+                source.accepted,
+                source.acceptance(),
+                source.mean_accepted(),
+                source.verify_ms()
+            );
+        }
+    }
     eprintln!(
         "costs: c_time {:.3}, c_bytes {:.3}, MBSU {:.3} | draft {:.0} ms, verify {:.0} ms, accept {:.1} ms, rollback {:.1} ms, calibration {:.0} ms | model rounds saved {:.0} ms",
         s.c_time,

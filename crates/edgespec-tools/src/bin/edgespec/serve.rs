@@ -8,7 +8,7 @@ use clap::Args;
 use edgespec::session::Session;
 use edgespec_tools::serve::{serve, ServeConfig};
 
-use crate::session_args::{save_costs, SessionArgs};
+use crate::session_args::{save_costs, save_memory, SessionArgs};
 use crate::UsageError;
 
 /// Arguments of `serve`.
@@ -64,5 +64,6 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     })?;
     // A clean shutdown keeps what the session measured for the next start.
     save_costs(cost_cache.as_ref(), &session, None);
+    save_memory(&args.session, &session);
     Ok(())
 }

@@ -1,12 +1,16 @@
 //! The model and session flags `generate` and `chat` share, and the
 //! session they describe.
 
-use std::path::PathBuf;
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _};
 use clap::{Args, ValueEnum};
 
-use edgespec::draft::{DraftLength, DraftModel, LookupDrafter, DEFAULT_HYBRID_MIN_NGRAM};
+use edgespec::draft::{
+    memory, DraftLength, DraftModel, LookupDrafter, MemoryFileError, OutputMemory,
+    DEFAULT_HYBRID_MIN_NGRAM,
+};
 use edgespec::ead::EadConfig;
 use edgespec::engine::{ContextParams, Model, ModelParams, Token};
 use edgespec::sampling::{Mirostat, Penalties, SamplingParams, DEFAULT_MIROSTAT};
@@ -193,6 +197,11 @@ pub struct SessionArgs {
     /// Longest n-gram prompt lookup tries first.
     #[arg(long, default_value_t = 4)]
     pub lookup_max_ngram: usize,
+    /// Keep the lookup drafters' memory of earlier outputs in this file
+    /// across runs (created when absent; a damaged one is replaced, one
+    /// made with another model or not a memory file is left alone).
+    #[arg(long, value_name = "FILE")]
+    pub lookup_memory: Option<PathBuf>,
     /// Shortest lookup match the hybrid drafter weighs against its model.
     #[arg(long, default_value_t = DEFAULT_HYBRID_MIN_NGRAM)]
     pub hybrid_min_ngram: usize,
@@ -271,7 +280,7 @@ impl SessionArgs {
         kind: DraftKind,
         context: &ContextParams,
         length: DraftLength,
-        lookup: LookupDrafter,
+        lookup: &LookupDrafter,
     ) -> Option<CostCache> {
         let speculative = matches!(
             kind,
@@ -294,8 +303,13 @@ impl SessionArgs {
             target: FileId::of(&self.model).ok()?,
             drafter,
             session: format!(
-                "{kind} {length:?} p_min {:?} lookup {lookup:?} hybrid {} ctx {}",
-                self.p_min, self.hybrid_min_ngram, context.n_ctx
+                "{kind} {length:?} p_min {:?} lookup {}..={} memory {} hybrid {} ctx {}",
+                self.p_min,
+                lookup.min_ngram,
+                lookup.max_ngram,
+                self.lookup_memory.is_some(),
+                self.hybrid_min_ngram,
+                context.n_ctx
             ),
             threads: context.n_threads,
             repack: !self.no_repack,
@@ -359,12 +373,9 @@ impl SessionArgs {
         check_settings(&context, &sampling, &ead, length, self.p_min)
             .map_err(|e| UsageError(e.to_string()))?;
         let grammar = self.grammar()?;
-        let lookup = LookupDrafter {
-            min_ngram: self.lookup_min_ngram,
-            max_ngram: self.lookup_max_ngram,
-        };
+        let lookup = LookupDrafter::new(self.lookup_min_ngram, self.lookup_max_ngram);
         let mut cost_run = self
-            .cost_cache(kind, &context, length, lookup)
+            .cost_cache(kind, &context, length, &lookup)
             .map(|cache| CostRun {
                 cached: cache.load(),
                 cache,
@@ -402,6 +413,10 @@ impl SessionArgs {
             (model, drafter)
         });
         let (model, drafter) = (model?, drafter?);
+        let lookup = match &self.lookup_memory {
+            Some(path) => lookup.with_memory(load_memory(path, &model)),
+            None => lookup,
+        };
         let mut config = SessionConfig {
             lookup,
             hybrid_min_ngram: self.hybrid_min_ngram,
@@ -525,6 +540,45 @@ pub fn save_costs(run: Option<&CostRun>, session: &Session, model_saved_ms: Opti
     }
     if let Err(e) = run.cache.save(&cached) {
         log::warn!("cost cache {}: {e}", run.cache.path().display());
+    }
+}
+
+/// The memory of earlier outputs kept in `path` for `model`: empty (with a
+/// warning unless there is no file yet) when it cannot be used.
+fn load_memory(path: &Path, model: &Model) -> OutputMemory {
+    let fingerprint = model.gguf().fingerprint();
+    match OutputMemory::load(path, fingerprint, memory::DEFAULT_TOKENS) {
+        Ok(memory) => memory,
+        Err(MemoryFileError::Io { source, .. }) if source.kind() == ErrorKind::NotFound => {
+            OutputMemory::default()
+        }
+        Err(e) => {
+            log::warn!("{e}; starting with an empty one");
+            OutputMemory::default()
+        }
+    }
+}
+
+/// Saves `session`'s memory of earlier outputs to `--lookup-memory`, if
+/// given: over a memory file of this model or a damaged one, never over
+/// another model's or a file that is not a memory (a failure only warns).
+pub fn save_memory(args: &SessionArgs, session: &Session) {
+    let (Some(path), Some(memory)) = (&args.lookup_memory, session.lookup_memory()) else {
+        return;
+    };
+    let fingerprint = session.model().gguf().fingerprint();
+    let keep = match OutputMemory::load(path, fingerprint, memory::DEFAULT_TOKENS) {
+        Err(e @ (MemoryFileError::OtherModel { .. } | MemoryFileError::NotAMemory { .. })) => {
+            Some(e)
+        }
+        _ => None,
+    };
+    let result = match keep {
+        Some(e) => Err(e),
+        None => memory.save(path, fingerprint),
+    };
+    if let Err(e) = result {
+        log::warn!("{e}: the lookup memory of this run is not saved");
     }
 }
 

@@ -107,7 +107,7 @@ pub fn calibrate(args: CalibrateArgs) -> anyhow::Result<()> {
             .prompts
             .as_ref()
             .expect("clap requires --prompts without --raw-text");
-        let prompts = load_prompts(path)?;
+        let prompts: Vec<String> = load_prompts(path)?.into_iter().map(|p| p.text).collect();
         let mut context = ContextParams::default();
         if let Some(t) = args.threads {
             context.n_threads = t;
@@ -262,7 +262,7 @@ fn choose_k(
     let (Some(target), Some(prompts)) = (&args.target, &args.prompts) else {
         anyhow::bail!("-k auto needs --target and held-out --prompts");
     };
-    let mut prompts = load_prompts(prompts)?;
+    let mut prompts: Vec<String> = load_prompts(prompts)?.into_iter().map(|p| p.text).collect();
     prompts.truncate(args.limit.max(1));
     let model = Model::load(target, &ModelParams::default())?;
     let context = ContextParams {
