@@ -2,7 +2,7 @@
 # Builds llama.cpp's own tools (llama-bench, llama-completion,
 # llama-speculative-simple) from the llama.cpp tree that llama-cpp-sys-2
 # compiles into edgespec, so edgespec and its peer are measured on the same
-# library version and the same CPU flags (GGML_NATIVE, OpenMP).
+# library version and the same CPU flags (x86-64-v3 or native, OpenMP).
 #
 # llama-cpp-sys-2 ships llama.cpp without the tool sources; those come from
 # the llama-cpp-python sdist (vendor/llama.cpp), copied only where our tree
@@ -39,7 +39,16 @@ for d in app tools examples vendor; do
   cp -rn "$tools_src/$d/." "$out/src/$d/"
 done
 
-cmake -S "$out/src" -B "$out/build" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON \
+# The CPU flags of edgespec's own default build: x86-64-v3 on x86-64 hosts
+# (.cargo/config.toml), this CPU's own with PEER_NATIVE=1 (for an edgespec
+# built with RUSTFLAGS="-C target-cpu=native") and on other hosts.
+if [ "$(uname -m)" = x86_64 ] && [ "${PEER_NATIVE:-0}" != 1 ]; then
+  cpu_flags="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON"
+else
+  cpu_flags="-DGGML_NATIVE=ON"
+fi
+# shellcheck disable=SC2086
+cmake -S "$out/src" -B "$out/build" -DCMAKE_BUILD_TYPE=Release $cpu_flags \
   -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF \
   -DLLAMA_BUILD_TOOLS=ON -DLLAMA_BUILD_EXAMPLES=ON -DBUILD_SHARED_LIBS=OFF >"$out/cmake.log" 2>&1
 cmake --build "$out/build" -j "$jobs" --target llama-bench llama-completion llama-speculative-simple >"$out/build.log" 2>&1

@@ -1019,3 +1019,61 @@ fn stop_strings_cut_the_output_and_json_reports_it() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `--lookup-memory`: a run's output is kept in the file and drafted from
+/// by the next run (same text as without it); a damaged file is replaced
+/// with a warning, a file that is not a memory is neither read nor
+/// replaced, and a memory of another model is left alone.
+#[test]
+fn the_lookup_memory_is_kept_across_runs_and_bad_files_are_not_trusted() {
+    let dir = tempfile::tempdir().unwrap();
+    let (target, drafter) = common::synthetic_pair_files(dir.path());
+    let memory = dir.path().join("memory.bin");
+    let run = |model: &std::path::Path, file: &std::path::Path| {
+        let out = Command::new(env!("CARGO_BIN_EXE_edgespec"))
+            .args([
+                "generate",
+                "-m",
+                model.to_str().unwrap(),
+                "--draft-kind",
+                "lookup",
+            ])
+            .args(["-p", "kalo mine", "-n", "40", "--stats", "--gamma", "4"])
+            .args(["--no-cost-cache", "--lookup-memory", file.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{err}");
+        (out.stdout, err)
+    };
+    let (first, err) = run(&target, &memory);
+    assert!(!err.contains("memory:"), "nothing to remember yet: {err}");
+    let saved = std::fs::read(&memory).unwrap();
+    assert!(saved.starts_with(b"ESMEMORY"));
+    let (second, err) = run(&target, &memory);
+    assert_eq!(second, first);
+    assert!(err.contains("  memory: "), "drafted from the memory: {err}");
+
+    // Damaged: warned about, then replaced by this run's memory.
+    let mut damaged = saved.clone();
+    *damaged.last_mut().unwrap() ^= 1;
+    std::fs::write(&memory, &damaged).unwrap();
+    let (third, err) = run(&target, &memory);
+    assert_eq!(third, first);
+    assert!(err.contains("checksum"), "{err}");
+    assert!(std::fs::read(&memory).unwrap().starts_with(b"ESMEMORY"));
+    assert_ne!(std::fs::read(&memory).unwrap(), damaged);
+
+    // Not a memory file: left as it is.
+    let notes = dir.path().join("notes.txt");
+    std::fs::write(&notes, b"my notes").unwrap();
+    let (_, err) = run(&target, &notes);
+    assert!(err.contains("not an edgespec lookup memory"), "{err}");
+    assert_eq!(std::fs::read(&notes).unwrap(), b"my notes");
+
+    // Another model's memory: not used, not replaced.
+    let before = std::fs::read(&memory).unwrap();
+    let (_, err) = run(&drafter, &memory);
+    assert!(err.contains("another target model"), "{err}");
+    assert_eq!(std::fs::read(&memory).unwrap(), before);
+}
