@@ -45,3 +45,46 @@ pub fn write_atomically<E>(
     }
     result
 }
+
+/// Why [`write_envelope`] wrote nothing.
+#[derive(Debug)]
+pub enum EnvelopeError {
+    /// A file at the path does not start with the magic: someone else's
+    /// data, never replaced.
+    NotOurs,
+    /// Reading or writing failed.
+    Io(std::io::Error),
+}
+
+/// Writes edgespec's file envelope to `path` atomically: `magic`, `format`
+/// (u32), the CRC-32 of `payload` (u32), little-endian, then `payload`.
+/// A file already at `path` is replaced only when it starts with `magic`.
+pub fn write_envelope(
+    path: &Path,
+    magic: &[u8; 8],
+    format: u32,
+    payload: &[u8],
+) -> Result<(), EnvelopeError> {
+    match File::open(path) {
+        Ok(mut file) => {
+            let mut found = [0u8; 8];
+            if std::io::Read::read_exact(&mut file, &mut found).is_err() || &found != magic {
+                return Err(EnvelopeError::NotOurs);
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(EnvelopeError::Io(e)),
+    }
+    write_atomically(
+        path,
+        |out| {
+            use std::io::Write;
+            out.write_all(magic)?;
+            out.write_all(&format.to_le_bytes())?;
+            out.write_all(&crc32fast::hash(payload).to_le_bytes())?;
+            out.write_all(payload)
+        },
+        |e| e,
+    )
+    .map_err(EnvelopeError::Io)
+}

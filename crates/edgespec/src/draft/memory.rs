@@ -15,7 +15,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::atomic_file::write_atomically;
+use crate::atomic_file::{write_envelope, EnvelopeError};
 use crate::engine::Token;
 
 /// First bytes of every memory file.
@@ -182,36 +182,18 @@ impl OutputMemory {
             path: path.to_owned(),
             source,
         };
-        match std::fs::File::open(path) {
-            Ok(mut file) => {
-                let mut magic = [0u8; 8];
-                if std::io::Read::read_exact(&mut file, &mut magic).is_err() || &magic != MAGIC {
-                    return Err(MemoryFileError::NotAMemory {
-                        path: path.to_owned(),
-                    });
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io(e)),
-        }
         let mut payload = Vec::with_capacity(12 + 4 * self.tokens.len());
         payload.extend_from_slice(&model.to_le_bytes());
         payload.extend_from_slice(&(self.tokens.len() as u32).to_le_bytes());
         for t in &self.tokens {
             payload.extend_from_slice(&t.to_le_bytes());
         }
-        write_atomically(
-            path,
-            |out| {
-                use std::io::Write;
-                out.write_all(MAGIC)?;
-                out.write_all(&FORMAT.to_le_bytes())?;
-                out.write_all(&crc32fast::hash(&payload).to_le_bytes())?;
-                out.write_all(&payload)
+        write_envelope(path, MAGIC, FORMAT, &payload).map_err(|e| match e {
+            EnvelopeError::NotOurs => MemoryFileError::NotAMemory {
+                path: path.to_owned(),
             },
-            |e| e,
-        )
-        .map_err(io)
+            EnvelopeError::Io(e) => io(e),
+        })
     }
 }
 

@@ -18,10 +18,9 @@
 //! (u64), token count (u32), tokens (i32 each), state length (u64) and
 //! llama.cpp's state bytes. The target's cache comes first.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::atomic_file::write_atomically;
+use crate::atomic_file::{write_envelope, EnvelopeError};
 use crate::engine::{EngineError, Token};
 
 /// First bytes of every prompt cache.
@@ -117,32 +116,12 @@ pub fn write(path: &Path, caches: &[SavedCache]) -> Result<(), PromptCacheError>
             path: path.to_owned(),
         });
     }
-    match std::fs::File::open(path) {
-        Ok(file) => {
-            let mut magic = [0u8; 8];
-            let is_cache =
-                std::io::Read::read_exact(&mut &file, &mut magic).is_ok() && &magic == MAGIC;
-            if !is_cache {
-                return Err(PromptCacheError::NotACache {
-                    path: path.to_owned(),
-                });
-            }
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io_err(e)),
-    }
-    let payload = payload(caches);
-    write_atomically(
-        path,
-        |out| {
-            out.write_all(MAGIC)?;
-            out.write_all(&FORMAT.to_le_bytes())?;
-            out.write_all(&crc32fast::hash(&payload).to_le_bytes())?;
-            out.write_all(&payload)
+    write_envelope(path, MAGIC, FORMAT, &payload(caches)).map_err(|e| match e {
+        EnvelopeError::NotOurs => PromptCacheError::NotACache {
+            path: path.to_owned(),
         },
-        |e| e,
-    )
-    .map_err(io_err)
+        EnvelopeError::Io(e) => io_err(e),
+    })
 }
 
 /// The checksummed part of the file.
