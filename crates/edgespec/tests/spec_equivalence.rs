@@ -567,3 +567,38 @@ fn free_drafts_keep_the_target_distribution() {
         "no draft from the memory or recycled candidates: {spec:?}"
     );
 }
+
+/// Free drafts are not samples: under sampling each position draws the
+/// target's token as plain decoding does, so with the same seed the text
+/// is target-only's whatever was drafted (here request after request of
+/// one session, its memory and successors growing).
+#[test]
+fn sampling_with_free_drafts_gives_the_target_only_text_of_the_seed() {
+    let (_dir, target, _) = common::synthetic_pair();
+    let prompt = [edgespec::synthetic::BOS, 300, 301, 302];
+    let params = |seed| GenerateParams {
+        max_tokens: 40,
+        sampling: common::top4_sampling(seed),
+        ignore_eos: true,
+        reuse_prefix: false,
+        grammar: None,
+    };
+    let mut s = session(
+        &target,
+        DraftKind::Lookup,
+        None,
+        DraftLength::Fixed(4),
+        128,
+        &params(0),
+    )
+    .unwrap();
+    let mut drafted = 0;
+    for seed in 0..12 {
+        let expected = target_only(&target, 128, &prompt, &params(seed));
+        s.reseed(seed);
+        let r = s.generate(&prompt, 40, |_, _| true).unwrap();
+        assert_eq!(r.generation.tokens, expected.tokens, "seed {seed}");
+        drafted += r.speculation.unwrap().drafted;
+    }
+    assert!(drafted > 0);
+}

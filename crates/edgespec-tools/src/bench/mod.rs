@@ -136,6 +136,33 @@ pub struct RunRecord {
     /// batch size (`edgespec replay --runs` prices them under a profile).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ead_batches: Option<[BTreeMap<usize, usize>; 2]>,
+    /// Speculative modes: the rounds of each draft source (`lookup`,
+    /// `memory`, `recycled`, `model`) that drafted.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sources: BTreeMap<String, SourceRecord>,
+}
+
+/// What the rounds of one draft source did in a run (or summed over runs).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, serde::Deserialize)]
+pub struct SourceRecord {
+    /// Rounds with a draft from the source.
+    pub rounds: usize,
+    /// Tokens drafted.
+    pub drafted: usize,
+    /// Drafted tokens accepted.
+    pub accepted: usize,
+    /// Seconds in the verification passes of these rounds.
+    pub verify_s: f64,
+}
+
+impl SourceRecord {
+    /// Adds `other`'s counts.
+    pub fn add(&mut self, other: &SourceRecord) {
+        self.rounds += other.rounds;
+        self.drafted += other.drafted;
+        self.accepted += other.accepted;
+        self.verify_s += other.verify_s;
+    }
 }
 
 /// Errors of a benchmark run.
@@ -648,6 +675,7 @@ fn measure(
         large_tokens: None,
         switches: None,
         ead_batches: None,
+        sources: BTreeMap::new(),
     };
     let generated = match runner {
         Runner::Session(session) => {
@@ -663,6 +691,24 @@ fn measure(
                 record.mbsu = Some(s.mbsu(n));
                 record.draft_s = Some(s.draft_time.as_secs_f64());
                 record.verify_s = Some(s.verify_time.as_secs_f64());
+                for (name, source) in [
+                    ("lookup", &s.lookup),
+                    ("memory", &s.memory),
+                    ("recycled", &s.recycled),
+                    ("model", &s.model),
+                ] {
+                    if source.rounds > 0 {
+                        record.sources.insert(
+                            name.into(),
+                            SourceRecord {
+                                rounds: source.rounds,
+                                drafted: source.drafted,
+                                accepted: source.accepted,
+                                verify_s: source.verify_time.as_secs_f64(),
+                            },
+                        );
+                    }
+                }
             }
             if let Some(e) = &r.ead {
                 record.large_tokens = Some(e.large_tokens);

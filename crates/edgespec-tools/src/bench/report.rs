@@ -83,6 +83,8 @@ pub struct ModeSummary {
     /// The prompt with the lowest ratio to target-only (median over
     /// repetitions), and that ratio.
     pub worst_prompt: Option<(usize, f64)>,
+    /// Speculative modes: each draft source's rounds, summed over runs.
+    pub sources: BTreeMap<String, super::SourceRecord>,
 }
 
 /// Memory traffic and the speed limit it sets.
@@ -225,9 +227,55 @@ pub fn summarize(runs: &[RunRecord]) -> Vec<ModeSummary> {
                 large_share: (!large.is_empty() && tokens > 0)
                     .then(|| large.iter().sum::<usize>() as f64 / tokens as f64),
                 worst_prompt,
+                sources: mine.iter().flat_map(|r| &r.sources).fold(
+                    BTreeMap::new(),
+                    |mut sum, (name, source)| {
+                        sum.entry(name.clone())
+                            .or_insert_with(super::SourceRecord::default)
+                            .add(source);
+                        sum
+                    },
+                ),
             })
         })
         .collect()
+}
+
+/// Per set, mode and draft source: rounds, tokens drafted and accepted, α,
+/// accepted tokens per round and the verification pass's mean time, as a
+/// Markdown table; empty without speculative modes.
+pub fn source_table(summaries: &[ModeSummary]) -> String {
+    let mut rows = String::new();
+    for s in summaries {
+        for (name, r) in &s.sources {
+            let per_round = |x: f64| {
+                if r.rounds == 0 {
+                    0.0
+                } else {
+                    x / r.rounds as f64
+                }
+            };
+            rows.push_str(&format!(
+                "| {} | {} | {name} | chain | {} | {} | {} | {:.2} | {:.2} | {:.1} |\n",
+                s.set,
+                s.mode,
+                r.rounds,
+                r.drafted,
+                r.accepted,
+                if r.drafted == 0 {
+                    0.0
+                } else {
+                    r.accepted as f64 / r.drafted as f64
+                },
+                per_round(r.accepted as f64),
+                per_round(r.verify_s * 1e3)
+            ));
+        }
+    }
+    if rows.is_empty() {
+        return rows;
+    }
+    format!("| set | mode | source | shape | rounds | drafted | accepted | α | accepted a round | verify ms a round |\n|---|---|---|---|---|---|---|---|---|---|\n{rows}")
 }
 
 impl BenchReport {
@@ -281,6 +329,11 @@ impl BenchReport {
         if !regret.is_empty() {
             out.push_str("\n### Automatic draft length vs the best fixed γ (same run)\n\n");
             out.push_str(&regret);
+        }
+        let sources = source_table(&self.summaries);
+        if !sources.is_empty() {
+            out.push_str("\n### Draft sources\n\n");
+            out.push_str(&sources);
         }
         if let Some(caveat) = bound_caveat(&self.summaries, r.target_only_bound_tok_s) {
             out.push_str(&format!("\n{caveat}\n"));
@@ -449,7 +502,38 @@ mod tests {
             large_tokens: None,
             switches: None,
             ead_batches: None,
+            sources: BTreeMap::new(),
         }
+    }
+
+    #[test]
+    fn draft_sources_are_summed_over_runs() {
+        let source = |rounds, drafted, accepted| super::super::SourceRecord {
+            rounds,
+            drafted,
+            accepted,
+            verify_s: 0.5,
+        };
+        let mut a = run("code", "lookup:auto", 0, 50, 1.0);
+        a.sources.insert("memory".into(), source(4, 10, 6));
+        a.sources.insert("recycled".into(), source(2, 2, 1));
+        let mut b = run("code", "lookup:auto", 1, 50, 1.0);
+        b.sources.insert("memory".into(), source(6, 10, 9));
+        let s = summarize(&[run("code", "target", 0, 50, 2.0), a, b]);
+        let summed = super::super::SourceRecord {
+            verify_s: 1.0,
+            ..source(10, 20, 15)
+        };
+        assert_eq!(s[1].sources["memory"], summed);
+        let table = source_table(&s);
+        assert!(
+            table.contains(
+                "| code | lookup:auto | memory | chain | 10 | 20 | 15 | 0.75 | 1.50 | 100.0 |"
+            ),
+            "{table}"
+        );
+        assert!(table.contains("| recycled | chain | 2 | 2 | 1 | 0.50 | 0.50 | 250.0 |"));
+        assert_eq!(source_table(&s[..1]), "");
     }
 
     #[test]

@@ -486,7 +486,12 @@ pub fn judge(
 ) -> Result<Verdict, EngineError> {
     let tokens = draft.tokens();
     let history = |i: usize| History::new(committed).then(&tokens[..i]);
-    if sampler.params().is_greedy() {
+    // Greedy, or drafts that are not samples (lookup, memory, recycled, a
+    // greedy drafter): each row samples the target's own token as plain
+    // decoding would, one draw per emitted token, and a draft token stands
+    // where it is that token. Exact, and with the same seed the text of
+    // target-only decoding whatever was drafted.
+    if sampler.params().is_greedy() || (0..draft.len()).all(|i| draft.q(i).is_none()) {
         return verify_greedy(
             tokens,
             |i| Ok(sampler.sample(target.logits(i)?, history(i))),
