@@ -691,12 +691,7 @@ fn measure(
                 record.mbsu = Some(s.mbsu(n));
                 record.draft_s = Some(s.draft_time.as_secs_f64());
                 record.verify_s = Some(s.verify_time.as_secs_f64());
-                for (name, source) in [
-                    ("lookup", &s.lookup),
-                    ("memory", &s.memory),
-                    ("recycled", &s.recycled),
-                    ("model", &s.model),
-                ] {
+                for (name, source) in s.sources() {
                     if source.rounds > 0 {
                         record.sources.insert(
                             name.into(),

@@ -180,6 +180,16 @@ pub struct SpecStats {
 }
 
 impl SpecStats {
+    /// Each draft source by name (`lookup`, `memory`, `recycled`, `model`).
+    pub fn sources(&self) -> [(&'static str, &SourceStats); 4] {
+        [
+            ("lookup", &self.lookup),
+            ("memory", &self.memory),
+            ("recycled", &self.recycled),
+            ("model", &self.model),
+        ]
+    }
+
     /// Acceptance rate α of drafted tokens.
     pub fn acceptance(&self) -> f64 {
         ratio(self.accepted, self.drafted)

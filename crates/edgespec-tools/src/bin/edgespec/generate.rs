@@ -250,12 +250,7 @@ fn finish(generation: &Generation, spec: Option<&SpecStats>) {
         s.mean_gamma(),
         s.longest_draft
     );
-    for (name, source) in [
-        ("lookup", &s.lookup),
-        ("memory", &s.memory),
-        ("recycled", &s.recycled),
-        ("model", &s.model),
-    ] {
+    for (name, source) in s.sources() {
         if source.rounds > 0 {
             eprintln!(
                 "  {name}: {} rounds, {} drafted, {} accepted, α {:.3}, {:.2} accepted a round, verify {:.1} ms a round",
