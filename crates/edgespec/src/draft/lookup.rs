@@ -176,9 +176,13 @@ impl LookupDrafter {
         out: &mut Draft,
     ) -> bool {
         let matched = self.propose_match(committed, min_ngram, ctl, out);
-        if matched && !ctl.prefer(out, DraftSource::Recycled) {
-            return true;
+        let recyclable = committed
+            .last()
+            .is_some_and(|&t| self.successors.successor(t).is_some());
+        if !recyclable || (matched && !ctl.prefer(out, DraftSource::Recycled)) {
+            return matched;
         }
+        // The match again only where the policy dropped the recycled draft.
         self.propose_recycled(committed, ctl, out)
             || (matched && self.propose_match(committed, min_ngram, ctl, out))
     }
