@@ -200,3 +200,101 @@ fn a_crafted_vocab_size_does_not_size_the_logits_row() {
         greedy(&mut b, &prompt, 24).tokens
     );
 }
+
+/// Largest absolute difference between two logits rows.
+fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0f32, f32::max)
+}
+
+/// A draft tree decoded in one batch gives each node the logits of its own
+/// path decoded as a chain (a node sees the prefix and its ancestors only),
+/// and keeping a side branch's path leaves the cache as if that path alone
+/// had been decoded (to 1e-5: rejected cells before kept ones stay taken,
+/// so later tokens are not summed out of order by half-precision flash
+/// attention, which differs in the third decimal).
+#[test]
+fn a_tree_batch_scores_each_branch_as_its_own_chain() {
+    let (_dir, path) = common::synthetic(&SyntheticSpec::default());
+    let (model, mut ctx) = common::load(&path, 128);
+    let prefix = [BOS, 270, 280, 290];
+    // root 300 → 301 → 302 (chain), root → 310 → 311, 301 → 315
+    let nodes = [301, 302, 310, 311, 315];
+    let parents = [0, 1, 0, 3, 1];
+    ctx.decode(&prefix, Logits::None).unwrap();
+    ctx.decode_tree(300, &nodes, &parents).unwrap();
+    assert_eq!(ctx.n_past(), prefix.len() + 1);
+    let tree_rows: Vec<Vec<f32>> = (0..=nodes.len())
+        .map(|i| ctx.logits(i).unwrap().to_vec())
+        .collect();
+    // Nothing else decodes while the tree waits for a kept path.
+    assert!(ctx.decode(&[5], Logits::Last).is_err());
+
+    let mut chain = Context::new(model, &common::ctx_params(128)).unwrap();
+    let paths: [&[i32]; 6] = [
+        &[300],
+        &[300, 301],
+        &[300, 301, 302],
+        &[300, 310],
+        &[300, 310, 311],
+        &[300, 301, 315],
+    ];
+    for (row, path) in paths.iter().enumerate() {
+        chain.clear();
+        chain.decode(&prefix, Logits::None).unwrap();
+        chain.decode(path, Logits::Last).unwrap();
+        let diff = max_diff(&tree_rows[row], chain.logits(0).unwrap());
+        assert!(diff < 1e-5, "row {row} ({path:?}): max |diff| = {diff}");
+    }
+
+    // Keep root → 310 → 311 (a side branch), then decode on.
+    ctx.keep_path(&[2, 3]).unwrap();
+    assert_eq!(ctx.n_past(), prefix.len() + 3);
+    ctx.decode(&[305], Logits::Last).unwrap();
+    chain.clear();
+    chain.decode(&prefix, Logits::None).unwrap();
+    chain.decode(&[300, 310, 311, 305], Logits::Last).unwrap();
+    let diff = max_diff(ctx.logits(0).unwrap(), chain.logits(0).unwrap());
+    assert!(
+        diff < 1e-5,
+        "after keeping a side path: max |diff| = {diff}"
+    );
+
+    // Keep part of the chain, and nothing: the same.
+    for (kept, tokens) in [(&[0usize][..], &[300, 301][..]), (&[], &[300])] {
+        let base = ctx.n_past();
+        ctx.decode_tree(300, &nodes, &parents).unwrap();
+        ctx.keep_path(kept).unwrap();
+        ctx.decode(&[306], Logits::Last).unwrap();
+        let after = ctx.logits(0).unwrap().to_vec();
+        ctx.truncate(base).unwrap();
+        ctx.decode(tokens, Logits::None).unwrap();
+        ctx.decode(&[306], Logits::Last).unwrap();
+        let diff = max_diff(&after, ctx.logits(0).unwrap());
+        assert!(diff < 1e-5, "kept {kept:?}: max |diff| = {diff}");
+        ctx.truncate(base).unwrap();
+    }
+
+    // A tree dropped by truncation leaves the prefix.
+    ctx.decode_tree(300, &nodes, &parents).unwrap();
+    ctx.truncate(prefix.len()).unwrap();
+    ctx.decode(&[300, 301, 302], Logits::Last).unwrap();
+    let diff = max_diff(ctx.logits(0).unwrap(), &tree_rows[2]);
+    assert!(diff < 1e-5, "after dropping a tree: max |diff| = {diff}");
+
+    // Malformed trees are typed errors, the cache untouched.
+    let n = ctx.n_past();
+    for (nodes, parents) in [
+        (&[1, 2][..], &[0, 3][..]),
+        (&[1, 2, 3, 4, 5], &[0, 0, 0, 0, 0]),
+        (&[1], &[0, 0]),
+    ] {
+        assert!(matches!(
+            ctx.decode_tree(300, nodes, parents),
+            Err(EngineError::InvalidParam { .. })
+        ));
+        assert_eq!(ctx.n_past(), n);
+    }
+}

@@ -30,7 +30,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::costs::{CostModel, MAX_BATCH};
-use crate::engine::{EngineError, Model, Sequence, Token};
+use crate::engine::{EngineError, Model, Sequence, Token, MAX_TREE_LEAVES};
 
 /// Longest draft edgespec ever proposes in one round: one verification
 /// pass (the last token and the draft) fits the cost model's largest batch.
@@ -136,9 +136,20 @@ pub trait DraftControl {
 /// One round's draft: tokens, the drafter's confidence in each, and (in
 /// sampling mode) the distribution each was sampled from. Buffers are
 /// allocated once and reused.
+///
+/// Usually a chain, each token continuing the one before; a free drafter
+/// unsure between continuations may add branches ([`Draft::branch`]),
+/// making it a tree whose nodes are listed parents first: the chain's,
+/// then the branches'. The target verifies every node in one batch.
 #[derive(Debug, Clone)]
 pub struct Draft {
     tokens: heapless::Vec<Token, MAX_DRAFT>,
+    /// Each node's parent: 0 for the committed text's last token, i + 1
+    /// for node i.
+    parents: heapless::Vec<usize, MAX_DRAFT>,
+    /// Nodes in the leading chain (nodes before it continue one another).
+    chain: usize,
+    leaves: usize,
     confidence: heapless::Vec<Option<f32>, MAX_DRAFT>,
     source: DraftSource,
     q_rows: Vec<Vec<f32>>,
@@ -150,6 +161,9 @@ impl Default for Draft {
     fn default() -> Self {
         Self {
             tokens: heapless::Vec::new(),
+            parents: heapless::Vec::new(),
+            chain: 0,
+            leaves: 0,
             confidence: heapless::Vec::new(),
             source: DraftSource::Model,
             q_rows: Vec::new(),
@@ -163,6 +177,9 @@ impl Draft {
     /// Empties the draft for a new round.
     pub fn clear(&mut self, source: DraftSource) {
         self.tokens.clear();
+        self.parents.clear();
+        self.chain = 0;
+        self.leaves = 0;
         self.confidence.clear();
         self.source = source;
         self.sampled = false;
@@ -179,7 +196,7 @@ impl Draft {
         self.catch_up
     }
 
-    /// Drafted tokens.
+    /// Drafted tokens (a tree's nodes, parents first).
     pub fn tokens(&self) -> &[Token] {
         &self.tokens
     }
@@ -209,9 +226,74 @@ impl Draft {
         (self.sampled && i < self.tokens.len()).then(|| self.q_rows[i].as_slice())
     }
 
-    /// Adds a token; false when the draft is full.
+    /// Each node's parent: 0 for the committed text's last token, i + 1
+    /// for node i (a chain's are 0, 1, 2, …).
+    pub fn parents(&self) -> &[usize] {
+        &self.parents
+    }
+
+    /// True when every node continues the one before (no branches).
+    pub fn is_chain(&self) -> bool {
+        self.chain == self.tokens.len()
+    }
+
+    /// Nodes of the leading chain.
+    pub fn chain_len(&self) -> usize {
+        self.chain
+    }
+
+    /// Leaves of the tree (a chain has one; an empty draft none).
+    pub fn leaves(&self) -> usize {
+        self.leaves
+    }
+
+    /// Tokens from the committed text to `node`, `node` included.
+    pub fn depth(&self, node: usize) -> usize {
+        let mut depth = 0;
+        let mut at = node + 1;
+        while at > 0 {
+            depth += 1;
+            at = self.parents[at - 1];
+        }
+        depth
+    }
+
+    /// Adds a token continuing the draft's chain; false when the draft is
+    /// full or has branches.
     pub fn push(&mut self, token: Token, confidence: Option<f32>) -> bool {
-        self.tokens.push(token).is_ok() && self.confidence.push(confidence).is_ok()
+        if !self.is_chain() || self.tokens.is_full() {
+            return false;
+        }
+        self.add(self.chain, token, confidence);
+        self.chain += 1;
+        true
+    }
+
+    /// Adds a node after `parent` (0: after the committed text, i + 1:
+    /// after node i) that is not its chain continuation; false when the
+    /// draft is full, it would have more than [`MAX_TREE_LEAVES`] leaves, or
+    /// `parent` is not a node.
+    pub fn branch(&mut self, parent: usize, token: Token, confidence: Option<f32>) -> bool {
+        let leaves = self.leaves + usize::from(self.adds_leaf(parent));
+        if parent > self.tokens.len() || self.tokens.is_full() || leaves > MAX_TREE_LEAVES {
+            return false;
+        }
+        self.add(parent, token, confidence);
+        true
+    }
+
+    /// Whether a child of `parent` is a new leaf (rather than extending
+    /// one): `parent` is the committed text or already has a child.
+    fn adds_leaf(&self, parent: usize) -> bool {
+        parent == 0 || self.parents.contains(&parent)
+    }
+
+    fn add(&mut self, parent: usize, token: Token, confidence: Option<f32>) {
+        self.leaves += usize::from(self.adds_leaf(parent));
+        // Room was checked by the callers: all three have the same capacity.
+        let _ = self.tokens.push(token);
+        let _ = self.parents.push(parent);
+        let _ = self.confidence.push(confidence);
     }
 
     /// The tokens drafted so far (what the next token is sampled after)
@@ -230,10 +312,15 @@ impl Draft {
         self.truncate(self.len().saturating_sub(1));
     }
 
-    /// Keeps the first `n` tokens.
+    /// Keeps the first `n` nodes.
     pub fn truncate(&mut self, n: usize) {
         self.tokens.truncate(n);
+        self.parents.truncate(n);
         self.confidence.truncate(n);
+        self.chain = self.chain.min(n);
+        self.leaves = (1..=self.parents.len())
+            .filter(|i| !self.parents.contains(i))
+            .count();
     }
 
     /// Adds a drafted token and asks the policy what next: true to draft

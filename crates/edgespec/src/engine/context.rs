@@ -1,4 +1,7 @@
 //! A llama.cpp context: one KV cache, one sequence, positions tracked here.
+//! A draft tree is verified in one batch with a sequence per leaf
+//! ([`Context::decode_tree`]); afterwards sequence 0 holds the kept path
+//! again ([`Context::keep_path`]).
 
 use std::ptr::NonNull;
 use std::sync::Arc;
@@ -70,6 +73,27 @@ impl ContextParams {
     }
 }
 
+/// Most leaves of a tree [`Context::decode_tree`] takes: the sequences a
+/// context holds at once in its (unified) KV cache.
+pub const MAX_TREE_LEAVES: usize = 4;
+
+/// The sequence holding cells of rejected tree nodes that lie before kept
+/// ones in the cache: left free, later tokens would fill them out of
+/// position order, and attention (flash attention accumulates in half
+/// precision) would sum the cache in another order than plain decoding,
+/// changing logits in the third decimal. Kept out of sequence 0's way
+/// until the cache is cut back before them.
+const DEAD_SEQ: i32 = MAX_TREE_LEAVES as i32;
+
+/// A decoded tree awaiting [`Context::keep_path`].
+#[derive(Debug, Clone, Copy)]
+struct PendingTree {
+    /// Where the tree's root went.
+    base: usize,
+    /// Sequences used (0 and the leaves' own, 1..leaves).
+    leaves: usize,
+}
+
 /// Which positions of a decoded span get logits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Logits {
@@ -97,6 +121,17 @@ pub struct Context {
     last_batch_len: usize,
     n_past: usize,
     n_ctx: u32,
+    /// A verified tree's extra sequences, until a path is kept.
+    tree: Option<PendingTree>,
+    /// One sequence of each tree node (a sequence through it), by node.
+    node_seq: Vec<i32>,
+    /// Each tree node's position.
+    node_pos: Vec<i32>,
+    /// Cells held in [`DEAD_SEQ`].
+    dead: usize,
+    /// The earliest position a dead cell follows: cutting the sequence back
+    /// to it frees them in order.
+    dead_from: usize,
     /// Token ids accepted as input.
     n_vocab: usize,
     /// Width of a logits row (K for a trimmed drafter).
@@ -146,7 +181,10 @@ impl Context {
         raw_params.n_ctx = params.n_ctx;
         raw_params.n_batch = params.n_batch.min(params.n_ctx);
         raw_params.n_ubatch = raw_params.n_batch;
-        raw_params.n_seq_max = 1;
+        // A sequence per leaf of a draft tree, all in one KV buffer (the
+        // tree's nodes share the committed prefix's cells).
+        raw_params.n_seq_max = MAX_TREE_LEAVES as u32 + 1;
+        raw_params.kv_unified = true;
         raw_params.n_threads = params.n_threads;
         raw_params.n_threads_batch = params.n_threads_batch;
         raw_params.no_perf = false;
@@ -183,8 +221,9 @@ impl Context {
         let n_ctx = unsafe { sys::llama_n_ctx(raw.as_ptr()) }.min(params.n_ctx);
         // SAFETY: raw is live.
         let n_batch = unsafe { sys::llama_n_batch(raw.as_ptr()) } as usize;
-        // SAFETY: allocates a token batch of n_batch entries for one sequence.
-        let batch = unsafe { sys::llama_batch_init(n_batch as i32, 0, 1) };
+        // SAFETY: allocates a token batch of n_batch entries, each with room
+        // for the ids of every sequence.
+        let batch = unsafe { sys::llama_batch_init(n_batch as i32, 0, MAX_TREE_LEAVES as i32) };
         let n_vocab = model.n_vocab().max(0) as usize;
         let n_logits = model.n_logits();
         Ok(Self {
@@ -197,6 +236,11 @@ impl Context {
             last_batch_len: 0,
             n_past: 0,
             n_ctx,
+            tree: None,
+            node_seq: Vec::new(),
+            node_pos: Vec::new(),
+            dead: 0,
+            dead_from: usize::MAX,
             n_vocab,
             n_logits,
             model,
@@ -313,6 +357,14 @@ impl Context {
         logits: Logits,
         last_chunk: bool,
     ) -> Result<(), EngineError> {
+        if self.tree.is_some() {
+            return Err(EngineError::InvalidParam {
+                name: "tree",
+                value: n.to_string(),
+                reason: "a decoded tree awaits keep_path",
+            });
+        }
+        self.make_room(n);
         self.n_outputs = 0;
         for i in 0..n {
             let wants = match logits {
@@ -341,6 +393,195 @@ impl Context {
         }
         self.n_past += n;
         Ok(())
+    }
+
+    /// Decodes a draft tree in one batch, every position with logits: `root`
+    /// (the committed text's last token) at the current position, then
+    /// `nodes`, node i after `parents[i]` (0: the root, j + 1: node j;
+    /// parents before children), at one past its parent's position. Each
+    /// leaf's path is a sequence of its own in the cache, sharing the
+    /// prefix's cells, so a node attends to the prefix and its ancestors
+    /// only. Output row 0 is the root's, row i + 1 node i's. The root
+    /// counts as decoded ([`Self::n_past`]); until [`Self::keep_path`] the
+    /// cache also holds the rest of the tree and nothing else may be
+    /// decoded ([`Self::truncate`] drops the tree too).
+    pub fn decode_tree(
+        &mut self,
+        root: Token,
+        nodes: &[Token],
+        parents: &[usize],
+    ) -> Result<(), EngineError> {
+        let n_vocab = self.n_vocab as i32;
+        let invalid = |value: usize, reason| {
+            Err(EngineError::InvalidParam {
+                name: "tree",
+                value: value.to_string(),
+                reason,
+            })
+        };
+        if let Some(&token) = std::iter::once(&root)
+            .chain(nodes)
+            .find(|&&t| !(0..n_vocab).contains(&t))
+        {
+            return Err(EngineError::TokenOutOfRange { token, n_vocab });
+        }
+        if parents.len() != nodes.len() || parents.iter().enumerate().any(|(i, &p)| p > i) {
+            return invalid(parents.len(), "every node needs a parent listed before it");
+        }
+        let n = nodes.len() + 1;
+        if n > self.batch_capacity {
+            return invalid(n, "more tree nodes than one batch holds");
+        }
+        let needed = self.n_past + n;
+        if needed > self.n_ctx as usize {
+            return Err(EngineError::ContextFull {
+                needed,
+                n_ctx: self.n_ctx,
+            });
+        }
+        self.make_room(n);
+        // SAFETY: the model pointer is live (held by an Arc).
+        let recurrent = unsafe {
+            sys::llama_model_is_recurrent(self.model.raw())
+                || sys::llama_model_is_hybrid(self.model.raw())
+        };
+        if recurrent {
+            return invalid(n, "a recurrent model's state cannot branch");
+        }
+        // Sequences: each leaf its own (the first leaf sequence 0), each
+        // node in those of the leaves below it, the root in all.
+        let mut masks = vec![0u32; n];
+        let mut leaves = 0;
+        for i in 1..n {
+            if !parents.contains(&i) {
+                if leaves == MAX_TREE_LEAVES {
+                    return invalid(leaves + 1, "more leaves than a context's sequences");
+                }
+                masks[i] = 1 << leaves;
+                leaves += 1;
+            }
+        }
+        for i in (1..n).rev() {
+            masks[parents[i - 1]] |= masks[i];
+        }
+        let leaves = leaves.max(1);
+        masks[0] = (1 << leaves) - 1;
+        let mut depth = vec![0usize; n];
+        for (i, &p) in parents.iter().enumerate() {
+            depth[i + 1] = depth[p] + 1;
+        }
+        // SAFETY: raw is live; the memory handle lives as long as the
+        // context; sequence ids are below n_seq_max.
+        unsafe {
+            let mem = sys::llama_get_memory(self.raw.as_ptr());
+            for s in 1..leaves as i32 {
+                sys::llama_memory_seq_rm(mem, s, -1, -1);
+                sys::llama_memory_seq_cp(mem, 0, s, -1, -1);
+            }
+        }
+        self.node_seq.clear();
+        self.node_pos.clear();
+        let mut batch = self.batch;
+        for (i, &mask) in masks.iter().enumerate() {
+            let mut ids = 0;
+            for s in 0..leaves {
+                if mask & (1 << s) != 0 {
+                    // SAFETY: i < n <= batch_capacity and ids < leaves <=
+                    // MAX_TREE_LEAVES, the sizes the batch was allocated with.
+                    unsafe { *(*batch.seq_id.add(i)).add(ids) = s as i32 };
+                    ids += 1;
+                }
+            }
+            self.node_seq.push(mask.trailing_zeros() as i32);
+            self.node_pos.push((self.n_past + depth[i]) as i32);
+            let token = if i == 0 { root } else { nodes[i - 1] };
+            // SAFETY: i < n <= batch_capacity, the size the arrays were
+            // allocated with.
+            unsafe {
+                *batch.token.add(i) = token;
+                *batch.pos.add(i) = (self.n_past + depth[i]) as i32;
+                *batch.n_seq_id.add(i) = ids as i32;
+                *batch.logits.add(i) = 1;
+            }
+        }
+        self.node_seq.remove(0);
+        self.node_pos.remove(0);
+        batch.n_tokens = n as i32;
+        self.n_outputs = n;
+        self.last_batch_len = n;
+        self.tree = Some(PendingTree {
+            base: self.n_past,
+            leaves,
+        });
+        // SAFETY: raw is live; the batch holds n initialised entries.
+        let code = unsafe { sys::llama_decode(self.raw.as_ptr(), batch) };
+        if code != 0 {
+            let _ = self.truncate(self.n_past);
+            return Err(EngineError::DecodeFailed { code });
+        }
+        // The root is in every sequence: committed whatever is kept.
+        self.n_past += 1;
+        Ok(())
+    }
+
+    /// After [`Self::decode_tree`]: keeps the root and the nodes of `path`
+    /// (each a child of the one before, the first a child of the root) as
+    /// the sequence, drops the rest of the tree.
+    pub fn keep_path(&mut self, path: &[usize]) -> Result<(), EngineError> {
+        let Some(tree) = self.tree else {
+            return Err(EngineError::RollbackFailed { pos: self.n_past });
+        };
+        let first = tree.base as i32 + 1;
+        let end = first + path.len() as i32;
+        let seq = path.last().map_or(0, |&node| self.node_seq[node]);
+        let last = path.last().map_or(0, |&node| node + 1);
+        // SAFETY: raw is live; the memory handle lives as long as the
+        // context; sequence ids are below n_seq_max.
+        unsafe {
+            let mem = sys::llama_get_memory(self.raw.as_ptr());
+            // Rejected nodes decoded before the last kept one (cells in
+            // batch order) stay taken.
+            for node in (0..last).filter(|n| !path.contains(n)) {
+                let pos = self.node_pos[node];
+                sys::llama_memory_seq_cp(mem, self.node_seq[node], DEAD_SEQ, pos, pos + 1);
+                self.dead += 1;
+                self.dead_from = self.dead_from.min(first as usize);
+            }
+            if seq == 0 {
+                sys::llama_memory_seq_rm(mem, 0, end, -1);
+            } else {
+                sys::llama_memory_seq_rm(mem, 0, first, -1);
+                sys::llama_memory_seq_cp(mem, seq, 0, first, end);
+            }
+            for s in 1..tree.leaves as i32 {
+                sys::llama_memory_seq_rm(mem, s, -1, -1);
+            }
+        }
+        self.tree = None;
+        self.n_past = end as usize;
+        self.n_outputs = 0;
+        Ok(())
+    }
+
+    /// Frees the dead cells.
+    fn free_dead(&mut self) {
+        if self.dead > 0 {
+            // SAFETY: raw is live; DEAD_SEQ is below n_seq_max.
+            unsafe {
+                sys::llama_memory_seq_rm(sys::llama_get_memory(self.raw.as_ptr()), DEAD_SEQ, -1, -1)
+            };
+        }
+        self.dead = 0;
+        self.dead_from = usize::MAX;
+    }
+
+    /// Makes room for `n` more cells: dead ones are given up when the
+    /// cache would otherwise run out (near a full context only: later
+    /// tokens may then fill them out of order).
+    fn make_room(&mut self, n: usize) {
+        if self.n_past + self.dead + n > self.n_ctx as usize {
+            self.free_dead();
+        }
     }
 
     /// Logits of the last position the last decode computed outputs for.
@@ -377,11 +618,18 @@ impl Context {
         if pos > self.n_past {
             return Err(EngineError::RollbackFailed { pos });
         }
-        // SAFETY: raw is live; the memory handle lives as long as the context.
+        // SAFETY: raw is live; the memory handle lives as long as the
+        // context; a pending tree's sequences are below n_seq_max.
         let ok = unsafe {
             let mem = sys::llama_get_memory(self.raw.as_ptr());
+            for s in 1..self.tree.take().map_or(0, |t| t.leaves as i32) {
+                sys::llama_memory_seq_rm(mem, s, -1, -1);
+            }
             sys::llama_memory_seq_rm(mem, 0, pos as i32, -1)
         };
+        if pos <= self.dead_from {
+            self.free_dead();
+        }
         if !ok {
             return Err(EngineError::RollbackFailed { pos });
         }
@@ -470,6 +718,9 @@ impl Context {
     pub fn clear(&mut self) {
         // SAFETY: raw is live; clearing data as well as metadata.
         unsafe { sys::llama_memory_clear(sys::llama_get_memory(self.raw.as_ptr()), true) };
+        self.tree = None;
+        self.dead = 0;
+        self.dead_from = usize::MAX;
         self.n_past = 0;
         self.n_outputs = 0;
     }

@@ -93,6 +93,28 @@ impl Sequence {
         Ok(())
     }
 
+    /// Decodes a draft tree after the cache ([`Context::decode_tree`]); the
+    /// sequence holds `root` and, once [`Self::keep_path`] says which, the
+    /// kept nodes.
+    pub fn decode_tree(
+        &mut self,
+        root: Token,
+        nodes: &[Token],
+        parents: &[usize],
+    ) -> Result<(), EngineError> {
+        self.ctx.decode_tree(root, nodes, parents)?;
+        self.tokens.push(root);
+        Ok(())
+    }
+
+    /// Keeps the tree's nodes `path` (whose tokens are `tokens`) and drops
+    /// the rest ([`Context::keep_path`]).
+    pub fn keep_path(&mut self, path: &[usize], tokens: &[Token]) -> Result<(), EngineError> {
+        self.ctx.keep_path(path)?;
+        self.tokens.extend_from_slice(tokens);
+        Ok(())
+    }
+
     /// Decodes `tokens` given as input embeddings (`embeddings`: one row
     /// per token) after the cache.
     pub fn decode_embeddings(

@@ -3,6 +3,7 @@
 //! Speculative Decoding"; Chen et al. 2023, "Accelerating Large Language
 //! Model Decoding with Speculative Sampling").
 
+use crate::draft::MAX_DRAFT;
 use crate::engine::Token;
 
 /// Outcome of verifying one draft.
@@ -36,6 +37,41 @@ pub fn verify_greedy<E>(
         accepted: draft.len(),
         next: target_choice(draft.len())?,
     })
+}
+
+/// Outcome of verifying a draft tree: the accepted path and the target's
+/// own token after it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TreeVerdict {
+    /// The accepted nodes, from the first drafted token down.
+    pub path: heapless::Vec<usize, MAX_DRAFT>,
+    /// The target's own token after the path.
+    pub next: Token,
+}
+
+/// Verification of a draft tree by drawing the target's own token: from
+/// the committed text, `target_choice(row, path)` gives the target's token
+/// after `path` (row 0: the committed text's last token, row i + 1: node
+/// i); the walk moves to the child holding that token and stops where none
+/// does. `parents` as [`crate::draft::Draft::parents`]. One draw per
+/// emitted token, as plain decoding: with greedy choices the output is
+/// target-only's, and with sampled ones it follows the target's
+/// distribution whatever the tree holds (a chain is the one-leaf case).
+pub fn verify_tree<E>(
+    tokens: &[Token],
+    parents: &[usize],
+    mut target_choice: impl FnMut(usize, &[usize]) -> Result<Token, E>,
+) -> Result<TreeVerdict, E> {
+    let mut path = heapless::Vec::new();
+    let mut row = 0;
+    loop {
+        let choice = target_choice(row, &path)?;
+        let child = (row..tokens.len()).find(|&i| parents[i] == row && tokens[i] == choice);
+        match child {
+            Some(node) if path.push(node).is_ok() => row = node + 1,
+            _ => return Ok(TreeVerdict { path, next: choice }),
+        }
+    }
 }
 
 /// Probability of accepting a draft token x: min(1, p(x) / q(x)).
@@ -179,6 +215,57 @@ mod tests {
                 next: 1
             }
         );
+    }
+
+    /// A tree walk follows the target's choices into whichever branch
+    /// holds them, and on a chain accepts what greedy chain verification
+    /// accepts.
+    #[test]
+    fn tree_walk_takes_the_branch_holding_the_targets_token() {
+        // root → 5 → 6 (chain), root → 7 → 8, 5 → 9
+        let tokens = [5, 6, 7, 8, 9];
+        let parents = [0, 1, 0, 3, 1];
+        // The target's token after each path: 7, then 8, then 3.
+        let target = |path: &[usize]| -> Token {
+            match path.last() {
+                None => 7,
+                Some(2) => 8,
+                _ => 3,
+            }
+        };
+        let v = verify_tree(&tokens, &parents, |_, p| Ok::<_, Infallible>(target(p))).unwrap();
+        assert_eq!(&v.path[..], &[2, 3]);
+        assert_eq!(v.next, 3);
+        // Rows handed out are the nodes walked: root, 7's node, 8's node.
+        let mut rows = Vec::new();
+        verify_tree(&tokens, &parents, |row, p| {
+            rows.push(row);
+            Ok::<_, Infallible>(target(p))
+        })
+        .unwrap();
+        assert_eq!(rows, [0, 3, 4]);
+        // After 5 the target says 9: the side branch under 5.
+        let v = verify_tree(&tokens, &parents, |_, p| {
+            Ok::<_, Infallible>(if p.is_empty() {
+                5
+            } else if p == [0] {
+                9
+            } else {
+                1
+            })
+        })
+        .unwrap();
+        assert_eq!((&v.path[..], v.next), (&[0, 4][..], 1));
+
+        let rows = [one_hot(5, 1), one_hot(5, 2), one_hot(5, 4), one_hot(5, 0)];
+        let argmax = |i: usize| crate::sampling::argmax(&rows[i]);
+        for draft in [&[1, 2, 3][..], &[1, 2, 4], &[3], &[]] {
+            let chain: Vec<usize> = (0..draft.len()).collect();
+            let tree =
+                verify_tree(draft, &chain, |row, _| Ok::<_, Infallible>(argmax(row))).unwrap();
+            let greedy = verify_greedy(draft, |i| Ok::<_, Infallible>(argmax(i))).unwrap();
+            assert_eq!((tree.path.len(), tree.next), (greedy.accepted, greedy.next));
+        }
     }
 
     fn normalize(w: &[f32]) -> Vec<f32> {
