@@ -16,10 +16,12 @@ use crate::trace::Trace;
 use edgespec::costs::BatchCurve;
 use edgespec::draft::{
     Draft, DraftControl, DraftLength, DraftSource, Drafter, HybridDrafter, LookupDrafter,
-    DEFAULT_HYBRID_MIN_NGRAM, MAX_DRAFT,
+    Successor, DEFAULT_HYBRID_MIN_NGRAM, MAX_DRAFT,
 };
 use edgespec::engine::{EngineError, Token};
-use edgespec::speculative::{timed_verify_sizes, Policy, PolicyConfig, PolicyError, RoundOutcome};
+use edgespec::speculative::{
+    timed_verify_sizes, verify_tree, Policy, PolicyConfig, PolicyError, RoundOutcome,
+};
 
 /// Which drafter a replayed setting uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -358,27 +360,36 @@ impl Replayer {
             }
             let draft_ms = self.clock.take();
             let verify_ms = self.target.ms(self.draft.len() + 1);
-            let accepted = self
-                .draft
-                .tokens()
-                .iter()
-                .zip(&output[done..])
-                .take_while(|(d, o)| d == o)
-                .count();
+            // The target's token after a path is the recorded output's
+            // next (none past its end).
+            let verdict = verify_tree(self.draft.tokens(), self.draft.parents(), |_, path| {
+                Ok::<_, std::convert::Infallible>(
+                    output.get(done + path.len()).copied().unwrap_or(-1),
+                )
+            })
+            .unwrap_or_else(|never| match never {});
+            let accepted = verdict.path.len();
             let emitted = (accepted + 1).min(n - done);
             self.policy.learn(RoundOutcome {
                 draft: &self.draft,
-                accepted,
+                path: &verdict.path,
                 emitted,
                 draft_ms,
                 verify_ms,
             });
             // The kept positions' successors (greedy: the target's own
-            // next tokens), as the live loop records them.
+            // next tokens; the runners-up are not in the trace), as the
+            // live loop records them.
             if let Some(d) = self.source.drafter().filter(|d| d.drafts_lookup()) {
                 let mut token = committed[committed.len() - 1];
                 for &next in &output[done..done + emitted] {
-                    d.observe_successor(token, next);
+                    d.observe_successors(
+                        token,
+                        &[Successor {
+                            token: next,
+                            share: 1.0,
+                        }],
+                    );
                     token = next;
                 }
             }
@@ -416,6 +427,7 @@ pub fn fixed_settings(drafter: &ReplayDrafter) -> Vec<Setting> {
             config: PolicyConfig {
                 length: DraftLength::Fixed(g),
                 p_min: None,
+                ..PolicyConfig::default()
             },
         })
         .collect();
@@ -425,6 +437,7 @@ pub fn fixed_settings(drafter: &ReplayDrafter) -> Vec<Setting> {
             config: PolicyConfig {
                 length: DraftLength::Fixed(8),
                 p_min: Some(p),
+                ..PolicyConfig::default()
             },
         }));
     }
@@ -482,6 +495,7 @@ pub fn regret(
         config: PolicyConfig {
             length: DraftLength::Auto { max },
             p_min: None,
+            ..PolicyConfig::default()
         },
     };
     let (auto_speedup, auto_worst) = speedup(&auto)?;

@@ -99,6 +99,7 @@ fn hybrid_is_at_least_as_fast_as_lookup_and_the_model_alone() {
         config: PolicyConfig {
             length: DraftLength::Auto { max: 8 },
             p_min: None,
+            ..PolicyConfig::default()
         },
     };
     let mut failures = Vec::new();

@@ -91,6 +91,7 @@ fn replayed_fixed_lengths_draft_and_accept_what_the_live_loop_does() {
                 config: PolicyConfig {
                     length: DraftLength::Fixed(g),
                     p_min: None,
+                    ..PolicyConfig::default()
                 },
             };
             let replayed = replay(&setting, &profile, std::slice::from_ref(&trace)).unwrap()[0];

@@ -6,7 +6,7 @@ mod common;
 
 use std::sync::Arc;
 
-use edgespec::draft::{DraftLength, DraftModel, LookupDrafter, VocabError};
+use edgespec::draft::{DraftLength, DraftModel, LookupDrafter, Trees, VocabError};
 use edgespec::engine::{Model, Token};
 use edgespec::error::GenerateError;
 use edgespec::generate::{prompt_tokens, GenerateParams, Generation, StopReason};
@@ -534,6 +534,43 @@ fn drafts_from_earlier_outputs_and_recycled_candidates_stay_lossless() {
     assert!(s.lookup_memory().unwrap().tokens().is_empty());
 }
 
+/// Draft trees (every branch the lookup drafter offers): the same greedy
+/// output as the target alone, with tokens accepted on branches.
+#[test]
+fn draft_trees_stay_lossless() {
+    let Some(path) = common::smollm2() else {
+        return;
+    };
+    let model = Model::load(&path, &Default::default()).unwrap();
+    let params = GenerateParams::greedy(96);
+    let mut s = Session::new(SessionConfig {
+        lookup: LookupDrafter::new(1, 3),
+        trees: Trees::Always,
+        ..SessionConfig::new(model.clone(), common::ctx_params(1024))
+            .with_drafter(DraftKind::Lookup, None)
+    })
+    .unwrap();
+    let (mut trees, mut branch_accepted) = (0, 0);
+    for text in [
+        "List the days of the week, then list them again in reverse order.",
+        "Write a Python function that returns the squares of 1 to 10, and a second one for the cubes.",
+        "Name three colours of the rainbow and say one thing about each.",
+    ] {
+        let prompt = prompt_tokens(&model, text, true).unwrap();
+        let expected = target_only(&model, 1024, &prompt, &params);
+        let r = s.generate(&prompt, params.max_tokens, |_, _| true).unwrap();
+        assert_eq!(r.generation.tokens, expected.tokens, "{text}");
+        let spec = r.speculation.unwrap();
+        trees += spec.tree.rounds;
+        branch_accepted += spec.branch_accepted;
+    }
+    assert!(trees > 0, "no tree was drafted");
+    assert!(
+        branch_accepted > 0,
+        "nothing accepted on a branch in {trees} trees"
+    );
+}
+
 /// Deterministic free drafts (earlier outputs, recycled candidates, the
 /// request's own text) under sampling keep the target's distribution: the
 /// session keeps its memory and successors across the 1500 runs, so the
@@ -548,24 +585,37 @@ fn free_drafts_keep_the_target_distribution() {
         reuse_prefix: false,
         grammar: None,
     };
-    let fixed = DraftLength::Fixed(3);
-    let mut s = session(&target, DraftKind::Lookup, None, fixed, 64, &params).unwrap();
-    common::assert_session_keeps_nth_token_distribution(
-        &target,
-        &mut s,
-        &common::top4_sampling,
-        None,
-        3,
-        1500,
-    );
-    let r = s
-        .generate(&[edgespec::synthetic::BOS, 300, 301, 302], 8, |_, _| true)
+    for trees in [Trees::Off, Trees::Always] {
+        let mut s = Session::new(SessionConfig {
+            lookup: LookupDrafter::new(1, 3),
+            length: DraftLength::Auto { max: 8 },
+            trees,
+            sampling: params.sampling,
+            ignore_eos: true,
+            ..SessionConfig::new(target.clone(), common::ctx_params(64))
+                .with_drafter(DraftKind::Lookup, None)
+        })
         .unwrap();
-    let spec = r.speculation.unwrap();
-    assert!(
-        spec.memory.rounds + spec.recycled.rounds > 0,
-        "no draft from the memory or recycled candidates: {spec:?}"
-    );
+        common::assert_session_keeps_nth_token_distribution(
+            &target,
+            &mut s,
+            &common::top4_sampling,
+            None,
+            3,
+            1500,
+        );
+        let r = s
+            .generate(&[edgespec::synthetic::BOS, 300, 301, 302], 8, |_, _| true)
+            .unwrap();
+        let spec = r.speculation.unwrap();
+        assert!(
+            spec.memory.rounds + spec.recycled.rounds > 0,
+            "no draft from the memory or recycled candidates: {spec:?}"
+        );
+        if trees == Trees::Always {
+            assert!(spec.tree.rounds > 0, "no tree: {spec:?}");
+        }
+    }
 }
 
 /// Free drafts are not samples: under sampling each position draws the
@@ -583,22 +633,31 @@ fn sampling_with_free_drafts_gives_the_target_only_text_of_the_seed() {
         reuse_prefix: false,
         grammar: None,
     };
-    let mut s = session(
-        &target,
-        DraftKind::Lookup,
-        None,
-        DraftLength::Fixed(4),
-        128,
-        &params(0),
-    )
-    .unwrap();
-    let mut drafted = 0;
-    for seed in 0..12 {
-        let expected = target_only(&target, 128, &prompt, &params(seed));
-        s.reseed(seed);
-        let r = s.generate(&prompt, 40, |_, _| true).unwrap();
-        assert_eq!(r.generation.tokens, expected.tokens, "seed {seed}");
-        drafted += r.speculation.unwrap().drafted;
+    for trees in [Trees::Off, Trees::Always] {
+        let mut s = Session::new(SessionConfig {
+            lookup: LookupDrafter::new(1, 3),
+            length: DraftLength::Auto { max: 4 },
+            trees,
+            sampling: params(0).sampling,
+            ignore_eos: true,
+            ..SessionConfig::new(target.clone(), common::ctx_params(128))
+                .with_drafter(DraftKind::Lookup, None)
+        })
+        .unwrap();
+        let (mut drafted, mut trees_drafted) = (0, 0);
+        for seed in 0..12 {
+            let expected = target_only(&target, 128, &prompt, &params(seed));
+            s.reseed(seed);
+            let r = s.generate(&prompt, 40, |_, _| true).unwrap();
+            assert_eq!(
+                r.generation.tokens, expected.tokens,
+                "seed {seed} {trees:?}"
+            );
+            let spec = r.speculation.unwrap();
+            drafted += spec.drafted;
+            trees_drafted += spec.tree.rounds;
+        }
+        assert!(drafted > 0);
+        assert_eq!(trees_drafted > 0, trees == Trees::Always);
     }
-    assert!(drafted > 0);
 }

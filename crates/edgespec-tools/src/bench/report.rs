@@ -255,8 +255,14 @@ pub fn source_table(summaries: &[ModeSummary]) -> String {
                     x / r.rounds as f64
                 }
             };
+            // The "tree" entry counts the tree-shaped rounds of every source.
+            let (source, shape) = if name == "tree" {
+                ("any", "tree")
+            } else {
+                (name.as_str(), "any")
+            };
             rows.push_str(&format!(
-                "| {} | {} | {name} | chain | {} | {} | {} | {:.2} | {:.2} | {:.1} |\n",
+                "| {} | {} | {source} | {shape} | {} | {} | {} | {:.2} | {:.2} | {:.1} |\n",
                 s.set,
                 s.mode,
                 r.rounds,

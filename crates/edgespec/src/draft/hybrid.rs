@@ -1,6 +1,8 @@
 //! Free drafts when they are expected to yield more, the model otherwise.
 
-use super::{Draft, DraftControl, DraftSource, Drafter, LookupDrafter, ModelDrafter, OutputMemory};
+use super::{
+    Draft, DraftControl, DraftSource, Drafter, LookupDrafter, ModelDrafter, OutputMemory, Successor,
+};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -100,8 +102,8 @@ impl<M: Drafter> Drafter for HybridDrafter<M> {
         true
     }
 
-    fn observe_successor(&mut self, token: Token, next: Token) {
-        self.lookup.observe_successor(token, next);
+    fn observe_successors(&mut self, token: Token, next: &[Successor]) {
+        self.lookup.observe_successors(token, next);
     }
 
     fn finish(&mut self, committed: &[Token], prompt_len: usize) {

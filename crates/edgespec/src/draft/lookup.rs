@@ -9,13 +9,18 @@
 //!    stops where that consensus makes the continuation unlikely.
 //! 2. Recycled target candidates ([`SuccessorTable`]), where nothing matches.
 //!
+//! Where the places disagree, the continuations the chain did not take
+//! (the runner-up at a split, both sides where the split ended the chain)
+//! are offered to the policy as branches of a draft tree
+//! ([`DraftControl::grow`]), each followed while its own places agree.
+//!
 //! Candidates are found by scanning the request and the memory (at most
 //! [`MAX_TOKENS`](super::memory::MAX_TOKENS) tokens); a suffix tree would
 //! answer the same queries, but at these sizes a scan costs a fraction of a
 //! millisecond a round and no upkeep.
 
 use super::memory::{OutputMemory, SEPARATOR};
-use super::recycled::SuccessorTable;
+use super::recycled::{Successor, SuccessorTable};
 use super::{Draft, DraftControl, DraftSource, Drafter};
 use crate::engine::{EngineError, Token};
 
@@ -26,6 +31,10 @@ pub const MAX_MATCH: usize = 64;
 /// Places sharing the longest context that a draft is built from at most
 /// (the most recent).
 const MAX_CANDIDATES: usize = 64;
+
+/// Places sharing a shorter context (at least the shortest match) that
+/// branches are drawn from at most (the most recent).
+const MAX_PLACES: usize = 256;
 
 /// A suffix-matched draft stops before the token whose estimated
 /// probability (the share of candidates continuing with it, multiplied
@@ -39,6 +48,28 @@ enum Corpus {
     Request,
     /// The memory of earlier outputs.
     Memory,
+}
+
+/// Most branches one draft offers the policy.
+const MAX_FORKS: usize = 16;
+
+/// A continuation the chain did not take: `token` after the chain's first
+/// `position` tokens, continued by `share` of the places alive there.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Fork {
+    position: usize,
+    token: Token,
+    share: f64,
+}
+
+/// The most frequent token of `counts` other than `token` (among equals
+/// the first listed, the most recent), with its count.
+fn runner_up(counts: &[(Token, usize)], token: Token) -> Option<(Token, usize)> {
+    counts
+        .iter()
+        .filter(|&&(t, _)| t != token)
+        .reduce(|a, b| if b.1 > a.1 { b } else { a })
+        .copied()
 }
 
 /// One earlier place the end of the text occurred: its continuation starts
@@ -73,7 +104,11 @@ pub struct LookupDrafter {
     memory: OutputMemory,
     successors: SuccessorTable,
     candidates: Vec<Candidate>,
+    /// The places sharing at least the shortest match (a branch's are
+    /// among them).
+    matches: Vec<Candidate>,
     counts: Vec<(Token, usize)>,
+    forks: heapless::Vec<Fork, MAX_FORKS>,
 }
 
 impl Default for LookupDrafter {
@@ -92,7 +127,9 @@ impl LookupDrafter {
             memory: OutputMemory::default(),
             successors: SuccessorTable::default(),
             candidates: Vec::with_capacity(MAX_CANDIDATES),
+            matches: Vec::with_capacity(MAX_CANDIDATES),
             counts: Vec::with_capacity(MAX_CANDIDATES),
+            forks: heapless::Vec::new(),
         }
     }
 
@@ -109,9 +146,11 @@ impl LookupDrafter {
 
     /// Collects the candidates sharing the longest context (at least
     /// `min_ngram` tokens) with the end of `history`, the most recent
-    /// first; returns that context's length (0: none).
+    /// first, and into `matches` those sharing any context of at least
+    /// `min_ngram` tokens; returns the longest context's length (0: none).
     fn find_candidates(&mut self, history: &[Token], min_ngram: usize) -> usize {
         self.candidates.clear();
+        self.matches.clear();
         let Some(&last) = history.last() else {
             return 0;
         };
@@ -122,7 +161,13 @@ impl LookupDrafter {
                 return;
             }
             let matched = shared_suffix(text, end, history, limit);
-            if matched < min || matched < best {
+            if matched < min {
+                return;
+            }
+            if self.matches.len() < MAX_PLACES {
+                self.matches.push(Candidate { corpus, start: end });
+            }
+            if matched < best {
                 return;
             }
             if matched > best {
@@ -208,26 +253,19 @@ impl LookupDrafter {
         let mut probability = 1.0;
         let mut counts = std::mem::take(&mut self.counts);
         let mut candidates = std::mem::take(&mut self.candidates);
+        self.forks.clear();
         for i in 0..room {
-            counts.clear();
-            let mut alive = 0;
-            for &c in &candidates {
-                let Some(token) = self.candidate_token(committed, c, i) else {
-                    continue;
-                };
-                alive += 1;
-                match counts.iter_mut().find(|(t, _)| *t == token) {
-                    Some((_, n)) => *n += 1,
-                    None => counts.push((token, 1)),
-                }
-            }
-            // The most frequent; among equals the most recent (listed first).
-            let Some(&(token, n)) = counts.iter().reduce(|a, b| if b.1 > a.1 { b } else { a })
-            else {
+            let Some((token, n, alive)) = self.vote(committed, &candidates, i, &mut counts) else {
                 break;
             };
-            probability *= n as f64 / alive as f64;
+            let share = n as f64 / alive as f64;
+            probability *= share;
             if probability < MIN_PROBABILITY {
+                // Unsure here: the two likeliest sides may branch.
+                self.offer_fork(i, token, share);
+                if let Some((other, m)) = runner_up(&counts, token) {
+                    self.offer_fork(i, other, m as f64 / alive as f64);
+                }
                 break;
             }
             candidates.retain(|&c| self.candidate_token(committed, c, i) == Some(token));
@@ -235,9 +273,110 @@ impl LookupDrafter {
                 break;
             }
         }
-        self.counts = counts;
         self.candidates = candidates;
+        self.fork_off_chain(committed, out, &mut counts);
+        self.grow_branches(committed, ctl, out, &mut counts);
+        self.counts = counts;
         !out.is_empty()
+    }
+
+    /// Offers, at each position of the chain in `out`, the continuation
+    /// most of the places that agree with the chain so far take instead of
+    /// the chain's, among every place sharing at least the shortest match
+    /// (those sharing the longest context mostly agree with the chain:
+    /// shorter contexts are where the alternatives are).
+    fn fork_off_chain(
+        &mut self,
+        committed: &[Token],
+        out: &Draft,
+        counts: &mut Vec<(Token, usize)>,
+    ) {
+        let mut places = std::mem::take(&mut self.candidates);
+        places.clear();
+        places.extend_from_slice(&self.matches);
+        for (i, &token) in out.tokens()[..out.chain_len()].iter().enumerate() {
+            let Some((_, _, alive)) = self.vote(committed, &places, i, counts) else {
+                break;
+            };
+            if let Some((other, m)) = runner_up(counts, token) {
+                self.offer_fork(i, other, m as f64 / alive as f64);
+            }
+            places.retain(|&c| self.candidate_token(committed, c, i) == Some(token));
+        }
+        self.candidates = places;
+    }
+
+    /// The vote of `candidates` at draft position `i`: the most frequent
+    /// token (among equals the most recent, listed first), its count and
+    /// the candidates still alive there; `counts` keeps every token's.
+    fn vote(
+        &self,
+        history: &[Token],
+        candidates: &[Candidate],
+        i: usize,
+        counts: &mut Vec<(Token, usize)>,
+    ) -> Option<(Token, usize, usize)> {
+        counts.clear();
+        let mut alive = 0;
+        for &c in candidates {
+            let Some(token) = self.candidate_token(history, c, i) else {
+                continue;
+            };
+            alive += 1;
+            match counts.iter_mut().find(|(t, _)| *t == token) {
+                Some((_, n)) => *n += 1,
+                None => counts.push((token, 1)),
+            }
+        }
+        let &(token, n) = counts.iter().reduce(|a, b| if b.1 > a.1 { b } else { a })?;
+        Some((token, n, alive))
+    }
+
+    fn offer_fork(&mut self, position: usize, token: Token, share: f64) {
+        let _ = self.forks.push(Fork {
+            position,
+            token,
+            share,
+        });
+    }
+
+    /// Offers the forks of the chain in `out` to the policy, likeliest
+    /// first; each it takes grows as a branch while the places behind it
+    /// agree and the policy takes its next token too.
+    fn grow_branches(
+        &mut self,
+        committed: &[Token],
+        ctl: &mut dyn DraftControl,
+        out: &mut Draft,
+        counts: &mut Vec<(Token, usize)>,
+    ) {
+        let chain = out.chain_len();
+        let mut forks = std::mem::take(&mut self.forks);
+        forks.sort_by(|a, b| b.share.total_cmp(&a.share));
+        let mut branch = std::mem::take(&mut self.candidates);
+        for fork in forks.iter().filter(|f| f.position <= chain) {
+            // The places that agree with the chain up to the fork and
+            // continue with its token.
+            branch.clear();
+            branch.extend(self.matches.iter().copied().filter(|&c| {
+                (0..fork.position)
+                    .all(|i| self.candidate_token(committed, c, i) == Some(out.tokens()[i]))
+                    && self.candidate_token(committed, c, fork.position) == Some(fork.token)
+            }));
+            let (mut parent, mut token, mut share) = (fork.position, fork.token, fork.share);
+            let mut position = fork.position;
+            while ctl.grow(out, parent, share) && out.branch(parent, token, Some(share as f32)) {
+                parent = out.len();
+                position += 1;
+                let Some((next, n, alive)) = self.vote(committed, &branch, position, counts) else {
+                    break;
+                };
+                branch.retain(|&c| self.candidate_token(committed, c, position) == Some(next));
+                (token, share) = (next, n as f64 / alive as f64);
+            }
+        }
+        self.candidates = branch;
+        self.forks = forks;
     }
 
     fn propose_recycled(
@@ -248,13 +387,51 @@ impl LookupDrafter {
     ) -> bool {
         out.clear(DraftSource::Recycled);
         let room = ctl.room(DraftSource::Recycled);
-        let mut token = committed.last().copied();
-        while let Some(next) = token.and_then(|t| self.successors.successor(t)) {
+        let Some(&last) = committed.last() else {
+            return false;
+        };
+        let mut token = last;
+        while let Some(next) = self.successors.successor(token) {
             if out.len() >= room || !out.push_and_ask(next, None, ctl, room) {
                 break;
             }
-            token = Some(next);
+            token = next;
         }
+        // The other successors at each position of the chain, and all of
+        // them after it, are its forks, each followed by likeliest
+        // successors.
+        self.forks.clear();
+        let chain = out.chain_len();
+        for position in 0..=chain {
+            let before = if position == 0 {
+                last
+            } else {
+                out.tokens()[position - 1]
+            };
+            let taken = out.tokens().get(position).copied();
+            for s in self.successors.successors(before) {
+                if Some(s.token) != taken {
+                    let _ = self.forks.push(Fork {
+                        position,
+                        token: s.token,
+                        share: f64::from(s.share),
+                    });
+                }
+            }
+        }
+        let mut forks = std::mem::take(&mut self.forks);
+        forks.sort_by(|a, b| b.share.total_cmp(&a.share));
+        for fork in &forks {
+            let (mut parent, mut token, mut share) = (fork.position, fork.token, fork.share);
+            while ctl.grow(out, parent, share) && out.branch(parent, token, Some(share as f32)) {
+                parent = out.len();
+                let Some(&next) = self.successors.successors(token).first() else {
+                    break;
+                };
+                (token, share) = (next.token, f64::from(next.share));
+            }
+        }
+        self.forks = forks;
         !out.is_empty()
     }
 }
@@ -286,7 +463,7 @@ impl Drafter for LookupDrafter {
         true
     }
 
-    fn observe_successor(&mut self, token: Token, next: Token) {
+    fn observe_successors(&mut self, token: Token, next: &[Successor]) {
         self.successors.record(token, next);
     }
 
@@ -310,7 +487,7 @@ mod tests {
     use super::*;
     use crate::draft::Next;
 
-    /// Lets every draft run to `room` tokens.
+    /// Lets every draft run to `room` tokens (chains only).
     struct Unbounded(usize);
 
     impl DraftControl for Unbounded {
@@ -323,6 +500,92 @@ mod tests {
         fn next(&mut self, _: &Draft) -> Next {
             Next::Continue
         }
+    }
+
+    /// Drafts chains of `chain` tokens, then takes every branch backed by
+    /// at least `min_share` of the evidence while the draft holds fewer
+    /// than `room` nodes; records what it was offered (parent, share).
+    struct Branching {
+        chain: usize,
+        room: usize,
+        min_share: f64,
+        offered: Vec<(usize, f64)>,
+    }
+
+    impl Branching {
+        fn new(chain: usize, room: usize, min_share: f64) -> Self {
+            Self {
+                chain,
+                room,
+                min_share,
+                offered: Vec::new(),
+            }
+        }
+    }
+
+    impl DraftControl for Branching {
+        fn room(&self, _: DraftSource) -> usize {
+            self.room
+        }
+        fn start(&mut self, _: DraftSource, _: usize) -> bool {
+            true
+        }
+        fn next(&mut self, draft: &Draft) -> Next {
+            if draft.len() < self.chain {
+                Next::Continue
+            } else {
+                Next::Stop
+            }
+        }
+        fn grow(&mut self, draft: &Draft, parent: usize, share: f64) -> bool {
+            self.offered.push((parent, share));
+            share >= self.min_share && draft.len() < self.room
+        }
+    }
+
+    /// Where the places split, the continuation the chain did not take
+    /// becomes a branch, followed while its own places agree; a split that
+    /// ends the chain branches both ways.
+    #[test]
+    fn a_split_vote_offers_the_runner_up_as_a_branch() {
+        let mut d = LookupDrafter::new(2, 2);
+        // "8 1 2" continues with 5 6 twice and with 7 9 once (the latest).
+        let h = [8, 1, 2, 5, 6, 8, 1, 2, 5, 6, 8, 1, 2, 7, 9, 8, 1, 2];
+        let mut ctl = Branching::new(3, 8, 0.3);
+        let mut out = Draft::default();
+        d.propose(&h, &mut ctl, &mut out).unwrap();
+        assert_eq!(out.tokens(), &[5, 6, 8, 7, 9, 8, 1, 2]);
+        assert_eq!(out.parents(), &[0, 1, 2, 0, 4, 5, 6, 7]);
+        assert_eq!((out.chain_len(), out.leaves()), (3, 2));
+        assert_eq!(ctl.offered[0].0, 0);
+        assert!((ctl.offered[0].1 - 1.0 / 3.0).abs() < 1e-9);
+        // A weaker branch is not taken: a chain.
+        let mut ctl = Branching::new(3, 8, 0.5);
+        d.propose(&h, &mut ctl, &mut out).unwrap();
+        assert!(out.is_chain());
+        assert_eq!(out.tokens(), &[5, 6, 8]);
+
+        // Eleven places, eleven continuations: too unsure for a chain, so
+        // the split's two likeliest sides are offered at the root.
+        let h: Vec<Token> = (0..11)
+            .flat_map(|i| [1, 2, 100 + i])
+            .chain([1, 2])
+            .collect();
+        let mut ctl = Branching::new(3, 8, 0.0);
+        d.propose(&h, &mut ctl, &mut out).unwrap();
+        assert_eq!(out.chain_len(), 0);
+        // The latest place's continuation first, copied while room lasts.
+        assert_eq!(out.tokens(), &[110, 1, 2, 110, 1, 2, 110, 1]);
+        let at_root: Vec<f64> = ctl
+            .offered
+            .iter()
+            .filter(|o| o.0 == 0)
+            .map(|o| o.1)
+            .collect();
+        assert_eq!(at_root.len(), 2);
+        assert!(at_root
+            .iter()
+            .all(|&share| (share - 1.0 / 11.0).abs() < 1e-9));
     }
 
     fn draft(d: &mut LookupDrafter, history: &[Token], room: usize) -> (Vec<Token>, DraftSource) {
@@ -408,13 +671,33 @@ mod tests {
     #[test]
     fn recycled_successors_draft_where_nothing_matches() {
         let mut d = LookupDrafter::new(2, 4);
+        let successor = |token, share| Successor { token, share };
         for (token, next) in [(1, 4), (4, 6), (6, 1)] {
-            d.observe_successor(token, next);
+            d.observe_successors(token, &[successor(next, 0.7), successor(9, 0.2)]);
         }
         assert_eq!(
             draft(&mut d, &[3, 1], 5),
             (vec![4, 6, 1, 4, 6], DraftSource::Recycled)
         );
         assert_eq!(draft(&mut d, &[3, 2], 5).0, Vec::<Token>::new());
+
+        // The runners-up branch off the chain, and every successor after
+        // it, each followed by its own likeliest successors (likeliest
+        // first: the chain's own continuation, then the runners-up).
+        d.observe_successors(9, &[successor(5, 0.9)]);
+        let mut ctl = Branching::new(2, 7, 0.1);
+        let mut out = Draft::default();
+        d.propose(&[3, 1], &mut ctl, &mut out).unwrap();
+        assert_eq!(out.source(), DraftSource::Recycled);
+        assert_eq!(out.tokens(), &[4, 6, 1, 4, 6, 1, 4]);
+        assert_eq!(out.chain_len(), 2);
+        assert_eq!(out.confidence()[2], Some(0.7));
+        let mut ctl = Branching::new(2, 6, 0.5);
+        d.observe_successors(6, &[successor(9, 0.4), successor(1, 0.3)]);
+        d.observe_successors(4, &[successor(6, 0.3), successor(9, 0.6)]);
+        d.propose(&[3, 1], &mut ctl, &mut out).unwrap();
+        // Chain 4 6; the fork 9 after 4 (share 0.6) grows 9 5.
+        assert_eq!(out.tokens(), &[4, 6, 9, 5]);
+        assert_eq!(out.parents(), &[0, 1, 1, 3]);
     }
 }

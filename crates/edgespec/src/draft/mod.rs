@@ -22,7 +22,7 @@ pub use hybrid::{HybridDrafter, DEFAULT_HYBRID_MIN_NGRAM};
 pub use lookup::{LookupDrafter, MAX_MATCH};
 pub use memory::{MemoryFileError, OutputMemory};
 pub use model::{DraftModel, ModelDrafter, TIMED_CATCH_UP};
-pub use recycled::{argmax, SuccessorTable};
+pub use recycled::{top_successors, Successor, SuccessorTable, Successors, SUCCESSORS};
 pub use trimmed::TrimmedSource;
 pub use vocab::{check_vocab_compatible, VocabError};
 
@@ -130,6 +130,41 @@ pub trait DraftControl {
     /// default no: keep the draft in hand.)
     fn prefer(&mut self, _draft: &Draft, _alternative: DraftSource) -> bool {
         false
+    }
+    /// Asked by a drafter holding `draft` that could add a node after
+    /// `parent` (0: the committed text, i + 1: node i) which `share` of
+    /// its evidence continues with: is it worth its place in the
+    /// verification batch? (By default no: chains only.)
+    fn grow(&mut self, _draft: &Draft, _parent: usize, _share: f64) -> bool {
+        false
+    }
+}
+
+/// Whether drafts may be trees.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Trees {
+    /// Where the policy expects a branch to pay for its place in the batch.
+    #[default]
+    Auto,
+    /// Chains only.
+    Off,
+    /// Every branch a drafter offers, while the draft has room (for tests
+    /// and measurements).
+    Always,
+}
+
+impl std::str::FromStr for Trees {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "off" => Ok(Self::Off),
+            "always" => Ok(Self::Always),
+            other => Err(format!(
+                "unknown draft-tree setting '{other}' (auto, off, always)"
+            )),
+        }
     }
 }
 
@@ -386,10 +421,10 @@ pub trait Drafter: Send {
     fn drafts_lookup(&self) -> bool {
         false
     }
-    /// The target's most likely token after `token` was `next`, at a
-    /// position its verification kept (asked of drafters that draft
-    /// lookup).
-    fn observe_successor(&mut self, _token: Token, _next: Token) {}
+    /// The target's likeliest tokens after `token` were `next` (likeliest
+    /// first), at a position its verification kept (told drafters that
+    /// draft lookup).
+    fn observe_successors(&mut self, _token: Token, _next: &[Successor]) {}
     /// A request ended with `committed`, of which the first `prompt_len`
     /// tokens were its prompt.
     fn finish(&mut self, _committed: &[Token], _prompt_len: usize) {}

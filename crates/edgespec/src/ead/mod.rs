@@ -34,7 +34,7 @@ use std::collections::BTreeMap;
 
 use crate::costs::{BatchCurve, CostModel};
 use crate::draft::{
-    check_vocab_compatible, Draft, DraftControl, DraftLength, DraftSource, Next, MAX_DRAFT,
+    check_vocab_compatible, Draft, DraftControl, DraftLength, DraftSource, Next, Trees, MAX_DRAFT,
 };
 use crate::engine::{Context, EngineError, Logits, Sequence, Token};
 use crate::error::GenerateError;
@@ -42,7 +42,7 @@ use crate::generate::{check_prompt, Emitter, GenerateParams, Generation, StopRea
 use crate::metrics::{as_secs, GenerationStats};
 use crate::sampling::{argmax, top_probability, History, Sampler, SamplingParams};
 use crate::speculative::{
-    calibration_sizes, judge, time_batches, Policy, PolicyConfig, RoundOutcome, Verdict,
+    calibration_sizes, judge, time_batches, Policy, PolicyConfig, RoundOutcome, TreeVerdict,
 };
 use crate::vocabtrim::KEY_IDS;
 
@@ -239,7 +239,7 @@ pub struct Ead {
 
 /// What one ead-spec round produced.
 struct SpecRound {
-    verdict: Verdict,
+    verdict: TreeVerdict,
     /// Positions taken: the accepted drafts, then the large model's token
     /// unless the draft was accepted whole and the next position is the
     /// small model's.
@@ -263,6 +263,7 @@ impl Ead {
         let policy = Policy::new(PolicyConfig {
             length,
             p_min: None,
+            trees: Trees::Off,
         })?;
         let small_model = small.model();
         if small_model.gguf().get(KEY_IDS).is_some() {
@@ -454,10 +455,9 @@ impl Ead {
                                     debug_assert_eq!(who, Who::Large);
                                 }
                                 for i in 0..round.take {
-                                    let token = if i < round.verdict.accepted {
-                                        self.draft.tokens()[i]
-                                    } else {
-                                        round.verdict.next
+                                    let token = match round.verdict.path.get(i) {
+                                        Some(&node) => self.draft.tokens()[node],
+                                        None => round.verdict.next,
                                     };
                                     let _ = emitted.push((token, Who::Large));
                                 }
@@ -674,12 +674,12 @@ impl Ead {
             sampler,
             &mut self.scratch,
         )?;
-        ead.accepted += verdict.accepted;
-        let take =
-            verdict.accepted + usize::from(verdict.accepted < self.draft.len() || bonus_allowed);
+        let accepted = verdict.path.len();
+        ead.accepted += accepted;
+        let take = accepted + usize::from(accepted < self.draft.len() || bonus_allowed);
         self.policy.learn(RoundOutcome {
             draft: &self.draft,
-            accepted: verdict.accepted,
+            path: &verdict.path,
             emitted: take,
             draft_ms,
             verify_ms,

@@ -151,6 +151,11 @@ pub struct SpecStats {
     pub recycled: SourceStats,
     /// By the drafter model.
     pub model: SourceStats,
+    /// The rounds (of any source) whose draft was a tree: the shape's
+    /// share, the rest were chains.
+    pub tree: SourceStats,
+    /// Tokens accepted on a tree's branches (off its chain).
+    pub branch_accepted: usize,
     /// Time drafting (catch-up included).
     #[serde(serialize_with = "as_secs")]
     pub draft_time: Duration,
@@ -180,13 +185,15 @@ pub struct SpecStats {
 }
 
 impl SpecStats {
-    /// Each draft source by name (`lookup`, `memory`, `recycled`, `model`).
-    pub fn sources(&self) -> [(&'static str, &SourceStats); 4] {
+    /// Each draft source by name (`lookup`, `memory`, `recycled`, `model`),
+    /// then `tree`: the rounds, of any source, whose draft was a tree.
+    pub fn sources(&self) -> [(&'static str, &SourceStats); 5] {
         [
             ("lookup", &self.lookup),
             ("memory", &self.memory),
             ("recycled", &self.recycled),
             ("model", &self.model),
+            ("tree", &self.tree),
         ]
     }
 

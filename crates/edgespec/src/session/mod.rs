@@ -19,7 +19,7 @@ pub use stop::StopStrings;
 use crate::costs::CostSnapshot;
 use crate::draft::{
     DraftLength, DraftModel, Drafter, HybridDrafter, LookupDrafter, ModelDrafter, OutputMemory,
-    DEFAULT_HYBRID_MIN_NGRAM,
+    Trees, DEFAULT_HYBRID_MIN_NGRAM,
 };
 use crate::ead::{Ead, EadConfig, EadStats, Who};
 use crate::engine::{Context, ContextParams, EngineError, Grammar, Model, Sequence, Token};
@@ -53,6 +53,8 @@ pub struct SessionConfig {
     pub length: DraftLength,
     /// Stop a model draft below this drafter probability.
     pub p_min: Option<f32>,
+    /// Whether free drafts may branch into trees.
+    pub trees: Trees,
     /// How tokens are picked.
     pub sampling: SamplingParams,
     /// Never produce end-of-generation tokens (fixed-length benchmark runs).
@@ -88,6 +90,7 @@ impl SessionConfig {
             ead: EadConfig::default(),
             length: PolicyConfig::default().length,
             p_min: None,
+            trees: Trees::Auto,
             sampling: SamplingParams::greedy(),
             ignore_eos: false,
             context,
@@ -121,7 +124,12 @@ pub fn check_settings(
     let length = length
         .validate()
         .map_err(crate::speculative::PolicyError::from)?;
-    PolicyConfig { length, p_min }.validate()?;
+    PolicyConfig {
+        length,
+        p_min,
+        ..PolicyConfig::default()
+    }
+    .validate()?;
     Ok(length)
 }
 
@@ -186,6 +194,7 @@ impl Session {
         let policy = PolicyConfig {
             length,
             p_min: config.p_min,
+            trees: config.trees,
         };
         let speculative = |d: Box<dyn Drafter>| -> Result<Decoder, GenerateError> {
             let mut speculator = Speculator::new(target()?, Some(d), policy)?;

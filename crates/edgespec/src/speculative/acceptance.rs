@@ -134,6 +134,12 @@ impl AcceptanceModel {
         self.bins[Self::bin(confidence)].estimate(prior)
     }
 
+    /// Like [`Self::predict`], with `prior` in place of the confidence
+    /// until outcomes say otherwise.
+    pub fn predict_from(&self, confidence: f32, prior: f64) -> f64 {
+        self.bins[Self::bin(confidence)].estimate(prior.clamp(0.0, 1.0))
+    }
+
     /// Records whether a token drafted with this confidence was accepted.
     pub fn observe(&mut self, confidence: f32, accepted: bool) {
         self.bins[Self::bin(confidence)].observe(accepted, Self::MEMORY);

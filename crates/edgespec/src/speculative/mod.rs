@@ -13,7 +13,9 @@ pub mod verify;
 use std::time::Instant;
 
 use crate::costs::{timed_tail, CostModel, CostSnapshot};
-use crate::draft::{argmax, check_vocab_compatible, Draft, DraftSource, Drafter, MAX_DRAFT};
+use crate::draft::{
+    check_vocab_compatible, top_successors, Draft, DraftSource, Drafter, MAX_DRAFT,
+};
 use crate::engine::{Context, EngineError, Logits, Sequence, Token};
 use crate::error::GenerateError;
 use crate::generate::{check_prompt, read_prompt, Emitter, GenerateParams, Generation, StopReason};
@@ -24,7 +26,7 @@ pub use acceptance::{AcceptanceModel, Frequency, Layered, LookupModel};
 pub use policy::{
     DraftCost, Learned, Policy, PolicyConfig, PolicyError, RoundControl, RoundOutcome,
 };
-pub use verify::{verify_greedy, verify_sampling, DraftProb, Verdict};
+pub use verify::{chain_path, verify_sampling, verify_tree, DraftProb, TreeVerdict, Verdict};
 
 /// A speculative generation's result: the usual one plus speculation stats.
 #[derive(Debug, Clone)]
@@ -340,7 +342,8 @@ impl Speculator {
             }
             if let Some(grammar) = sampler.grammar() {
                 // A draft token the grammar forbids would be rejected: the
-                // draft ends before it.
+                // draft ends before it (branches are not checked: dropped).
+                self.draft.truncate(self.draft.chain_len());
                 let mut state = grammar.clone();
                 let allowed = self
                     .draft
@@ -353,13 +356,19 @@ impl Speculator {
             let draft_time = t.elapsed();
             spec.draft_time += draft_time;
 
-            // Verify: [last, x1..xγ] in one target pass.
+            // Verify: [last, x1..xγ] in one target pass (a tree: every
+            // node, each after its parent).
             let last = *committed.last().unwrap_or(&0);
-            self.batch.clear();
-            self.batch.push(last);
-            self.batch.extend_from_slice(self.draft.tokens());
             let t = Instant::now();
-            self.target.decode(&self.batch, Logits::All)?;
+            if self.draft.is_chain() {
+                self.batch.clear();
+                self.batch.push(last);
+                self.batch.extend_from_slice(self.draft.tokens());
+                self.target.decode(&self.batch, Logits::All)?;
+            } else {
+                self.target
+                    .decode_tree(last, self.draft.tokens(), self.draft.parents())?;
+            }
             let verify_time = t.elapsed();
             spec.verify_time += verify_time;
             spec.target_calls += 1;
@@ -372,34 +381,41 @@ impl Speculator {
                 &mut sampler,
                 &mut self.scratch,
             )?;
+            let accepted = verdict.path.len();
+            self.batch.clear();
+            self.batch
+                .extend(verdict.path.iter().map(|&node| self.draft.tokens()[node]));
 
-            // The target's most likely successor at every kept position,
+            // The target's likeliest successors at every kept position,
             // for recycled drafts.
             if let Some(drafter) = self.drafter.as_mut().filter(|d| d.drafts_lookup()) {
-                for (i, &token) in self.batch[..=verdict.accepted].iter().enumerate() {
-                    if let Some(next) = argmax(self.target.context().logits(i)?) {
-                        drafter.observe_successor(token, next);
-                    }
+                let rows = std::iter::once(0).chain(verdict.path.iter().map(|&node| node + 1));
+                let tokens = std::iter::once(last).chain(self.batch.iter().copied());
+                for (row, token) in rows.zip(tokens) {
+                    let next = top_successors(self.target.context().logits(row)?);
+                    drafter.observe_successors(token, &next);
                 }
             }
             spec.accept_time += t.elapsed();
 
             let t = Instant::now();
-            if verdict.accepted < self.draft.len() {
-                self.target.truncate(n_past + 1 + verdict.accepted)?;
+            if !self.draft.is_chain() {
+                self.target.keep_path(&verdict.path, &self.batch)?;
+            } else if accepted < self.draft.len() {
+                self.target.truncate(n_past + 1 + accepted)?;
             }
             spec.rollback_time += t.elapsed();
 
             let drafted = self.draft.len();
             log::trace!(
-                "round: {drafted} drafted ({:?}), {} accepted, draft {:.1} ms, verify {:.1} ms",
+                "round: {drafted} drafted ({:?}, {} leaves), {accepted} accepted, draft {:.1} ms, verify {:.1} ms",
                 self.draft.source(),
-                verdict.accepted,
+                self.draft.leaves(),
                 draft_time.as_secs_f64() * 1e3,
                 verify_time.as_secs_f64() * 1e3
             );
             spec.drafted += drafted;
-            spec.accepted += verdict.accepted;
+            spec.accepted += accepted;
             spec.draft_rounds += usize::from(drafted > 0);
             spec.longest_draft = spec.longest_draft.max(drafted);
             if drafted > 0 {
@@ -409,19 +425,21 @@ impl Speculator {
                     DraftSource::Recycled => &mut spec.recycled,
                     DraftSource::Model => &mut spec.model,
                 };
-                source.add_round(drafted, verdict.accepted, verify_time);
+                source.add_round(drafted, accepted, verify_time);
+                if !self.draft.is_chain() {
+                    spec.tree.add_round(drafted, accepted, verify_time);
+                    let chain = self.draft.chain_len();
+                    spec.branch_accepted += verdict.path.iter().filter(|&&n| n >= chain).count();
+                }
             }
 
             // Emit the accepted tokens and the target's own, in order (not
             // the target's where the grammar allowed nothing).
             let before = emitter.len();
             let own = usize::from(!sampler.dead_end());
-            for i in 0..verdict.accepted + own {
-                let token = if i < verdict.accepted {
-                    self.draft.tokens()[i]
-                } else {
-                    verdict.next
-                };
+            let kept = self.batch.len();
+            for i in 0..kept + own {
+                let token = self.batch.get(i).copied().unwrap_or(verdict.next);
                 committed.push(token);
                 stop = emitter.emit(token)?;
                 if stop.is_some() {
@@ -433,7 +451,7 @@ impl Speculator {
             }
             let round = RoundOutcome {
                 draft: &self.draft,
-                accepted: verdict.accepted,
+                path: &verdict.path,
                 emitted: emitter.len() - before,
                 draft_ms: draft_time.as_secs_f64() * 1e3,
                 verify_ms: verify_time.as_secs_f64() * 1e3,
@@ -472,31 +490,35 @@ impl Speculator {
 }
 
 /// One verification: judges `draft` on the target's logits for the batch
-/// `[last, draft…]` it just decoded (row i scores draft token i), greedily
-/// or by speculative sampling (drafts without a q row are deterministic).
-/// Row i is sampled after `committed` and the draft tokens before it (the
-/// history penalties see, as plain decoding would have it).
-/// Speculative decoding and ead-spec both verify through it.
+/// `[last, draft…]` it just decoded (row 0 scores the first token, row
+/// i + 1 what follows node i), greedily or by speculative sampling (drafts
+/// without a q row are deterministic). A row is sampled after `committed`
+/// and the draft tokens on the path to it (the history penalties see, as
+/// plain decoding would have it). Speculative decoding and ead-spec both
+/// verify through it.
 pub fn judge(
     target: &Context,
     committed: &[Token],
     draft: &Draft,
     sampler: &mut Sampler,
     scratch: &mut (Vec<f32>, Vec<f32>),
-) -> Result<Verdict, EngineError> {
+) -> Result<TreeVerdict, EngineError> {
     let tokens = draft.tokens();
-    let history = |i: usize| History::new(committed).then(&tokens[..i]);
     // Greedy, or drafts that are not samples (lookup, memory, recycled, a
-    // greedy drafter): each row samples the target's own token as plain
-    // decoding would, one draw per emitted token, and a draft token stands
-    // where it is that token. Exact, and with the same seed the text of
-    // target-only decoding whatever was drafted.
+    // greedy drafter, every tree): each row samples the target's own token
+    // as plain decoding would, one draw per emitted token, and the walk
+    // goes on where a draft token is that token. Exact, and with the same
+    // seed the text of target-only decoding whatever was drafted.
     if sampler.params().is_greedy() || (0..draft.len()).all(|i| draft.q(i).is_none()) {
-        return verify_greedy(
-            tokens,
-            |i| Ok(sampler.sample(target.logits(i)?, history(i))),
-        );
+        let mut on_path: heapless::Vec<Token, MAX_DRAFT> = heapless::Vec::new();
+        return verify_tree(tokens, draft.parents(), |row, path| {
+            on_path.clear();
+            on_path.extend(path.iter().map(|&node| tokens[node]));
+            let history = History::new(committed).then(&on_path);
+            Ok(sampler.sample(target.logits(row)?, history))
+        });
     }
+    let history = |i: usize| History::new(committed).then(&tokens[..i]);
     let q: heapless::Vec<DraftProb<'_>, MAX_DRAFT> = (0..draft.len())
         .map(|i| {
             draft
@@ -530,7 +552,10 @@ pub fn judge(
     // The emitted token came from the last row computed (a rejection's
     // residual is drawn at that row's position, the bonus from it).
     sampler.borrow_mut().observe(verdict.next, &scratch.0);
-    Ok(verdict)
+    Ok(TreeVerdict {
+        path: chain_path(verdict.accepted).iter().copied().collect(),
+        next: verdict.next,
+    })
 }
 
 /// The target passes a first prompt read times when the costs are unknown:

@@ -28,7 +28,7 @@
 use super::acceptance::{AcceptanceModel, Layered, LookupModel, Memory};
 use crate::costs::{CostModel, Ema};
 use crate::draft::{
-    Draft, DraftControl, DraftLength, DraftLengthError, DraftSource, Next, MAX_DRAFT,
+    Draft, DraftControl, DraftLength, DraftLengthError, DraftSource, Next, Trees, MAX_DRAFT,
 };
 
 /// Policy settings.
@@ -38,6 +38,8 @@ pub struct PolicyConfig {
     pub length: DraftLength,
     /// Stop drafting when the drafter's top probability falls below this.
     pub p_min: Option<f32>,
+    /// Whether free drafts may branch into trees.
+    pub trees: Trees,
 }
 
 impl Default for PolicyConfig {
@@ -45,6 +47,7 @@ impl Default for PolicyConfig {
         Self {
             length: DraftLength::Auto { max: 8 },
             p_min: None,
+            trees: Trees::Auto,
         }
     }
 }
@@ -142,6 +145,9 @@ pub fn worth_extending(
     false
 }
 
+/// Most nodes a tree holds with [`Trees::Always`].
+const ALWAYS_NODES: usize = 16;
+
 /// Tokens a model drafter must catch up on after a round in which it drafted
 /// (at most the last drafted token and the target's own token).
 const STEADY_BEHIND: usize = 2;
@@ -169,8 +175,8 @@ const BINS: usize = 10;
 pub struct RoundOutcome<'a> {
     /// The round's draft (tokens, confidences, source, catch-up).
     pub draft: &'a Draft,
-    /// Draft tokens the target accepted.
-    pub accepted: usize,
+    /// The draft's nodes the target accepted, in order (a chain's: 0, 1, …).
+    pub path: &'a [usize],
     /// Tokens the round added to the output.
     pub emitted: usize,
     /// Drafting time, catch-up included.
@@ -194,6 +200,9 @@ pub struct Policy {
     /// matches in the request, in the memory of earlier outputs, and
     /// recycled candidates (one class).
     free: FreeModels,
+    /// Acceptance of a tree's branch nodes, once their parent is accepted,
+    /// by the share of the drafter's evidence behind them.
+    branches: BranchModels,
     /// Realised tokens per ms of this request's recent rounds.
     realized_rate: Ema,
     rounds_without_draft: u32,
@@ -228,6 +237,9 @@ pub struct Learned {
     first_confidence: [Layered; BINS],
     #[serde(flatten)]
     free: FreeModels,
+    /// Absent from what earlier versions kept: learned afresh.
+    #[serde(default)]
+    branches: BranchModels,
     estimate_error: Ema,
     episode_length: Ema,
 }
@@ -260,6 +272,37 @@ impl FreeModels {
     fn begin_request(&mut self) {
         self.lookup.begin_request();
         self.memory.begin_request();
+        self.recycled.begin_request();
+    }
+}
+
+/// Acceptance of branch nodes once their parent is accepted, by the share
+/// of the evidence behind them: a suffix match's share of places and a
+/// recycled candidate's share of the target's kept probability mean
+/// different things, so they are learned apart.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+struct BranchModels {
+    matched: AcceptanceModel,
+    recycled: AcceptanceModel,
+}
+
+impl BranchModels {
+    fn of(&self, source: DraftSource) -> &AcceptanceModel {
+        match source {
+            DraftSource::Recycled => &self.recycled,
+            _ => &self.matched,
+        }
+    }
+
+    fn of_mut(&mut self, source: DraftSource) -> &mut AcceptanceModel {
+        match source {
+            DraftSource::Recycled => &mut self.recycled,
+            _ => &mut self.matched,
+        }
+    }
+
+    fn begin_request(&mut self) {
+        self.matched.begin_request();
         self.recycled.begin_request();
     }
 }
@@ -315,6 +358,7 @@ impl Policy {
             acceptance: AcceptanceModel::default(),
             first_confidence: [Layered::default(); BINS],
             free: FreeModels::default(),
+            branches: BranchModels::default(),
             realized_rate: Ema::default(),
             rounds_without_draft: 0,
             rounds_since_plain: 0,
@@ -339,11 +383,13 @@ impl Policy {
             acceptance: self.acceptance.clone(),
             first_confidence: self.first_confidence,
             free: self.free.clone(),
+            branches: self.branches.clone(),
             estimate_error: self.estimate_error.process,
             episode_length,
         };
         // The request level is not kept.
         learned.acceptance.begin_request();
+        learned.branches.begin_request();
         learned
             .first_confidence
             .iter_mut()
@@ -358,6 +404,7 @@ impl Policy {
         self.acceptance = learned.acceptance.clone();
         self.first_confidence = learned.first_confidence;
         self.free = learned.free.clone();
+        self.branches = learned.branches.clone();
         self.estimate_error.process = learned.estimate_error;
         self.episode_length = learned.episode_length;
     }
@@ -385,6 +432,7 @@ impl Policy {
             .iter_mut()
             .for_each(Layered::begin_request);
         self.free.begin_request();
+        self.branches.begin_request();
         self.realized_rate = Ema::default();
         self.rounds_without_draft = 0;
         self.probing = false;
@@ -552,8 +600,26 @@ impl Policy {
         }
         self.rounds_without_draft = 0;
         self.rounds_since_plain = self.rounds_since_plain.saturating_add(1);
-        // Positions after the first rejection were never tested.
-        let tested = (round.accepted + 1).min(drafted);
+        // The chain's positions after its first rejection were never
+        // tested; a tree's branch nodes are tested where their parent was
+        // accepted.
+        let chain = draft.chain_len();
+        let accepted = round
+            .path
+            .iter()
+            .zip(0..chain)
+            .take_while(|(&n, i)| n == *i)
+            .count();
+        let tested = (accepted + 1).min(chain);
+        for node in chain..drafted {
+            let parent = draft.parents()[node];
+            let reached = parent == 0 || round.path.contains(&(parent - 1));
+            if let (true, Some(share)) = (reached, draft.confidence()[node]) {
+                self.branches
+                    .of_mut(draft.source())
+                    .observe(share, round.path.contains(&node));
+            }
+        }
         match draft.source() {
             DraftSource::Model => {
                 self.episode_tokens += round.emitted;
@@ -570,7 +636,7 @@ impl Policy {
                 }
                 for (i, c) in draft.confidence()[..tested].iter().enumerate() {
                     if let Some(c) = c {
-                        self.acceptance.observe(*c, i < round.accepted);
+                        self.acceptance.observe(*c, i < accepted);
                     }
                 }
                 if let (true, Some(Some(first))) = (model_round, draft.confidence().first()) {
@@ -580,13 +646,9 @@ impl Policy {
                     self.estimate_error.observe(saved - estimate);
                 }
             }
-            DraftSource::Lookup { matched } => {
-                self.free.lookup.observe(matched, tested, round.accepted)
-            }
-            DraftSource::Memory { matched } => {
-                self.free.memory.observe(matched, tested, round.accepted)
-            }
-            DraftSource::Recycled => self.free.recycled.observe(1, tested, round.accepted),
+            DraftSource::Lookup { matched } => self.free.lookup.observe(matched, tested, accepted),
+            DraftSource::Memory { matched } => self.free.memory.observe(matched, tested, accepted),
+            DraftSource::Recycled => self.free.recycled.observe(1, tested, accepted),
         }
     }
 }
@@ -686,6 +748,47 @@ impl DraftControl for RoundControl<'_> {
         let plain = policy.costs.verify_ms(1);
         let model_ms = model_tokens * plain - saved + policy.costs.catch_up_ms(STEADY_BEHIND);
         model_ms > 0.0 && model_tokens / model_ms > in_hand.max(policy.best_rate())
+    }
+
+    fn grow(&mut self, draft: &Draft, parent: usize, share: f64) -> bool {
+        // A tree's nodes are bounded by the round's room (each could be
+        // emitted, and each takes a cell of the context), not by the
+        // chain's cap for its source.
+        let n = draft.len();
+        let room = self.room.min(MAX_DRAFT);
+        let policy = &*self.policy;
+        match (policy.config.trees, policy.config.length) {
+            (Trees::Off, _) | (Trees::Auto, DraftLength::Fixed(_)) => return false,
+            (Trees::Always, _) => return n < room.min(ALWAYS_NODES),
+            (Trees::Auto, DraftLength::Auto { .. }) if n >= room || policy.probing => return false,
+            (Trees::Auto, DraftLength::Auto { .. }) => {}
+        }
+        // Estimates by node: the chain's from next(), branches' from here.
+        self.cumulative.truncate(n);
+        let reach_parent = match parent {
+            0 => 1.0,
+            p => match self.cumulative.get(p - 1) {
+                Some(&r) => r,
+                None => return false,
+            },
+        };
+        // Until branches of this kind have outcomes, a node is assumed as
+        // likely as its source's chain token at its depth, scaled by its
+        // share of the evidence.
+        let source = draft.source();
+        let depth = if parent == 0 {
+            0
+        } else {
+            draft.depth(parent - 1)
+        };
+        let prior = share * policy.token_estimate(source, None, depth);
+        let reach = reach_parent * policy.branches.of(source).predict_from(share as f32, prior);
+        // The node pays if the tokens it is expected to add come faster
+        // than the best rate, by what it adds to the batch's time.
+        let costs = &policy.costs;
+        let marginal_ms = costs.verify_ms(n + 2) - costs.verify_ms(n + 1);
+        let pays = marginal_ms <= 0.0 || reach / marginal_ms > policy.best_rate();
+        pays && self.cumulative.len() == n && self.cumulative.push(reach).is_ok()
     }
 
     fn next(&mut self, draft: &Draft) -> Next {
@@ -824,6 +927,88 @@ mod tests {
         draft.len()
     }
 
+    /// A one-token lookup chain (matched 8) and whether the policy then
+    /// takes a branch at the root that `share` of the evidence backs.
+    fn takes_root_branch(policy: &mut Policy, share: f64) -> bool {
+        let mut ctl = policy.round(64);
+        let mut draft = Draft::default();
+        draft.clear(DraftSource::Lookup { matched: 8 });
+        draft.push(1, None);
+        let _ = ctl.next(&draft);
+        ctl.grow(&draft, 0, share)
+    }
+
+    /// Branches are priced by their expected tokens against what they add
+    /// to the batch: on the compute-bound profile (each token ~20 ms more)
+    /// only a well-backed branch pays, on the memory-bound one (a batch of
+    /// 3 costs what 2 does) a weakly backed one too, unless its source's
+    /// drafts fail; branches that keep failing stop being taken; `off` and fixed lengths never branch,
+    /// `always` always does.
+    #[test]
+    fn a_branch_is_taken_where_its_expected_tokens_pay_for_its_place() {
+        // Before branches have outcomes, a branch is as likely as its
+        // source's chain tokens scaled by its share: lookup drafts that
+        // have held.
+        let copying = |costs| {
+            let mut p = auto_policy(costs);
+            for _ in 0..40 {
+                learn(&mut p, DraftSource::Lookup { matched: 8 }, 4, 4);
+            }
+            // A new request: the rate to beat is plain decoding's again.
+            p.begin_request();
+            p
+        };
+        let mut compute = copying(compute_bound());
+        assert!(takes_root_branch(&mut compute, 0.9));
+        assert!(!takes_root_branch(&mut compute, 0.3));
+        let mut memory = copying(memory_bound());
+        assert!(takes_root_branch(&mut memory, 0.3));
+        // Lookup drafts that fail make their branches unlikely too.
+        let mut failing = auto_policy(compute_bound());
+        for _ in 0..40 {
+            learn(&mut failing, DraftSource::Lookup { matched: 8 }, 4, 0);
+        }
+        failing.begin_request();
+        assert!(!takes_root_branch(&mut failing, 0.9));
+
+        // Well-backed branches that the target never takes.
+        for _ in 0..200 {
+            let mut draft = Draft::default();
+            draft.clear(DraftSource::Lookup { matched: 8 });
+            draft.push(1, None);
+            draft.branch(0, 2, Some(0.9));
+            compute.learn(RoundOutcome {
+                draft: &draft,
+                path: &[],
+                emitted: 1,
+                draft_ms: 0.0,
+                verify_ms: 60.0,
+            });
+        }
+        assert!(!takes_root_branch(&mut compute, 0.9));
+
+        for (trees, length, takes) in [
+            (Trees::Off, DraftLength::Auto { max: 8 }, false),
+            (Trees::Auto, DraftLength::Fixed(4), false),
+            (Trees::Always, DraftLength::Fixed(4), true),
+            (Trees::Always, DraftLength::Auto { max: 8 }, true),
+        ] {
+            let mut p = Policy::new(PolicyConfig {
+                length,
+                p_min: None,
+                trees,
+            })
+            .unwrap();
+            *p.costs_mut() = compute_bound();
+            learn(&mut p, DraftSource::Model, 0, 0);
+            assert_eq!(
+                takes_root_branch(&mut p, 0.01),
+                takes,
+                "{trees:?} {length:?}"
+            );
+        }
+    }
+
     /// Drafts like the model drafter with every token at `confidence`, after
     /// a backlog of `behind` tokens. Returns the draft length.
     fn model_draft(policy: &mut Policy, behind: usize, confidence: f32) -> usize {
@@ -866,7 +1051,7 @@ mod tests {
         let verify_ms = costs.verify_ms(drafted + 1);
         policy.learn(RoundOutcome {
             draft: &draft,
-            accepted,
+            path: crate::speculative::chain_path(accepted),
             emitted: accepted + 1,
             draft_ms,
             verify_ms,
@@ -889,6 +1074,7 @@ mod tests {
         let fixed = PolicyConfig {
             length: DraftLength::Fixed(3),
             p_min: None,
+            ..PolicyConfig::default()
         };
         assert_eq!(fixed.cap_for(DraftSource::Model), 3);
         assert_eq!(fixed.cap_for(DraftSource::Lookup { matched: 40 }), 3);
@@ -1259,6 +1445,7 @@ mod tests {
         let mut fixed = Policy::new(PolicyConfig {
             length: DraftLength::Fixed(4),
             p_min: None,
+            ..PolicyConfig::default()
         })
         .unwrap();
         assert_eq!(lookup_draft(&mut fixed, 8, 64), 4);

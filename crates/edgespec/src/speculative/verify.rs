@@ -16,29 +16,6 @@ pub struct Verdict {
     pub next: Token,
 }
 
-/// Greedy verification: accept while the target's choice equals the draft.
-/// `target_choice(i)` is the target's greedy token after the committed
-/// sequence plus `draft[..i]`, for i in 0..=draft.len() (the argmax, or the
-/// argmax over allowed tokens).
-pub fn verify_greedy<E>(
-    draft: &[Token],
-    mut target_choice: impl FnMut(usize) -> Result<Token, E>,
-) -> Result<Verdict, E> {
-    for (i, &proposed) in draft.iter().enumerate() {
-        let best = target_choice(i)?;
-        if best != proposed {
-            return Ok(Verdict {
-                accepted: i,
-                next: best,
-            });
-        }
-    }
-    Ok(Verdict {
-        accepted: draft.len(),
-        next: target_choice(draft.len())?,
-    })
-}
-
 /// Outcome of verifying a draft tree: the accepted path and the target's
 /// own token after it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,6 +49,20 @@ pub fn verify_tree<E>(
             _ => return Ok(TreeVerdict { path, next: choice }),
         }
     }
+}
+
+/// The nodes 0, 1, …, `accepted` − 1: the accepted path of a chain.
+pub fn chain_path(accepted: usize) -> &'static [usize] {
+    static CHAIN: [usize; MAX_DRAFT] = {
+        let mut nodes = [0; MAX_DRAFT];
+        let mut i = 0;
+        while i < MAX_DRAFT {
+            nodes[i] = i;
+            i += 1;
+        }
+        nodes
+    };
+    &CHAIN[..accepted.min(MAX_DRAFT)]
 }
 
 /// Probability of accepting a draft token x: min(1, p(x) / q(x)).
@@ -186,40 +177,21 @@ mod tests {
     #[test]
     fn greedy_accepts_prefix_and_corrects() {
         let rows = [one_hot(5, 1), one_hot(5, 2), one_hot(5, 4), one_hot(5, 0)];
-        let row = |i: usize| Ok::<_, Infallible>(crate::sampling::argmax(&rows[i]));
-        assert_eq!(
-            verify_greedy(&[1, 2, 3], row).unwrap(),
-            Verdict {
-                accepted: 2,
-                next: 4
-            }
-        );
-        assert_eq!(
-            verify_greedy(&[1, 2, 4], row).unwrap(),
-            Verdict {
-                accepted: 3,
-                next: 0
-            }
-        );
-        assert_eq!(
-            verify_greedy(&[3], row).unwrap(),
-            Verdict {
-                accepted: 0,
-                next: 1
-            }
-        );
-        assert_eq!(
-            verify_greedy(&[], row).unwrap(),
-            Verdict {
-                accepted: 0,
-                next: 1
-            }
-        );
+        let verdict = |draft: &[Token]| {
+            let v = verify_tree(draft, &chain_path(draft.len()), |row, _| {
+                Ok::<_, Infallible>(crate::sampling::argmax(&rows[row]))
+            })
+            .unwrap();
+            (&v.path[..] == chain_path(v.path.len())).then_some((v.path.len(), v.next))
+        };
+        assert_eq!(verdict(&[1, 2, 3]), Some((2, 4)));
+        assert_eq!(verdict(&[1, 2, 4]), Some((3, 0)));
+        assert_eq!(verdict(&[3]), Some((0, 1)));
+        assert_eq!(verdict(&[]), Some((0, 1)));
     }
 
     /// A tree walk follows the target's choices into whichever branch
-    /// holds them, and on a chain accepts what greedy chain verification
-    /// accepts.
+    /// holds them.
     #[test]
     fn tree_walk_takes_the_branch_holding_the_targets_token() {
         // root → 5 → 6 (chain), root → 7 → 8, 5 → 9
@@ -256,16 +228,6 @@ mod tests {
         })
         .unwrap();
         assert_eq!((&v.path[..], v.next), (&[0, 4][..], 1));
-
-        let rows = [one_hot(5, 1), one_hot(5, 2), one_hot(5, 4), one_hot(5, 0)];
-        let argmax = |i: usize| crate::sampling::argmax(&rows[i]);
-        for draft in [&[1, 2, 3][..], &[1, 2, 4], &[3], &[]] {
-            let chain: Vec<usize> = (0..draft.len()).collect();
-            let tree =
-                verify_tree(draft, &chain, |row, _| Ok::<_, Infallible>(argmax(row))).unwrap();
-            let greedy = verify_greedy(draft, |i| Ok::<_, Infallible>(argmax(i))).unwrap();
-            assert_eq!((tree.path.len(), tree.next), (greedy.accepted, greedy.next));
-        }
     }
 
     fn normalize(w: &[f32]) -> Vec<f32> {

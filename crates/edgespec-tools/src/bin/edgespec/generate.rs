@@ -250,6 +250,9 @@ fn finish(generation: &Generation, spec: Option<&SpecStats>) {
         s.mean_gamma(),
         s.longest_draft
     );
+    if s.tree.rounds > 0 {
+        eprintln!("  trees: {} tokens accepted on branches", s.branch_accepted);
+    }
     for (name, source) in s.sources() {
         if source.rounds > 0 {
             eprintln!(

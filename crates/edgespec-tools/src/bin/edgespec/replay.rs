@@ -80,7 +80,11 @@ fn parse_setting(text: &str, gamma_max: usize) -> anyhow::Result<Setting> {
         ),
         _ => anyhow::bail!("{text:?}: replay handles target, model, trimmed, lookup and hybrid"),
     };
-    let config = PolicyConfig { length, p_min };
+    let config = PolicyConfig {
+        length,
+        p_min,
+        ..PolicyConfig::default()
+    };
     config.validate()?;
     Ok(Setting { drafter, config })
 }

@@ -8,7 +8,7 @@ use anyhow::{bail, Context as _};
 use clap::{Args, ValueEnum};
 
 use edgespec::draft::{
-    memory, DraftLength, DraftModel, LookupDrafter, MemoryFileError, OutputMemory,
+    memory, DraftLength, DraftModel, LookupDrafter, MemoryFileError, OutputMemory, Trees,
     DEFAULT_HYBRID_MIN_NGRAM,
 };
 use edgespec::ead::EadConfig;
@@ -191,6 +191,11 @@ pub struct SessionArgs {
     /// Stop drafting when the drafter's top probability falls below this.
     #[arg(long, visible_alias = "draft-p-min")]
     pub p_min: Option<f32>,
+    /// Draft trees from free drafts that are unsure between continuations:
+    /// `auto` (where the policy expects a branch to pay), `off` (chains
+    /// only), `always` (every branch offered, for measurements).
+    #[arg(long, default_value = "auto")]
+    pub draft_tree: Trees,
     /// Shortest n-gram prompt lookup matches (lookup drafter).
     #[arg(long, default_value_t = 2)]
     pub lookup_min_ngram: usize,
@@ -423,6 +428,7 @@ impl SessionArgs {
             ead,
             length,
             p_min: self.p_min,
+            trees: self.draft_tree,
             sampling,
             ignore_eos: self.ignore_eos,
             stop: self.reverse_prompt.clone(),
