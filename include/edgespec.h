@@ -188,6 +188,9 @@ typedef struct {
   float mirostat_tau;
   // Mirostat's learning rate η (> 0).
   float mirostat_eta;
+  // Draft trees from free drafts (lookup, hybrid): 0 where the policy
+  // expects a branch to pay, 1 chains only, 2 every branch offered.
+  int32_t draft_tree;
 } edgespec_session_params;
 
 // What one generation measured. Give the generating functions one from

@@ -5,7 +5,7 @@ use std::ffi::{c_char, c_void};
 use super::error::{edgespec_result, fail, Failure};
 use super::{c_str, edgespec_model, free_handle, guard, handle_mut};
 use crate::versioned::{check_writable, read_struct, write_struct, Versioned};
-use edgespec::draft::{DraftLength, DraftModel, MAX_DRAFT};
+use edgespec::draft::{DraftLength, DraftModel, Trees, MAX_DRAFT};
 use edgespec::ead::EadConfig;
 use edgespec::engine::{ContextParams, Token};
 use edgespec::generate::StopReason;
@@ -107,6 +107,9 @@ pub struct edgespec_session_params {
     pub mirostat_tau: f32,
     /// Mirostat's learning rate η (> 0).
     pub mirostat_eta: f32,
+    /// Draft trees from free drafts (lookup, hybrid): 0 where the policy
+    /// expects a branch to pay, 1 chains only, 2 every branch offered.
+    pub draft_tree: i32,
 }
 
 // SAFETY: repr(C), struct_size: u32 first; integers and floats only.
@@ -144,6 +147,7 @@ pub extern "C" fn edgespec_session_params_default() -> edgespec_session_params {
         mirostat: 0,
         mirostat_tau: DEFAULT_MIROSTAT.tau,
         mirostat_eta: DEFAULT_MIROSTAT.eta,
+        draft_tree: 0,
     }
 }
 
@@ -252,6 +256,16 @@ fn config(
         }),
         m => return Err(invalid(format!("mirostat = {m} must be 0 (off) or 2"))),
     };
+    let trees = match p.draft_tree {
+        0 => Trees::Auto,
+        1 => Trees::Off,
+        2 => Trees::Always,
+        t => {
+            return Err(invalid(format!(
+                "draft_tree = {t} must be 0 (auto), 1 (chains only) or 2 (always)"
+            )))
+        }
+    };
     let last_n = match p.repeat_last_n {
         -1 => usize::MAX,
         n => usize::try_from(n).map_err(|_| {
@@ -278,6 +292,7 @@ fn config(
         },
         length,
         p_min: (p.p_min >= 0.0).then_some(p.p_min),
+        trees,
         sampling: SamplingParams {
             temperature: p.temperature,
             top_k,

@@ -16,7 +16,7 @@ use crate::trace::Trace;
 use edgespec::costs::BatchCurve;
 use edgespec::draft::{
     Draft, DraftControl, DraftLength, DraftSource, Drafter, HybridDrafter, LookupDrafter,
-    Successor, DEFAULT_HYBRID_MIN_NGRAM, MAX_DRAFT,
+    Successor, Trees, DEFAULT_HYBRID_MIN_NGRAM, MAX_DRAFT,
 };
 use edgespec::engine::{EngineError, Token};
 use edgespec::speculative::{
@@ -59,9 +59,14 @@ impl Setting {
             DraftLength::Fixed(g) => g.to_string(),
             DraftLength::Auto { .. } => "auto".into(),
         };
+        let shape = match self.config.trees {
+            Trees::Auto => "",
+            Trees::Off => "/chain",
+            Trees::Always => "/tree",
+        };
         match self.config.p_min {
-            Some(p) => format!("{kind}:{length}@p{p}"),
-            None => format!("{kind}:{length}"),
+            Some(p) => format!("{kind}:{length}{shape}@p{p}"),
+            None => format!("{kind}:{length}{shape}"),
         }
     }
 }
@@ -377,9 +382,9 @@ impl Replayer {
                 draft_ms,
                 verify_ms,
             });
-            // The kept positions' successors (greedy: the target's own
-            // next tokens; the runners-up are not in the trace), as the
-            // live loop records them.
+            // The kept positions' successors (the target's own next token
+            // and, where the trace has them, its runners-up), as the live
+            // loop records them.
             if let Some(d) = self.source.drafter().filter(|d| d.drafts_lookup()) {
                 let mut token = committed[committed.len() - 1];
                 for &next in &output[done..done + emitted] {

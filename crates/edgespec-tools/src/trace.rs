@@ -14,8 +14,11 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use edgespec::draft::{Draft, DraftControl, DraftSource, Drafter, Next};
-use edgespec::engine::{EngineError, Sequence, Token};
+use edgespec::draft::{
+    top_successors, Draft, DraftControl, DraftSource, Drafter, Next, Successor, Successors,
+    SUCCESSORS,
+};
+use edgespec::engine::{EngineError, Logits, Sequence, Token};
 use edgespec::generate::{generate_target_only, GenerateParams};
 
 /// Trace format version written into every trace.
@@ -70,6 +73,11 @@ pub struct Trace {
     pub target_ms: Vec<f32>,
     /// What each drafter offered, by kind (`model`, `trimmed`).
     pub drafters: std::collections::BTreeMap<String, DrafterTrace>,
+    /// The target's likeliest tokens (id, share among them) at each output
+    /// position, likeliest first: what recycled drafts learn from
+    /// (absent from traces recorded before them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub top: Vec<Vec<(Token, f32)>>,
 }
 
 /// Trace files that cannot be used.
@@ -143,7 +151,31 @@ impl Trace {
                 }
             }
         }
+        let bad_top = |t: &Vec<(Token, f32)>| {
+            t.len() > SUCCESSORS
+                || t.iter()
+                    .any(|&(id, share)| id < 0 || !(0.0..=1.0).contains(&share))
+        };
+        if !self.top.is_empty()
+            && (self.top.len() != self.output.len() || self.top.iter().any(bad_top))
+        {
+            return Err(format!(
+                "{} top-token lists for {} output tokens, or one malformed",
+                self.top.len(),
+                self.output.len()
+            ));
+        }
         Ok(())
+    }
+
+    /// The target's recorded likeliest tokens at output position `j` (none
+    /// where the trace has no record).
+    pub fn successors(&self, j: usize) -> Successors {
+        self.top.get(j).map_or_else(Successors::new, |t| {
+            t.iter()
+                .map(|&(token, share)| Successor { token, share })
+                .collect()
+        })
     }
 }
 
@@ -226,6 +258,7 @@ pub fn record_trace(
         },
     )?;
     let output = generation.tokens;
+    let top = record_top(target, prompt, &output)?;
     let mut traces = std::collections::BTreeMap::new();
     for (kind, model, drafter) in drafters.iter_mut() {
         let (drafts, step_ms) = record_drafts(&mut **drafter, prompt, &output, max_draft)?;
@@ -253,7 +286,41 @@ pub fn record_trace(
         target_ms,
         output,
         drafters: traces,
+        top,
     })
+}
+
+/// The target's [`SUCCESSORS`] likeliest tokens at each position of
+/// `output` (after the prompt and the output before it), from batched
+/// passes over the text.
+fn record_top(
+    target: &mut Sequence,
+    prompt: &[Token],
+    output: &[Token],
+) -> Result<Vec<Vec<(Token, f32)>>, TraceError> {
+    const CHUNK: usize = 256;
+    let (Some((&last, head)), false) = (prompt.split_last(), output.is_empty()) else {
+        return Ok(Vec::new());
+    };
+    target.clear();
+    target.decode(head, Logits::None)?;
+    let inputs: Vec<Token> = std::iter::once(last)
+        .chain(output[..output.len() - 1].iter().copied())
+        .collect();
+    let mut top = Vec::with_capacity(output.len());
+    for chunk in inputs.chunks(CHUNK) {
+        target.decode(chunk, Logits::All)?;
+        for row in 0..chunk.len() {
+            let successors = top_successors(target.context().logits(row)?);
+            top.push(
+                successors
+                    .iter()
+                    .map(|s| (s.token, round3(s.share)))
+                    .collect(),
+            );
+        }
+    }
+    Ok(top)
 }
 
 fn round1(ms: f64) -> f32 {

@@ -165,6 +165,12 @@ int main(int argc, char **argv) {
     p.temperature = 0.8f;
     CHECK(edgespec_session_new(target, drafter, &p, &s) == EDGESPEC_OK, "mirostat 2");
     edgespec_session_free(&s);
+    p = edgespec_session_params_default();
+    CHECK(p.draft_tree == 0, "trees where they pay by default");
+    p.draft_tree = 3;
+    CHECK(edgespec_session_new(target, NULL, &p, &s) == EDGESPEC_ERR_INVALID_PARAMETER, "draft_tree 3");
+    p.draft_tree = -1;
+    CHECK(edgespec_session_new(target, NULL, &p, &s) == EDGESPEC_ERR_INVALID_PARAMETER, "draft_tree -1");
 
     /* Penalties change the greedy output, and speculation keeps it exact. */
     p = edgespec_session_params_default();
@@ -182,6 +188,16 @@ int main(int argc, char **argv) {
     p.gamma = 4;
     generate(target, drafter, &p, NULL, 0, NULL, &spec);
     CHECK(strcmp(alone.text, spec.text) == 0, "speculative '%s' vs alone '%s'", spec.text, alone.text);
+    /* Free drafts as trees (every branch offered): the same text. */
+    static sink trees;
+    p.draft_kind = EDGESPEC_DRAFT_LOOKUP;
+    p.gamma = -1;
+    p.draft_tree = 2;
+    generate(target, NULL, &p, NULL, 0, NULL, &trees);
+    CHECK(strcmp(alone.text, trees.text) == 0, "trees '%s' vs alone '%s'", trees.text, alone.text);
+    p.draft_kind = EDGESPEC_DRAFT_MODEL;
+    p.gamma = 4;
+    p.draft_tree = 0;
 
     /* A stop string from the middle of that output (three ASCII letters)
      * cuts it there, left out. */

@@ -381,7 +381,7 @@ pub fn run(
     if config.trimmed.is_none()
         && modes
             .iter()
-            .any(|m| matches!(m, Mode::Spec(DraftKind::Trimmed, _)))
+            .any(|m| matches!(m, Mode::Spec(DraftKind::Trimmed, ..)))
     {
         return Err(BenchError::Config(
             "trimmed modes need a VocabTrim drafter (--trimmed)".into(),
@@ -537,7 +537,7 @@ impl Drafters {
         let wanted = |kind| {
             modes
                 .iter()
-                .any(|m| matches!(m, Mode::Spec(k, _) if *k == kind))
+                .any(|m| matches!(m, Mode::Spec(k, ..) if *k == kind))
         };
         Ok(Self {
             model: match &config.draft {
@@ -611,7 +611,7 @@ fn make_runner(
                 Some(drafter()?),
             )
         },
-        Mode::Spec(kind, length) => {
+        Mode::Spec(kind, length, trees) => {
             let model = match kind {
                 DraftKind::Lookup => None,
                 DraftKind::Trimmed => Some(
@@ -624,6 +624,7 @@ fn make_runner(
             };
             SessionConfig {
                 length: *length,
+                trees: *trees,
                 ..base.with_drafter(*kind, model)
             }
         }

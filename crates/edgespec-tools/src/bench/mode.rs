@@ -1,7 +1,7 @@
 //! Benchmark modes and their names on the command line.
 
 use super::peer::PeerMode;
-use edgespec::draft::DraftLength;
+use edgespec::draft::{DraftLength, Trees};
 use edgespec::session::DraftKind;
 
 /// One column of the benchmark.
@@ -21,8 +21,9 @@ pub enum Mode {
         /// ead-spec.
         spec: bool,
     },
-    /// edgespec speculative decoding (lookup, model, hybrid, trimmed).
-    Spec(DraftKind, DraftLength),
+    /// edgespec speculative decoding (lookup, model, hybrid, trimmed), and
+    /// whether free drafts may be trees (`/chain`: off, `/tree`: always).
+    Spec(DraftKind, DraftLength, Trees),
     /// Speculative decoding with a VocabTrim drafter of K ids, trimmed by
     /// the benchmark itself (`--sweep k=…` with `--counts`).
     TrimmedK(u32, DraftLength),
@@ -32,7 +33,7 @@ pub enum Mode {
 
 /// An unknown mode name.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("unknown mode {0:?}: use target, small, model:N|auto, trimmed:N|auto, trimmed@K:N|auto, lookup:N|auto, hybrid:N|auto, ead:BITS|share=S, ead-spec:BITS|share=S, llama-completion, llama-draft, llama-ngram-mod, llama-ngram-map-k, llama-ngram-cache")]
+#[error("unknown mode {0:?}: use target, small, model:N|auto, trimmed:N|auto, trimmed@K:N|auto, lookup:N|auto, hybrid:N|auto (each may end in /chain or /tree), ead:BITS|share=S, ead-spec:BITS|share=S, llama-completion, llama-draft, llama-ngram-mod, llama-ngram-map-k, llama-ngram-cache")]
 pub struct ModeError(pub String);
 
 impl Mode {
@@ -41,7 +42,15 @@ impl Mode {
     /// `llama-ngram-map-k`, `llama-ngram-cache`. `auto_max` caps auto drafts.
     pub fn parse(s: &str, auto_max: usize) -> Result<Self, ModeError> {
         let err = || ModeError(s.to_owned());
-        let (kind, arg) = s.split_once(':').map_or((s, None), |(k, a)| (k, Some(a)));
+        let (name, trees) = match s.rsplit_once('/') {
+            Some((name, "chain")) => (name, Trees::Off),
+            Some((name, "tree")) => (name, Trees::Always),
+            Some(_) => return Err(err()),
+            None => (s, Trees::Auto),
+        };
+        let (kind, arg) = name
+            .split_once(':')
+            .map_or((name, None), |(k, a)| (k, Some(a)));
         let length = |arg: Option<&str>| match arg {
             None | Some("auto") => Ok(DraftLength::Auto { max: auto_max }),
             Some(n) => n.parse().map(DraftLength::Fixed).map_err(|_| err()),
@@ -73,6 +82,10 @@ impl Mode {
                 spec,
             })
         };
+        let spec = |kind, arg| Ok::<_, ModeError>(Mode::Spec(kind, length(arg)?, trees));
+        if trees != Trees::Auto && !matches!(kind, "lookup" | "hybrid") {
+            return Err(err());
+        }
         if let Some(k) = kind.strip_prefix("trimmed@") {
             let k = k.parse::<u32>().ok().filter(|&k| k > 0).ok_or_else(err)?;
             return Ok(Mode::TrimmedK(k, length(arg)?));
@@ -82,10 +95,10 @@ impl Mode {
             ("small", None) => Mode::Small,
             ("ead", a) => ead(a, false)?,
             ("ead-spec", a) => ead(a, true)?,
-            ("model", a) => Mode::Spec(DraftKind::Model, length(a)?),
-            ("lookup", a) => Mode::Spec(DraftKind::Lookup, length(a)?),
-            ("trimmed", a) => Mode::Spec(DraftKind::Trimmed, length(a)?),
-            ("hybrid", a) => Mode::Spec(DraftKind::Hybrid, length(a)?),
+            ("model", a) => spec(DraftKind::Model, a)?,
+            ("lookup", a) => spec(DraftKind::Lookup, a)?,
+            ("trimmed", a) => spec(DraftKind::Trimmed, a)?,
+            ("hybrid", a) => spec(DraftKind::Hybrid, a)?,
             ("llama-completion", None) => Mode::Peer(PeerMode::Completion),
             ("llama-draft", None) => Mode::Peer(PeerMode::DraftSimple),
             ("llama-ngram" | "llama-ngram-mod", None) => Mode::Peer(PeerMode::NgramMod),
@@ -116,7 +129,14 @@ impl Mode {
                 }
             }
             Mode::TrimmedK(k, l) => format!("trimmed@{k}:{}", length(l)),
-            Mode::Spec(kind, l) => format!("{kind}:{}", length(l)),
+            Mode::Spec(kind, l, trees) => {
+                let shape = match trees {
+                    Trees::Auto => "",
+                    Trees::Off => "/chain",
+                    Trees::Always => "/tree",
+                };
+                format!("{kind}:{}{shape}", length(l))
+            }
             Mode::Peer(PeerMode::Completion) => "llama-completion".into(),
             Mode::Peer(PeerMode::DraftSimple) => "llama-draft".into(),
             Mode::Peer(PeerMode::NgramMod) => "llama-ngram-mod".into(),
@@ -129,7 +149,7 @@ impl Mode {
     pub fn needs_draft_model(&self) -> bool {
         matches!(
             self,
-            Mode::Spec(DraftKind::Model | DraftKind::Hybrid, _)
+            Mode::Spec(DraftKind::Model | DraftKind::Hybrid, ..)
                 | Mode::Peer(PeerMode::DraftSimple)
                 | Mode::Small
                 | Mode::Ead { .. }
@@ -148,6 +168,8 @@ mod tests {
             "model:3",
             "model:auto",
             "lookup:auto",
+            "lookup:auto/chain",
+            "hybrid:auto/tree",
             "hybrid:5",
             "llama-completion",
             "llama-draft",
@@ -171,6 +193,10 @@ mod tests {
         );
         assert_eq!(Mode::parse("model:x", 8), Err(ModeError("model:x".into())));
         assert!(Mode::parse("medusa", 8).is_err());
+        // Shapes apply to free drafts only.
+        for bad in ["model:auto/tree", "lookup:auto/bush", "target/chain"] {
+            assert!(Mode::parse(bad, 8).is_err(), "{bad}");
+        }
         assert!(Mode::parse("target:1", 8).is_err());
         for bad in [
             "ead",

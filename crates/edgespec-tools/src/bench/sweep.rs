@@ -82,7 +82,7 @@ impl Sweep {
     /// The modes a gamma sweep adds: model at each length, and trimmed when
     /// a trimmed drafter is given.
     pub fn gamma_modes(a: usize, b: usize, trimmed: bool) -> Vec<Mode> {
-        use edgespec::draft::DraftLength;
+        use edgespec::draft::{DraftLength, Trees};
         use edgespec::session::DraftKind;
         let kinds: &[DraftKind] = if trimmed {
             &[DraftKind::Model, DraftKind::Trimmed]
@@ -93,7 +93,7 @@ impl Sweep {
             .flat_map(|g| {
                 kinds
                     .iter()
-                    .map(move |&k| Mode::Spec(k, DraftLength::Fixed(g)))
+                    .map(move |&k| Mode::Spec(k, DraftLength::Fixed(g), Trees::Auto))
             })
             .collect()
     }

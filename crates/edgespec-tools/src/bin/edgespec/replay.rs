@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use clap::Args;
 
+use edgespec::draft::Trees;
 use edgespec::ead::EadStats;
 use edgespec::session::DraftKind;
 use edgespec::speculative::PolicyConfig;
@@ -64,9 +65,13 @@ fn parse_setting(text: &str, gamma_max: usize) -> anyhow::Result<Setting> {
         }
         None => (text, None),
     };
-    let (drafter, length) = match Mode::parse(mode, gamma_max)? {
-        Mode::Target => (ReplayDrafter::None, edgespec::draft::DraftLength::Fixed(0)),
-        Mode::Spec(kind, length) => (
+    let (drafter, length, trees) = match Mode::parse(mode, gamma_max)? {
+        Mode::Target => (
+            ReplayDrafter::None,
+            edgespec::draft::DraftLength::Fixed(0),
+            Trees::Off,
+        ),
+        Mode::Spec(kind, length, trees) => (
             match kind {
                 DraftKind::Model => ReplayDrafter::Model("model".into()),
                 DraftKind::Trimmed => ReplayDrafter::Model("trimmed".into()),
@@ -77,13 +82,14 @@ fn parse_setting(text: &str, gamma_max: usize) -> anyhow::Result<Setting> {
                 ),
             },
             length,
+            trees,
         ),
         _ => anyhow::bail!("{text:?}: replay handles target, model, trimmed, lookup and hybrid"),
     };
     let config = PolicyConfig {
         length,
         p_min,
-        ..PolicyConfig::default()
+        trees,
     };
     config.validate()?;
     Ok(Setting { drafter, config })
