@@ -104,6 +104,9 @@ typedef enum {
   // Another logger already receives the process's logs
   // (`edgespec_set_log_callback`).
   EDGESPEC_ERR_LOGGER = 16,
+  // A lookup memory was refused: not a lookup memory, damaged, made with
+  // another target model, or the session's draft kind keeps none.
+  EDGESPEC_ERR_LOOKUP_MEMORY = 17,
 } edgespec_result;
 
 // A loaded model (opaque). Shareable across threads and sessions.
@@ -452,6 +455,28 @@ edgespec_result edgespec_session_save_cache(edgespec_session *session,
 edgespec_result edgespec_session_load_cache(edgespec_session *session,
                                             const char *path,
                                             uint32_t *n_tokens);
+
+// Saves the session's memory of earlier outputs (what its free drafts draw
+// on: lookup and hybrid draft kinds) to the file at `path` (UTF-8), written
+// whole or not at all. An existing file is replaced only when it is a
+// lookup memory of this target model or a damaged one: another model's
+// memory or a file that is not a memory is refused with
+// EDGESPEC_ERR_LOOKUP_MEMORY, the file untouched.
+//
+// # Safety
+// `session` NULL or live; `path` NULL or a NUL-terminated string.
+edgespec_result edgespec_session_save_lookup_memory(edgespec_session *session, const char *path);
+
+// Replaces the session's memory of earlier outputs with the one saved at
+// `path` by `edgespec_session_save_lookup_memory` with the same target
+// model (its newest outputs, as many as the memory holds). A file that is
+// not a lookup memory, is damaged or was made with another target model is
+// refused with EDGESPEC_ERR_LOOKUP_MEMORY (EDGESPEC_ERR_IO when it cannot
+// be read); the memory is then as it was.
+//
+// # Safety
+// `session` NULL or live; `path` NULL or a NUL-terminated string.
+edgespec_result edgespec_session_load_lookup_memory(edgespec_session *session, const char *path);
 
 // Chooses what `edgespec_session_respond` does when the conversation no
 // longer fits in the context: EDGESPEC_WHEN_FULL_ERROR (the default: the

@@ -3,7 +3,7 @@
 use std::cell::RefCell;
 use std::ffi::{c_char, CString};
 
-use edgespec::draft::VocabError;
+use edgespec::draft::{MemoryFileError, VocabError};
 use edgespec::engine::EngineError;
 use edgespec::error::GenerateError;
 use edgespec::session::PromptCacheError;
@@ -50,6 +50,9 @@ pub enum edgespec_result {
     /// Another logger already receives the process's logs
     /// (`edgespec_set_log_callback`).
     EDGESPEC_ERR_LOGGER = 16,
+    /// A lookup memory was refused: not a lookup memory, damaged, made with
+    /// another target model, or the session's draft kind keeps none.
+    EDGESPEC_ERR_LOOKUP_MEMORY = 17,
 }
 
 /// A failure on its way to C.
@@ -119,6 +122,16 @@ impl From<PromptCacheError> for Failure {
                 ..
             } => edgespec_result::EDGESPEC_ERR_CONTEXT_FULL,
             _ => edgespec_result::EDGESPEC_ERR_PROMPT_CACHE,
+        };
+        fail(code, e.to_string())
+    }
+}
+
+impl From<MemoryFileError> for Failure {
+    fn from(e: MemoryFileError) -> Self {
+        let code = match &e {
+            MemoryFileError::Io { .. } => edgespec_result::EDGESPEC_ERR_IO,
+            _ => edgespec_result::EDGESPEC_ERR_LOOKUP_MEMORY,
         };
         fail(code, e.to_string())
     }

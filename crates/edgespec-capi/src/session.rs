@@ -679,6 +679,56 @@ pub unsafe extern "C" fn edgespec_session_load_cache(
     })
 }
 
+/// Saves the session's memory of earlier outputs (what its free drafts draw
+/// on: lookup and hybrid draft kinds) to the file at `path` (UTF-8), written
+/// whole or not at all. An existing file is replaced only when it is a
+/// lookup memory of this target model or a damaged one: another model's
+/// memory or a file that is not a memory is refused with
+/// EDGESPEC_ERR_LOOKUP_MEMORY, the file untouched.
+///
+/// # Safety
+/// `session` NULL or live; `path` NULL or a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn edgespec_session_save_lookup_memory(
+    session: *mut edgespec_session,
+    path: *const c_char,
+) -> edgespec_result {
+    guard(|| {
+        // SAFETY: NULL or a live handle per the caller's contract.
+        let s = unsafe { handle_mut(session, "session")? };
+        // SAFETY: checked by c_str.
+        let path = unsafe { c_str(path, "path")? };
+        Ok(s.conversation
+            .session()
+            .save_lookup_memory(std::path::Path::new(path))?)
+    })
+}
+
+/// Replaces the session's memory of earlier outputs with the one saved at
+/// `path` by `edgespec_session_save_lookup_memory` with the same target
+/// model (its newest outputs, as many as the memory holds). A file that is
+/// not a lookup memory, is damaged or was made with another target model is
+/// refused with EDGESPEC_ERR_LOOKUP_MEMORY (EDGESPEC_ERR_IO when it cannot
+/// be read); the memory is then as it was.
+///
+/// # Safety
+/// `session` NULL or live; `path` NULL or a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn edgespec_session_load_lookup_memory(
+    session: *mut edgespec_session,
+    path: *const c_char,
+) -> edgespec_result {
+    guard(|| {
+        // SAFETY: NULL or a live handle per the caller's contract.
+        let s = unsafe { handle_mut(session, "session")? };
+        // SAFETY: checked by c_str.
+        let path = unsafe { c_str(path, "path")? };
+        Ok(s.conversation
+            .session_mut()
+            .load_lookup_memory(std::path::Path::new(path))?)
+    })
+}
+
 /// Writes `count` (saturated to u32) to `out` unless it is NULL.
 ///
 /// # Safety

@@ -90,6 +90,42 @@ int main(int argc, char **argv) {
         edgespec_session_free(&restored);
         printf("kind %d: restored %u tokens, same answer\n", kinds[k], n);
     }
+    /* The lookup memory of earlier outputs: saved after answers, loaded by
+     * a new session (which then drafts its repeat of an answer from it and
+     * answers the same), refused where it is not a memory or the session
+     * keeps none; the notes file is never written over. */
+    char memory[1024];
+    snprintf(memory, sizeof memory, "%s/outputs.memory", argv[3]);
+    edgespec_session_params lp = edgespec_session_params_default();
+    lp.n_ctx = 1024;
+    lp.n_threads = 2;
+    lp.draft_kind = EDGESPEC_DRAFT_LOOKUP;
+    edgespec_session *first = NULL, *second = NULL, *plain = NULL;
+    CHECK(edgespec_session_new(target, NULL, &lp, &first) == EDGESPEC_OK, "lookup session");
+    sink said = {0};
+    edgespec_session_add_message(first, "user", "suta ro kalo vika");
+    CHECK(edgespec_session_respond(first, 24, collect, &said, NULL) == EDGESPEC_OK, "first answer");
+    CHECK(edgespec_session_save_lookup_memory(first, memory) == EDGESPEC_OK, "save memory: %s", edgespec_last_error());
+    CHECK(edgespec_session_save_lookup_memory(first, notes) == EDGESPEC_ERR_LOOKUP_MEMORY,
+          "saving a memory over a file that is no memory");
+    CHECK(edgespec_session_save_lookup_memory(first, NULL) == EDGESPEC_ERR_NULL_ARGUMENT, "NULL memory path");
+    edgespec_session_free(&first);
+    CHECK(edgespec_session_new(target, NULL, &lp, &second) == EDGESPEC_OK, "second lookup session");
+    CHECK(edgespec_session_load_lookup_memory(second, notes) == EDGESPEC_ERR_LOOKUP_MEMORY, "a file that is no memory");
+    CHECK(edgespec_session_load_lookup_memory(second, "/nonexistent/x.memory") == EDGESPEC_ERR_IO, "a missing memory");
+    CHECK(edgespec_session_load_lookup_memory(second, memory) == EDGESPEC_OK, "load memory: %s", edgespec_last_error());
+    sink again = {0};
+    edgespec_session_add_message(second, "user", "suta ro kalo vika");
+    edgespec_stats st = edgespec_stats_init();
+    CHECK(edgespec_session_respond(second, 24, collect, &again, &st) == EDGESPEC_OK, "second answer");
+    CHECK(same(&again, &said), "the answer drafted from memory differs");
+    CHECK(st.accepted > 0, "nothing drafted from the loaded memory was accepted");
+    edgespec_session_free(&second);
+    CHECK(edgespec_session_new(target, NULL, NULL, &plain) == EDGESPEC_OK, "plain session");
+    CHECK(edgespec_session_save_lookup_memory(plain, memory) == EDGESPEC_ERR_LOOKUP_MEMORY, "a session without memory");
+    CHECK(edgespec_session_load_lookup_memory(plain, memory) == EDGESPEC_ERR_LOOKUP_MEMORY, "loading without memory");
+    edgespec_session_free(&plain);
+
     f = fopen(notes, "r");
     char buf[32] = "";
     fgets(buf, sizeof buf, f);

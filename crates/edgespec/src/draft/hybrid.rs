@@ -117,4 +117,8 @@ impl<M: Drafter> Drafter for HybridDrafter<M> {
     fn memory(&self) -> Option<&OutputMemory> {
         Some(self.lookup.memory())
     }
+
+    fn memory_mut(&mut self) -> Option<&mut OutputMemory> {
+        self.lookup.memory_mut()
+    }
 }

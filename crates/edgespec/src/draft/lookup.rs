@@ -480,6 +480,10 @@ impl Drafter for LookupDrafter {
     fn memory(&self) -> Option<&OutputMemory> {
         Some(&self.memory)
     }
+
+    fn memory_mut(&mut self) -> Option<&mut OutputMemory> {
+        Some(&mut self.memory)
+    }
 }
 
 #[cfg(test)]

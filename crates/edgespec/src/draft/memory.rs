@@ -57,12 +57,17 @@ pub enum MemoryFileError {
         /// Why.
         reason: &'static str,
     },
-    /// Written for another target model (its tokens mean other text).
+    /// Written for another target model (its tokens mean other text; also
+    /// refused as a file to save over).
     #[error("lookup memory {path} was made with another target model")]
     OtherModel {
         /// The file.
         path: PathBuf,
     },
+    /// The session's drafts keep no memory of outputs (only the lookup and
+    /// hybrid kinds do).
+    #[error("this session keeps no lookup memory (the lookup and hybrid draft kinds do)")]
+    NoMemory,
 }
 
 /// Earlier outputs, oldest first, separated by [`SEPARATOR`], at most
@@ -176,12 +181,16 @@ impl OutputMemory {
 
     /// Saves the memory to `path` for the target model with this
     /// fingerprint, whole or not at all; an existing file is replaced only
-    /// when it is a memory file.
+    /// when it is a memory file of this model or a damaged one (another
+    /// model's memory or a file that is not a memory is left as it is).
     pub fn save(&self, path: &Path, model: u64) -> Result<(), MemoryFileError> {
         let io = |source| MemoryFileError::Io {
             path: path.to_owned(),
             source,
         };
+        if let Err(e @ MemoryFileError::OtherModel { .. }) = Self::load(path, model, 0) {
+            return Err(e);
+        }
         let mut payload = Vec::with_capacity(12 + 4 * self.tokens.len());
         payload.extend_from_slice(&model.to_le_bytes());
         payload.extend_from_slice(&(self.tokens.len() as u32).to_le_bytes());
@@ -235,6 +244,12 @@ mod tests {
             OutputMemory::load(&path, 43, 100),
             Err(MemoryFileError::OtherModel { .. })
         ));
+        // Another model's memory is not saved over.
+        assert!(matches!(
+            OutputMemory::new(100).save(&path, 43),
+            Err(MemoryFileError::OtherModel { .. })
+        ));
+        assert_eq!(OutputMemory::load(&path, 42, 100).unwrap(), m);
         // One flipped bit anywhere after the magic.
         let good = std::fs::read(&path).unwrap();
         for i in 8..good.len() {

@@ -435,6 +435,10 @@ pub trait Drafter: Send {
     fn memory(&self) -> Option<&OutputMemory> {
         None
     }
+    /// The memory of earlier outputs, mutably (to replace it).
+    fn memory_mut(&mut self) -> Option<&mut OutputMemory> {
+        None
+    }
     /// The vocabulary this drafter's tokens come from, when it runs a model
     /// (a trimmed drafter's is its source drafter's): checked against the
     /// target's before any draft. None for drafters that run no model.

@@ -18,8 +18,8 @@ pub use stop::StopStrings;
 
 use crate::costs::CostSnapshot;
 use crate::draft::{
-    DraftLength, DraftModel, Drafter, HybridDrafter, LookupDrafter, ModelDrafter, OutputMemory,
-    Trees, DEFAULT_HYBRID_MIN_NGRAM,
+    DraftLength, DraftModel, Drafter, HybridDrafter, LookupDrafter, MemoryFileError, ModelDrafter,
+    OutputMemory, Trees, DEFAULT_HYBRID_MIN_NGRAM,
 };
 use crate::ead::{Ead, EadConfig, EadStats, Who};
 use crate::engine::{Context, ContextParams, EngineError, Grammar, Model, Sequence, Token};
@@ -536,6 +536,28 @@ impl Session {
             Decoder::Speculative(s) => s.drafter()?.memory(),
             _ => None,
         }
+    }
+
+    /// Replaces the memory of earlier outputs with the one saved at `path`
+    /// for this target model (as much of it as the memory holds, newest
+    /// first). On an error the memory is as it was.
+    pub fn load_lookup_memory(&mut self, path: &Path) -> Result<(), MemoryFileError> {
+        let fingerprint = self.model().gguf().fingerprint();
+        let memory = match &mut self.decoder {
+            Decoder::Speculative(s) => s.drafter_mut().and_then(|d| d.memory_mut()),
+            _ => None,
+        }
+        .ok_or(MemoryFileError::NoMemory)?;
+        *memory = OutputMemory::load(path, fingerprint, memory.capacity())?;
+        Ok(())
+    }
+
+    /// Saves the memory of earlier outputs to `path` (see
+    /// [`OutputMemory::save`]: whole or not at all, never over another
+    /// model's memory or a file that is not one).
+    pub fn save_lookup_memory(&self, path: &Path) -> Result<(), MemoryFileError> {
+        let memory = self.lookup_memory().ok_or(MemoryFileError::NoMemory)?;
+        memory.save(path, self.model().gguf().fingerprint())
     }
 
     /// Forgets what earlier generations taught the free drafts (the memory

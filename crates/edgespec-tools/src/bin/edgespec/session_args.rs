@@ -569,22 +569,12 @@ fn load_memory(path: &Path, model: &Model) -> OutputMemory {
 /// given: over a memory file of this model or a damaged one, never over
 /// another model's or a file that is not a memory (a failure only warns).
 pub fn save_memory(args: &SessionArgs, session: &Session) {
-    let (Some(path), Some(memory)) = (&args.lookup_memory, session.lookup_memory()) else {
+    let Some(path) = &args.lookup_memory else {
         return;
     };
-    let fingerprint = session.model().gguf().fingerprint();
-    let keep = match OutputMemory::load(path, fingerprint, memory::DEFAULT_TOKENS) {
-        Err(e @ (MemoryFileError::OtherModel { .. } | MemoryFileError::NotAMemory { .. })) => {
-            Some(e)
-        }
-        _ => None,
-    };
-    let result = match keep {
-        Some(e) => Err(e),
-        None => memory.save(path, fingerprint),
-    };
-    if let Err(e) = result {
-        log::warn!("{e}: the lookup memory of this run is not saved");
+    match session.save_lookup_memory(path) {
+        Ok(()) | Err(MemoryFileError::NoMemory) => {}
+        Err(e) => log::warn!("{e}: the lookup memory of this run is not saved"),
     }
 }
 
