@@ -108,7 +108,8 @@ pub struct LookupDrafter {
     /// among them).
     matches: Vec<Candidate>,
     counts: Vec<(Token, usize)>,
-    forks: heapless::Vec<Fork, MAX_FORKS>,
+    /// Alternatives to the chain being drafted (at most [`MAX_FORKS`]).
+    forks: Vec<Fork>,
 }
 
 impl Default for LookupDrafter {
@@ -129,7 +130,7 @@ impl LookupDrafter {
             candidates: Vec::with_capacity(MAX_CANDIDATES),
             matches: Vec::with_capacity(MAX_CANDIDATES),
             counts: Vec::with_capacity(MAX_CANDIDATES),
-            forks: heapless::Vec::new(),
+            forks: Vec::with_capacity(MAX_FORKS),
         }
     }
 
@@ -333,11 +334,13 @@ impl LookupDrafter {
     }
 
     fn offer_fork(&mut self, position: usize, token: Token, share: f64) {
-        let _ = self.forks.push(Fork {
-            position,
-            token,
-            share,
-        });
+        if self.forks.len() < MAX_FORKS {
+            self.forks.push(Fork {
+                position,
+                token,
+                share,
+            });
+        }
     }
 
     /// Offers the forks of the chain in `out` to the policy, likeliest
@@ -409,9 +412,10 @@ impl LookupDrafter {
                 out.tokens()[position - 1]
             };
             let taken = out.tokens().get(position).copied();
-            for s in self.successors.successors(before) {
-                if Some(s.token) != taken {
-                    let _ = self.forks.push(Fork {
+            let successors = self.successors.successors(before);
+            for s in successors.iter().filter(|s| Some(s.token) != taken) {
+                if self.forks.len() < MAX_FORKS {
+                    self.forks.push(Fork {
                         position,
                         token: s.token,
                         share: f64::from(s.share),

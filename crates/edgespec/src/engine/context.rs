@@ -452,12 +452,12 @@ impl Context {
         // node in those of the leaves below it, the root in all.
         let mut masks = vec![0u32; n];
         let mut leaves = 0;
-        for i in 1..n {
-            if !parents.contains(&i) {
+        for (row, mask) in masks.iter_mut().enumerate().skip(1) {
+            if !parents.contains(&row) {
                 if leaves == MAX_TREE_LEAVES {
                     return invalid(leaves + 1, "more leaves than a context's sequences");
                 }
-                masks[i] = 1 << leaves;
+                *mask = 1 << leaves;
                 leaves += 1;
             }
         }

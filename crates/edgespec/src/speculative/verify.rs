@@ -178,7 +178,7 @@ mod tests {
     fn greedy_accepts_prefix_and_corrects() {
         let rows = [one_hot(5, 1), one_hot(5, 2), one_hot(5, 4), one_hot(5, 0)];
         let verdict = |draft: &[Token]| {
-            let v = verify_tree(draft, &chain_path(draft.len()), |row, _| {
+            let v = verify_tree(draft, chain_path(draft.len()), |row, _| {
                 Ok::<_, Infallible>(crate::sampling::argmax(&rows[row]))
             })
             .unwrap();
