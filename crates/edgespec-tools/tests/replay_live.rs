@@ -1,7 +1,8 @@
 //! The replay simulator against the live loop: on a trace recorded from a
 //! synthetic target/drafter pair, replaying a fixed draft length drafts and
 //! accepts exactly what the live speculator does on the same prompt, for
-//! the model, lookup and hybrid drafters; and the recorded drafts are what
+//! the model, lookup and hybrid drafters and lookup trees (the trace's
+//! top-3 tokens feeding recycled drafts); and the recorded drafts are what
 //! the drafter proposes from each position.
 
 #[path = "../../edgespec/tests/common/mod.rs"]
@@ -9,7 +10,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use edgespec::draft::{Draft, DraftLength, DraftModel, Drafter, ModelDrafter};
+use edgespec::draft::{Draft, DraftLength, DraftModel, Drafter, ModelDrafter, Trees};
 use edgespec::engine::{Context, Sequence, Token};
 use edgespec::generate::{generate_target_only, GenerateParams};
 use edgespec::sampling::SamplingParams;
@@ -71,17 +72,23 @@ fn replayed_fixed_lengths_draft_and_accept_what_the_live_loop_does() {
         target: costs(&[(1, 10.0), (2, 12.0), (4, 15.0), (9, 30.0), (65, 200.0)]),
         drafters: [("model".to_owned(), costs(&[(1, 3.0), (4, 5.0)]))].into(),
     };
-    let mut checked_model_rounds = false;
+    let (mut checked_model_rounds, mut checked_trees) = (false, false);
     for g in [1, 2, 3, 5] {
-        for kind in ["model", "lookup", "hybrid"] {
+        for (kind, trees) in [
+            ("model", Trees::Auto),
+            ("lookup", Trees::Auto),
+            ("hybrid", Trees::Auto),
+            ("lookup", Trees::Always),
+        ] {
             let mut live = Session::new(SessionConfig {
                 length: DraftLength::Fixed(g),
+                trees,
                 ..SessionConfig::new(target.clone(), common::ctx_params(320))
                     .with_drafter(kind.parse().unwrap(), Some(DraftModel::Full(small.clone())))
             })
             .unwrap();
             let run = live.generate(&prompt, n, |_, _| true).unwrap();
-            assert_eq!(run.generation.tokens, trace.output, "{kind}:{g}");
+            assert_eq!(run.generation.tokens, trace.output, "{kind}:{g} {trees:?}");
             let setting = Setting {
                 drafter: match kind {
                     "model" => ReplayDrafter::Model("model".into()),
@@ -91,7 +98,7 @@ fn replayed_fixed_lengths_draft_and_accept_what_the_live_loop_does() {
                 config: PolicyConfig {
                     length: DraftLength::Fixed(g),
                     p_min: None,
-                    ..PolicyConfig::default()
+                    trees,
                 },
             };
             let replayed = replay(&setting, &profile, std::slice::from_ref(&trace)).unwrap()[0];
@@ -100,10 +107,12 @@ fn replayed_fixed_lengths_draft_and_accept_what_the_live_loop_does() {
             let replay_stats = (replayed.drafted, replayed.accepted, replayed.rounds);
             assert_eq!(
                 live_stats, replay_stats,
-                "{kind}:{g} (drafted, accepted, rounds)"
+                "{kind}:{g} {trees:?} (drafted, accepted, rounds)"
             );
             checked_model_rounds |= kind == "model" && replayed.model_drafted > 0;
+            checked_trees |= spec.tree.rounds > 0;
         }
     }
     assert!(checked_model_rounds);
+    assert!(checked_trees, "no tree was drafted");
 }

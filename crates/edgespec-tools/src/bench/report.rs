@@ -523,6 +523,7 @@ mod tests {
         let mut a = run("code", "lookup:auto", 0, 50, 1.0);
         a.sources.insert("memory".into(), source(4, 10, 6));
         a.sources.insert("recycled".into(), source(2, 2, 1));
+        a.sources.insert("tree".into(), source(1, 6, 3));
         let mut b = run("code", "lookup:auto", 1, 50, 1.0);
         b.sources.insert("memory".into(), source(6, 10, 9));
         let s = summarize(&[run("code", "target", 0, 50, 2.0), a, b]);
@@ -534,11 +535,16 @@ mod tests {
         let table = source_table(&s);
         assert!(
             table.contains(
-                "| code | lookup:auto | memory | chain | 10 | 20 | 15 | 0.75 | 1.50 | 100.0 |"
+                "| code | lookup:auto | memory | any | 10 | 20 | 15 | 0.75 | 1.50 | 100.0 |"
             ),
             "{table}"
         );
-        assert!(table.contains("| recycled | chain | 2 | 2 | 1 | 0.50 | 0.50 | 250.0 |"));
+        // Tree-shaped rounds of every source, on a row of their own.
+        assert!(
+            table.contains("| code | lookup:auto | any | tree | 1 | 6 | 3 | 0.50 | 3.00 | 500.0 |"),
+            "{table}"
+        );
+        assert!(table.contains("| recycled | any | 2 | 2 | 1 | 0.50 | 0.50 | 250.0 |"));
         assert_eq!(source_table(&s[..1]), "");
     }
 
