@@ -275,8 +275,10 @@ impl LookupDrafter {
             }
         }
         self.candidates = candidates;
-        self.fork_off_chain(committed, out, &mut counts);
-        self.grow_branches(committed, ctl, out, &mut counts);
+        if ctl.may_branch() {
+            self.fork_off_chain(committed, out, &mut counts);
+            self.grow_branches(committed, ctl, out, &mut counts);
+        }
         self.counts = counts;
         !out.is_empty()
     }
@@ -399,6 +401,9 @@ impl LookupDrafter {
                 break;
             }
             token = next;
+        }
+        if !ctl.may_branch() {
+            return !out.is_empty();
         }
         // The other successors at each position of the chain, and all of
         // them after it, are its forks, each followed by likeliest
@@ -544,6 +549,9 @@ mod tests {
             } else {
                 Next::Stop
             }
+        }
+        fn may_branch(&self) -> bool {
+            true
         }
         fn grow(&mut self, draft: &Draft, parent: usize, share: f64) -> bool {
             self.offered.push((parent, share));

@@ -131,6 +131,11 @@ pub trait DraftControl {
     fn prefer(&mut self, _draft: &Draft, _alternative: DraftSource) -> bool {
         false
     }
+    /// Whether this round may add branches at all (false: a drafter need
+    /// not look for any). By default no.
+    fn may_branch(&self) -> bool {
+        false
+    }
     /// Asked by a drafter holding `draft` that could add a node after
     /// `parent` (0: the committed text, i + 1: node i) which `share` of
     /// its evidence continues with: is it worth its place in the

@@ -750,6 +750,16 @@ impl DraftControl for RoundControl<'_> {
         model_ms > 0.0 && model_tokens / model_ms > in_hand.max(policy.best_rate())
     }
 
+    fn may_branch(&self) -> bool {
+        let policy = &*self.policy;
+        let allowed = match (policy.config.trees, policy.config.length) {
+            (Trees::Off, _) | (Trees::Auto, DraftLength::Fixed(_)) => false,
+            (Trees::Always, _) => true,
+            (Trees::Auto, DraftLength::Auto { .. }) => !policy.probing,
+        };
+        allowed && self.room > 0
+    }
+
     fn grow(&mut self, draft: &Draft, parent: usize, share: f64) -> bool {
         // A tree's nodes are bounded by the round's room (each could be
         // emitted, and each takes a cell of the context), not by the
