@@ -53,6 +53,11 @@ pub enum edgespec_result {
     /// A lookup memory was refused: not a lookup memory, damaged, made with
     /// another target model, or the session's draft kind keeps none.
     EDGESPEC_ERR_LOOKUP_MEMORY = 17,
+    /// The remote target (ggml RPC) is unusable: its server refused, is
+    /// unreachable or off loopback without `insecure_rpc`, speaks another
+    /// protocol, or was lost mid-generation (what was generated before
+    /// reached the callback; the session needs a new model).
+    EDGESPEC_ERR_REMOTE = 18,
 }
 
 /// A failure on its way to C.
@@ -92,6 +97,7 @@ impl From<EngineError> for Failure {
             | EngineError::TokenOutOfRange { .. }
             | EngineError::NulInText
             | EngineError::Tokenize(_) => EDGESPEC_ERR_INVALID_PARAMETER,
+            EngineError::Remote(_) => EDGESPEC_ERR_REMOTE,
         };
         fail(code, e.to_string())
     }

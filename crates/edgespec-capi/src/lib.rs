@@ -26,6 +26,7 @@ use std::ffi::{c_char, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 pub use error::{edgespec_last_error, edgespec_result};
 pub use log_callback::{
@@ -42,6 +43,7 @@ pub use session::{
     EDGESPEC_STOP_GRAMMAR, EDGESPEC_STOP_MAX_TOKENS, EDGESPEC_STOP_STRING,
 };
 
+use edgespec::engine::rpc::{parse_endpoints, RemoteTarget, DEFAULT_RPC_TIMEOUT};
 use edgespec::engine::{Model, ModelParams};
 use error::{fail, set_error, Failure};
 use versioned::{read_struct, Versioned};
@@ -66,9 +68,20 @@ pub struct edgespec_model_params {
     pub use_mmap: bool,
     /// Lock the model in RAM.
     pub use_mlock: bool,
+    /// NULL: run here. Else `"HOST:PORT[,HOST:PORT...]"`: place every
+    /// layer on these ggml RPC servers (`edgespec rpc-server`); the string
+    /// is read during the call only. Loopback only unless `insecure_rpc`.
+    pub target_rpc: *const c_char,
+    /// Allow RPC servers off loopback (ggml RPC has no authentication or
+    /// encryption: prefer an SSH tunnel or WireGuard).
+    pub insecure_rpc: bool,
+    /// Milliseconds an RPC server may take to accept or answer one request
+    /// before it counts as lost (then `EDGESPEC_ERR_REMOTE`); 0: 60000.
+    pub rpc_timeout_ms: u32,
 }
 
-// SAFETY: repr(C), struct_size: u32 first; an i32 and two C bools.
+// SAFETY: repr(C), struct_size: u32 first; an i32, C bools, a u32 and a
+// pointer that is only read as a C string when non-null.
 unsafe impl Versioned for edgespec_model_params {
     const NAME: &'static str = "edgespec_model_params";
     const FIRST_SIZE: usize = std::mem::offset_of!(Self, use_mlock) + 1;
@@ -95,6 +108,9 @@ pub extern "C" fn edgespec_model_params_default() -> edgespec_model_params {
         gpu_layers: 0,
         use_mmap: true,
         use_mlock: false,
+        target_rpc: std::ptr::null(),
+        insecure_rpc: false,
+        rpc_timeout_ms: 0,
     }
 }
 
@@ -199,6 +215,23 @@ pub unsafe extern "C" fn edgespec_model_load(
                 format!("gpu_layers = {} must be >= 0", params.gpu_layers),
             ));
         }
+        let remote = if params.target_rpc.is_null() {
+            None
+        } else {
+            // SAFETY: non-null: a NUL-terminated string per the caller's contract.
+            let servers = unsafe { c_str(params.target_rpc, "target_rpc")? };
+            let servers = parse_endpoints(servers).map_err(|e| {
+                fail(edgespec_result::EDGESPEC_ERR_INVALID_PARAMETER, e.to_string())
+            })?;
+            Some(RemoteTarget {
+                insecure: params.insecure_rpc,
+                timeout: match params.rpc_timeout_ms {
+                    0 => DEFAULT_RPC_TIMEOUT,
+                    ms => Duration::from_millis(u64::from(ms)),
+                },
+                ..RemoteTarget::new(servers)
+            })
+        };
         let model = Model::load(
             Path::new(path),
             &ModelParams {
@@ -207,6 +240,7 @@ pub unsafe extern "C" fn edgespec_model_load(
                 use_mlock: params.use_mlock,
                 vocab_only: false,
                 repack: true,
+                remote,
             },
         )?;
         let handle = Box::into_raw(Box::new(edgespec_model { inner: model }));

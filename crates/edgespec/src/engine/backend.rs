@@ -81,42 +81,48 @@ pub struct DeviceInfo {
 /// Every device of every backend llama.cpp was built with.
 pub fn devices() -> Result<Vec<DeviceInfo>, EngineError> {
     backend()?;
+    // SAFETY: the registry is initialised by backend(); indices below the count are valid.
+    let count = unsafe { llama_cpp_sys_2::ggml_backend_dev_count() };
+    Ok((0..count)
+        // SAFETY: i < count; the device handle lives as long as the registry.
+        .map(|i| unsafe { llama_cpp_sys_2::ggml_backend_dev_get(i) })
+        .filter(|d| !d.is_null())
+        // SAFETY: a live device of the registry.
+        .map(|d| unsafe { device_info(d) })
+        .collect())
+}
+
+/// What a device says of itself.
+///
+/// # Safety
+/// `dev` is a live ggml device handle.
+pub(super) unsafe fn device_info(dev: llama_cpp_sys_2::ggml_backend_dev_t) -> DeviceInfo {
     let text = |p: *const c_char| {
         if p.is_null() {
             String::new()
         } else {
-            // SAFETY: non-null NUL-terminated strings owned by the backend registry.
+            // SAFETY: non-null NUL-terminated strings owned by the device.
             unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
         }
     };
-    // SAFETY: the registry is initialised by backend(); indices below the count are valid.
-    let count = unsafe { llama_cpp_sys_2::ggml_backend_dev_count() };
-    let mut out = Vec::with_capacity(count);
-    for i in 0..count {
-        // SAFETY: i < count; the device handle lives as long as the registry.
-        unsafe {
-            let dev = llama_cpp_sys_2::ggml_backend_dev_get(i);
-            if dev.is_null() {
-                continue;
-            }
-            let (mut free, mut total) = (0usize, 0usize);
-            llama_cpp_sys_2::ggml_backend_dev_memory(dev, &mut free, &mut total);
-            out.push(DeviceInfo {
-                name: text(llama_cpp_sys_2::ggml_backend_dev_name(dev)),
-                description: text(llama_cpp_sys_2::ggml_backend_dev_description(dev)),
-                kind: match llama_cpp_sys_2::ggml_backend_dev_type(dev) {
-                    llama_cpp_sys_2::GGML_BACKEND_DEVICE_TYPE_CPU => "cpu",
-                    llama_cpp_sys_2::GGML_BACKEND_DEVICE_TYPE_GPU => "gpu",
-                    llama_cpp_sys_2::GGML_BACKEND_DEVICE_TYPE_IGPU => "igpu",
-                    llama_cpp_sys_2::GGML_BACKEND_DEVICE_TYPE_ACCEL => "accel",
-                    _ => "other",
-                },
-                free_bytes: free as u64,
-                total_bytes: total as u64,
-            });
+    let (mut free, mut total) = (0usize, 0usize);
+    // SAFETY: the caller's promise: dev is live.
+    unsafe {
+        llama_cpp_sys_2::ggml_backend_dev_memory(dev, &mut free, &mut total);
+        DeviceInfo {
+            name: text(llama_cpp_sys_2::ggml_backend_dev_name(dev)),
+            description: text(llama_cpp_sys_2::ggml_backend_dev_description(dev)),
+            kind: match llama_cpp_sys_2::ggml_backend_dev_type(dev) {
+                llama_cpp_sys_2::GGML_BACKEND_DEVICE_TYPE_CPU => "cpu",
+                llama_cpp_sys_2::GGML_BACKEND_DEVICE_TYPE_GPU => "gpu",
+                llama_cpp_sys_2::GGML_BACKEND_DEVICE_TYPE_IGPU => "igpu",
+                llama_cpp_sys_2::GGML_BACKEND_DEVICE_TYPE_ACCEL => "accel",
+                _ => "other",
+            },
+            free_bytes: free as u64,
+            total_bytes: total as u64,
         }
     }
-    Ok(out)
 }
 
 thread_local! {

@@ -193,6 +193,13 @@ impl Context {
             // SAFETY: the model is live (we hold an Arc); params are initialised.
             unsafe { sys::llama_init_from_model(model.raw(), raw_params) }
         };
+        if let Err(e) = model.remote_fault() {
+            if let Some(raw) = NonNull::new(raw) {
+                // SAFETY: raw is live and owned by nobody else yet.
+                unsafe { sys::llama_free(raw.as_ptr()) };
+            }
+            return Err(e);
+        }
         let raw = NonNull::new(raw).ok_or(EngineError::ContextCreateFailed {
             n_ctx: params.n_ctx,
             n_batch: params.n_batch,
@@ -386,6 +393,10 @@ impl Context {
         self.last_batch_len = n;
         // SAFETY: raw is live; the batch holds n initialised entries.
         let code = unsafe { sys::llama_decode(self.raw.as_ptr(), batch) };
+        if let Err(e) = self.model.remote_fault() {
+            let _ = self.truncate(self.n_past);
+            return Err(e);
+        }
         if code != 0 {
             // Drop whatever a failed call left past our position.
             let _ = self.truncate(self.n_past);
@@ -515,6 +526,10 @@ impl Context {
         });
         // SAFETY: raw is live; the batch holds n initialised entries.
         let code = unsafe { sys::llama_decode(self.raw.as_ptr(), batch) };
+        if let Err(e) = self.model.remote_fault() {
+            let _ = self.truncate(self.n_past);
+            return Err(e);
+        }
         if code != 0 {
             let _ = self.truncate(self.n_past);
             return Err(EngineError::DecodeFailed { code });

@@ -103,6 +103,10 @@ pub enum EngineError {
     /// The model has no chat template in its metadata.
     #[error("the model has no chat template (tokenizer.chat_template); run without --chat")]
     NoChatTemplate,
+    /// The remote target (ggml RPC) is unusable: refused, unreachable,
+    /// lost mid-generation.
+    #[error(transparent)]
+    Remote(#[from] super::rpc::RpcError),
     /// llama.cpp does not support the model's chat template.
     #[error("llama.cpp does not support this model's chat template")]
     UnsupportedChatTemplate,

@@ -15,6 +15,7 @@ mod embedding;
 mod error;
 mod grammar;
 mod model;
+pub mod rpc;
 mod sequence;
 mod text;
 

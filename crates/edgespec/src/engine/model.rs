@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use llama_cpp_sys_2 as sys;
 
+use super::rpc::{self, RemoteLink, RemoteTarget};
 use super::{backend, EngineError, Token};
 use crate::gguf::{GgufFile, ModelSummary};
 
@@ -25,6 +26,9 @@ pub struct ModelParams {
     /// batched kernels (faster; batched logits then differ from
     /// single-token logits in the last bits).
     pub repack: bool,
+    /// Place every layer on these ggml RPC servers instead of this
+    /// machine (the target of a split deployment; drafters stay local).
+    pub remote: Option<RemoteTarget>,
 }
 
 impl Default for ModelParams {
@@ -35,6 +39,7 @@ impl Default for ModelParams {
             use_mlock: false,
             vocab_only: false,
             repack: true,
+            remote: None,
         }
     }
 }
@@ -50,6 +55,7 @@ pub struct Model {
     gguf: GgufFile,
     summary: ModelSummary,
     path: PathBuf,
+    remote: Option<RemoteLink>,
 }
 
 // SAFETY: after loading, llama.cpp only reads a llama_model (weights, vocab,
@@ -103,9 +109,28 @@ impl Model {
             (false, true) => sys::LLAMA_LOAD_MODE_MLOCK,
             (false, false) => sys::LLAMA_LOAD_MODE_NONE,
         };
+        // A remote model's layers go to its servers' devices only (a
+        // null-terminated list); a local model keeps llama.cpp's default
+        // (this machine's devices: RPC devices are never registered).
+        let remote = params.remote.as_ref().map(rpc::connect).transpose()?;
+        let mut devices: Vec<sys::ggml_backend_dev_t> =
+            remote.iter().flat_map(RemoteLink::device_handles).collect();
+        if remote.is_some() {
+            devices.push(std::ptr::null_mut());
+            raw_params.devices = devices.as_mut_ptr();
+            raw_params.n_gpu_layers = i32::MAX;
+        }
         // SAFETY: c_path is a valid NUL-terminated string for the call; the
-        // params struct is fully initialised; a null return is handled.
+        // params struct is fully initialised and its null-terminated device
+        // list outlives the call; a null return is handled.
         let raw = unsafe { sys::llama_model_load_from_file(c_path.as_ptr(), raw_params) };
+        if let Some(fault) = remote.as_ref().and_then(RemoteLink::fault) {
+            if let Some(raw) = NonNull::new(raw) {
+                // SAFETY: raw is live and not shared yet.
+                unsafe { sys::llama_model_free(raw.as_ptr()) };
+            }
+            return Err(fault.into());
+        }
         let raw = NonNull::new(raw).ok_or_else(|| EngineError::ModelLoadFailed {
             path: path.to_owned(),
         })?;
@@ -124,6 +149,7 @@ impl Model {
             gguf,
             summary,
             path: path.to_owned(),
+            remote,
         }))
     }
 
@@ -133,6 +159,20 @@ impl Model {
 
     pub(super) fn vocab_ptr(&self) -> *const sys::llama_vocab {
         self.vocab.as_ptr()
+    }
+
+    /// The link to the RPC servers holding its layers (a remote target).
+    pub fn remote(&self) -> Option<&RemoteLink> {
+        self.remote.as_ref()
+    }
+
+    /// An error when the model's RPC server failed since it was loaded:
+    /// whatever llama.cpp computed after that is not to be trusted.
+    pub(super) fn remote_fault(&self) -> Result<(), EngineError> {
+        match self.remote.as_ref().and_then(RemoteLink::fault) {
+            Some(fault) => Err(fault.into()),
+            None => Ok(()),
+        }
     }
 
     /// The path it was loaded from.

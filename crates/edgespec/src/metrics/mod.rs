@@ -23,6 +23,9 @@ pub struct GenerationStats {
     /// Time from the start to the first generated token.
     #[serde(serialize_with = "as_secs")]
     pub time_to_first_token: Duration,
+    /// Network round trips to a remote target (requests that waited for
+    /// an RPC server's reply), prompt included; 0 for a local target.
+    pub round_trips: u64,
 }
 
 pub(crate) fn as_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -40,6 +43,15 @@ pub fn per_second(count: usize, time: Duration) -> f64 {
 }
 
 impl GenerationStats {
+    /// Round trips to a remote target per generated token.
+    pub fn round_trips_per_token(&self) -> f64 {
+        if self.generated_tokens == 0 {
+            0.0
+        } else {
+            self.round_trips as f64 / self.generated_tokens as f64
+        }
+    }
+
     /// Prompt tokens read per second (those found in the cache not counted).
     pub fn prompt_tok_per_s(&self) -> f64 {
         per_second(
@@ -80,6 +92,7 @@ mod tests {
             prompt_time: Duration::from_millis(500),
             decode_time: Duration::from_secs(2),
             time_to_first_token: Duration::from_millis(510),
+            round_trips: 42,
         };
         assert_eq!(s.prompt_tok_per_s(), 20.0);
         assert_eq!(s.decode_tok_per_s(), 10.0);

@@ -22,6 +22,7 @@ use crate::draft::{
     OutputMemory, Trees, DEFAULT_HYBRID_MIN_NGRAM,
 };
 use crate::ead::{Ead, EadConfig, EadStats, Who};
+use crate::engine::rpc::RemoteLink;
 use crate::engine::{Context, ContextParams, EngineError, Grammar, Model, Sequence, Token};
 use crate::error::GenerateError;
 use crate::generate::{
@@ -416,8 +417,23 @@ impl Session {
             reuse_prefix,
             ..self.params.clone()
         };
+        let model = self.model().clone();
+        let round_trips = || model.remote().map_or(0, RemoteLink::round_trips);
+        let before = round_trips();
+        let mut outcome = self.run_engine(prompt, &params, on_token)?;
+        outcome.generation.stats.round_trips = round_trips() - before;
+        Ok(outcome)
+    }
+
+    /// [`Session::run`]'s engine with the session's stop strings.
+    fn run_engine(
+        &mut self,
+        prompt: &[Token],
+        params: &GenerateParams,
+        on_token: impl FnMut(Token, &str) -> bool,
+    ) -> Result<Outcome, GenerateError> {
         if self.stops.is_empty() {
-            return Self::decode(&mut self.decoder, prompt, &params, on_token);
+            return Self::decode(&mut self.decoder, prompt, params, on_token);
         }
         // Stop strings: text that could begin one is held back; a match
         // stops the engine (as a callback would) and cuts the output there.
@@ -425,7 +441,7 @@ impl Session {
         stops.restart();
         let mut on_token = on_token;
         let (mut tokens, mut stopped) = (0, false);
-        let mut outcome = Self::decode(&mut self.decoder, prompt, &params, |token, text| {
+        let mut outcome = Self::decode(&mut self.decoder, prompt, params, |token, text| {
             tokens += usize::from(token >= 0);
             let release = stops.push(text);
             let go_on = on_token(token, &release.text);

@@ -237,6 +237,13 @@ fn finish(generation: &Generation, spec: Option<&SpecStats>) {
         generation.stats.summary_line(),
         generation.stop
     );
+    if generation.stats.round_trips > 0 {
+        eprintln!(
+            "remote target: {} round trips, {:.2} per token",
+            generation.stats.round_trips,
+            generation.stats.round_trips_per_token()
+        );
+    }
     let Some(s) = spec else { return };
     let n = generation.stats.generated_tokens;
     let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;

@@ -2,7 +2,11 @@
 
 use clap::Args;
 
-use edgespec::engine::{devices, system_info};
+use edgespec::engine::rpc::{connect, parse_endpoints, RemoteTarget};
+use edgespec::engine::{devices, system_info, DeviceInfo};
+
+use crate::rpc_args::rpc_timeout;
+use crate::UsageError;
 
 /// Arguments of `info`.
 #[derive(Debug, Args)]
@@ -10,10 +14,31 @@ pub struct InfoArgs {
     /// Machine-readable JSON.
     #[arg(long)]
     json: bool,
+    /// Also show the devices of these ggml RPC servers and their memory.
+    #[arg(long, value_name = "HOST:PORT[,HOST:PORT...]")]
+    rpc: Option<String>,
+    /// Allow RPC servers off loopback (no authentication or encryption).
+    #[arg(long)]
+    insecure_rpc: bool,
+    /// Seconds an RPC server may take to answer.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
+    rpc_timeout: f64,
 }
 
 pub fn run(args: InfoArgs) -> anyhow::Result<()> {
-    let devices = devices()?;
+    let mut devices = devices()?;
+    if let Some(text) = &args.rpc {
+        let target = RemoteTarget {
+            insecure: args.insecure_rpc,
+            timeout: rpc_timeout(args.rpc_timeout)?,
+            ..RemoteTarget::new(parse_endpoints(text).map_err(|e| UsageError(e.to_string()))?)
+        };
+        let link = connect(&target)?;
+        devices.extend(link.devices().into_iter().map(|(server, d)| DeviceInfo {
+            description: format!("ggml RPC server {server}"),
+            ..d
+        }));
+    }
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let info = system_info();
     if args.json {

@@ -5,6 +5,8 @@ mod chat;
 mod eval;
 mod generate;
 mod info;
+mod rpc_args;
+mod rpc_server;
 mod inspect;
 mod profile;
 mod replay;
@@ -65,8 +67,17 @@ enum Command {
     Trim(trim::TrimArgs),
     /// Write a random-weight test model (llama architecture).
     Synth(synth::SynthArgs),
-    /// Show backends, CPU features ggml detected, threads and GPUs.
+    /// Show backends, CPU features ggml detected, threads and GPUs (and
+    /// an RPC server's devices with --rpc).
     Info(info::InfoArgs),
+    /// Serve this machine's CPU or GPUs to a remote edgespec as a ggml RPC
+    /// device (the target of `--target-rpc`).
+    #[command(after_help = "Examples:
+  edgespec rpc-server --port 50052 -t 8
+  # on the board, the server's port tunnelled to loopback:
+  ssh -N -L 50052:127.0.0.1:50052 user@server &
+  edgespec generate -m target.gguf --draft-kind lookup --target-rpc 127.0.0.1:50052 -p '...'")]
+    RpcServer(rpc_server::RpcServerArgs),
 }
 
 /// llama.cpp's flags of more than one letter behind a single dash, as
@@ -109,6 +120,7 @@ fn main() -> ExitCode {
         Command::Eval(command) => eval::run(command),
         Command::Synth(args) => synth::run(args),
         Command::Info(args) => info::run(args),
+        Command::RpcServer(args) => rpc_server::run(args),
         Command::Profile(args) => profile::run(args),
         Command::Replay(args) => replay::run(args),
         Command::Calibrate(args) => trim::calibrate(args),
@@ -162,13 +174,22 @@ const USAGE_EXIT: u8 = 2;
 pub struct UsageError(pub String);
 
 fn is_usage_error(e: &anyhow::Error) -> bool {
+    use edgespec::engine::EngineError;
     use edgespec_tools::bench::{BenchError, ModeError, SweepError};
     e.chain().any(|cause| {
         cause.is::<UsageError>()
             || cause.is::<ModeError>()
             || cause.is::<SweepError>()
             || matches!(cause.downcast_ref(), Some(BenchError::Config(_)))
+            || cause.downcast_ref().is_some_and(is_refused_address)
+            || matches!(cause.downcast_ref(), Some(EngineError::Remote(e)) if is_refused_address(e))
     })
+}
+
+/// An RPC server address that is malformed or off loopback without the opt-in.
+fn is_refused_address(e: &edgespec::engine::rpc::RpcError) -> bool {
+    use edgespec::engine::rpc::RpcError;
+    matches!(e, RpcError::NotLoopback { .. } | RpcError::BadEndpoint { .. })
 }
 
 /// Our warnings by default; llama.cpp only on errors unless -v.

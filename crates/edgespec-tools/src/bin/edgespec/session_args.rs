@@ -16,6 +16,7 @@ use edgespec::engine::{ContextParams, Model, ModelParams, Token};
 use edgespec::sampling::{Mirostat, Penalties, SamplingParams, DEFAULT_MIROSTAT};
 use edgespec::session::{check_settings, DraftKind, Session, SessionConfig};
 
+use crate::rpc_args::RpcArgs;
 use crate::UsageError;
 use edgespec_tools::bench::MachineInfo;
 use edgespec_tools::cost_cache::{self, Cached, CostCache, CostKey, FileId};
@@ -171,6 +172,9 @@ pub struct SessionArgs {
     /// Layers to offload to the GPU (CUDA builds; llama.cpp: -ngl).
     #[arg(long, visible_alias = "n-gpu-layers", default_value_t = 0)]
     pub gpu_layers: u32,
+    /// Where the target runs when not here (ggml RPC).
+    #[command(flatten)]
+    pub rpc: RpcArgs,
     /// Drafter model for speculative decoding (same vocabulary as the
     /// target); the small model in EAD modes (llama.cpp: -md).
     #[arg(short, long, visible_aliases = ["small", "model-draft"])]
@@ -291,7 +295,9 @@ impl SessionArgs {
             kind,
             DraftKind::Lookup | DraftKind::Model | DraftKind::Hybrid | DraftKind::Trimmed
         );
-        if self.no_cost_cache || !speculative {
+        // A remote target's costs are the network's of the day: measured
+        // afresh each run.
+        if self.no_cost_cache || !speculative || self.rpc.target_rpc.is_some() {
             return None;
         }
         let dir = self.cost_cache.clone().or_else(cost_cache::default_dir)?;
@@ -378,6 +384,7 @@ impl SessionArgs {
         check_settings(&context, &sampling, &ead, length, self.p_min)
             .map_err(|e| UsageError(e.to_string()))?;
         let grammar = self.grammar()?;
+        let remote = self.rpc.remote()?;
         let lookup = LookupDrafter::new(self.lookup_min_ngram, self.lookup_max_ngram);
         let mut cost_run = self
             .cost_cache(kind, &context, length, &lookup)
@@ -406,7 +413,11 @@ impl SessionArgs {
                 })),
                 _ => None,
             };
-            let model = Model::load(&self.model, &model_params)
+            let target_params = ModelParams {
+                remote: remote.clone(),
+                ..model_params.clone()
+            };
+            let model = Model::load(&self.model, &target_params)
                 .with_context(|| format!("loading {}", self.model.display()));
             let drafter = drafter
                 .map(|handle| {

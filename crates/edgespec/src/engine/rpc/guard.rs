@@ -1,0 +1,419 @@
+//! The guard between ggml's RPC client and a server.
+//!
+//! ggml's client aborts the process when a server goes away mid-request
+//! (`RPC_STATUS_ASSERT`) and waits forever on one that stops answering: no
+//! deadline, no error to return. So ggml never talks to the server itself:
+//! it talks to a guard on a loopback port of this process, which forwards
+//! every message unchanged, with a deadline on each read and write to the
+//! server. When the server fails (refuses, closes, stops answering within
+//! the deadline, answers out of protocol) the guard records why and from
+//! then on answers ggml itself, with replies of the size ggml expects and
+//! zero contents, so llama.cpp's call returns instead of aborting; the
+//! engine checks [`Health::failures`] after every decode and turns the
+//! failure into a typed error (the results of that decode are discarded).
+//! The guard counts round trips (requests that wait for a reply) on the
+//! way. It knows only the framing of ggml's protocol (version 7.x), never
+//! a message's meaning: one command byte, a 64-bit little-endian size,
+//! the payload; a reply is a size and a payload.
+
+use std::io::{self, Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::{RpcEndpoint, RpcError};
+
+/// `RPC_CMD_HELLO`: the one command every protocol version keeps.
+pub(super) const HELLO: u8 = 14;
+/// `RPC_CONN_CAPS_SIZE`: the transport capabilities in HELLO.
+pub(super) const CAPS: usize = 24;
+/// The HELLO reply: major, minor, patch, padding, capabilities.
+pub(super) const HELLO_REPLY: u64 = 4 + CAPS as u64;
+/// The protocol major version this build's ggml speaks.
+pub(super) const PROTOCOL_MAJOR: u8 = 7;
+/// The newest minor version of it this build's ggml understands.
+pub(super) const PROTOCOL_MINOR: u8 = 0;
+/// The largest request that waits for a reply (they are fixed structs of
+/// a few KiB); a larger one means the framing is lost.
+const MAX_SMALL_REQUEST: u64 = 1 << 20;
+/// Bytes copied at a time.
+const CHUNK: usize = 1 << 20;
+
+/// What ggml waits for after a command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reply {
+    /// Nothing: the command is pipelined.
+    Nothing,
+    /// A reply of this many bytes.
+    Fixed(u64),
+    /// A reply as large as the request's last 8 bytes say (GET_TENSOR).
+    SizeInRequest,
+}
+
+/// ggml-rpc's `rpc_cmd` table (protocol 7): which commands wait for a
+/// reply, and of what size (the `rpc_msg_*_rsp` structs).
+fn reply_to(cmd: u8) -> Option<Reply> {
+    Some(match cmd {
+        0 => Reply::Fixed(16),                // ALLOC_BUFFER: remote_ptr, remote_size
+        1 | 2 | 3 | 13 => Reply::Fixed(8), // GET_ALIGNMENT, GET_MAX_SIZE, BUFFER_GET_BASE, GET_ALLOC_SIZE
+        4 | 5 | 6 | 10 | 12 | 16 | 17 => Reply::Nothing, // FREE_BUFFER, BUFFER_CLEAR, SET_TENSOR, GRAPH_COMPUTE, INIT_TENSOR, GRAPH_RECOMPUTE, MEMSET_TENSOR
+        7 | 9 => Reply::Fixed(1), // SET_TENSOR_HASH, COPY_TENSOR: a result byte
+        8 => Reply::SizeInRequest, // GET_TENSOR
+        11 => Reply::Fixed(16),    // GET_DEVICE_MEMORY: free, total
+        HELLO => Reply::Fixed(HELLO_REPLY),
+        15 => Reply::Fixed(4), // DEVICE_COUNT
+        _ => return None,
+    })
+}
+
+/// The reply the guard gives in a failed server's place: zero contents,
+/// except a HELLO that names this protocol and an alignment ggml accepts.
+fn stand_in(cmd: u8, size: u64) -> Vec<u8> {
+    let mut reply = vec![0u8; usize::try_from(size).unwrap_or(0)];
+    match cmd {
+        HELLO => reply[0] = PROTOCOL_MAJOR,
+        1 => reply[..8].copy_from_slice(&32u64.to_le_bytes()),
+        2 => reply[..8].copy_from_slice(&(1u64 << 40).to_le_bytes()),
+        _ => {}
+    }
+    reply
+}
+
+/// What a guard has seen of its server: shared by its connections and
+/// read by the engine.
+#[derive(Debug, Default)]
+pub(super) struct Health {
+    round_trips: AtomicU64,
+    failures: AtomicU64,
+    timeout_ms: AtomicU64,
+    last_failure: Mutex<Option<String>>,
+}
+
+impl Health {
+    /// Requests that waited for the server's reply.
+    pub(super) fn round_trips(&self) -> u64 {
+        self.round_trips.load(Ordering::Relaxed)
+    }
+
+    /// Times a connection to the server failed.
+    pub(super) fn failures(&self) -> u64 {
+        self.failures.load(Ordering::Acquire)
+    }
+
+    /// Why the last failure happened.
+    pub(super) fn last_failure(&self) -> String {
+        self.last_failure
+            .lock()
+            .map(|l| l.clone().unwrap_or_default())
+            .unwrap_or_default()
+    }
+
+    fn set_timeout(&self, timeout: Duration) {
+        let ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX).max(1);
+        self.timeout_ms.store(ms, Ordering::Relaxed);
+    }
+
+    fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms.load(Ordering::Relaxed).max(1))
+    }
+
+    fn fail(&self, why: String) {
+        log::warn!(target: "edgespec::rpc", "{why}");
+        if let Ok(mut last) = self.last_failure.lock() {
+            *last = Some(why);
+        }
+        self.failures.fetch_add(1, Ordering::Release);
+    }
+}
+
+/// A guard: a loopback port that ggml connects to in place of the server.
+#[derive(Debug)]
+pub(super) struct Guard {
+    local: SocketAddr,
+    health: Arc<Health>,
+}
+
+impl Guard {
+    /// Starts a guard for the server at `addrs`, with `timeout` as the
+    /// deadline of every read and write to it.
+    pub(super) fn start(
+        endpoint: &RpcEndpoint,
+        addrs: Vec<SocketAddr>,
+        timeout: Duration,
+    ) -> Result<Self, RpcError> {
+        let listener =
+            TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(|e| RpcError::Guard(e.to_string()))?;
+        let local = listener
+            .local_addr()
+            .map_err(|e| RpcError::Guard(e.to_string()))?;
+        let health = Arc::new(Health::default());
+        let server = Server {
+            name: endpoint.to_string(),
+            addrs,
+            health: health.clone(),
+        };
+        server.health.set_timeout(timeout);
+        std::thread::Builder::new()
+            .name("edgespec-rpc-guard".into())
+            .spawn(move || {
+                for client in listener.incoming().flatten() {
+                    let server = server.clone();
+                    // A connection that cannot get a thread is dropped:
+                    // ggml sees a closed socket, as with a server that is down.
+                    let _ = std::thread::Builder::new()
+                        .name("edgespec-rpc-relay".into())
+                        .spawn(move || server.relay(client));
+                }
+            })
+            .map_err(|e| RpcError::Guard(e.to_string()))?;
+        Ok(Self { local, health })
+    }
+
+    /// The `HOST:PORT` ggml connects to.
+    pub(super) fn local_endpoint(&self) -> String {
+        self.local.to_string()
+    }
+
+    /// What it has seen of the server.
+    pub(super) fn health(&self) -> &Health {
+        &self.health
+    }
+
+    /// Sets the deadline of connections made from now on.
+    pub(super) fn set_timeout(&self, timeout: Duration) {
+        self.health.set_timeout(timeout);
+    }
+}
+
+/// The server a guard forwards to.
+#[derive(Debug, Clone)]
+struct Server {
+    name: String,
+    addrs: Vec<SocketAddr>,
+    health: Arc<Health>,
+}
+
+/// Why forwarding one message stopped.
+enum Broken {
+    /// ggml's side closed or failed: the connection is over.
+    Client,
+    /// The server failed (why, in words).
+    Server(String),
+}
+
+impl Server {
+    /// Connects to the server within the deadline.
+    fn connect(&self) -> Result<TcpStream, String> {
+        let timeout = self.health.timeout();
+        let mut last = String::from("no address");
+        for addr in &self.addrs {
+            match TcpStream::connect_timeout(addr, timeout) {
+                Ok(stream) => {
+                    let setup = stream
+                        .set_read_timeout(Some(timeout))
+                        .and_then(|()| stream.set_write_timeout(Some(timeout)))
+                        .and_then(|()| stream.set_nodelay(true));
+                    return setup.map(|()| stream).map_err(|e| e.to_string());
+                }
+                Err(e) => last = describe(&e, timeout),
+            }
+        }
+        Err(last)
+    }
+
+    fn fail(&self, why: &str) {
+        self.health.fail(format!("RPC server {}: {why}", self.name));
+    }
+
+    /// Serves one ggml connection until ggml closes it.
+    fn relay(&self, mut client: TcpStream) {
+        let _ = client.set_nodelay(true);
+        let mut upstream = match self.connect() {
+            Ok(s) => Some(s),
+            Err(why) => {
+                self.fail(&why);
+                None
+            }
+        };
+        loop {
+            let mut head = [0u8; 9];
+            if client.read_exact(&mut head).is_err() {
+                return;
+            }
+            let cmd = head[0];
+            let mut size = [0u8; 8];
+            size.copy_from_slice(&head[1..]);
+            let size = u64::from_le_bytes(size);
+            let Some(reply) = reply_to(cmd) else {
+                // The framing is lost: nothing to answer with.
+                self.fail(&format!(
+                    "ggml sent command {cmd}, unknown to protocol {PROTOCOL_MAJOR}"
+                ));
+                return;
+            };
+            let result = if reply == Reply::Nothing {
+                self.pass_on(&mut client, &mut upstream, &head, size)
+            } else {
+                self.ask(&mut client, &mut upstream, &head, size, reply)
+            };
+            if result.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Forwards a request that waits for nothing, streaming its payload;
+    /// a server that fails on the way is dropped and the rest of the
+    /// payload read and discarded.
+    fn pass_on(
+        &self,
+        client: &mut TcpStream,
+        upstream: &mut Option<TcpStream>,
+        head: &[u8; 9],
+        size: u64,
+    ) -> Result<(), Broken> {
+        if let Some(up) = upstream.as_mut() {
+            if let Err(e) = up.write_all(head) {
+                self.fail(&describe(&e, self.health.timeout()));
+                *upstream = None;
+            }
+        }
+        let mut buf = vec![0u8; CHUNK.min(usize::try_from(size).unwrap_or(CHUNK))];
+        let mut left = size;
+        while left > 0 {
+            let n = buf.len().min(usize::try_from(left).unwrap_or(CHUNK));
+            from_client(client, &mut buf[..n])?;
+            if let Some(up) = upstream.as_mut() {
+                if let Err(e) = up.write_all(&buf[..n]) {
+                    self.fail(&describe(&e, self.health.timeout()));
+                    *upstream = None;
+                }
+            }
+            left -= n as u64;
+        }
+        Ok(())
+    }
+
+    /// Forwards a request that waits for a reply and brings the reply
+    /// back; when the server fails, answers in its place.
+    fn ask(
+        &self,
+        client: &mut TcpStream,
+        upstream: &mut Option<TcpStream>,
+        head: &[u8; 9],
+        size: u64,
+        reply: Reply,
+    ) -> Result<(), Broken> {
+        let cmd = head[0];
+        if size > MAX_SMALL_REQUEST {
+            self.fail(&format!("ggml sent a {size}-byte request {cmd}: framing lost"));
+            return Err(Broken::Client);
+        }
+        let mut request = vec![0u8; size as usize];
+        from_client(client, &mut request)?;
+        if cmd == HELLO {
+            // No transport upgrade (RDMA) past the guard: plain TCP.
+            request.fill(0);
+        }
+        let expected = match reply {
+            Reply::Fixed(n) => n,
+            Reply::SizeInRequest if request.len() >= 8 => {
+                let mut tail = [0u8; 8];
+                tail.copy_from_slice(&request[request.len() - 8..]);
+                u64::from_le_bytes(tail)
+            }
+            _ => {
+                self.fail(&format!("ggml sent a short request {cmd}: framing lost"));
+                return Err(Broken::Client);
+            }
+        };
+        let mut sent = 0u64;
+        if let Some(up) = upstream.as_mut() {
+            match self.exchange(up, client, head, &request, expected, &mut sent) {
+                Ok(()) => {
+                    self.health.round_trips.fetch_add(1, Ordering::Relaxed);
+                    return Ok(());
+                }
+                Err(Broken::Client) => return Err(Broken::Client),
+                Err(Broken::Server(why)) => {
+                    self.fail(&why);
+                    *upstream = None;
+                }
+            }
+        }
+        // In the server's place: the size, then zeros where the server's
+        // bytes stopped.
+        let mut message = expected.to_le_bytes().to_vec();
+        message.extend(stand_in(cmd, expected));
+        let from = usize::try_from(sent).unwrap_or(usize::MAX).min(message.len());
+        client
+            .write_all(&message[from..])
+            .map_err(|_| Broken::Client)
+    }
+
+    /// One request and its reply through a live server; `sent` counts the
+    /// reply's bytes (size first) that reached ggml.
+    fn exchange(
+        &self,
+        up: &mut TcpStream,
+        client: &mut TcpStream,
+        head: &[u8; 9],
+        request: &[u8],
+        expected: u64,
+        sent: &mut u64,
+    ) -> Result<(), Broken> {
+        let server = |e: io::Error| Broken::Server(describe(&e, self.health.timeout()));
+        up.write_all(head).map_err(server)?;
+        up.write_all(request).map_err(server)?;
+        let mut size = [0u8; 8];
+        up.read_exact(&mut size).map_err(server)?;
+        let size = u64::from_le_bytes(size);
+        if size != expected {
+            return Err(Broken::Server(format!(
+                "answered command {} with {size} bytes where {expected} belong",
+                head[0]
+            )));
+        }
+        let mut buf = vec![0u8; CHUNK.min(usize::try_from(size).unwrap_or(CHUNK))];
+        let mut left = size;
+        let mut first = true;
+        while left > 0 {
+            let n = buf.len().min(usize::try_from(left).unwrap_or(CHUNK));
+            up.read_exact(&mut buf[..n]).map_err(server)?;
+            if head[0] == HELLO && n as u64 == HELLO_REPLY {
+                buf[4..n].fill(0);
+            }
+            if first {
+                client.write_all(&size.to_le_bytes()).map_err(|_| Broken::Client)?;
+                *sent = 8;
+                first = false;
+            }
+            client.write_all(&buf[..n]).map_err(|_| Broken::Client)?;
+            *sent += n as u64;
+            left -= n as u64;
+        }
+        if first {
+            client.write_all(&size.to_le_bytes()).map_err(|_| Broken::Client)?;
+            *sent = 8;
+        }
+        Ok(())
+    }
+}
+
+/// Reads exactly `buf.len()` bytes from ggml.
+fn from_client(client: &mut TcpStream, buf: &mut [u8]) -> Result<(), Broken> {
+    client.read_exact(buf).map_err(|_| Broken::Client)
+}
+
+/// A server error in words, naming the deadline when it ran out.
+pub(super) fn describe(e: &io::Error, timeout: Duration) -> String {
+    match e.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
+            format!("no answer within {:.1} s", timeout.as_secs_f64())
+        }
+        io::ErrorKind::ConnectionRefused => "connection refused".into(),
+        io::ErrorKind::UnexpectedEof => "the server closed the connection".into(),
+        _ => e.to_string(),
+    }
+}

@@ -1,0 +1,445 @@
+//! A target on another machine through ggml's RPC backend.
+//!
+//! llama.cpp's RPC backend makes a remote machine's CPU or GPU a ggml
+//! device: the target's weights and KV cache live there and every decode
+//! is a few requests over TCP, while drafters stay on this device. Nothing
+//! here speaks a protocol of its own: [`RemoteTarget`] says which servers
+//! and how, [`connect`] checks each server (reachable, speaking this
+//! build's protocol) and hands ggml its devices through a [guard](guard)
+//! that turns a lost or silent server into a typed error instead of
+//! ggml's abort or endless wait, and [`serve`] runs ggml's own server.
+//!
+//! ggml RPC has neither authentication nor encryption: anyone who reaches
+//! a server's port can read and write its memory. Servers and clients
+//! therefore stay on loopback unless the caller opts in
+//! ([`RemoteTarget::insecure`]); across machines, carry the loopback port
+//! through an SSH tunnel or a WireGuard link (README).
+
+mod endpoint;
+mod guard;
+
+use std::collections::HashMap;
+use std::ffi::{c_char, CString};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use llama_cpp_sys_2 as sys;
+
+pub use endpoint::{parse_endpoints, RpcEndpoint};
+use guard::{Guard, PROTOCOL_MAJOR};
+
+use super::backend::{backend, device_info, DeviceInfo};
+
+/// How long a server may take to accept, or to answer any one request,
+/// before it counts as lost.
+pub const DEFAULT_RPC_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Where the target runs when it is not on this device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteTarget {
+    /// The servers; the target's layers are split between their devices
+    /// by free memory.
+    pub servers: Vec<RpcEndpoint>,
+    /// Allow servers that are not on loopback (no authentication, no
+    /// encryption: only on a network you trust, or through a tunnel).
+    pub insecure: bool,
+    /// How long connecting, or any one request, may take before the
+    /// server counts as lost.
+    pub timeout: Duration,
+}
+
+impl RemoteTarget {
+    /// `servers`, loopback only, with the default deadline.
+    pub fn new(servers: Vec<RpcEndpoint>) -> Self {
+        Self {
+            servers,
+            insecure: false,
+            timeout: DEFAULT_RPC_TIMEOUT,
+        }
+    }
+}
+
+/// What can go wrong with a remote target.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RpcError {
+    /// Not `HOST:PORT`.
+    #[error("bad RPC server {text:?}: {reason}")]
+    BadEndpoint {
+        /// What was given.
+        text: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// The host name does not resolve.
+    #[error("RPC server {endpoint}: cannot resolve the host ({reason})")]
+    Unresolved {
+        /// The server.
+        endpoint: String,
+        /// The resolver's words.
+        reason: String,
+    },
+    /// A server off loopback without the opt-in.
+    #[error(
+        "RPC server {endpoint} is not on loopback: ggml RPC has no authentication or encryption; \
+         use an SSH tunnel or WireGuard and connect to 127.0.0.1, or pass --insecure-rpc"
+    )]
+    NotLoopback {
+        /// The server.
+        endpoint: String,
+    },
+    /// This build's ggml has no RPC backend.
+    #[error("this build of edgespec has no RPC backend (build llama.cpp with GGML_RPC=ON)")]
+    NoRpcBackend,
+    /// Nobody listens there, or the connection was refused.
+    #[error("RPC server {endpoint}: cannot connect ({reason})")]
+    Unreachable {
+        /// The server.
+        endpoint: String,
+        /// Why.
+        reason: String,
+    },
+    /// Something answered, but not as a ggml RPC server does.
+    #[error("{endpoint} does not answer as a ggml RPC server ({reason})")]
+    NotRpcServer {
+        /// The server.
+        endpoint: String,
+        /// What it did.
+        reason: String,
+    },
+    /// A ggml RPC server of another protocol version.
+    #[error(
+        "RPC server {endpoint} speaks protocol {server}, this build {PROTOCOL_MAJOR}.x: \
+         run the server of this build (edgespec rpc-server)"
+    )]
+    VersionMismatch {
+        /// The server.
+        endpoint: String,
+        /// Its version, major.minor.patch.
+        server: String,
+    },
+    /// The server reports no device.
+    #[error("RPC server {endpoint} has no device")]
+    NoDevices {
+        /// The server.
+        endpoint: String,
+    },
+    /// The server failed after connecting: closed, stopped answering within
+    /// the deadline, or answered out of protocol.
+    #[error("lost the remote target: {reason}")]
+    Lost {
+        /// What happened, naming the server.
+        reason: String,
+    },
+    /// The guard could not open its loopback port.
+    #[error("RPC guard: {0}")]
+    Guard(String),
+    /// ggml's server could not start (address taken, no device).
+    #[error("the RPC server could not start on {endpoint} (address in use?)")]
+    ServeFailed {
+        /// Where it was to listen.
+        endpoint: String,
+    },
+}
+
+/// `ggml_backend_rpc_add_server`.
+type AddServer = unsafe extern "C" fn(*const c_char) -> sys::ggml_backend_reg_t;
+/// `ggml_backend_rpc_start_server`.
+type StartServer =
+    unsafe extern "C" fn(*const c_char, *const c_char, usize, usize, *mut sys::ggml_backend_dev_t);
+
+/// One of ggml's RPC functions, looked up through the backend registry
+/// (the RPC header is not part of the bindings).
+fn rpc_function(name: &str) -> Result<*mut std::ffi::c_void, RpcError> {
+    backend().map_err(|e| RpcError::Guard(e.to_string()))?;
+    let c_name = CString::new(name).map_err(|_| RpcError::NoRpcBackend)?;
+    // SAFETY: the registry is initialised by backend(); the names are
+    // NUL-terminated; a null result is handled.
+    unsafe {
+        let reg = sys::ggml_backend_reg_by_name(c"RPC".as_ptr());
+        if reg.is_null() {
+            return Err(RpcError::NoRpcBackend);
+        }
+        let f = sys::ggml_backend_reg_get_proc_address(reg, c_name.as_ptr());
+        if f.is_null() {
+            return Err(RpcError::NoRpcBackend);
+        }
+        Ok(f)
+    }
+}
+
+/// The target's link to its servers: their ggml devices and the guards
+/// that watch them.
+#[derive(Debug)]
+pub struct RemoteLink {
+    servers: Vec<LinkedServer>,
+}
+
+#[derive(Debug)]
+struct LinkedServer {
+    endpoint: RpcEndpoint,
+    guard: Arc<Guard>,
+    /// The guard's failure count when the link was made.
+    failures_before: u64,
+    devices: Vec<sys::ggml_backend_dev_t>,
+}
+
+// SAFETY: the device handles are owned by ggml's RPC registry, which keeps
+// them for the life of the process and guards its own state; the link only
+// passes them to llama.cpp and reads their properties.
+unsafe impl Send for RemoteLink {}
+// SAFETY: see Send; nothing here is written after construction.
+unsafe impl Sync for RemoteLink {}
+
+/// The guard of each server, one per server for the life of the process:
+/// ggml keeps each endpoint it was given for good.
+static GUARDS: Mutex<Option<HashMap<RpcEndpoint, Arc<Guard>>>> = Mutex::new(None);
+
+/// Checks every server of `target` and makes its devices ggml devices.
+pub fn connect(target: &RemoteTarget) -> Result<RemoteLink, RpcError> {
+    if target.servers.is_empty() {
+        return Err(RpcError::BadEndpoint {
+            text: String::new(),
+            reason: "no server",
+        });
+    }
+    let add_server = rpc_function("ggml_backend_rpc_add_server")?;
+    // SAFETY: the registry returns ggml_backend_rpc_add_server under this
+    // name; the signature is ggml-rpc.h's.
+    let add_server: AddServer = unsafe { std::mem::transmute(add_server) };
+    let mut servers = Vec::with_capacity(target.servers.len());
+    for endpoint in &target.servers {
+        let addrs = endpoint.checked_addresses(target.insecure)?;
+        probe(endpoint, &addrs, target.timeout)?;
+        let guard = guard_for(endpoint, addrs, target.timeout)?;
+        let failures_before = guard.health().failures();
+        let local = CString::new(guard.local_endpoint()).map_err(|e| RpcError::Guard(e.to_string()))?;
+        // SAFETY: a NUL-terminated endpoint; ggml copies it. The guard
+        // answers every request, so the call returns.
+        let reg = unsafe { add_server(local.as_ptr()) };
+        if guard.health().failures() != failures_before {
+            return Err(RpcError::Lost {
+                reason: guard.health().last_failure(),
+            });
+        }
+        if reg.is_null() {
+            return Err(RpcError::NoDevices {
+                endpoint: endpoint.to_string(),
+            });
+        }
+        // SAFETY: reg is the registry ggml made for this server; indices
+        // below its count are valid and the devices live as long as it.
+        let devices: Vec<_> = unsafe {
+            (0..sys::ggml_backend_reg_dev_count(reg))
+                .map(|i| sys::ggml_backend_reg_dev_get(reg, i))
+                .filter(|d| !d.is_null())
+                .collect()
+        };
+        if devices.is_empty() {
+            return Err(RpcError::NoDevices {
+                endpoint: endpoint.to_string(),
+            });
+        }
+        servers.push(LinkedServer {
+            endpoint: endpoint.clone(),
+            guard,
+            failures_before,
+            devices,
+        });
+    }
+    Ok(RemoteLink { servers })
+}
+
+fn guard_for(
+    endpoint: &RpcEndpoint,
+    addrs: Vec<SocketAddr>,
+    timeout: Duration,
+) -> Result<Arc<Guard>, RpcError> {
+    let mut guards = GUARDS.lock().unwrap_or_else(|e| e.into_inner());
+    let guards = guards.get_or_insert_with(HashMap::new);
+    if let Some(g) = guards.get(endpoint) {
+        g.set_timeout(timeout);
+        return Ok(g.clone());
+    }
+    let guard = Arc::new(Guard::start(endpoint, addrs, timeout)?);
+    guards.insert(endpoint.clone(), guard.clone());
+    Ok(guard)
+}
+
+impl RemoteLink {
+    /// Every device of every server, in order: what the target's layers
+    /// are placed on.
+    pub(super) fn device_handles(&self) -> Vec<sys::ggml_backend_dev_t> {
+        self.servers
+            .iter()
+            .flat_map(|s| s.devices.iter().copied())
+            .collect()
+    }
+
+    /// The remote devices with their memory, each named with its server.
+    pub fn devices(&self) -> Vec<(RpcEndpoint, DeviceInfo)> {
+        self.servers
+            .iter()
+            .flat_map(|s| {
+                s.devices
+                    .iter()
+                    // SAFETY: handles from the server's registry, alive for the process.
+                    .map(|&d| (s.endpoint.clone(), unsafe { device_info(d) }))
+            })
+            .collect()
+    }
+
+    /// Requests that waited for a server's reply, all servers together,
+    /// since the process started: the network round trips.
+    pub fn round_trips(&self) -> u64 {
+        self.servers
+            .iter()
+            .map(|s| s.guard.health().round_trips())
+            .sum()
+    }
+
+    /// The first server that failed since the link was made, as an error.
+    pub fn fault(&self) -> Option<RpcError> {
+        self.servers
+            .iter()
+            .find(|s| s.guard.health().failures() != s.failures_before)
+            .map(|s| RpcError::Lost {
+                reason: s.guard.health().last_failure(),
+            })
+    }
+}
+
+/// Connects to a server and says HELLO, within `timeout`: a server that
+/// is down, refuses, is busy with another client, or is not a ggml RPC
+/// server of this protocol is a typed error before ggml sees it.
+fn probe(endpoint: &RpcEndpoint, addrs: &[SocketAddr], timeout: Duration) -> Result<(), RpcError> {
+    let unreachable = |reason: String| RpcError::Unreachable {
+        endpoint: endpoint.to_string(),
+        reason,
+    };
+    let mut stream = None;
+    let mut last = String::new();
+    for addr in addrs {
+        match TcpStream::connect_timeout(addr, timeout) {
+            Ok(s) => {
+                stream = Some(s);
+                break;
+            }
+            Err(e) => last = guard::describe(&e, timeout),
+        }
+    }
+    let mut stream = stream.ok_or_else(|| unreachable(last))?;
+    let io = |e: std::io::Error| unreachable(guard::describe(&e, timeout));
+    stream.set_read_timeout(Some(timeout)).map_err(io)?;
+    stream.set_write_timeout(Some(timeout)).map_err(io)?;
+    let mut hello = vec![guard::HELLO];
+    hello.extend((guard::CAPS as u64).to_le_bytes());
+    hello.extend([0u8; guard::CAPS]);
+    stream.write_all(&hello).map_err(io)?;
+    let not_rpc = |reason: &str| RpcError::NotRpcServer {
+        endpoint: endpoint.to_string(),
+        reason: reason.to_owned(),
+    };
+    let mut size = [0u8; 8];
+    stream.read_exact(&mut size).map_err(|e| match e.kind() {
+        std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset => {
+            not_rpc("it closed the connection at HELLO")
+        }
+        _ => unreachable(format!(
+            "{} (busy with another client?)",
+            guard::describe(&e, timeout)
+        )),
+    })?;
+    if u64::from_le_bytes(size) != guard::HELLO_REPLY {
+        return Err(not_rpc("its HELLO reply has the wrong size"));
+    }
+    let mut reply = [0u8; guard::HELLO_REPLY as usize];
+    stream.read_exact(&mut reply).map_err(io)?;
+    if reply[0] != PROTOCOL_MAJOR || reply[1] > guard::PROTOCOL_MINOR {
+        return Err(RpcError::VersionMismatch {
+            endpoint: endpoint.to_string(),
+            server: format!("{}.{}.{}", reply[0], reply[1], reply[2]),
+        });
+    }
+    Ok(())
+}
+
+/// Runs ggml's RPC server on `endpoint` with this machine's devices (its
+/// GPUs if it has any, else its CPU with `threads` threads), caching large
+/// tensors in `cache_dir` if given. Returns only when it cannot start.
+pub fn serve(
+    endpoint: &RpcEndpoint,
+    insecure: bool,
+    threads: usize,
+    cache_dir: Option<&Path>,
+) -> Result<(), RpcError> {
+    let addr = endpoint
+        .checked_addresses(insecure)?
+        .into_iter()
+        .find(SocketAddr::is_ipv4)
+        .ok_or(RpcError::BadEndpoint {
+            text: endpoint.to_string(),
+            reason: "the server listens on an IPv4 address",
+        })?;
+    let start = rpc_function("ggml_backend_rpc_start_server")?;
+    // SAFETY: the registry returns ggml_backend_rpc_start_server under
+    // this name; the signature is ggml-rpc.h's.
+    let start: StartServer = unsafe { std::mem::transmute(start) };
+    let mut devices = local_devices();
+    let listen = CString::new(addr.to_string()).map_err(|e| RpcError::Guard(e.to_string()))?;
+    let cache = cache_dir
+        .map(|d| {
+            d.to_str()
+                .and_then(|s| CString::new(s).ok())
+                .ok_or(RpcError::BadEndpoint {
+                    text: d.display().to_string(),
+                    reason: "the cache directory cannot be passed to ggml",
+                })
+        })
+        .transpose()?;
+    // SAFETY: NUL-terminated strings and a device array of the length
+    // given, alive for the call (which serves clients until the process
+    // ends, or returns when it cannot listen).
+    unsafe {
+        start(
+            listen.as_ptr(),
+            cache.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()),
+            threads.max(1),
+            devices.len(),
+            devices.as_mut_ptr(),
+        );
+    }
+    Err(RpcError::ServeFailed {
+        endpoint: addr.to_string(),
+    })
+}
+
+/// The devices a server offers: the GPUs, or the CPU when there is none.
+fn local_devices() -> Vec<sys::ggml_backend_dev_t> {
+    // SAFETY: the registry is initialised (rpc_function called backend());
+    // indices below the count are valid.
+    unsafe {
+        let all: Vec<_> = (0..sys::ggml_backend_dev_count())
+            .map(|i| sys::ggml_backend_dev_get(i))
+            .filter(|d| !d.is_null())
+            .collect();
+        let is = |d: sys::ggml_backend_dev_t, t| sys::ggml_backend_dev_type(d) == t;
+        let gpus: Vec<_> = all
+            .iter()
+            .copied()
+            .filter(|&d| {
+                (is(d, sys::GGML_BACKEND_DEVICE_TYPE_GPU) || is(d, sys::GGML_BACKEND_DEVICE_TYPE_IGPU))
+                    && sys::ggml_backend_dev_backend_reg(d) != sys::ggml_backend_reg_by_name(c"RPC".as_ptr())
+            })
+            .collect();
+        if gpus.is_empty() {
+            all.into_iter()
+                .filter(|&d| is(d, sys::GGML_BACKEND_DEVICE_TYPE_CPU))
+                .collect()
+        } else {
+            gpus
+        }
+    }
+}
