@@ -35,7 +35,7 @@ print(next(os.path.dirname(p["manifest_path"]) for p in pkgs if p["name"] == "ll
 
 build_ggml() { # BOARD ARCH
   local out="target/ggml/$1"
-  if [ -f "$out/install/lib/cmake/ggml/ggml-config.cmake" ] && [ "$(cat "$out/arch" 2>/dev/null)" = "$2" ]; then
+  if [ -f "$out/install/lib/cmake/ggml/ggml-config.cmake" ] && [ "$(cat "$out/arch" 2>/dev/null)" = "$2 rpc" ]; then
     return
   fi
   # llama-cpp-sys-2 ships ggml without the pkg-config template that ggml's
@@ -46,11 +46,15 @@ build_ggml() { # BOARD ARCH
     -DCMAKE_SYSTEM_NAME=Linux -DCMAKE_SYSTEM_PROCESSOR=aarch64 \
     -DCMAKE_C_COMPILER=aarch64-linux-gnu-gcc -DCMAKE_CXX_COMPILER=aarch64-linux-gnu-g++ \
     -DBUILD_SHARED_LIBS=OFF -DCMAKE_POSITION_INDEPENDENT_CODE=ON -DGGML_NATIVE=OFF \
-    -DGGML_CPU_ARM_ARCH="$2" -DGGML_OPENMP=ON -DGGML_BUILD_TESTS=OFF -DGGML_BUILD_EXAMPLES=OFF \
+    -DGGML_CPU_ARM_ARCH="$2" -DGGML_OPENMP=ON -DGGML_RPC=ON -DGGML_BUILD_TESTS=OFF -DGGML_BUILD_EXAMPLES=OFF \
     -DCMAKE_INSTALL_PREFIX="$PWD/$out/install" >"target/ggml-$1-cmake.log"
   cmake --build "$out/build" -j "$jobs" >"target/ggml-$1-build.log"
   cmake --install "$out/build" >/dev/null
-  echo "$2" >"$out/arch"
+  # The RPC backend (--target-rpc, edgespec rpc-server) goes into libggml.a:
+  # llama-cpp-sys-2 links a system ggml as ggml, ggml-base and ggml-cpu only.
+  printf 'OPEN %s\nADDLIB %s\nSAVE\nEND\n' "$out/install/lib/libggml.a" "$out/install/lib/libggml-rpc.a" |
+    aarch64-linux-gnu-ar -M
+  echo "$2 rpc" >"$out/arch"
 }
 
 # Cross builds are one static binary (crt-static in BOARD/config.toml): the

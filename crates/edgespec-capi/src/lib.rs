@@ -221,7 +221,10 @@ pub unsafe extern "C" fn edgespec_model_load(
             // SAFETY: non-null: a NUL-terminated string per the caller's contract.
             let servers = unsafe { c_str(params.target_rpc, "target_rpc")? };
             let servers = parse_endpoints(servers).map_err(|e| {
-                fail(edgespec_result::EDGESPEC_ERR_INVALID_PARAMETER, e.to_string())
+                fail(
+                    edgespec_result::EDGESPEC_ERR_INVALID_PARAMETER,
+                    e.to_string(),
+                )
             })?;
             Some(RemoteTarget {
                 insecure: params.insecure_rpc,

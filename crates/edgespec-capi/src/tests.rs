@@ -183,3 +183,70 @@ fn ead_through_the_c_api_equals_the_model_alone_when_small_is_large() {
         edgespec_model_free(&mut model);
     }
 }
+
+/// Issue 20: a remote target through `edgespec_model_params.target_rpc`:
+/// malformed addresses are invalid parameters; a server off loopback
+/// without `insecure_rpc`, or absent, is `EDGESPEC_ERR_REMOTE` at once;
+/// with a server (ggml's, on a thread of this process) the model loads
+/// there and generates as the same model does here (same weight layout:
+/// no repacking, as on the server).
+#[test]
+fn a_remote_target_loads_on_its_server_and_bad_servers_are_typed_errors() {
+    let Some(path) = common::smollm2() else {
+        return;
+    };
+    let c_path = CString::new(path.to_str().unwrap()).unwrap();
+    let load_with = |servers: &str, insecure: bool| {
+        let servers = CString::new(servers).unwrap();
+        let mut params = edgespec_model_params_default();
+        params.target_rpc = servers.as_ptr();
+        params.insecure_rpc = insecure;
+        params.rpc_timeout_ms = 2000;
+        let mut model = std::ptr::null_mut();
+        // SAFETY: valid strings, params and out pointer.
+        let rc = unsafe { edgespec_model_load(c_path.as_ptr(), &params, &mut model) };
+        (rc, model)
+    };
+    let free_port = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    for bad in ["", "host", "127.0.0.1:0", "a:1,a:1"] {
+        assert_eq!(
+            load_with(bad, false).0,
+            edgespec_result::EDGESPEC_ERR_INVALID_PARAMETER,
+            "{bad:?}"
+        );
+    }
+    assert_eq!(
+        load_with("192.0.2.1:50052", false).0,
+        edgespec_result::EDGESPEC_ERR_REMOTE
+    );
+    let start = std::time::Instant::now();
+    let (rc, model) = load_with(&format!("127.0.0.1:{}", free_port()), false);
+    assert_eq!(rc, edgespec_result::EDGESPEC_ERR_REMOTE);
+    assert!(model.is_null());
+    assert!(start.elapsed() < std::time::Duration::from_secs(5));
+
+    let port = free_port();
+    let endpoint: edgespec::engine::rpc::RpcEndpoint = format!("127.0.0.1:{port}").parse().unwrap();
+    // The server never returns; the thread ends with the test process.
+    std::thread::spawn(move || edgespec::engine::rpc::serve(&endpoint, false, 1, None));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server did not listen"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let (rc, mut remote) = load_with(&format!("127.0.0.1:{port}"), false);
+    assert_eq!(rc, edgespec_result::EDGESPEC_OK);
+    let text = generate_via_ffi(remote, "The capital of France is", EDGESPEC_DRAFT_LOOKUP);
+    assert!(!text.is_empty());
+    // SAFETY: the live handle from edgespec_model_load.
+    unsafe { edgespec_model_free(&mut remote) };
+}

@@ -297,6 +297,7 @@ mod tests {
             verify_ms_per_token: None,
             large_share: mode.starts_with("ead").then_some(0.3),
             worst_prompt: None,
+            tokens_per_round_trip: None,
             sources: Default::default(),
         }
     }

@@ -32,6 +32,7 @@ pub use sweep::{Sweep, SweepError};
 use crate::trace::{record_trace, write_trace};
 use edgespec::draft::{DraftLength, DraftModel, Drafter, ModelDrafter, TrimmedSource, MAX_DRAFT};
 use edgespec::ead::{EadConfig, DEFAULT_SPEC_GAMMA};
+use edgespec::engine::rpc::RemoteTarget;
 use edgespec::engine::{Context, ContextParams, EngineError, Model, ModelParams, Sequence, Token};
 use edgespec::error::GenerateError;
 use edgespec::generate::GenerateParams;
@@ -76,10 +77,22 @@ pub struct BenchConfig {
     pub chat: bool,
     /// Folder of the llama.cpp peer tools, when built.
     pub peer_bin: Option<PathBuf>,
+    /// Run the target on ggml RPC servers (drafters stay local).
+    pub remote: Option<RemoteTarget>,
     /// Where runs.jsonl is streamed (every run as it finishes).
     pub out_dir: PathBuf,
     /// Replace a runs.jsonl that holds earlier runs (else refuse).
     pub force: bool,
+}
+
+impl BenchConfig {
+    /// How the target loads: on its RPC servers when it has them.
+    fn target_params(&self) -> ModelParams {
+        ModelParams {
+            remote: self.remote.clone(),
+            ..ModelParams::default()
+        }
+    }
 }
 
 /// One measured generation.
@@ -123,6 +136,9 @@ pub struct RunRecord {
     /// Seconds drafting, catch-up included (speculative modes).
     #[serde(default)]
     pub draft_s: Option<f64>,
+    /// Network round trips to a remote target (`--target-rpc` runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub round_trips: Option<u64>,
     /// Seconds in target verification passes (speculative modes).
     #[serde(default)]
     pub verify_s: Option<f64>,
@@ -224,7 +240,7 @@ pub fn record_traces(
         ..ctx_params.clone()
     };
     let greedy = edgespec::sampling::SamplingParams::greedy();
-    let model = Model::load(&config.target, &ModelParams::default())?;
+    let model = Model::load(&config.target, &config.target_params())?;
     let mut target = Sequence::new(Context::new(model.clone(), &ctx_params)?);
     let file_name = |p: &std::path::Path| {
         p.file_name()
@@ -388,6 +404,11 @@ pub fn run(
         ));
     }
     let has_peer = modes.iter().any(|m| matches!(m, Mode::Peer(_)));
+    if has_peer && config.remote.is_some() {
+        return Err(BenchError::Config(
+            "llama.cpp peer modes run the target on this machine: drop the llama-* modes with --target-rpc".into(),
+        ));
+    }
     let peer = match (&config.peer_bin, has_peer) {
         (Some(dir), true) if PeerSetup::available(dir) => Some(PeerSetup {
             bin_dir: dir.clone(),
@@ -403,7 +424,7 @@ pub fn run(
         _ => None,
     };
 
-    let model = Model::load(&config.target, &ModelParams::default())?;
+    let model = Model::load(&config.target, &config.target_params())?;
     let drafters = Drafters::open(config, &modes)?;
     // Columns: every mode at every thread count.
     let columns: Vec<(Mode, i32)> = config
@@ -672,6 +693,7 @@ fn measure(
         mbsu: None,
         identical: None,
         draft_s: None,
+        round_trips: None,
         verify_s: None,
         large_tokens: None,
         switches: None,
@@ -743,6 +765,7 @@ fn fill_generation(record: &mut RunRecord, stats: &edgespec::metrics::Generation
     record.decode_s = stats.decode_time.as_secs_f64();
     record.prompt_tok_s = Some(stats.prompt_tok_per_s());
     record.ttft_ms = Some(stats.time_to_first_token.as_secs_f64() * 1e3);
+    record.round_trips = (stats.round_trips > 0).then_some(stats.round_trips);
 }
 
 /// What a report is assembled from besides the runs.

@@ -83,6 +83,8 @@ pub struct ModeSummary {
     /// The prompt with the lowest ratio to target-only (median over
     /// repetitions), and that ratio.
     pub worst_prompt: Option<(usize, f64)>,
+    /// Generated tokens per network round trip (remote target runs).
+    pub tokens_per_round_trip: Option<f64>,
     /// Speculative modes: each draft source's rounds, summed over runs.
     pub sources: BTreeMap<String, super::SourceRecord>,
 }
@@ -227,6 +229,10 @@ pub fn summarize(runs: &[RunRecord]) -> Vec<ModeSummary> {
                 large_share: (!large.is_empty() && tokens > 0)
                     .then(|| large.iter().sum::<usize>() as f64 / tokens as f64),
                 worst_prompt,
+                tokens_per_round_trip: {
+                    let trips: u64 = mine.iter().filter_map(|r| r.round_trips).sum();
+                    (trips > 0).then(|| tokens as f64 / trips as f64)
+                },
                 sources: mine.iter().flat_map(|r| &r.sources).fold(
                     BTreeMap::new(),
                     |mut sum, (name, source)| {
@@ -442,8 +448,15 @@ pub fn summary_table(summaries: &[ModeSummary], bound: f64) -> String {
     } else {
         ("", "")
     };
+    // A tokens-per-round-trip column only when the target was remote.
+    let remote = summaries.iter().any(|s| s.tokens_per_round_trip.is_some());
+    let (trips_head, trips_rule) = if remote {
+        (" tok/round trip |", "---|")
+    } else {
+        ("", "")
+    };
     let mut out = format!(
-        "| set | mode |{threads_head} tok/s | ×target | worst prompt | α | τ | c time | c bytes | MBSU | TTFT ms | same | of bound | draft/small ms/tok | verify/large ms/tok | large share |\n|---|---|{threads_rule}---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+        "| set | mode |{threads_head} tok/s | ×target | worst prompt | α | τ |{trips_head} c time | c bytes | MBSU | TTFT ms | same | of bound | draft/small ms/tok | verify/large ms/tok | large share |\n|---|---|{threads_rule}---|---|---|---|---|{trips_rule}---|---|---|---|---|---|---|---|---|\n",
     );
     for s in summaries {
         let threads = if swept {
@@ -451,8 +464,13 @@ pub fn summary_table(summaries: &[ModeSummary], bound: f64) -> String {
         } else {
             String::new()
         };
+        let trips = if remote {
+            format!(" {} |", opt(s.tokens_per_round_trip, 2))
+        } else {
+            String::new()
+        };
         out.push_str(&format!(
-            "| {} | {} |{threads} {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} |{threads} {} | {} | {} | {} | {} |{trips} {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             s.set,
             s.mode,
             s.tok_s.display(1),
@@ -504,6 +522,7 @@ mod tests {
             mbsu: None,
             identical: Some(true),
             draft_s: (mode != "target").then_some(0.2),
+            round_trips: None,
             verify_s: (mode != "target").then_some(0.3),
             large_tokens: None,
             switches: None,

@@ -1370,6 +1370,54 @@ mod tests {
         assert!(!worth_extending(&[], |_| 0.9, 8, behind, &c, plain));
     }
 
+    /// The compute-bound profile with a network round trip of `rtt_ms` in
+    /// every target pass (a remote target over ggml RPC), measured as any
+    /// batch cost is.
+    fn compute_bound_remote(rtt_ms: f64) -> CostModel {
+        let mut c = CostModel::default();
+        for (b, ms) in [(1, 37.0), (2, 48.0), (4, 88.0), (8, 167.0), (65, 1036.0)] {
+            c.observe_verify(b, ms + rtt_ms);
+        }
+        c.observe_draft(1, 23.0);
+        c
+    }
+
+    /// Tokens the stopping rule drafts when each is accepted with `p`.
+    fn chain_length(p: f64, cost: DraftCost, costs: &CostModel) -> usize {
+        let plain = 1.0 / costs.verify_ms(1);
+        let mut cumulative = Vec::new();
+        while cumulative.len() < 32
+            && worth_extending(
+                &cumulative,
+                |_| p,
+                32 - cumulative.len(),
+                cost,
+                costs,
+                plain,
+            )
+        {
+            cumulative.push(p.powi(cumulative.len() as i32 + 1));
+        }
+        cumulative.len()
+    }
+
+    /// A round trip is part of every verification batch, whatever its
+    /// size: plain decoding pays it per token, a draft once per round.
+    /// The same rule then drafts longer the dearer the round trip, and a
+    /// drafter too slow to pay on a fast link starts paying on a slow one.
+    #[test]
+    fn round_trips_make_drafts_longer_and_a_slow_drafter_pay_only_on_a_slow_link() {
+        let lengths: Vec<usize> = [0.0, 2.0, 10.0, 30.0]
+            .iter()
+            .map(|&rtt| chain_length(0.6, FREE_DRAFT, &compute_bound_remote(rtt)))
+            .collect();
+        assert!(lengths.windows(2).all(|w| w[0] <= w[1]), "{lengths:?}");
+        assert!(lengths[3] > lengths[0], "{lengths:?}");
+        let slow = per_token(0.65 * 37.0);
+        assert_eq!(chain_length(0.9, slow, &compute_bound_remote(0.0)), 0);
+        assert!(chain_length(0.9, slow, &compute_bound_remote(30.0)) >= 2);
+    }
+
     #[test]
     fn expensive_drafter_is_not_used_even_when_always_right() {
         // DESIGN.md: drafter at 0.65 of the target's time. At 95% acceptance

@@ -84,6 +84,9 @@ pub struct BenchArgs {
     /// Folder of llama.cpp's peer tools (benches/build-peer.sh builds them).
     #[arg(long, default_value = "benches/peer/bin")]
     peer_bin: PathBuf,
+    /// The target on ggml RPC servers (scripts/rpc-latency-bench.sh).
+    #[command(flatten)]
+    rpc: crate::rpc_args::RpcArgs,
     /// Do not run anything: build the report from this runs.jsonl (e.g. of an interrupted run).
     #[arg(long, conflicts_with = "trace")]
     from_runs: Option<PathBuf>,
@@ -170,6 +173,7 @@ pub fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
         ctx_size: args.ctx_size,
         chat: !args.no_chat,
         peer_bin: Some(args.peer_bin.clone()),
+        remote: args.rpc.remote()?,
         out_dir: args.out.clone(),
         force: args.force,
     };

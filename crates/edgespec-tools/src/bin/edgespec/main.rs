@@ -5,11 +5,11 @@ mod chat;
 mod eval;
 mod generate;
 mod info;
-mod rpc_args;
-mod rpc_server;
 mod inspect;
 mod profile;
 mod replay;
+mod rpc_args;
+mod rpc_server;
 mod serve;
 mod session_args;
 mod synth;
@@ -189,7 +189,10 @@ fn is_usage_error(e: &anyhow::Error) -> bool {
 /// An RPC server address that is malformed or off loopback without the opt-in.
 fn is_refused_address(e: &edgespec::engine::rpc::RpcError) -> bool {
     use edgespec::engine::rpc::RpcError;
-    matches!(e, RpcError::NotLoopback { .. } | RpcError::BadEndpoint { .. })
+    matches!(
+        e,
+        RpcError::NotLoopback { .. } | RpcError::BadEndpoint { .. }
+    )
 }
 
 /// Our warnings by default; llama.cpp only on errors unless -v.

@@ -50,5 +50,4 @@ pub fn run(args: RpcServerArgs) -> anyhow::Result<()> {
     eprintln!("edgespec rpc-server on {endpoint}, {threads} threads (Ctrl-C stops)");
     serve(&endpoint, args.insecure_rpc, threads, args.cache.as_deref())?;
     Ok(())
-        
 }

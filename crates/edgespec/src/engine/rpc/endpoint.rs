@@ -87,7 +87,9 @@ impl FromStr for RpcEndpoint {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || ".-_:".contains(c))
         {
-            return Err(bad("the host holds a character no host name or address has"));
+            return Err(bad(
+                "the host holds a character no host name or address has",
+            ));
         }
         let port: u16 = port.parse().map_err(|_| bad("the port is not 1..65535"))?;
         if port == 0 {
@@ -134,7 +136,10 @@ mod tests {
         let e: RpcEndpoint = "127.0.0.1:50052".parse().unwrap();
         assert_eq!((e.host(), e.port()), ("127.0.0.1", 50052));
         let e: RpcEndpoint = "[::1]:9".parse().unwrap();
-        assert_eq!((e.host(), e.port(), e.to_string().as_str()), ("::1", 9, "[::1]:9"));
+        assert_eq!(
+            (e.host(), e.port(), e.to_string().as_str()),
+            ("::1", 9, "[::1]:9")
+        );
         let list = parse_endpoints("localhost:1, 10.0.0.2:2").unwrap();
         assert_eq!(list.len(), 2);
         for bad in [
@@ -142,7 +147,10 @@ mod tests {
         ] {
             assert!(parse_endpoints(bad).is_err(), "{bad:?} accepted");
         }
-        let many = (1..=17).map(|p| format!("h:{p}")).collect::<Vec<_>>().join(",");
+        let many = (1..=17)
+            .map(|p| format!("h:{p}"))
+            .collect::<Vec<_>>()
+            .join(",");
         assert!(parse_endpoints(&many).is_err());
     }
 

@@ -55,12 +55,12 @@ enum Reply {
 /// reply, and of what size (the `rpc_msg_*_rsp` structs).
 fn reply_to(cmd: u8) -> Option<Reply> {
     Some(match cmd {
-        0 => Reply::Fixed(16),                // ALLOC_BUFFER: remote_ptr, remote_size
+        0 => Reply::Fixed(16),             // ALLOC_BUFFER: remote_ptr, remote_size
         1 | 2 | 3 | 13 => Reply::Fixed(8), // GET_ALIGNMENT, GET_MAX_SIZE, BUFFER_GET_BASE, GET_ALLOC_SIZE
         4 | 5 | 6 | 10 | 12 | 16 | 17 => Reply::Nothing, // FREE_BUFFER, BUFFER_CLEAR, SET_TENSOR, GRAPH_COMPUTE, INIT_TENSOR, GRAPH_RECOMPUTE, MEMSET_TENSOR
         7 | 9 => Reply::Fixed(1), // SET_TENSOR_HASH, COPY_TENSOR: a result byte
         8 => Reply::SizeInRequest, // GET_TENSOR
-        11 => Reply::Fixed(16),    // GET_DEVICE_MEMORY: free, total
+        11 => Reply::Fixed(16),   // GET_DEVICE_MEMORY: free, total
         HELLO => Reply::Fixed(HELLO_REPLY),
         15 => Reply::Fixed(4), // DEVICE_COUNT
         _ => return None,
@@ -110,7 +110,9 @@ impl Health {
     }
 
     fn set_timeout(&self, timeout: Duration) {
-        let ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX).max(1);
+        let ms = u64::try_from(timeout.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
         self.timeout_ms.store(ms, Ordering::Relaxed);
     }
 
@@ -142,8 +144,8 @@ impl Guard {
         addrs: Vec<SocketAddr>,
         timeout: Duration,
     ) -> Result<Self, RpcError> {
-        let listener =
-            TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(|e| RpcError::Guard(e.to_string()))?;
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .map_err(|e| RpcError::Guard(e.to_string()))?;
         let local = listener
             .local_addr()
             .map_err(|e| RpcError::Guard(e.to_string()))?;
@@ -307,7 +309,9 @@ impl Server {
     ) -> Result<(), Broken> {
         let cmd = head[0];
         if size > MAX_SMALL_REQUEST {
-            self.fail(&format!("ggml sent a {size}-byte request {cmd}: framing lost"));
+            self.fail(&format!(
+                "ggml sent a {size}-byte request {cmd}: framing lost"
+            ));
             return Err(Broken::Client);
         }
         let mut request = vec![0u8; size as usize];
@@ -346,7 +350,9 @@ impl Server {
         // bytes stopped.
         let mut message = expected.to_le_bytes().to_vec();
         message.extend(stand_in(cmd, expected));
-        let from = usize::try_from(sent).unwrap_or(usize::MAX).min(message.len());
+        let from = usize::try_from(sent)
+            .unwrap_or(usize::MAX)
+            .min(message.len());
         client
             .write_all(&message[from..])
             .map_err(|_| Broken::Client)
@@ -385,7 +391,9 @@ impl Server {
                 buf[4..n].fill(0);
             }
             if first {
-                client.write_all(&size.to_le_bytes()).map_err(|_| Broken::Client)?;
+                client
+                    .write_all(&size.to_le_bytes())
+                    .map_err(|_| Broken::Client)?;
                 *sent = 8;
                 first = false;
             }
@@ -394,7 +402,9 @@ impl Server {
             left -= n as u64;
         }
         if first {
-            client.write_all(&size.to_le_bytes()).map_err(|_| Broken::Client)?;
+            client
+                .write_all(&size.to_le_bytes())
+                .map_err(|_| Broken::Client)?;
             *sent = 8;
         }
         Ok(())

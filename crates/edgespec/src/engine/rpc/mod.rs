@@ -215,7 +215,8 @@ pub fn connect(target: &RemoteTarget) -> Result<RemoteLink, RpcError> {
         probe(endpoint, &addrs, target.timeout)?;
         let guard = guard_for(endpoint, addrs, target.timeout)?;
         let failures_before = guard.health().failures();
-        let local = CString::new(guard.local_endpoint()).map_err(|e| RpcError::Guard(e.to_string()))?;
+        let local =
+            CString::new(guard.local_endpoint()).map_err(|e| RpcError::Guard(e.to_string()))?;
         // SAFETY: a NUL-terminated endpoint; ggml copies it. The guard
         // answers every request, so the call returns.
         let reg = unsafe { add_server(local.as_ptr()) };
@@ -430,8 +431,10 @@ fn local_devices() -> Vec<sys::ggml_backend_dev_t> {
             .iter()
             .copied()
             .filter(|&d| {
-                (is(d, sys::GGML_BACKEND_DEVICE_TYPE_GPU) || is(d, sys::GGML_BACKEND_DEVICE_TYPE_IGPU))
-                    && sys::ggml_backend_dev_backend_reg(d) != sys::ggml_backend_reg_by_name(c"RPC".as_ptr())
+                (is(d, sys::GGML_BACKEND_DEVICE_TYPE_GPU)
+                    || is(d, sys::GGML_BACKEND_DEVICE_TYPE_IGPU))
+                    && sys::ggml_backend_dev_backend_reg(d)
+                        != sys::ggml_backend_reg_by_name(c"RPC".as_ptr())
             })
             .collect();
         if gpus.is_empty() {

@@ -1,0 +1,348 @@
+//! Issue 20: the target on a ggml RPC server (`edgespec rpc-server` on
+//! loopback). Greedy output with the target over RPC equals the local
+//! target's (weights in the file's layout, as the server keeps them) for
+//! the target alone and for each kind of drafter; a server that is absent,
+//! off loopback without the opt-in, not an RPC server, killed or stalled
+//! mid-generation gives a typed error within its deadline, the text so far
+//! kept.
+
+#[path = "../../edgespec/tests/common/mod.rs"]
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const PROMPT: &str = "List the days of the week, then list them again in the same order:";
+
+/// A port nobody listens on (bound, read, released).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A running `edgespec rpc-server` on loopback.
+struct RpcServer {
+    child: Child,
+    endpoint: String,
+}
+
+impl RpcServer {
+    fn start() -> Self {
+        let port = free_port();
+        let child = Command::new(env!("CARGO_BIN_EXE_edgespec"))
+            .args(["rpc-server", "--port", &port.to_string(), "-t", "1"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let endpoint = format!("127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(&endpoint).is_err() {
+            assert!(Instant::now() < deadline, "rpc-server did not listen");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self { child, endpoint }
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
+impl Drop for RpcServer {
+    fn drop(&mut self) {
+        let _ = self.signal_quietly("-CONT");
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl RpcServer {
+    fn signal_quietly(&self, signal: &str) -> std::io::Result<std::process::ExitStatus> {
+        Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+    }
+}
+
+/// Runs `edgespec generate` with `args`; fails the test past `limit`.
+fn generate(args: &[&str], limit: Duration) -> (Output, Duration) {
+    let start = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_edgespec"))
+        .arg("generate")
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return (child.wait_with_output().unwrap(), start.elapsed());
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "edgespec generate {args:?} still running after {limit:?}; stderr:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn greedy_output_over_rpc_equals_the_local_target() {
+    let Some(model) = common::smollm2() else {
+        return;
+    };
+    let model = model.to_str().unwrap();
+    let base = [
+        "-m", model, "-p", PROMPT, "-n", "48", "-t", "1", "-c", "1024",
+    ];
+    let (local, _) = generate(
+        &[&base[..], &["--no-repack"]].concat(),
+        Duration::from_secs(120),
+    );
+    assert!(local.status.success(), "{}", text(&local.stderr));
+    let expected = text(&local.stdout);
+    assert!(expected.trim().len() > 20, "too little text: {expected:?}");
+    let server = RpcServer::start();
+    let modes: [&[&str]; 5] = [
+        &[],
+        &["--draft-kind", "lookup", "--gamma", "4"],
+        &["--draft-kind", "lookup", "--draft-tree", "always"],
+        &["-md", model, "--gamma", "3"],
+        &["-md", model, "--draft-kind", "hybrid"],
+    ];
+    for mode in modes {
+        let args = [
+            &base[..],
+            mode,
+            &["--target-rpc", &server.endpoint, "--stats"],
+        ]
+        .concat();
+        let (remote, _) = generate(&args, Duration::from_secs(180));
+        let stderr = text(&remote.stderr);
+        assert!(remote.status.success(), "{mode:?}: {stderr}");
+        assert_eq!(text(&remote.stdout), expected, "{mode:?}");
+        let round_trips = stderr
+            .lines()
+            .find_map(|l| l.strip_prefix("remote target: "))
+            .unwrap_or_else(|| panic!("{mode:?}: no round trips in the stats: {stderr}"));
+        let count: u64 = round_trips.split(' ').next().unwrap().parse().unwrap();
+        // At least one reply per target call; fewer calls than tokens
+        // when drafts are accepted.
+        assert!(count >= 1, "{mode:?}: {round_trips}");
+    }
+}
+
+#[test]
+fn an_absent_server_is_a_typed_error_at_once() {
+    let Some(model) = common::smollm2() else {
+        return;
+    };
+    let endpoint = format!("127.0.0.1:{}", free_port());
+    let (out, took) = generate(
+        &[
+            "-m",
+            model.to_str().unwrap(),
+            "-p",
+            "hi",
+            "-n",
+            "4",
+            "--target-rpc",
+            &endpoint,
+        ],
+        Duration::from_secs(30),
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("cannot connect"), "{stderr}");
+    assert!(took < Duration::from_secs(10), "{took:?}");
+}
+
+#[test]
+fn a_server_off_loopback_needs_the_opt_in() {
+    let Some(model) = common::smollm2() else {
+        return;
+    };
+    let model = model.to_str().unwrap();
+    // TEST-NET-1: reserved for documentation, never routed.
+    let (out, _) = generate(
+        &["-m", model, "-p", "hi", "--target-rpc", "192.0.2.1:50052"],
+        Duration::from_secs(30),
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--insecure-rpc"), "{stderr}");
+    for bad in ["nohost", "127.0.0.1:0", "127.0.0.1:1,127.0.0.1:1"] {
+        let (out, _) = generate(
+            &["-m", model, "-p", "hi", "--target-rpc", bad],
+            Duration::from_secs(30),
+        );
+        assert_eq!(out.status.code(), Some(2), "{bad}: {}", text(&out.stderr));
+    }
+    // With the opt-in it tries, and gives up within its deadline.
+    let (out, took) = generate(
+        &[
+            "-m",
+            model,
+            "-p",
+            "hi",
+            "--target-rpc",
+            "192.0.2.1:50052",
+            "--insecure-rpc",
+            "--rpc-timeout",
+            "1",
+        ],
+        Duration::from_secs(30),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(took < Duration::from_secs(10), "{took:?}");
+}
+
+#[test]
+fn a_port_that_is_no_rpc_server_is_refused_within_the_deadline() {
+    let Some(model) = common::smollm2() else {
+        return;
+    };
+    let model = model.to_str().unwrap();
+    // One listener answers like a web server, one never answers.
+    let chatty = TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let chatty_port = chatty.local_addr().unwrap().port();
+    let silent_port = silent.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut s in chatty.incoming().flatten() {
+            let mut buf = [0u8; 64];
+            let _ = s.read(&mut buf);
+            let _ = s.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n");
+        }
+    });
+    let held = std::thread::spawn(move || {
+        let conn = silent.accept();
+        std::thread::sleep(Duration::from_secs(8));
+        drop(conn);
+    });
+    let (out, _) = generate(
+        &[
+            "-m",
+            model,
+            "-p",
+            "hi",
+            "--target-rpc",
+            &format!("127.0.0.1:{chatty_port}"),
+        ],
+        Duration::from_secs(30),
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("does not answer as a ggml RPC server"),
+        "{stderr}"
+    );
+    let (out, took) = generate(
+        &[
+            "-m",
+            model,
+            "-p",
+            "hi",
+            "--target-rpc",
+            &format!("127.0.0.1:{silent_port}"),
+            "--rpc-timeout",
+            "1",
+        ],
+        Duration::from_secs(30),
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("no answer within 1.0 s"), "{stderr}");
+    assert!(took < Duration::from_secs(6), "{took:?}");
+    held.join().unwrap();
+}
+
+/// Starts a long generation over RPC, waits for its first text, does
+/// `break_it` to the server, and returns the run's output and how long it
+/// took to end after that.
+fn break_mid_generation(break_it: &str, timeout: &str) -> (Output, Duration) {
+    let model = common::smollm2().unwrap();
+    let server = RpcServer::start();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_edgespec"))
+        .args(["generate", "-m", model.to_str().unwrap(), "-p", PROMPT])
+        .args(["-n", "3000", "--ignore-eos", "-c", "4096", "-t", "1"])
+        .args(["--draft-kind", "lookup", "--target-rpc", &server.endpoint])
+        .args(["--rpc-timeout", timeout])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 256];
+    while seen.len() < 40 {
+        let n = stdout.read(&mut buf).unwrap();
+        assert!(n > 0, "the run ended before any text");
+        seen.extend_from_slice(&buf[..n]);
+    }
+    server.signal(break_it);
+    let broken = Instant::now();
+    let rest = std::thread::spawn(move || {
+        let mut rest = Vec::new();
+        let _ = stdout.read_to_end(&mut rest);
+        rest
+    });
+    let limit = Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        assert!(
+            broken.elapsed() < limit,
+            "no end {limit:?} after {break_it}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let took = broken.elapsed();
+    seen.extend(rest.join().unwrap());
+    let mut out = child.wait_with_output().unwrap();
+    out.stdout = seen;
+    (out, took)
+}
+
+#[test]
+fn a_server_killed_mid_generation_ends_it_with_a_typed_error_and_the_text_so_far() {
+    if common::smollm2().is_none() {
+        return;
+    }
+    let (out, took) = break_mid_generation("-KILL", "10");
+    let stderr = text(&out.stderr);
+    // An exit code, not a signal: no abort.
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("lost the remote target"), "{stderr}");
+    assert!(text(&out.stdout).len() >= 40);
+    assert!(took < Duration::from_secs(10), "{took:?}");
+}
+
+#[test]
+fn a_stalled_server_ends_the_generation_at_its_deadline() {
+    if common::smollm2().is_none() {
+        return;
+    }
+    let (out, took) = break_mid_generation("-STOP", "2");
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("no answer within 2.0 s"), "{stderr}");
+    assert!(text(&out.stdout).len() >= 40);
+    assert!(took < Duration::from_secs(8), "{took:?}");
+}
