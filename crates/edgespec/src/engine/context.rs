@@ -393,6 +393,11 @@ impl Context {
         self.last_batch_len = n;
         // SAFETY: raw is live; the batch holds n initialised entries.
         let code = unsafe { sys::llama_decode(self.raw.as_ptr(), batch) };
+        // Wait for the pass to finish here, not where logits are first
+        // read: a backend may compute asynchronously (ggml RPC does), and
+        // the pass's time and any failure of it belong to this call.
+        // SAFETY: raw is live.
+        unsafe { sys::llama_synchronize(self.raw.as_ptr()) };
         if let Err(e) = self.model.remote_fault() {
             let _ = self.truncate(self.n_past);
             return Err(e);
@@ -526,6 +531,11 @@ impl Context {
         });
         // SAFETY: raw is live; the batch holds n initialised entries.
         let code = unsafe { sys::llama_decode(self.raw.as_ptr(), batch) };
+        // Wait for the pass to finish here, not where logits are first
+        // read: a backend may compute asynchronously (ggml RPC does), and
+        // the pass's time and any failure of it belong to this call.
+        // SAFETY: raw is live.
+        unsafe { sys::llama_synchronize(self.raw.as_ptr()) };
         if let Err(e) = self.model.remote_fault() {
             let _ = self.truncate(self.n_past);
             return Err(e);
