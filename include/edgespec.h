@@ -107,6 +107,11 @@ typedef enum {
   // A lookup memory was refused: not a lookup memory, damaged, made with
   // another target model, or the session's draft kind keeps none.
   EDGESPEC_ERR_LOOKUP_MEMORY = 17,
+  // The remote target (ggml RPC) is unusable: its server refused, is
+  // unreachable or off loopback without `insecure_rpc`, speaks another
+  // protocol, or was lost mid-generation (what was generated before
+  // reached the callback; the session needs a new model).
+  EDGESPEC_ERR_REMOTE = 18,
 } edgespec_result;
 
 // A loaded model (opaque). Shareable across threads and sessions.
@@ -129,6 +134,16 @@ typedef struct {
   bool use_mmap;
   // Lock the model in RAM.
   bool use_mlock;
+  // NULL: run here. Else `"HOST:PORT[,HOST:PORT...]"`: place every
+  // layer on these ggml RPC servers (`edgespec rpc-server`); the string
+  // is read during the call only. Loopback only unless `insecure_rpc`.
+  const char *target_rpc;
+  // Allow RPC servers off loopback (ggml RPC has no authentication or
+  // encryption: prefer an SSH tunnel or WireGuard).
+  bool insecure_rpc;
+  // Milliseconds an RPC server may take to accept or answer one request
+  // before it counts as lost (then `EDGESPEC_ERR_REMOTE`); 0: 60000.
+  uint32_t rpc_timeout_ms;
 } edgespec_model_params;
 
 // Receives one log line: `level` is one of EDGESPEC_LOG_*, `message` a
@@ -232,6 +247,9 @@ typedef struct {
   double large_share;
   // EAD: switches between the models.
   uint32_t switches;
+  // Network round trips to a remote target (`edgespec_model_params.target_rpc`),
+  // prompt included; 0 for a local target.
+  uint64_t round_trips;
 } edgespec_stats;
 
 // Streaming callback: `text` is the newly complete UTF-8 text (NUL-terminated,

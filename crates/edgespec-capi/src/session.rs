@@ -189,6 +189,9 @@ pub struct edgespec_stats {
     pub large_share: f64,
     /// EAD: switches between the models.
     pub switches: u32,
+    /// Network round trips to a remote target (`edgespec_model_params.target_rpc`),
+    /// prompt included; 0 for a local target.
+    pub round_trips: u64,
 }
 
 // SAFETY: repr(C), struct_size: u32 first; integers and floats only.
@@ -818,6 +821,7 @@ fn to_c_stats(outcome: &Outcome) -> edgespec_stats {
         prompt_tok_s: g.stats.prompt_tok_per_s(),
         decode_tok_s: g.stats.decode_tok_per_s(),
         ttft_ms: g.stats.time_to_first_token.as_secs_f64() * 1e3,
+        round_trips: g.stats.round_trips,
         target_calls: n.saturating_sub(1) as u32,
         tau: 1.0,
         mbsu: 1.0,

@@ -70,6 +70,9 @@ fn generate_via_ffi(model: *const edgespec_model, prompt: &str, kind: i32) -> St
         if kind >= EDGESPEC_DRAFT_EAD {
             assert!((0.0..=1.0).contains(&stats.large_share));
         }
+        // A round trip per target call at least when the target is remote.
+        let remote = (*model).inner.remote().is_some();
+        assert_eq!(stats.round_trips > 0, remote, "{}", stats.round_trips);
         edgespec_session_free(&mut session);
         assert!(session.is_null());
         String::from_utf8(out.0).unwrap()
@@ -188,8 +191,8 @@ fn ead_through_the_c_api_equals_the_model_alone_when_small_is_large() {
 /// malformed addresses are invalid parameters; a server off loopback
 /// without `insecure_rpc`, or absent, is `EDGESPEC_ERR_REMOTE` at once;
 /// with a server (ggml's, on a thread of this process) the model loads
-/// there and generates as the same model does here (same weight layout:
-/// no repacking, as on the server).
+/// there, reports its round trips, and lookup drafts give the target
+/// alone's text.
 #[test]
 fn a_remote_target_loads_on_its_server_and_bad_servers_are_typed_errors() {
     let Some(path) = common::smollm2() else {
@@ -247,6 +250,11 @@ fn a_remote_target_loads_on_its_server_and_bad_servers_are_typed_errors() {
     assert_eq!(rc, edgespec_result::EDGESPEC_OK);
     let text = generate_via_ffi(remote, "The capital of France is", EDGESPEC_DRAFT_LOOKUP);
     assert!(!text.is_empty());
+    // Lookup drafts over RPC give the remote target alone's text.
+    assert_eq!(
+        generate_via_ffi(remote, "The capital of France is", EDGESPEC_DRAFT_NONE),
+        text
+    );
     // SAFETY: the live handle from edgespec_model_load.
     unsafe { edgespec_model_free(&mut remote) };
 }

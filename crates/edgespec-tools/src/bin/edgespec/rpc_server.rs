@@ -41,7 +41,7 @@ pub fn run(args: RpcServerArgs) -> anyhow::Result<()> {
     let threads = args
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    if args.insecure_rpc && !endpoint.checked_addresses(false).is_ok() {
+    if args.insecure_rpc && endpoint.checked_addresses(false).is_err() {
         eprintln!(
             "warning: serving on {endpoint} without authentication or encryption: \
              anyone who reaches the port can read and write this machine's memory"

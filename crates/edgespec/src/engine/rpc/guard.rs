@@ -96,7 +96,8 @@ impl Health {
         self.round_trips.load(Ordering::Relaxed)
     }
 
-    /// Times a connection to the server failed.
+    /// Failures of the server, and requests answered in a failed server's
+    /// place: a change means results computed since are not the server's.
     pub(super) fn failures(&self) -> u64 {
         self.failures.load(Ordering::Acquire)
     }
@@ -118,6 +119,13 @@ impl Health {
 
     fn timeout(&self) -> Duration {
         Duration::from_millis(self.timeout_ms.load(Ordering::Relaxed).max(1))
+    }
+
+    /// A reply (or request) that a failed server's stand-in handled: every
+    /// one counts, so a model linked after the failure, whose requests
+    /// still go down the failed connection, sees it too.
+    fn stood_in(&self) {
+        self.failures.fetch_add(1, Ordering::Release);
     }
 
     fn fail(&self, why: String) {
@@ -275,11 +283,14 @@ impl Server {
         head: &[u8; 9],
         size: u64,
     ) -> Result<(), Broken> {
-        if let Some(up) = upstream.as_mut() {
-            if let Err(e) = up.write_all(head) {
-                self.fail(&describe(&e, self.health.timeout()));
-                *upstream = None;
+        match upstream.as_mut() {
+            Some(up) => {
+                if let Err(e) = up.write_all(head) {
+                    self.fail(&describe(&e, self.health.timeout()));
+                    *upstream = None;
+                }
             }
+            None => self.health.stood_in(),
         }
         let mut buf = vec![0u8; CHUNK.min(usize::try_from(size).unwrap_or(CHUNK))];
         let mut left = size;
@@ -333,6 +344,9 @@ impl Server {
             }
         };
         let mut sent = 0u64;
+        if upstream.is_none() {
+            self.health.stood_in();
+        }
         if let Some(up) = upstream.as_mut() {
             match self.exchange(up, client, head, &request, expected, &mut sent) {
                 Ok(()) => {
