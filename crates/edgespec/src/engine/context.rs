@@ -373,6 +373,7 @@ impl Context {
         }
         self.make_room(n);
         self.n_outputs = 0;
+        let mut outputs = 0;
         for i in 0..n {
             let wants = match logits {
                 Logits::None => false,
@@ -380,6 +381,7 @@ impl Context {
                 Logits::Last => last_chunk && i + 1 == n,
             };
             self.n_outputs += usize::from(wants);
+            outputs += usize::from(wants);
             // SAFETY: i < n <= batch_capacity, the size the arrays were
             // allocated with; seq_id[i] points to room for one id.
             unsafe {
@@ -395,9 +397,14 @@ impl Context {
         let code = unsafe { sys::llama_decode(self.raw.as_ptr(), batch) };
         // Wait for the pass to finish here, not where logits are first
         // read: a backend may compute asynchronously (ggml RPC does), and
-        // the pass's time and any failure of it belong to this call.
+        // the pass's time and any failure of it belong to this call. An
+        // RPC server computes a pass that returns nothing without a reply
+        // to wait for: a round trip waits for it.
         // SAFETY: raw is live.
         unsafe { sys::llama_synchronize(self.raw.as_ptr()) };
+        if outputs == 0 {
+            self.model.wait_for_remote();
+        }
         if let Err(e) = self.model.remote_fault() {
             let _ = self.truncate(self.n_past);
             return Err(e);

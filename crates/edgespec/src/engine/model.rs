@@ -166,6 +166,14 @@ impl Model {
         self.remote.as_ref()
     }
 
+    /// For a remote model: returns once its servers have done every
+    /// request sent so far (one round trip each).
+    pub(super) fn wait_for_remote(&self) {
+        if let Some(link) = &self.remote {
+            link.wait();
+        }
+    }
+
     /// An error when the model's RPC server failed since it was loaded:
     /// whatever llama.cpp computed after that is not to be trusted.
     pub(super) fn remote_fault(&self) -> Result<(), EngineError> {

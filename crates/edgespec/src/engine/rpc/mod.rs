@@ -301,6 +301,20 @@ impl RemoteLink {
             .sum()
     }
 
+    /// Returns once every server has done the requests sent to it so
+    /// far: a server works through its requests in order, so the reply to
+    /// a memory query comes after the passes before it.
+    pub(super) fn wait(&self) {
+        for server in &self.servers {
+            if let Some(&dev) = server.devices.first() {
+                let (mut free, mut total) = (0usize, 0usize);
+                // SAFETY: a live device of the server's registry; the
+                // guard answers even when the server is gone.
+                unsafe { sys::ggml_backend_dev_memory(dev, &mut free, &mut total) };
+            }
+        }
+    }
+
     /// The first server that failed since the link was made, as an error.
     pub fn fault(&self) -> Option<RpcError> {
         self.servers
