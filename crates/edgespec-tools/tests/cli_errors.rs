@@ -627,7 +627,9 @@ fn chat_in_a_terminal_streams_reuses_caches_and_survives_ctrl_c() {
     // The session goes on: a second turn, its figures, then quit.
     let at = term.wait_for("> ", at);
     term.type_keys("ro vika\r");
-    let at = term.wait_for("> ", at + "ro vika".len());
+    // The prompt at the start of a line: the random model's answer may
+    // hold "> " itself, and /stats typed mid-answer waits for all of it.
+    let at = term.wait_for("\n> ", at + "ro vika".len());
     term.type_keys("/stats\r");
     let stats_at = term.wait_for("from the cache", at);
     term.type_keys("/exit\r");
