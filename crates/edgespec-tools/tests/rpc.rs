@@ -49,11 +49,10 @@ impl RpcServer {
         Self { child, endpoint }
     }
 
+    /// Sends `signal` (`-STOP`, `-KILL`, ...) with the shell's own `kill`
+    /// (no procps needed).
     fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .args([signal, &self.child.id().to_string()])
-            .status()
-            .unwrap();
+        let status = self.signal_quietly(signal).unwrap();
         assert!(status.success());
     }
 }
@@ -68,8 +67,8 @@ impl Drop for RpcServer {
 
 impl RpcServer {
     fn signal_quietly(&self, signal: &str) -> std::io::Result<std::process::ExitStatus> {
-        Command::new("kill")
-            .args([signal, &self.child.id().to_string()])
+        Command::new("sh")
+            .args(["-c", &format!("kill {signal} {}", self.child.id())])
             .status()
     }
 }
