@@ -283,29 +283,29 @@ impl Server {
         head: &[u8; 9],
         size: u64,
     ) -> Result<(), Broken> {
-        match upstream.as_mut() {
-            Some(up) => {
-                if let Err(e) = up.write_all(head) {
-                    self.fail(&describe(&e, self.health.timeout()));
-                    *upstream = None;
-                }
-            }
-            None => self.health.stood_in(),
+        if upstream.is_none() {
+            self.health.stood_in();
         }
+        self.send(upstream, head);
         let mut buf = vec![0u8; CHUNK.min(usize::try_from(size).unwrap_or(CHUNK))];
         let mut left = size;
         while left > 0 {
             let n = buf.len().min(usize::try_from(left).unwrap_or(CHUNK));
             from_client(client, &mut buf[..n])?;
-            if let Some(up) = upstream.as_mut() {
-                if let Err(e) = up.write_all(&buf[..n]) {
-                    self.fail(&describe(&e, self.health.timeout()));
-                    *upstream = None;
-                }
-            }
+            self.send(upstream, &buf[..n]);
             left -= n as u64;
         }
         Ok(())
+    }
+
+    /// Writes `bytes` to a live server; one that fails is dropped.
+    fn send(&self, upstream: &mut Option<TcpStream>, bytes: &[u8]) {
+        if let Some(up) = upstream.as_mut() {
+            if let Err(e) = up.write_all(bytes) {
+                self.fail(&describe(&e, self.health.timeout()));
+                *upstream = None;
+            }
+        }
     }
 
     /// Forwards a request that waits for a reply and brings the reply
