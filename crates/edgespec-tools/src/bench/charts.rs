@@ -292,6 +292,7 @@ mod tests {
             c_bytes: None,
             mbsu: None,
             ttft_ms: None,
+            request_s: None,
             identical: None,
             draft_ms_per_token: None,
             verify_ms_per_token: None,

@@ -117,8 +117,13 @@ pub struct RunRecord {
     pub decode_s: f64,
     /// Prompt tokens per second (edgespec modes).
     pub prompt_tok_s: Option<f64>,
-    /// Time to first token in ms (edgespec modes).
+    /// Time to first token in ms (edgespec modes; llama.cpp's tools: their
+    /// prompt reading, where they print it).
     pub ttft_ms: Option<f64>,
+    /// Whole request in seconds: the first token, then the decode (absent
+    /// where the time to first token is unknown).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_s: Option<f64>,
     /// Drafted tokens.
     pub drafted: Option<usize>,
     /// Accepted tokens.
@@ -685,6 +690,7 @@ fn measure(
         decode_s: 0.0,
         prompt_tok_s: None,
         ttft_ms: None,
+        request_s: None,
         drafted: None,
         accepted: None,
         target_calls: None,
@@ -753,6 +759,8 @@ fn measure(
             };
             record.drafted = p.drafted;
             record.accepted = p.accepted;
+            record.ttft_ms = p.prompt_ms;
+            record.request_s = p.prompt_ms.map(|ms| ms / 1e3 + record.decode_s);
             None
         }
     };
@@ -765,6 +773,8 @@ fn fill_generation(record: &mut RunRecord, stats: &edgespec::metrics::Generation
     record.decode_s = stats.decode_time.as_secs_f64();
     record.prompt_tok_s = Some(stats.prompt_tok_per_s());
     record.ttft_ms = Some(stats.time_to_first_token.as_secs_f64() * 1e3);
+    record.request_s =
+        Some(stats.time_to_first_token.as_secs_f64() + stats.decode_time.as_secs_f64());
     record.round_trips = (stats.round_trips > 0).then_some(stats.round_trips);
 }
 

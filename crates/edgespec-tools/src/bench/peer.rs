@@ -16,6 +16,9 @@ pub struct PeerRun {
     pub drafted: Option<usize>,
     /// Accepted drafted tokens.
     pub accepted: Option<usize>,
+    /// The target's prompt reading in ms, where the tool prints it (its
+    /// time to first token, less sampling).
+    pub prompt_ms: Option<f64>,
 }
 
 /// Which llama.cpp tool and setting.
@@ -162,6 +165,11 @@ pub fn parse_peer_log(mode: PeerMode, log: &str) -> Option<PeerRun> {
             .unwrap_or(rest.len());
         rest[..end].parse().ok()
     };
+    // "prompt eval time = X ms / N tokens": the first (the target's) context.
+    let prompt_ms = log
+        .lines()
+        .find(|l| l.contains("prompt eval time ="))
+        .and_then(|l| number_after(l, "prompt eval time ="));
     match mode {
         PeerMode::Completion => {
             // "eval time = X ms / N runs ( ... ms per token, Y tokens per second)"
@@ -179,6 +187,7 @@ pub fn parse_peer_log(mode: PeerMode, log: &str) -> Option<PeerRun> {
                 decode_tok_s: tok_s,
                 drafted: None,
                 accepted: None,
+                prompt_ms,
             })
         }
         _ => {
@@ -200,6 +209,7 @@ pub fn parse_peer_log(mode: PeerMode, log: &str) -> Option<PeerRun> {
                 decode_tok_s: tok_s,
                 drafted: field("n_drafted").map(|v| v as usize),
                 accepted: field("n_accept").map(|v| v as usize),
+                prompt_ms,
             })
         }
     }
@@ -216,6 +226,7 @@ mod tests {
         let r = parse_peer_log(PeerMode::Completion, log).unwrap();
         assert_eq!(r.tokens, 32);
         assert_eq!(r.decode_tok_s, 124.94);
+        assert_eq!(r.prompt_ms, Some(18.87));
     }
 
     #[test]
@@ -225,6 +236,7 @@ mod tests {
         let r = parse_peer_log(PeerMode::DraftSimple, log).unwrap();
         assert_eq!((r.tokens, r.drafted, r.accepted), (30, Some(6), Some(5)));
         assert_eq!(r.decode_tok_s, 3.666);
+        assert_eq!(r.prompt_ms, None);
         assert_eq!(parse_peer_log(PeerMode::NgramMod, "nothing here"), None);
     }
 }

@@ -72,6 +72,8 @@ pub struct ModeSummary {
     pub mbsu: Option<f64>,
     /// Median time to first token, ms.
     pub ttft_ms: Option<f64>,
+    /// Median whole request (first token, then decode), s.
+    pub request_s: Option<f64>,
     /// Runs whose tokens equal target-only's / runs compared.
     pub identical: Option<(usize, usize)>,
     /// Drafting (speculative modes) or small-model (EAD) ms per generated token.
@@ -177,6 +179,7 @@ pub fn summarize(runs: &[RunRecord]) -> Vec<ModeSummary> {
             let tokens: usize = mine.iter().map(|r| r.tokens).sum();
             let compared: Vec<bool> = mine.iter().filter_map(|r| r.identical).collect();
             let ttft: Vec<f64> = mine.iter().filter_map(|r| r.ttft_ms).collect();
+            let request: Vec<f64> = mine.iter().filter_map(|r| r.request_s).collect();
             let per_token = |secs: Vec<f64>| {
                 (!secs.is_empty() && tokens > 0)
                     .then(|| secs.iter().sum::<f64>() * 1e3 / tokens as f64)
@@ -222,6 +225,7 @@ pub fn summarize(runs: &[RunRecord]) -> Vec<ModeSummary> {
                 c_bytes: mean(mine.iter().filter_map(|r| r.c_bytes)),
                 mbsu: mean(mine.iter().filter_map(|r| r.mbsu)),
                 ttft_ms: Spread::of(&ttft).map(|s| s.median),
+                request_s: Spread::of(&request).map(|s| s.median),
                 identical: (!compared.is_empty())
                     .then(|| (compared.iter().filter(|&&b| b).count(), compared.len())),
                 draft_ms_per_token: per_token(mine.iter().filter_map(|r| r.draft_s).collect()),
@@ -456,7 +460,7 @@ pub fn summary_table(summaries: &[ModeSummary], bound: f64) -> String {
         ("", "")
     };
     let mut out = format!(
-        "| set | mode |{threads_head} tok/s | ×target | worst prompt | α | τ |{trips_head} c time | c bytes | MBSU | TTFT ms | same | of bound | draft/small ms/tok | verify/large ms/tok | large share |\n|---|---|{threads_rule}---|---|---|---|---|{trips_rule}---|---|---|---|---|---|---|---|---|\n",
+        "| set | mode |{threads_head} tok/s | ×target | worst prompt | α | τ |{trips_head} c time | c bytes | MBSU | TTFT ms | same | of bound | draft/small ms/tok | verify/large ms/tok | large share |\n|---|---|{threads_rule}---|---|---|---|---|{trips_rule}---|---|---|---|---|---|---|---|---|---|\n",
     );
     for s in summaries {
         let threads = if swept {
@@ -470,7 +474,7 @@ pub fn summary_table(summaries: &[ModeSummary], bound: f64) -> String {
             String::new()
         };
         out.push_str(&format!(
-            "| {} | {} |{threads} {} | {} | {} | {} | {} |{trips} {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} |{threads} {} | {} | {} | {} | {} |{trips} {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             s.set,
             s.mode,
             s.tok_s.display(1),
@@ -483,6 +487,7 @@ pub fn summary_table(summaries: &[ModeSummary], bound: f64) -> String {
             opt(s.c_bytes, 2),
             opt(s.mbsu, 2),
             opt(s.ttft_ms, 0),
+            opt(s.request_s, 2),
             s.identical.map_or("–".into(), |(a, b)| format!("{a}/{b}")),
             if bound > 0.0 {
                 format!("{:.0}%", 100.0 * s.tok_s.median / bound)
@@ -514,6 +519,7 @@ mod tests {
             decode_s: secs,
             prompt_tok_s: None,
             ttft_ms: Some(10.0),
+            request_s: Some(1.5),
             drafted: (mode != "target").then_some(10),
             accepted: (mode != "target").then_some(8),
             target_calls: (mode != "target").then_some(5),

@@ -270,7 +270,8 @@ impl LookupDrafter {
                 break;
             }
             candidates.retain(|&c| self.candidate_token(committed, c, i) == Some(token));
-            if !out.push_and_ask(token, None, ctl, room) {
+            // The token's share of the vote is its evidence for the policy.
+            if !out.push_and_ask(token, Some(share as f32), ctl, room) {
                 break;
             }
         }

@@ -151,12 +151,27 @@ impl AcceptanceModel {
     }
 }
 
+/// The acceptance a copy's first token is given before any outcome:
+/// Laplace's rule of succession over the run of agreement behind it. A
+/// match sharing `matched` tokens of context with an earlier place has seen
+/// `matched` tokens agree in a row, so the next one holds with
+/// (matched + 1) / (matched + 2): a long verbatim copy is drafted whole from
+/// the first request of a process (a 12-token match: 13/14 a token), a
+/// coincidental two-token match is worth less (3/4), and what the process
+/// and the request observe then corrects both ([`LookupModel::predict`]).
+pub fn copy_prior(matched: usize) -> f64 {
+    let run = matched as f64;
+    (run + 1.0) / (run + 2.0)
+}
+
 /// Predicts the acceptance of lookup drafts from how much context the match
 /// shares with the text (see `LookupMatch::matched`), in doubling classes
 /// (1–2, 3–4, 5–8, …, 33+ tokens): a long shared context is evidence of a
 /// verbatim copy. Per class it learns the first token's acceptance, and the
 /// acceptance of each later token given that the ones before it were
 /// accepted (copied spans succeed or fail together, so the two differ).
+/// Before outcomes, the first token's estimate is the draft's own evidence
+/// (a prior the caller gives, e.g. [`copy_prior`]).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct LookupModel {
     first: [Layered; Self::CLASSES],
@@ -178,9 +193,6 @@ impl LookupModel {
         process: 500.0,
         request: 64.0,
     };
-    /// Before any outcome, a lookup token is a coin flip.
-    const PRIOR: f64 = 0.5;
-
     fn class(matched: usize) -> usize {
         // 1–2 → 0, 3–4 → 1, 5–8 → 2, 9–16 → 3, 17–32 → 4, 33+ → 5.
         Self::doubling(matched.saturating_sub(1))
@@ -198,15 +210,16 @@ impl LookupModel {
     }
 
     /// Predicted acceptance of the token at draft `position` (0-based)
-    /// given that the ones before it were accepted. A position class with
-    /// no outcomes yet takes the one before it as its prior; within a
-    /// request, a deeper class is assumed no likelier than the one before it
-    /// until the request shows otherwise: where copies break early, the
-    /// deep positions they never reach must not keep long drafts alive on
-    /// what other requests' copies did.
-    pub fn predict(&self, matched: usize, position: usize) -> f64 {
+    /// given that the ones before it were accepted; `prior` is the first
+    /// token's before any outcome. A position class with no outcomes yet
+    /// takes the one before it as its prior; within a request, a deeper
+    /// class is assumed no likelier than the one before it until the
+    /// request shows otherwise: where copies break early, the deep
+    /// positions they never reach must not keep long drafts alive on what
+    /// other requests' copies did.
+    pub fn predict(&self, matched: usize, position: usize, prior: f64) -> f64 {
         let c = Self::class(matched);
-        let mut estimate = self.first[c].estimate(Self::PRIOR);
+        let mut estimate = self.first[c].estimate(prior);
         if position > 0 {
             for class in &self.next[c][..=Self::position_class(position)] {
                 estimate = class.estimate_capped(estimate, estimate);
@@ -242,6 +255,11 @@ impl LookupModel {
 mod tests {
     use super::*;
 
+    /// A copy's estimate, its first token's prior from its matched context.
+    fn copied(model: &LookupModel, matched: usize, position: usize) -> f64 {
+        model.predict(matched, position, copy_prior(matched))
+    }
+
     #[test]
     fn frequency_fades_old_observations() {
         let mut f = Frequency::default();
@@ -264,25 +282,26 @@ mod tests {
             .collect();
         assert_eq!(classes, [0, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 5]);
         let mut model = LookupModel::default();
-        assert_eq!(model.predict(40, 0), 0.5);
-        assert_eq!(model.predict(40, 7), 0.5);
+        // Before any outcome, the copy's own evidence: 40 tokens agreed.
+        assert_eq!(copied(&model, 40, 0), 41.0 / 42.0);
+        assert_eq!(copied(&model, 40, 7), 41.0 / 42.0);
         // Long matches copied whole; short ones rejected at once.
         for _ in 0..20 {
             model.observe(40, 32, 32);
             model.observe(2, 1, 0);
         }
-        assert!(model.predict(40, 0) > 0.9, "{}", model.predict(40, 0));
-        assert!(model.predict(40, 5) > 0.99);
-        assert!(model.predict(2, 0) < 0.1);
+        assert!(copied(&model, 40, 0) > 0.9, "{}", copied(&model, 40, 0));
+        assert!(copied(&model, 40, 5) > 0.99);
+        assert!(copied(&model, 2, 0) < 0.1);
         // Nothing seen after the first token of short matches: their later
         // tokens fall back to the first token's estimate.
-        assert_eq!(model.predict(2, 3), model.predict(2, 0));
+        assert_eq!(copied(&model, 2, 3), copied(&model, 2, 0));
         // A copy that breaks at its 5th token lowers the estimate for that
         // position, not for the 2nd.
-        let (second, fifth) = (model.predict(40, 1), model.predict(40, 4));
+        let (second, fifth) = (copied(&model, 40, 1), copied(&model, 40, 4));
         model.observe(40, 5, 4);
-        assert!(model.predict(40, 4) < fifth);
-        assert!(model.predict(40, 1) >= second);
+        assert!(copied(&model, 40, 4) < fifth);
+        assert!(copied(&model, 40, 1) >= second);
     }
 
     /// The failure seen on a board-like VM: after code answers whose copies
@@ -295,22 +314,30 @@ mod tests {
         for _ in 0..300 {
             model.observe(6, 32, 32);
         }
-        assert!(model.predict(6, 0) > 0.95);
+        assert!(copied(&model, 6, 0) > 0.95);
         model.begin_request();
         // Before any outcome of its own, the request trusts the process level...
-        assert!(model.predict(6, 0) > 0.9);
+        assert!(copied(&model, 6, 0) > 0.9);
         // ...but three rejected first tokens bring it below a coin flip,
         // where a request that knew nothing else would be after one.
         for _ in 0..3 {
             model.observe(6, 1, 0);
         }
-        assert!(model.predict(6, 0) < 0.45, "{}", model.predict(6, 0));
+        assert!(copied(&model, 6, 0) < 0.45, "{}", copied(&model, 6, 0));
         // Copies that break after two tokens: deep positions follow the
         // request's own evidence, not the process's 32-token copies.
         for _ in 0..6 {
             model.observe(6, 3, 2);
         }
-        assert!(model.predict(6, 2) < 0.5, "{}", model.predict(6, 2));
+        assert!(copied(&model, 6, 2) < 0.5, "{}", copied(&model, 6, 2));
+    }
+
+    #[test]
+    fn a_copys_prior_grows_with_the_context_its_match_shares() {
+        assert_eq!(copy_prior(0), 0.5);
+        assert_eq!(copy_prior(2), 0.75);
+        assert_eq!(copy_prior(12), 13.0 / 14.0);
+        assert!(copy_prior(usize::MAX) <= 1.0);
     }
 
     #[test]

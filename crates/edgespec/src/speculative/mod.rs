@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use crate::costs::{timed_tail, CostModel, CostSnapshot};
 use crate::draft::{
-    check_vocab_compatible, top_successors, Draft, DraftSource, Drafter, MAX_DRAFT,
+    check_vocab_compatible, top_successors, Draft, DraftSource, Drafter, MAX_DRAFT, TIMED_CATCH_UP,
 };
 use crate::engine::{Context, EngineError, Logits, Sequence, Token};
 use crate::error::GenerateError;
@@ -41,6 +41,11 @@ pub struct SpecGeneration {
 /// enough to time steadily, the smaller sizes timed before them have warmed
 /// the graph, and online samples refine them.
 const ONE_SAMPLE_ABOVE: usize = 16;
+
+/// Tokens a drafter model reads untimed before its timed passes on the
+/// first prompt: the pass that brings its weights into memory, so the
+/// timed ones are steady.
+const DRAFTER_WARM_UP: usize = 16;
 
 /// Times forward passes of `ctx` for each batch size in `sizes` (up to the
 /// context's room) after its cache, with `token` repeated, into `costs`:
@@ -258,7 +263,13 @@ impl Speculator {
             at += b;
         }
         if let Some(d) = self.drafter.as_mut() {
-            spec.calibration_time += d.prefill(prompt, Some(self.policy.costs_mut()))?;
+            // The drafter is timed on the prompt's first tokens, not read
+            // whole: whether reading the rest pays is the policy's to weigh
+            // at its first draft (a catch-up premium), as in every later
+            // request, so a first request does not wait for a drafter the
+            // machine may never use.
+            let timed = (DRAFTER_WARM_UP + TIMED_CATCH_UP.iter().sum::<usize>()).min(prompt.len());
+            spec.calibration_time += d.prefill(&prompt[..timed], Some(self.policy.costs_mut()))?;
         }
         self.costs_known = true;
         let costs = self.policy.costs();

@@ -25,7 +25,7 @@
 //! [`Policy`] is pure: the live loop and the replay simulator drive the same
 //! code with measured or profiled times.
 
-use super::acceptance::{AcceptanceModel, Layered, LookupModel, Memory};
+use super::acceptance::{copy_prior, AcceptanceModel, Layered, LookupModel, Memory};
 use crate::costs::{CostModel, Ema};
 use crate::draft::{
     Draft, DraftControl, DraftLength, DraftLengthError, DraftSource, Next, Trees, MAX_DRAFT,
@@ -258,17 +258,6 @@ struct FreeModels {
 }
 
 impl FreeModels {
-    /// The model of `source` and the matched context it is classed by (a
-    /// recycled chain matches one token).
-    fn of(&self, source: DraftSource) -> Option<(&LookupModel, usize)> {
-        match source {
-            DraftSource::Lookup { matched } => Some((&self.lookup, matched)),
-            DraftSource::Memory { matched } => Some((&self.memory, matched)),
-            DraftSource::Recycled => Some((&self.recycled, 1)),
-            DraftSource::Model => None,
-        }
-    }
-
     fn begin_request(&mut self) {
         self.lookup.begin_request();
         self.memory.begin_request();
@@ -470,11 +459,30 @@ impl Policy {
     }
 
     /// Estimated acceptance of the draft token at `position` (0-based),
-    /// given that the tokens before it are accepted.
+    /// given that the tokens before it are accepted. `confidence` is a
+    /// model token's top probability; for a copied token, its share of the
+    /// vote of the earlier places it was copied from (unknown: unanimous),
+    /// which scales what its source's estimate says.
     fn token_estimate(&self, source: DraftSource, confidence: Option<f32>, position: usize) -> f64 {
-        match self.free.of(source) {
-            Some((model, matched)) => model.predict(matched, position),
-            None => self.acceptance.predict(confidence.unwrap_or(0.5)),
+        let share = || confidence.map_or(1.0, |c| f64::from(c).clamp(0.0, 1.0));
+        match source {
+            DraftSource::Model => self.acceptance.predict(confidence.unwrap_or(0.5)),
+            DraftSource::Lookup { matched } => {
+                share()
+                    * self
+                        .free
+                        .lookup
+                        .predict(matched, position, copy_prior(matched))
+            }
+            DraftSource::Memory { matched } => {
+                share()
+                    * self
+                        .free
+                        .memory
+                        .predict(matched, position, copy_prior(matched))
+            }
+            // A recycled chain copies nothing: a coin flip until observed.
+            DraftSource::Recycled => share() * self.free.recycled.predict(1, position, 0.5),
         }
     }
 
@@ -1092,6 +1100,52 @@ mod tests {
         assert!(lookup_draft(&mut p, 3, 64) <= 3);
     }
 
+    /// The warm-up tax measured on the compute-bound VM: in the first
+    /// requests of a process a lookup token was a coin flip, so answers
+    /// copying the prompt verbatim were drafted a token at a time while
+    /// llama.cpp's map-k drafted them whole. A fresh policy now prices a
+    /// copy from its own evidence: a long shared context is drafted whole
+    /// at once, as long as after a hundred requests whose copies held, on
+    /// both kinds of machine; a short coincidental match stays short, and a
+    /// split vote is drafted less far than a unanimous one.
+    #[test]
+    fn a_fresh_process_drafts_a_long_exact_match_whole() {
+        for costs in [compute_bound(), memory_bound()] {
+            let mut fresh = auto_policy(costs.clone());
+            // Whole, but for a last token or few whose verification on the
+            // compute-bound curve (~16 ms each) costs more than the copy's
+            // fading odds are worth.
+            for matched in [12, 40] {
+                let n = lookup_draft(&mut fresh, matched, 64);
+                assert!(n >= matched * 85 / 100, "{matched}: {n}");
+            }
+            let mut warm = auto_policy(costs.clone());
+            for _ in 0..100 {
+                for _ in 0..4 {
+                    learn(&mut warm, DraftSource::Lookup { matched: 12 }, 12, 12);
+                    learn(&mut warm, DraftSource::Lookup { matched: 40 }, 40, 40);
+                }
+                // Its periodic plain round.
+                learn(&mut warm, DraftSource::Model, 0, 0);
+                warm.begin_request();
+            }
+            assert_eq!(lookup_draft(&mut warm, 12, 64), 12);
+            assert_eq!(lookup_draft(&mut warm, 40, 64), 40);
+            assert!(lookup_draft(&mut fresh, 2, 64) <= 2);
+        }
+        // The same 12-token match, the earlier places split two ways at
+        // every token: each token is a coin flip at best, drafted shorter.
+        let mut p = auto_policy(compute_bound());
+        let mut ctl = p.round(64);
+        let mut draft = Draft::default();
+        draft.clear(DraftSource::Lookup { matched: 12 });
+        let mut split = 0;
+        while draft.push_and_ask(split as i32, Some(0.5), &mut ctl, 12) {
+            split += 1;
+        }
+        assert!(draft.len() < 12, "{}", draft.len());
+    }
+
     /// Cause 2: acceptance learned on copy-heavy text carried over to the
     /// next request at full weight and was unlearned over hundreds of
     /// tokens. On the board-like profile, after a code request whose copies
@@ -1348,10 +1402,10 @@ mod tests {
             assert_eq!(earlier.acceptance.predict(c), later.acceptance.predict(c));
         }
         assert_eq!(
-            earlier.free.lookup.predict(5, 0),
-            later.free.lookup.predict(5, 0)
+            earlier.free.lookup.predict(5, 0, copy_prior(5)),
+            later.free.lookup.predict(5, 0, copy_prior(5))
         );
-        assert!(later.free.lookup.predict(5, 0) < 0.1);
+        assert!(later.free.lookup.predict(5, 0, copy_prior(5)) < 0.1);
         // A stored frequency that is not one is refused.
         let bad = json.replacen("\"hits\":0.0", "\"hits\":-1.0", 1);
         assert_ne!(bad, json);

@@ -1,0 +1,82 @@
+#!/usr/bin/env python3
+"""Writes Spec-Bench prompt sets, one JSONL file per category, beside this
+script: `specbench-<category>.jsonl` for translation, summarization, qa,
+math_reasoning and rag (single-turn: {"prompt": ...}), and
+`specbench-mt-bench.jsonl`: MT-bench questions, both turns, each question
+as its first turn ({"prompt": ...}) and then as a conversation ({"messages":
+[user, assistant, user]}) whose assistant turn is the
+target's own greedy answer to the first turn (from `edgespec generate`), so
+the second turn is asked as Spec-Bench asks it, after the model's answer.
+The MT-bench file depends on the target model: generated, not committed.
+
+Questions are taken in file order, the first N of each category (the
+questions are the development part of Spec-Bench; see README.md).
+
+Usage: make-sets.py EDGESPEC TARGET.gguf [--per-category N] [--answer-tokens T]"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TASKS = ["translation", "summarization", "qa", "math_reasoning", "rag"]
+MT_BENCH = ["writing", "roleplay", "reasoning", "math", "coding", "extraction", "stem",
+            "humanities"]
+
+
+def answer(edgespec, target, prompt, max_tokens):
+    r = subprocess.run([edgespec, "generate", "-m", target, "--chat", "-p", prompt,
+                        "-n", str(max_tokens), "--temp", "0", "--no-cost-cache"],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        raise SystemExit(f"error: edgespec generate failed: {r.stderr.strip()[-500:]}")
+    return r.stdout.strip()
+
+
+def write(path, lines):
+    tmp = path + ".partial"
+    with open(tmp, "w") as out:
+        for line in lines:
+            out.write(json.dumps(line) + "\n")
+    os.replace(tmp, path)
+    print(f"wrote {len(lines)} prompts to {path}")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("edgespec")
+    ap.add_argument("target")
+    ap.add_argument("--per-category", type=int, default=4)
+    ap.add_argument("--answer-tokens", type=int, default=256)
+    args = ap.parse_args()
+    by_category = {}
+    with open(os.path.join(HERE, "question.jsonl")) as f:
+        for line in f:
+            if line.strip():
+                q = json.loads(line)
+                by_category.setdefault(q["category"], []).append(q)
+    for task in TASKS:
+        chosen = by_category.get(task, [])[:args.per_category]
+        write(os.path.join(HERE, f"specbench-{task}.jsonl"),
+              [{"prompt": q["turns"][0], "question_id": q["question_id"]} for q in chosen])
+    # MT-bench: one question of each of its categories in turn, so a few
+    # questions cover writing, roleplay, reasoning, math, coding, ...
+    rounds = max((len(by_category.get(c, [])) for c in MT_BENCH), default=0)
+    ordered = [by_category[c][i] for i in range(rounds) for c in MT_BENCH
+               if i < len(by_category.get(c, []))]
+    conversations = []
+    for q in ordered[:args.per_category]:
+        first, second = q["turns"][0], q["turns"][1]
+        reply = answer(args.edgespec, args.target, first, args.answer_tokens)
+        conversations.append({"prompt": first, "question_id": q["question_id"], "turn": 1})
+        conversations.append({"messages": [{"role": "user", "content": first},
+                                           {"role": "assistant", "content": reply},
+                                           {"role": "user", "content": second}],
+                              "question_id": q["question_id"], "turn": 2})
+        print(f"mt-bench {len(conversations)}/{args.per_category}", file=sys.stderr)
+    write(os.path.join(HERE, "specbench-mt-bench.jsonl"), conversations)
+
+
+if __name__ == "__main__":
+    main()
