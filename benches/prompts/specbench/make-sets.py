@@ -74,7 +74,7 @@ def main():
                                            {"role": "assistant", "content": reply},
                                            {"role": "user", "content": second}],
                               "question_id": q["question_id"], "turn": 2})
-        print(f"mt-bench {len(conversations)}/{args.per_category}", file=sys.stderr)
+        print(f"mt-bench {len(conversations) // 2}/{args.per_category}", file=sys.stderr)
     write(os.path.join(HERE, "specbench-mt-bench.jsonl"), conversations)
 
 

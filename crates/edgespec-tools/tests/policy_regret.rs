@@ -127,4 +127,3 @@ fn hybrid_is_at_least_as_fast_as_lookup_and_the_model_alone() {
     }
     assert!(failures.is_empty(), "{failures:#?}");
 }
-

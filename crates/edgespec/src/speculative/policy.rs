@@ -1140,7 +1140,7 @@ mod tests {
         let mut draft = Draft::default();
         draft.clear(DraftSource::Lookup { matched: 12 });
         let mut split = 0;
-        while draft.push_and_ask(split as i32, Some(0.5), &mut ctl, 12) {
+        while draft.push_and_ask(split, Some(0.5), &mut ctl, 12) {
             split += 1;
         }
         assert!(draft.len() < 12, "{}", draft.len());
