@@ -14,9 +14,9 @@ questions are the development part of Spec-Bench; see README.md).
 
 Usage: make-sets.py EDGESPEC TARGET.gguf [--per-category N] [--answer-tokens T]"""
 import argparse
+import importlib.util
 import json
 import os
-import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -25,13 +25,13 @@ MT_BENCH = ["writing", "roleplay", "reasoning", "math", "coding", "extraction", 
             "humanities"]
 
 
-def answer(edgespec, target, prompt, max_tokens):
-    r = subprocess.run([edgespec, "generate", "-m", target, "--chat", "-p", prompt,
-                        "-n", str(max_tokens), "--temp", "0", "--no-cost-cache"],
-                       capture_output=True, text=True)
-    if r.returncode != 0:
-        raise SystemExit(f"error: edgespec generate failed: {r.stderr.strip()[-500:]}")
-    return r.stdout.strip()
+def load_answer():
+    """`answer` of ../make-multi-turn.py: the target's greedy reply by `edgespec generate`."""
+    path = os.path.join(HERE, "..", "make-multi-turn.py")
+    spec = importlib.util.spec_from_file_location("make_multi_turn", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.answer
 
 
 def write(path, lines):
@@ -65,6 +65,7 @@ def main():
     rounds = max((len(by_category.get(c, [])) for c in MT_BENCH), default=0)
     ordered = [by_category[c][i] for i in range(rounds) for c in MT_BENCH
                if i < len(by_category.get(c, []))]
+    answer = load_answer()
     conversations = []
     for q in ordered[:args.per_category]:
         first, second = q["turns"][0], q["turns"][1]
