@@ -9,10 +9,13 @@ target's own greedy answer to the first turn (from `edgespec generate`), so
 the second turn is asked as Spec-Bench asks it, after the model's answer.
 The MT-bench file depends on the target model: generated, not committed.
 
-Questions are taken in file order, the first N of each category (the
-questions are the development part of Spec-Bench; see README.md).
+Questions are taken in file order, N of each category after the first S
+(the questions are the development part of Spec-Bench; see README.md): one
+slice to work on, e.g. the first 3 for replay traces, another to check on
+(--skip 3), so nothing is judged on the prompts it was studied on.
 
-Usage: make-sets.py EDGESPEC TARGET.gguf [--per-category N] [--answer-tokens T]"""
+Usage: make-sets.py EDGESPEC TARGET.gguf [--per-category N] [--skip S]
+                    [--answer-tokens T] [--out DIR]"""
 import argparse
 import importlib.util
 import json
@@ -48,8 +51,12 @@ def main():
     ap.add_argument("edgespec")
     ap.add_argument("target")
     ap.add_argument("--per-category", type=int, default=4)
+    ap.add_argument("--skip", type=int, default=0)
     ap.add_argument("--answer-tokens", type=int, default=256)
+    ap.add_argument("--out", default=HERE)
     args = ap.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    chosen_slice = slice(args.skip, args.skip + args.per_category)
     by_category = {}
     with open(os.path.join(HERE, "question.jsonl")) as f:
         for line in f:
@@ -57,8 +64,8 @@ def main():
                 q = json.loads(line)
                 by_category.setdefault(q["category"], []).append(q)
     for task in TASKS:
-        chosen = by_category.get(task, [])[:args.per_category]
-        write(os.path.join(HERE, f"specbench-{task}.jsonl"),
+        chosen = by_category.get(task, [])[chosen_slice]
+        write(os.path.join(args.out, f"specbench-{task}.jsonl"),
               [{"prompt": q["turns"][0], "question_id": q["question_id"]} for q in chosen])
     # MT-bench: one question of each of its categories in turn, so a few
     # questions cover writing, roleplay, reasoning, math, coding, ...
@@ -67,7 +74,7 @@ def main():
                if i < len(by_category.get(c, []))]
     answer = load_answer()
     conversations = []
-    for q in ordered[:args.per_category]:
+    for q in ordered[chosen_slice]:
         first, second = q["turns"][0], q["turns"][1]
         reply = answer(args.edgespec, args.target, first, args.answer_tokens)
         conversations.append({"prompt": first, "question_id": q["question_id"], "turn": 1})
@@ -76,7 +83,7 @@ def main():
                                            {"role": "user", "content": second}],
                               "question_id": q["question_id"], "turn": 2})
         print(f"mt-bench {len(conversations) // 2}/{args.per_category}", file=sys.stderr)
-    write(os.path.join(HERE, "specbench-mt-bench.jsonl"), conversations)
+    write(os.path.join(args.out, "specbench-mt-bench.jsonl"), conversations)
 
 
 if __name__ == "__main__":

@@ -340,6 +340,8 @@ impl Replayer {
     pub fn run(&mut self, trace: &Trace) -> Result<ReplayRun, ReplayError> {
         self.source.load(trace)?;
         self.policy.begin_request();
+        let beside_free = self.source.drafter().is_some_and(|d| d.drafts_lookup());
+        self.policy.set_beside_free(beside_free);
         let output = &trace.output;
         let n = output.len();
         let mut committed: Vec<Token> = Vec::with_capacity(trace.prompt.len() + n);

@@ -87,17 +87,13 @@ fn auto_is_within_three_percent_of_the_best_fixed_setting_everywhere() {
 }
 
 /// Hybrid drafting is about as fast as the better of its parts alone under
-/// the automatic policy. Not better everywhere: on code under the
-/// board-like profile it stays 8 % behind lookup alone (2.85× against
-/// 3.09×), most of it (1.2 of 2.0 s) in the first request of the fresh
-/// process: there the untried model drafter, assumed right, catches up on
-/// its prompt for one round before the policy sees that lookup takes every
-/// other round; later requests differ by -1 % to +13 % with no model
-/// round in them (not yet explained). Lookup gained
-/// 7 % there from pricing copies by their evidence, hybrid did not (the
-/// issue-32 closing note); the assertion allows 10 % until the premium of
-/// an untried drafter in a hybrid is weighed against the rounds lookup
-/// will take.
+/// the automatic policy, within 5 %. It was 8 % behind lookup alone on
+/// code under the board-like profile (2.85× against 3.09×), most of it in
+/// the first request, where the untried model drafter caught up on the
+/// whole prompt, repaid over the token limit, before the policy saw that
+/// lookup takes every other round. Beside free drafts, the model drafter
+/// now repays its catch-up only over what the request is expected to run
+/// from what it has run (issue 32), and hybrid equals lookup there.
 #[test]
 fn hybrid_is_at_least_as_fast_as_lookup_and_the_model_alone() {
     let auto = |d: &str| Setting {
@@ -120,8 +116,55 @@ fn hybrid_is_at_least_as_fast_as_lookup_and_the_model_alone() {
                 profile.name
             );
             println!("{line}");
-            if hybrid < 0.90 * lookup.max(model) {
+            if hybrid < 0.95 * lookup.max(model) {
                 failures.push(line);
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// Spec-Bench's six categories (three development questions each, MT-bench
+/// both turns; benches/traces/tuning/specbench/, recorded with `bench
+/// --trace` on the Xeon VM): under every shipped profile, in a fresh
+/// process, the default (hybrid) and lookup reach at least 0.94× the
+/// target alone on every category, and hybrid's worst prompt at least 0.80×.
+/// The issue-32 bars are 0.98 and 0.90: QA is the gap (answers of 15-30
+/// tokens, where two failed copy rounds cost 5 %, and under the board-like
+/// profile an untried model drafter's first rounds in one answer cost 16 %).
+#[test]
+fn spec_bench_categories_stay_near_the_target_alone() {
+    let dir = root().join("benches/traces/tuning/specbench");
+    let mut sets: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    sets.sort();
+    assert_eq!(sets.len(), 6, "Spec-Bench traces missing: {sets:?}");
+    let mut failures = Vec::new();
+    for profile in profiles() {
+        for path in &sets {
+            let t = load_traces(path).unwrap();
+            for d in ["hybrid", "lookup"] {
+                let setting = Setting {
+                    drafter: drafter(d),
+                    config: PolicyConfig::default(),
+                };
+                let runs = replay(&setting, &profile, &t).unwrap();
+                let total = ReplayRun::total(&runs).speedup();
+                let worst = runs
+                    .iter()
+                    .map(ReplayRun::speedup)
+                    .fold(f64::INFINITY, f64::min);
+                let line = format!(
+                    "{} / {} / {d}: {total:.3}, worst prompt {worst:.3}",
+                    profile.name,
+                    path.file_stem().unwrap().to_string_lossy()
+                );
+                println!("{line}");
+                if total < 0.94 || worst < 0.80 {
+                    failures.push(line);
+                }
             }
         }
     }

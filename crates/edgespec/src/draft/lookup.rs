@@ -396,12 +396,14 @@ impl LookupDrafter {
         let Some(&last) = committed.last() else {
             return false;
         };
+        // Each token goes with its share of the target's kept probability
+        // (how clearly the target preferred it), which scales its estimate.
         let mut token = last;
-        while let Some(next) = self.successors.successor(token) {
-            if out.len() >= room || !out.push_and_ask(next, None, ctl, room) {
+        while let Some(&next) = self.successors.successors(token).first() {
+            if out.len() >= room || !out.push_and_ask(next.token, Some(next.share), ctl, room) {
                 break;
             }
-            token = next;
+            token = next.token;
         }
         if !ctl.may_branch() {
             return !out.is_empty();
@@ -697,6 +699,10 @@ mod tests {
             (vec![4, 6, 1, 4, 6], DraftSource::Recycled)
         );
         assert_eq!(draft(&mut d, &[3, 2], 5).0, Vec::<Token>::new());
+        // Each chain token carries the target's share behind it.
+        let mut out = Draft::default();
+        d.propose(&[3, 1], &mut Unbounded(3), &mut out).unwrap();
+        assert_eq!(out.confidence(), &[Some(0.7); 3]);
 
         // The runners-up branch off the chain, and every successor after
         // it, each followed by its own likeliest successors (likeliest

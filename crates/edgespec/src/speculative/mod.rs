@@ -305,6 +305,8 @@ impl Speculator {
             }
         }
         self.policy.begin_request();
+        let beside_free = self.drafter.as_ref().is_some_and(|d| d.drafts_lookup());
+        self.policy.set_beside_free(beside_free);
         // Bounded by the context, not by the token limit (u32::MAX from C
         // means "no limit").
         let n_ctx = self.target.context().n_ctx() as usize;
