@@ -1279,8 +1279,9 @@ mod tests {
     /// of the whole prompt. It starts only if drafting the rest of the
     /// request saves more than that: on the compute-bound machine where
     /// drafting barely pays, not for a short answer after a long prompt.
-    /// How long the rest is, nobody knows: it is taken to be as long as
-    /// the request so far (issue 32: a 15-token translation paid a 0.5 s
+    /// How long the rest is, nobody knows: alone, the drafter takes it to
+    /// be the room left; beside free drafts, what the request has run so
+    /// far predicts it (issue 32: a 15-token translation paid a 0.5 s
     /// catch-up that a 128-token limit would have repaid, and ran at 0.67×).
     #[test]
     fn a_drafter_starts_only_where_the_request_repays_its_prompt_catch_up() {
