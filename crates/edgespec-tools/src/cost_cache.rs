@@ -12,7 +12,7 @@ use std::time::UNIX_EPOCH;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use edgespec::costs::CostSnapshot;
+use edgespec::speculative::CostSnapshot;
 
 /// A model file as the key sees it: replaced or edited files change it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -265,7 +265,7 @@ mod tests {
         let old = serde_json::json!({"key": key, "costs": {"verify": [[1, 50.0]], "draft": 9.0, "catch_up": []}});
         std::fs::write(cache.path(), old.to_string()).unwrap();
         let cached = cache.load().unwrap();
-        assert_eq!(cached.costs.verify, vec![(1, 50.0)]);
+        assert_eq!(cached.costs.costs.verify, vec![(1, 50.0)]);
         assert_eq!(cached.drafter, DrafterRecord::default());
         let mut cached = cached;
         cached.drafter.loaded_run(-1.0);

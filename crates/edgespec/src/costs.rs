@@ -191,20 +191,16 @@ pub fn timed_tail(len: usize, sizes: &[usize]) -> (usize, Vec<usize>) {
     (left, tail)
 }
 
-/// What a [`CostModel`] has measured, to keep between processes (a cost
-/// cache): a session given one reads its first prompt without timing it.
+/// What a [`CostModel`] has measured, to keep between processes (with
+/// what the policy learned, in `speculative::CostSnapshot`).
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct CostSnapshot {
+pub struct MeasuredCosts {
     /// Target pass ms by batch size (measured sizes only).
     pub verify: Vec<(usize, f64)>,
     /// Drafter ms per step.
     pub draft: Option<f64>,
     /// Drafter catch-up ms by batch size (measured sizes only).
     pub catch_up: Vec<(usize, f64)>,
-    /// What the draft-length policy learned of acceptance (its process
-    /// level), so a later run does not start from optimistic priors.
-    #[serde(default)]
-    pub learned: Option<crate::speculative::Learned>,
 }
 
 /// Measured costs in milliseconds.
@@ -220,24 +216,23 @@ pub struct CostModel {
 
 impl CostModel {
     /// What has been measured.
-    pub fn snapshot(&self) -> CostSnapshot {
+    pub fn snapshot(&self) -> MeasuredCosts {
         let measured = |curve: &BatchCurve| {
             (1..=MAX_BATCH)
                 .filter_map(|b| curve.measured(b).map(|ms| (b, ms)))
                 .collect()
         };
-        CostSnapshot {
+        MeasuredCosts {
             verify: measured(&self.verify),
             draft: self.draft.get(),
             catch_up: measured(&self.catch_up),
-            learned: None,
         }
     }
 
     /// Costs as measured earlier: each value stands until this run's first
     /// pass of its kind and size replaces it (a machine busier or idler
     /// than it was then does not steer this run for long).
-    pub fn from_snapshot(snapshot: &CostSnapshot) -> Self {
+    pub fn from_snapshot(snapshot: &MeasuredCosts) -> Self {
         let mut costs = Self::default();
         for &(b, ms) in &snapshot.verify {
             costs.verify.assume(b, ms);

@@ -2,10 +2,10 @@
 //! assembling a session and decoding with it.
 
 use crate::draft::VocabError;
+use crate::draft_kind::DraftKind;
 use crate::ead::policy::EadConfigError;
 use crate::engine::EngineError;
 use crate::sampling::SamplingError;
-use crate::session::kind::DraftKind;
 use crate::speculative::policy::PolicyError;
 
 /// Errors of building a session and of generating with it (target alone,

@@ -9,6 +9,7 @@
 pub mod atomic_file;
 pub mod costs;
 pub mod draft;
+pub mod draft_kind;
 pub mod ead;
 pub mod engine;
 pub mod error;

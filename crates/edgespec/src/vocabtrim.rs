@@ -73,9 +73,6 @@ pub enum TrimError {
     /// llama.cpp trouble.
     #[error(transparent)]
     Engine(#[from] EngineError),
-    /// Generation trouble (calibration).
-    #[error(transparent)]
-    Generate(#[from] crate::error::GenerateError),
     /// I/O.
     #[error("{path}: {source}")]
     Io {

@@ -7,8 +7,20 @@ use rayon::prelude::*;
 use super::counts::inputs_sha256;
 use super::{CountSource, TokenCounts};
 use edgespec::engine::Model;
+use edgespec::error::GenerateError;
 use edgespec::session::Session;
 use edgespec::vocabtrim::TrimError;
+
+/// Why a calibration over generations stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum CalibrationError {
+    /// The counts file (refused, unreadable, another vocabulary).
+    #[error(transparent)]
+    Trim(#[from] TrimError),
+    /// Generating with the session.
+    #[error(transparent)]
+    Generate(#[from] GenerateError),
+}
 
 /// Progress of a calibration: (prompts done, prompts total, tokens counted).
 pub type CalibrationProgress<'a> = &'a mut dyn FnMut(usize, usize, u64);
@@ -27,7 +39,7 @@ pub fn calibrate_generations(
     out: &Path,
     force: bool,
     progress: CalibrationProgress<'_>,
-) -> Result<TokenCounts, TrimError> {
+) -> Result<TokenCounts, CalibrationError> {
     let model = session.model().clone();
     let inputs = inputs_sha256(
         prompts,
@@ -44,7 +56,9 @@ pub fn calibrate_generations(
         },
     };
     for (i, prompt) in prompts.iter().enumerate().skip(counts.items_done) {
-        let tokens = session.prompt_tokens(prompt, chat)?;
+        let tokens = session
+            .prompt_tokens(prompt, chat)
+            .map_err(TrimError::from)?;
         let g = session.generate(&tokens, max_tokens, |_, _| true)?;
         for t in g.generation.tokens {
             counts.counts[t as usize] += 1;

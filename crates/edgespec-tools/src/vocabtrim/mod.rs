@@ -9,7 +9,8 @@ mod counts;
 mod trim;
 
 pub use calibrate::{
-    calibrate_generations, count_raw_text, resumable, CalibrationProgress, RAW_TEXT_SETTINGS,
+    calibrate_generations, count_raw_text, resumable, CalibrationError, CalibrationProgress,
+    RAW_TEXT_SETTINGS,
 };
 pub use choose::{best_k, k_candidates, measure_k, KPoint};
 pub use counts::{inputs_sha256, vocab_fingerprint, CountSource, TokenCounts};

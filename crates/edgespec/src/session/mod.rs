@@ -4,19 +4,17 @@
 //! all build their engines here.
 
 pub mod conversation;
-pub mod kind;
 pub mod prompt_cache;
 pub mod stop;
 
 use std::path::Path;
 use std::sync::Arc;
 
+pub use crate::draft_kind::{DraftKind, DraftKindError};
 pub use conversation::{Conversation, WhenFull};
-pub use kind::{DraftKind, DraftKindError};
 pub use prompt_cache::PromptCacheError;
 pub use stop::StopStrings;
 
-use crate::costs::CostSnapshot;
 use crate::draft::{
     DraftLength, DraftModel, Drafter, HybridDrafter, LookupDrafter, MemoryFileError, ModelDrafter,
     OutputMemory, Trees, DEFAULT_HYBRID_MIN_NGRAM,
@@ -31,6 +29,7 @@ use crate::generate::{
 };
 use crate::metrics::SpecStats;
 use crate::sampling::{SamplingError, SamplingParams};
+use crate::speculative::CostSnapshot;
 use crate::speculative::{PolicyConfig, Speculator};
 
 /// Everything a session needs: the models, how to draft, how to sample,

@@ -8,11 +8,12 @@
 
 pub mod acceptance;
 pub mod policy;
+pub mod snapshot;
 pub mod verify;
 
 use std::time::Instant;
 
-use crate::costs::{timed_tail, CostModel, CostSnapshot};
+use crate::costs::{timed_tail, CostModel};
 use crate::draft::{
     check_vocab_compatible, top_successors, Draft, DraftSource, Drafter, MAX_DRAFT, TIMED_CATCH_UP,
 };
@@ -26,6 +27,7 @@ pub use acceptance::{AcceptanceModel, Frequency, Layered, LookupModel};
 pub use policy::{
     DraftCost, Learned, Policy, PolicyConfig, PolicyError, RoundControl, RoundOutcome,
 };
+pub use snapshot::CostSnapshot;
 pub use verify::{chain_path, verify_sampling, verify_tree, DraftProb, TreeVerdict, Verdict};
 
 /// A speculative generation's result: the usual one plus speculation stats.
@@ -135,7 +137,7 @@ impl Speculator {
     /// machine, and from what the policy learned then: the first prompt is
     /// read in one batch, nothing timed.
     pub fn assume_costs(&mut self, snapshot: &CostSnapshot) {
-        *self.policy.costs_mut() = CostModel::from_snapshot(snapshot);
+        *self.policy.costs_mut() = CostModel::from_snapshot(&snapshot.costs);
         if let Some(learned) = &snapshot.learned {
             self.policy.recall(learned);
         }
@@ -147,8 +149,8 @@ impl Speculator {
     /// known.
     pub fn costs(&self) -> Option<CostSnapshot> {
         self.costs_known.then(|| CostSnapshot {
+            costs: self.policy.costs().snapshot(),
             learned: Some(self.policy.learned()),
-            ..self.policy.costs().snapshot()
         })
     }
 
