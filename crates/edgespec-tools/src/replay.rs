@@ -377,7 +377,7 @@ impl Replayer {
             .unwrap_or_else(|never| match never {});
             let accepted = verdict.path.len();
             let emitted = (accepted + 1).min(n - done);
-            self.policy.learn(RoundOutcome {
+            self.policy.record(RoundOutcome {
                 draft: &self.draft,
                 path: &verdict.path,
                 emitted,

@@ -137,7 +137,7 @@ fn costs_from_an_earlier_session_skip_calibration() {
     let a = first.generate(&prompt, 24, |_, _| true).unwrap();
     assert!(a.speculation.unwrap().calibration_time > std::time::Duration::ZERO);
     let costs = first.costs().expect("measured");
-    assert!(!costs.verify.is_empty() && costs.draft.is_some());
+    assert!(!costs.costs.verify.is_empty() && costs.costs.draft.is_some());
     let mut second = Session::new(SessionConfig {
         costs: Some(costs),
         ..config()

@@ -677,7 +677,7 @@ impl Ead {
         let accepted = verdict.path.len();
         ead.accepted += accepted;
         let take = accepted + usize::from(accepted < self.draft.len() || bonus_allowed);
-        self.policy.learn(RoundOutcome {
+        self.policy.record(RoundOutcome {
             draft: &self.draft,
             path: &verdict.path,
             emitted: take,

@@ -25,7 +25,7 @@ use crate::sampling::{History, Sampler};
 
 pub use acceptance::{AcceptanceModel, Frequency, Layered, LookupModel};
 pub use policy::{
-    DraftCost, Learned, Policy, PolicyConfig, PolicyError, RoundControl, RoundOutcome,
+    DraftCost, Experience, Policy, PolicyConfig, PolicyError, RoundControl, RoundOutcome,
 };
 pub use snapshot::CostSnapshot;
 pub use verify::{chain_path, verify_sampling, verify_tree, DraftProb, TreeVerdict, Verdict};
@@ -138,8 +138,8 @@ impl Speculator {
     /// read in one batch, nothing timed.
     pub fn assume_costs(&mut self, snapshot: &CostSnapshot) {
         *self.policy.costs_mut() = CostModel::from_snapshot(&snapshot.costs);
-        if let Some(learned) = &snapshot.learned {
-            self.policy.recall(learned);
+        if let Some(experience) = &snapshot.experience {
+            self.policy.recall(experience);
         }
         self.costs_known = true;
     }
@@ -150,7 +150,7 @@ impl Speculator {
     pub fn costs(&self) -> Option<CostSnapshot> {
         self.costs_known.then(|| CostSnapshot {
             costs: self.policy.costs().snapshot(),
-            learned: Some(self.policy.learned()),
+            experience: Some(self.policy.experience()),
         })
     }
 
@@ -471,7 +471,7 @@ impl Speculator {
                 draft_ms: draft_time.as_secs_f64() * 1e3,
                 verify_ms: verify_time.as_secs_f64() * 1e3,
             };
-            self.policy.learn(round);
+            self.policy.record(round);
             if self.draft.source() == DraftSource::Model
                 && (drafted > 0 || self.draft.catch_up().is_some())
             {

@@ -4,7 +4,7 @@
 //! policy.
 
 use crate::costs::MeasuredCosts;
-use crate::speculative::policy::Learned;
+use crate::speculative::policy::Experience;
 
 /// Pass costs and what the draft-length policy learned, as one record: a
 /// session given one reads its first prompt without timing it and does not
@@ -15,9 +15,9 @@ pub struct CostSnapshot {
     #[serde(flatten)]
     pub costs: MeasuredCosts,
     /// What the draft-length policy learned of acceptance (its process
-    /// level); absent from what earlier versions kept.
-    #[serde(default)]
-    pub learned: Option<Learned>,
+    /// level); absent from what earlier versions kept. Stored as `learned`.
+    #[serde(default, rename = "learned")]
+    pub experience: Option<Experience>,
 }
 
 #[cfg(test)]
@@ -31,7 +31,7 @@ mod tests {
         assert_eq!(snapshot.costs.verify, vec![(1, 50.0)]);
         assert_eq!(snapshot.costs.draft, Some(9.0));
         assert_eq!(snapshot.costs.catch_up, vec![(2, 12.5)]);
-        assert_eq!(snapshot.learned, None);
+        assert_eq!(snapshot.experience, None);
         let written = serde_json::to_value(&snapshot).unwrap();
         assert_eq!(written["verify"], serde_json::json!([[1, 50.0]]));
     }
