@@ -363,7 +363,11 @@ impl BenchReport {
              (catch-up included) and in target passes per generated token; for ead modes, time in the \
              small and the large model. large share: tokens the large model generated (ead modes; \
              EAD trades exactness for speed, so `same` counts how often it matched target-only). \
-             llama-* rows are llama.cpp's own tools on the same prompts (their tok/s as they report it).\n",
+             llama-* rows are llama.cpp's own tools on the same prompts (their tok/s as they report \
+             it, over the tokens they generated: ngram-mod drafts its whole draft past the token \
+             limit, up to 64 tokens more, and counts them; `edgespec replay -m \
+             hybrid:auto,llama-ngram-mod,llama-ngram-map-k` compares the modes at equal lengths on \
+             recorded traces).\n",
         );
         if !self.charts.is_empty() {
             out.push_str("\n## Charts\n\n");

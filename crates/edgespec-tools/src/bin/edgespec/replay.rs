@@ -10,9 +10,9 @@ use edgespec::draft::Trees;
 use edgespec::ead::EadStats;
 use edgespec::session::DraftKind;
 use edgespec::speculative::PolicyConfig;
-use edgespec_tools::bench::{load_runs, Mode};
+use edgespec_tools::bench::{load_runs, Mode, PeerMode};
 use edgespec_tools::profile::CostProfile;
-use edgespec_tools::replay::{regret, ReplayDrafter, ReplayRun, Replayer, Setting};
+use edgespec_tools::replay::{regret, LlamaNgram, ReplayDrafter, ReplayRun, Replayer, Setting};
 use edgespec_tools::trace::{load_traces, Trace};
 
 /// Arguments of `replay`.
@@ -30,7 +30,9 @@ pub struct ReplayArgs {
     #[arg(short = 'P', long = "profile", required = true)]
     profiles: Vec<PathBuf>,
     /// Comma-separated settings: target, model:N|auto, trimmed:N|auto,
-    /// lookup:N|auto, hybrid:N|auto; `@pX` adds a p-min cut-off (model:8@p0.7).
+    /// lookup:N|auto, hybrid:N|auto; `@pX` adds a p-min cut-off (model:8@p0.7);
+    /// llama-ngram-mod and llama-ngram-map-k draft as llama.cpp's own n-gram
+    /// modes do (default settings), never past the token limit.
     #[arg(
         short,
         long,
@@ -78,13 +80,26 @@ fn parse_setting(text: &str, gamma_max: usize) -> anyhow::Result<Setting> {
                 DraftKind::Lookup => ReplayDrafter::Lookup,
                 DraftKind::Hybrid => ReplayDrafter::Hybrid("model".into()),
                 _ => anyhow::bail!(
-                    "{text:?}: replay handles target, model, trimmed, lookup and hybrid"
+                    "{text:?}: replay handles target, model, trimmed, lookup, hybrid, llama-ngram-mod and llama-ngram-map-k"
                 ),
             },
             length,
             trees,
         ),
-        _ => anyhow::bail!("{text:?}: replay handles target, model, trimmed, lookup and hybrid"),
+        // llama.cpp's n-gram modes draft as the tool does, whatever the length.
+        Mode::Peer(PeerMode::NgramMod) => (
+            ReplayDrafter::Llama(LlamaNgram::Mod),
+            edgespec::draft::DraftLength::Fixed(edgespec::draft::MAX_DRAFT),
+            Trees::Off,
+        ),
+        Mode::Peer(PeerMode::NgramMapK) => (
+            ReplayDrafter::Llama(LlamaNgram::MapK),
+            edgespec::draft::DraftLength::Fixed(edgespec::draft::MAX_DRAFT),
+            Trees::Off,
+        ),
+        _ => anyhow::bail!(
+            "{text:?}: replay handles target, model, trimmed, lookup, hybrid, llama-ngram-mod and llama-ngram-map-k"
+        ),
     };
     let config = PolicyConfig {
         length,

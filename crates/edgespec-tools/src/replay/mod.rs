@@ -7,6 +7,10 @@
 //! Time is the decode phase, as the benchmark measures it: from the first
 //! generated token (the prompt pass's) to the last.
 
+mod llama_ngram;
+
+pub use llama_ngram::{LlamaNgram, LlamaNgramDrafter};
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,6 +38,9 @@ pub enum ReplayDrafter {
     Model(String),
     /// Lookup on confident matches, else a recorded model drafter.
     Hybrid(String),
+    /// llama.cpp's own n-gram speculation, its default settings (the
+    /// policy's length is not used).
+    Llama(LlamaNgram),
 }
 
 /// A setting to replay: a drafter and a policy.
@@ -54,6 +61,7 @@ impl Setting {
             ReplayDrafter::Model(m) => m.clone(),
             ReplayDrafter::Hybrid(m) if m == "model" => "hybrid".to_owned(),
             ReplayDrafter::Hybrid(m) => format!("hybrid-{m}"),
+            ReplayDrafter::Llama(mode) => return mode.name().into(),
         };
         let length = match self.config.length {
             DraftLength::Fixed(g) => g.to_string(),
@@ -255,6 +263,7 @@ enum Source {
     Lookup(LookupDrafter),
     Model(Box<TraceDrafter>),
     Hybrid(Box<HybridDrafter<TraceDrafter>>),
+    Llama(LlamaNgramDrafter),
 }
 
 impl Source {
@@ -264,6 +273,7 @@ impl Source {
             Source::Lookup(d) => Some(d),
             Source::Model(d) => Some(&mut **d),
             Source::Hybrid(d) => Some(&mut **d),
+            Source::Llama(d) => Some(d),
         }
     }
 
@@ -301,6 +311,7 @@ impl Replayer {
         let (source, drafter_costs) = match &setting.drafter {
             ReplayDrafter::None => (Source::None, None),
             ReplayDrafter::Lookup => (Source::Lookup(LookupDrafter::default()), None),
+            ReplayDrafter::Llama(mode) => (Source::Llama(LlamaNgramDrafter::new(*mode)), None),
             ReplayDrafter::Model(kind) => {
                 let (d, c) = model(kind)?;
                 (Source::Model(d), Some(c))
