@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """The runtime's layers, checked: no module of crates/edgespec/src imports
-another in a loop, and none imports a module on a higher floor than its own.
+another in a loop, none imports a module on a higher floor than its own,
+and the table's line counts are the files' own.
 
 The floors are the first column of the table under "## The runtime, floor by
 floor" in ARCHITECTURE.md, bottom floor first: each entry is a file or a
@@ -9,7 +10,10 @@ holds it. Modules on one floor may use each other (a loop among them still
 fails). Imports are read from the source as text: `use crate::…`,
 `use super::…` and inline `crate::…` paths, outside `#[cfg(test)]` modules (inline or in files of their own).
 
-Usage: python3 scripts/check-layers.py   (exit 1 with the offending imports)
+The second column of the table is each entry's lines (its files that no
+longer entry holds); `--write` puts the current counts there.
+
+Usage: python3 scripts/check-layers.py [--write]   (exit 1 with what is wrong)
 """
 import re
 import sys
@@ -133,6 +137,33 @@ def imports(file):
     return targets
 
 
+def check_line_counts(entries, floor_of, write):
+    """Differences between the table's line counts and the files' (or, with
+    `write`, none: the table is rewritten with the files' counts)."""
+    counts = [0] * len(entries)
+    for f in SRC.rglob("*.rs"):
+        i = floor_of(f)
+        if i is not None:
+            counts[i] += len(f.read_text().splitlines())
+    text = DOC.read_text()
+    head, rest = text.split(HEADING, 1)
+    section, tail = (rest.split("\n## ", 1) + [""])[:2]
+    problems, lines = [], []
+    for line in section.splitlines():
+        m = re.match(r"(\|\s*`([^`]+)`\s*\|)\s*([\d ]+?)\s*\|(.*)", line)
+        if m and m.group(2) in entries:
+            actual = counts[entries.index(m.group(2))]
+            shown = int(m.group(3).replace(" ", ""))
+            if shown != actual and not write:
+                problems.append(f"{DOC.name}: {m.group(2)} is listed with {shown} lines, has {actual}")
+            number = f"{actual:,}".replace(",", " ")
+            line = f"{m.group(1)} {number} |{m.group(4)}"
+        lines.append(line)
+    if write:
+        DOC.write_text(head + HEADING + "\n".join(lines) + ("\n## " + tail if tail else ""))
+    return problems
+
+
 def main():
     entries = floors()
 
@@ -200,6 +231,7 @@ def main():
     for loop in loops:
         names = ", ".join(str(f.relative_to(SRC)) for f in loop)
         problems.append(f"import loop: {names}")
+    problems.extend(check_line_counts(entries, floor_of, write="--write" in sys.argv[1:]))
     if problems:
         print("layers: the runtime's imports break ARCHITECTURE.md's floors:", file=sys.stderr)
         for p in problems:
