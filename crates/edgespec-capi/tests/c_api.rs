@@ -9,8 +9,8 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use edgespec::session::{Session, SessionConfig};
 use edgespec::synthetic::SyntheticSpec;
+use edgespec::{Session, SessionConfig};
 
 /// The workspace root (include/, examples/).
 fn root() -> PathBuf {

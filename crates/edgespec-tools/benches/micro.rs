@@ -10,9 +10,9 @@ use edgespec::draft::{DraftLength, TrimmedSource};
 use edgespec::engine::{Context, ContextParams, EmbeddingTable, Logits, Model, Token};
 use edgespec::gguf::GgufFile;
 use edgespec::sampling::{History, Sampler, SamplingParams};
-use edgespec::session::{DraftKind, Session, SessionConfig};
 use edgespec::speculative::verify::residual;
 use edgespec::synthetic::{SyntheticSpec, BOS};
+use edgespec::{DraftKind, Session, SessionConfig};
 use edgespec_tools::vocabtrim::{CountSource, TokenCounts, Trimmer};
 
 fn models() -> Vec<PathBuf> {

@@ -7,8 +7,8 @@ mod common;
 use edgespec::draft::{DraftLength, DraftModel};
 use edgespec::generate::StopReason;
 use edgespec::sampling::SamplingParams;
-use edgespec::session::{DraftKind, Session, SessionConfig};
 use edgespec::synthetic::BOS;
+use edgespec::{DraftKind, Session, SessionConfig};
 use edgespec_tools::json_schema::json_schema_to_gbnf;
 
 /// A JSON schema's grammar: sampled output (the synthetic model writes

@@ -14,9 +14,9 @@ use edgespec::draft::{Draft, DraftLength, DraftModel, Drafter, ModelDrafter, Tre
 use edgespec::engine::{Context, Sequence, Token};
 use edgespec::generate::{generate_target_only, GenerateParams};
 use edgespec::sampling::SamplingParams;
-use edgespec::session::{Session, SessionConfig};
 use edgespec::speculative::PolicyConfig;
 use edgespec::synthetic::BOS;
+use edgespec::{Session, SessionConfig};
 use edgespec_tools::profile::{CostProfile, ModelCosts, PROFILE_VERSION};
 use edgespec_tools::replay::{replay, ReplayDrafter, Setting};
 use edgespec_tools::trace::{record_trace, DraftAll};

@@ -9,9 +9,9 @@ use edgespec::draft::{DraftLength, DraftModel, TrimmedSource};
 use edgespec::engine::{Context, Logits, Model, ModelParams, Token};
 use edgespec::error::GenerateError;
 use edgespec::gguf::{GgufFile, GgufWriter, Value, OUTPUT, TOKEN_EMBD};
-use edgespec::session::{DraftKind, Session, SessionConfig};
 use edgespec::synthetic::{SyntheticSpec, BOS};
 use edgespec::vocabtrim::{TrimError, TrimInfo, KEY_IDS, KEY_SOURCE_VOCAB};
+use edgespec::{DraftKind, Session, SessionConfig};
 use edgespec_tools::vocabtrim::*;
 
 /// Counts that make the ids `k_ids` the most frequent.

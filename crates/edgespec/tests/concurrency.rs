@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use edgespec::draft::{DraftLength, DraftModel};
 use edgespec::engine::{ContextParams, Model, Token};
-use edgespec::session::{DraftKind, Session, SessionConfig};
 use edgespec::synthetic::BOS;
+use edgespec::{DraftKind, Session, SessionConfig};
 
 mod common;
 

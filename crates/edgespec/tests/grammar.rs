@@ -11,8 +11,8 @@ use edgespec::engine::{EngineError, Model, Token};
 use edgespec::error::GenerateError;
 use edgespec::generate::{Generation, StopReason};
 use edgespec::sampling::SamplingParams;
-use edgespec::session::{DraftKind, Session, SessionConfig};
 use edgespec::synthetic::BOS;
+use edgespec::{DraftKind, Session, SessionConfig};
 
 /// A prompt that repeats itself, so lookup drafts too.
 const PROMPT: [Token; 9] = [BOS, 300, 301, 302, 300, 301, 302, 300, 301];

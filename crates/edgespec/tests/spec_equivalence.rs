@@ -11,8 +11,8 @@ use edgespec::engine::{Model, Token};
 use edgespec::error::GenerateError;
 use edgespec::generate::{prompt_tokens, GenerateParams, Generation, StopReason};
 use edgespec::sampling::{Penalties, SamplingParams};
-use edgespec::session::{DraftKind, Session, SessionConfig};
 use edgespec::synthetic::BOS;
+use edgespec::{DraftKind, Session, SessionConfig};
 
 const KINDS: [DraftKind; 3] = [DraftKind::Model, DraftKind::Lookup, DraftKind::Hybrid];
 

@@ -37,7 +37,7 @@ use edgespec::engine::{Context, ContextParams, EngineError, Model, ModelParams, 
 use edgespec::error::GenerateError;
 use edgespec::generate::GenerateParams;
 use edgespec::gguf::{GgufFile, ModelSummary};
-use edgespec::session::{DraftKind, Session, SessionConfig};
+use edgespec::{DraftKind, Session, SessionConfig};
 
 /// A named list of prompts.
 #[derive(Debug, Clone)]

@@ -2,7 +2,7 @@
 
 use super::peer::PeerMode;
 use edgespec::draft::{DraftLength, Trees};
-use edgespec::session::DraftKind;
+use edgespec::DraftKind;
 
 /// One column of the benchmark.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -83,7 +83,7 @@ impl Sweep {
     /// a trimmed drafter is given.
     pub fn gamma_modes(a: usize, b: usize, trimmed: bool) -> Vec<Mode> {
         use edgespec::draft::{DraftLength, Trees};
-        use edgespec::session::DraftKind;
+        use edgespec::DraftKind;
         let kinds: &[DraftKind] = if trimmed {
             &[DraftKind::Model, DraftKind::Trimmed]
         } else {

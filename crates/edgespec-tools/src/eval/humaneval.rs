@@ -14,7 +14,7 @@ use super::{extract_code, EvalError, Isolation, Outcome, Problem, Sandbox};
 use edgespec::draft::{DraftLength, DraftModel};
 use edgespec::ead::EadConfig;
 use edgespec::engine::{ContextParams, Model};
-use edgespec::session::{DraftKind, Session, SessionConfig};
+use edgespec::{DraftKind, Session, SessionConfig};
 
 /// What to run.
 pub struct HumanevalRun {

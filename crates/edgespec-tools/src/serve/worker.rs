@@ -9,7 +9,7 @@ use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use edgespec::engine::{ChatMessage, Token};
 use edgespec::generate::StopReason;
 use edgespec::sampling::SamplingParams;
-use edgespec::session::Session;
+use edgespec::Session;
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::openai::{End, Usage};

@@ -8,8 +8,8 @@ use super::counts::inputs_sha256;
 use super::{CountSource, TokenCounts};
 use edgespec::engine::Model;
 use edgespec::error::GenerateError;
-use edgespec::session::Session;
 use edgespec::vocabtrim::TrimError;
+use edgespec::Session;
 
 /// Why a calibration over generations stopped.
 #[derive(Debug, thiserror::Error)]

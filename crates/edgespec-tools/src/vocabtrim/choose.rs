@@ -4,7 +4,7 @@ use serde::Serialize;
 
 use edgespec::engine::Token;
 use edgespec::error::GenerateError;
-use edgespec::session::{Session, SessionConfig};
+use edgespec::{Session, SessionConfig};
 
 /// What one candidate K measured on held-out prompts.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]

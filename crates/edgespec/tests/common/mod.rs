@@ -9,9 +9,9 @@ use edgespec::engine::{Context, ContextParams, Logits, Model, ModelParams, Seque
 use edgespec::generate::GenerateParams;
 use edgespec::gguf::ValueType;
 use edgespec::sampling::{History, Mirostat, Penalties, Sampler, SamplingParams};
-use edgespec::session::{DraftKind, Session, SessionConfig};
 use edgespec::synthetic::SyntheticSpec;
 use edgespec::synthetic::BOS;
+use edgespec::{DraftKind, Session, SessionConfig};
 
 /// The workspace root: every crate including this module is two folders
 /// below it.

@@ -11,7 +11,7 @@ use edgespec::ead::EadStats;
 use edgespec::engine::{Context, ContextParams, Sequence};
 use edgespec::generate::{prompt_tokens, Generation};
 use edgespec::metrics::SpecStats;
-use edgespec::session::{DraftKind, Session, SessionConfig};
+use edgespec::{DraftKind, Session, SessionConfig};
 use edgespec_tools::trace::{record_trace, write_trace};
 
 use crate::session_args::{save_costs, save_memory, use_prompt_cache, SessionArgs};

@@ -8,8 +8,8 @@ use clap::Args;
 
 use edgespec::draft::Trees;
 use edgespec::ead::EadStats;
-use edgespec::session::DraftKind;
 use edgespec::speculative::PolicyConfig;
+use edgespec::DraftKind;
 use edgespec_tools::bench::{load_runs, Mode, PeerMode};
 use edgespec_tools::profile::CostProfile;
 use edgespec_tools::replay::{regret, LlamaNgram, ReplayDrafter, ReplayRun, Replayer, Setting};

@@ -5,7 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use clap::Args;
 
-use edgespec::session::Session;
+use edgespec::Session;
 use edgespec_tools::serve::{serve, ServeConfig};
 
 use crate::session_args::{save_costs, save_memory, SessionArgs};

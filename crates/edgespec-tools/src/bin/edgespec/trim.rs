@@ -11,7 +11,7 @@ use edgespec::engine::{ContextParams, Model, ModelParams};
 use edgespec::generate::prompt_tokens;
 use edgespec::gguf::{GgufFile, ModelSummary};
 use edgespec::sampling::SamplingParams;
-use edgespec::session::{DraftKind, Session, SessionConfig};
+use edgespec::{DraftKind, Session, SessionConfig};
 use edgespec_tools::bench::load_prompts;
 use edgespec_tools::scratch::Scratch;
 use edgespec_tools::vocabtrim::{
