@@ -22,7 +22,7 @@ pub enum SchemaError {
     #[error("the JSON schema is not JSON: {0}")]
     NotJson(String),
     /// A keyword outside the supported subset.
-    #[error("JSON schema keyword {keyword:?} at {at} is not supported (the README lists the JSON Schema subset)")]
+    #[error("JSON schema keyword {keyword:?} at {at} is not supported (docs/commands.md lists the JSON Schema subset)")]
     Unsupported {
         /// The keyword.
         keyword: String,

@@ -11,6 +11,31 @@
 //! [`DraftKind`], [`ContextParams`]); [`Session::new`] assembles the engine and
 //! [`Session::generate`] returns an [`Outcome`]; a [`Conversation`] keeps
 //! chat turns; every assembly and generation error is a [`GenerateError`].
+//!
+//! ```no_run
+//! use std::path::Path;
+//! use edgespec::{ContextParams, DraftKind, DraftModel, Model, ModelParams, Session, SessionConfig};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let params = ModelParams::default();
+//! let target = Model::load("models/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf", &params)?;
+//! let drafter = DraftModel::open(
+//!     Path::new("models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"),
+//!     None,
+//!     &params,
+//! )?;
+//! let config = SessionConfig::new(target, ContextParams::default())
+//!     .with_drafter(DraftKind::Hybrid, Some(drafter));
+//! let mut session = Session::new(config)?;
+//! let prompt = session.prompt_tokens("Write a haiku about RAM.", true)?;
+//! let outcome = session.generate(&prompt, 64, |_token, text| {
+//!     print!("{text}");
+//!     true // false stops
+//! })?;
+//! println!("\n{:?}", outcome.generation.stop);
+//! # Ok(())
+//! # }
+//! ```
 
 pub mod atomic_file;
 pub mod costs;

@@ -13,7 +13,7 @@
 //! a server's port can read and write its memory. Servers and clients
 //! therefore stay on loopback unless the caller opts in
 //! ([`RemoteTarget::insecure`]); across machines, carry the loopback port
-//! through an SSH tunnel or a WireGuard link (README).
+//! through an SSH tunnel or a WireGuard link (docs/remote-target.md).
 
 mod endpoint;
 mod guard;
