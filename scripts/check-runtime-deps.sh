@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tree=$(cargo tree -p edgespec-capi -e normal --prefix none --format '{p}' | awk '{print $1}' | sort -u)
-banned="edgespec-tools clap indicatif env_logger plotters anyhow sha2 serde_json criterion"
+banned="edgespec-tools edgespec-testing clap indicatif env_logger plotters anyhow sha2 serde_json criterion"
 status=0
 for crate in $banned; do
   if grep -qx "$crate" <<<"$tree"; then

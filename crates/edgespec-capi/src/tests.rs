@@ -1,8 +1,7 @@
 //! The C API called from Rust: what C callers get for good and bad
 //! arguments, sessions on two threads, EAD through the C API.
 
-#[path = "../../edgespec/tests/common/mod.rs"]
-mod common;
+use edgespec_testing as common;
 
 use std::ffi::{c_char, c_void, CStr, CString};
 

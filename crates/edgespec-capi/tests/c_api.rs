@@ -3,8 +3,7 @@
 //! (Calls from Rust are the crate's unit tests; the valgrind memcheck run is
 //! scripts/valgrind-check.sh.)
 
-#[path = "../../edgespec/tests/common/mod.rs"]
-mod common;
+use edgespec_testing as common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

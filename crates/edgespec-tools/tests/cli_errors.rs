@@ -4,8 +4,7 @@
 
 use std::process::Command;
 
-#[path = "../../edgespec/tests/common/mod.rs"]
-mod common;
+use edgespec_testing as common;
 
 fn edgespec(args: &[&str]) -> (bool, String) {
     let (status, stderr) = edgespec_status(args);

@@ -1,8 +1,7 @@
 //! JSON schemas as grammars, end to end: what a model writes under a
 //! schema's grammar is JSON the schema accepts, speculative or not.
 
-#[path = "../../edgespec/tests/common/mod.rs"]
-mod common;
+use edgespec_testing as common;
 
 use edgespec::draft::{DraftLength, DraftModel};
 use edgespec::generate::StopReason;

@@ -5,8 +5,7 @@
 //! top-3 tokens feeding recycled drafts); and the recorded drafts are what
 //! the drafter proposes from each position.
 
-#[path = "../../edgespec/tests/common/mod.rs"]
-mod common;
+use edgespec_testing as common;
 
 use std::collections::BTreeMap;
 

@@ -6,8 +6,7 @@
 //! mid-generation gives a typed error within its deadline, the text so far
 //! kept.
 
-#[path = "../../edgespec/tests/common/mod.rs"]
-mod common;
+use edgespec_testing as common;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};

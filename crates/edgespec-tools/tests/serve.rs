@@ -5,8 +5,7 @@
 //! queue gets 503; a client that leaves mid-stream stops its generation;
 //! SIGTERM shuts the server down cleanly.
 
-#[path = "../../edgespec/tests/common/mod.rs"]
-mod common;
+use edgespec_testing as common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};

@@ -1,7 +1,6 @@
 //! VocabTrim: calibration, trimming, and the trimmed drafter in the loop.
 
-#[path = "../../edgespec/tests/common/mod.rs"]
-mod common;
+use edgespec_testing as common;
 
 use std::path::{Path, PathBuf};
 

@@ -12,7 +12,7 @@ use edgespec::engine::{ContextParams, Model, Token};
 use edgespec::synthetic::BOS;
 use edgespec::{DraftKind, Session, SessionConfig};
 
-mod common;
+use edgespec_testing as common;
 
 const KINDS: [DraftKind; 4] = [
     DraftKind::None,

@@ -5,9 +5,9 @@
 use edgespec::draft::{DraftLength, DraftModel};
 use edgespec::session::{Conversation, DraftKind, Session, SessionConfig, WhenFull};
 
-mod common;
+use edgespec_testing as common;
 
-use common::{pair_session as session, KINDS};
+use edgespec_testing::{pair_session as session, KINDS};
 
 #[test]
 fn every_turn_equals_the_full_history_from_scratch_and_reads_only_what_is_new() {

@@ -2,7 +2,7 @@
 //! put in charge, switching loses and repeats nothing, catch-up leaves each
 //! context as a fresh one, and ead-spec is lossless in large-model regions.
 
-mod common;
+use edgespec_testing as common;
 
 use std::sync::Arc;
 

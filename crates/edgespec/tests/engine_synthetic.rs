@@ -1,6 +1,6 @@
 //! The engine on synthetic models our own writer produces.
 
-mod common;
+use edgespec_testing as common;
 
 use edgespec::engine::{Context, EngineError, Logits, Model, ModelParams, Sequence};
 use edgespec::generate::{generate_target_only, GenerateParams, StopReason};

@@ -7,7 +7,7 @@ use edgespec::gguf::{
 };
 use proptest::prelude::*;
 
-mod common;
+use edgespec_testing as common;
 use std::borrow::Cow;
 
 /// Little-endian GGUF byte builder.

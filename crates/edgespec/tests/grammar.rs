@@ -2,7 +2,7 @@
 //! greedy target-only output under the same grammar, and sampled
 //! speculative output distributed as the constrained target's.
 
-mod common;
+use edgespec_testing as common;
 
 use std::sync::Arc;
 

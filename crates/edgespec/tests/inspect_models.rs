@@ -1,7 +1,7 @@
 //! `inspect` values for every model in the manifest, checked against the
 //! models' published shapes.
 
-mod common;
+use edgespec_testing as common;
 
 use edgespec::gguf::{GgufFile, ModelSummary};
 

@@ -11,9 +11,9 @@ use std::sync::Arc;
 use edgespec::engine::{EngineError, Model, Token};
 use edgespec::session::{DraftKind, Outcome, PromptCacheError, Session, SessionConfig};
 
-mod common;
+use edgespec_testing as common;
 
-use common::{pair_session as session, KINDS};
+use edgespec_testing::{pair_session as session, KINDS};
 
 fn tokens(model: &Model, text: &str) -> Vec<Token> {
     model.tokenize(text, true, false).unwrap()

@@ -1,6 +1,6 @@
 //! End-to-end on the test model, SmolLM2-135M-Instruct Q4_1.
 
-mod common;
+use edgespec_testing as common;
 
 use edgespec::engine::ChatMessage;
 use edgespec::generate::{generate_target_only, prompt_tokens, GenerateParams, StopReason};

@@ -2,7 +2,7 @@
 //! target-only output token for token, for every drafter kind and at every
 //! limit; sampling keeps the target's distribution.
 
-mod common;
+use edgespec_testing as common;
 
 use std::sync::Arc;
 

@@ -4,6 +4,7 @@
 //! all build their engines here.
 
 pub mod conversation;
+mod engine;
 pub mod prompt_cache;
 pub mod stop;
 
@@ -23,14 +24,12 @@ use crate::ead::{Ead, EadConfig, EadStats, Who};
 use crate::engine::rpc::RemoteLink;
 use crate::engine::{Context, ContextParams, EngineError, Grammar, Model, Sequence, Token};
 use crate::error::GenerateError;
-use crate::generate::{
-    check_prompt, generate_target_only, prompt_tokens, read_prompt, GenerateParams, Generation,
-    StopReason,
-};
+use crate::generate::{check_prompt, prompt_tokens, GenerateParams, Generation, StopReason};
 use crate::metrics::SpecStats;
 use crate::sampling::{SamplingError, SamplingParams};
 use crate::speculative::CostSnapshot;
 use crate::speculative::{PolicyConfig, Speculator};
+use engine::Engine;
 
 /// Everything a session needs: the models, how to draft, how to sample,
 /// the context. Start from [`SessionConfig::new`] and set what differs.
@@ -146,17 +145,11 @@ pub struct Outcome {
     pub sources: Vec<Who>,
 }
 
-enum Decoder {
-    Target(Box<Sequence>),
-    Speculative(Box<Speculator>),
-    Ead(Box<Ead>),
-}
-
 /// A target (and drafter) ready to generate, prompt after prompt. What it
 /// measures and learns (pass costs, acceptance) carries over between
 /// generations; each generation starts from an empty cache.
 pub struct Session {
-    decoder: Decoder,
+    engine: Box<dyn Engine>,
     params: GenerateParams,
     stops: StopStrings,
 }
@@ -196,12 +189,12 @@ impl Session {
             p_min: config.p_min,
             trees: config.trees,
         };
-        let speculative = |d: Box<dyn Drafter>| -> Result<Decoder, GenerateError> {
+        let speculative = |d: Box<dyn Drafter>| -> Result<Box<dyn Engine>, GenerateError> {
             let mut speculator = Speculator::new(target()?, Some(d), policy)?;
             if let Some(costs) = &config.costs {
                 speculator.assume_costs(costs);
             }
-            Ok(Decoder::Speculative(Box::new(speculator)))
+            Ok(Box::new(speculator))
         };
         let grammar = match (&config.grammar, config.kind) {
             (None, _) => None,
@@ -210,8 +203,8 @@ impl Session {
             }
             (Some(gbnf), _) => Some(Grammar::new(config.target.clone(), gbnf, "root")?),
         };
-        let decoder = match config.kind {
-            DraftKind::None => Decoder::Target(Box::new(Sequence::new(target()?))),
+        let engine: Box<dyn Engine> = match config.kind {
+            DraftKind::None => Box::new(Sequence::new(target()?)),
             DraftKind::Lookup => speculative(Box::new(config.lookup.clone()))?,
             DraftKind::Model => speculative(Box::new(model_drafter()?))?,
             DraftKind::Trimmed => {
@@ -237,11 +230,11 @@ impl Session {
                     DraftLength::Fixed(0)
                 };
                 let small = Context::new(small, &config.context)?;
-                Decoder::Ead(Box::new(Ead::new(small, target()?, config.ead, length)?))
+                Box::new(Ead::new(small, target()?, config.ead, length)?)
             }
         };
         Ok(Self {
-            decoder,
+            engine,
             params: GenerateParams {
                 max_tokens: 0,
                 sampling: config.sampling,
@@ -260,20 +253,12 @@ impl Session {
 
     /// The target's context.
     pub fn target(&self) -> &Context {
-        match &self.decoder {
-            Decoder::Target(c) => c.context(),
-            Decoder::Speculative(s) => s.target(),
-            Decoder::Ead(e) => e.large(),
-        }
+        self.engine.target()
     }
 
     /// The target's context, mutably (llama.cpp's own counters).
     pub fn target_mut(&mut self) -> &mut Context {
-        match &mut self.decoder {
-            Decoder::Target(c) => c.context_mut(),
-            Decoder::Speculative(s) => s.target_mut(),
-            Decoder::Ead(e) => e.large_mut(),
-        }
+        self.engine.target_mut()
     }
 
     /// Prompt tokens for `text`: through the target's chat template as one
@@ -310,14 +295,7 @@ impl Session {
     /// save with [`Session::save_prompt_cache`] or answer questions on.
     pub fn prefill(&mut self, prompt: &[Token]) -> Result<(), GenerateError> {
         check_prompt(prompt)?;
-        match &mut self.decoder {
-            Decoder::Target(seq) => {
-                read_prompt(seq, prompt, true)?;
-            }
-            Decoder::Speculative(s) => s.prefill(prompt)?,
-            Decoder::Ead(e) => e.sync_both(prompt)?,
-        }
-        Ok(())
+        self.engine.prefill(prompt)
     }
 
     /// The tokens the target's cache holds, in order.
@@ -327,11 +305,7 @@ impl Session {
 
     /// Every model's cache, the target's first.
     fn caches(&self) -> Vec<&Sequence> {
-        match &self.decoder {
-            Decoder::Target(seq) => vec![seq],
-            Decoder::Speculative(s) => s.caches(),
-            Decoder::Ead(e) => e.caches(),
-        }
+        self.engine.caches()
     }
 
     /// Saves every model's cache to `path` (see [`prompt_cache`]), whole
@@ -395,15 +369,12 @@ impl Session {
 
     /// Every model's cache, mutably, the target's first.
     fn caches_mut(&mut self) -> Vec<&mut Sequence> {
-        match &mut self.decoder {
-            Decoder::Target(seq) => vec![seq.as_mut()],
-            Decoder::Speculative(s) => s.caches_mut(),
-            Decoder::Ead(e) => e.caches_mut(),
-        }
+        self.engine.caches_mut()
     }
 
     /// [`Session::generate`], reading only the part of `prompt` after what
-    /// every model's cache already holds of it when `reuse_prefix`.
+    /// every model's cache already holds of it when `reuse_prefix`, with the
+    /// session's stop strings.
     fn run(
         &mut self,
         prompt: &[Token],
@@ -419,82 +390,38 @@ impl Session {
         let model = self.model().clone();
         let round_trips = || model.remote().map_or(0, RemoteLink::round_trips);
         let before = round_trips();
-        let mut outcome = self.run_engine(prompt, &params, on_token)?;
+        let mut on_token = on_token;
+        let mut outcome = if self.stops.is_empty() {
+            self.engine.generate(prompt, &params, &mut on_token)?
+        } else {
+            // Stop strings: text that could begin one is held back; a match
+            // stops the engine (as a callback would) and cuts the output there.
+            let stops = &mut self.stops;
+            stops.restart();
+            let (mut tokens, mut stopped) = (0, false);
+            let mut outcome = self.engine.generate(prompt, &params, &mut |token, text| {
+                tokens += usize::from(token >= 0);
+                let release = stops.push(text);
+                let go_on = on_token(token, &release.text);
+                stopped = release.stopped;
+                go_on && !stopped
+            })?;
+            let generation = &mut outcome.generation;
+            if stopped {
+                generation.stop = StopReason::StopString;
+                generation.text.truncate(stops.released());
+                generation.tokens.truncate(tokens);
+                generation.stats.generated_tokens = generation.tokens.len();
+            } else {
+                let rest = stops.finish();
+                if !rest.is_empty() {
+                    on_token(-1, &rest);
+                }
+            }
+            outcome
+        };
         outcome.generation.stats.round_trips = round_trips() - before;
         Ok(outcome)
-    }
-
-    /// [`Session::run`]'s engine with the session's stop strings.
-    fn run_engine(
-        &mut self,
-        prompt: &[Token],
-        params: &GenerateParams,
-        on_token: impl FnMut(Token, &str) -> bool,
-    ) -> Result<Outcome, GenerateError> {
-        if self.stops.is_empty() {
-            return Self::decode(&mut self.decoder, prompt, params, on_token);
-        }
-        // Stop strings: text that could begin one is held back; a match
-        // stops the engine (as a callback would) and cuts the output there.
-        let stops = &mut self.stops;
-        stops.restart();
-        let mut on_token = on_token;
-        let (mut tokens, mut stopped) = (0, false);
-        let mut outcome = Self::decode(&mut self.decoder, prompt, params, |token, text| {
-            tokens += usize::from(token >= 0);
-            let release = stops.push(text);
-            let go_on = on_token(token, &release.text);
-            stopped = release.stopped;
-            go_on && !stopped
-        })?;
-        let generation = &mut outcome.generation;
-        if stopped {
-            generation.stop = StopReason::StopString;
-            generation.text.truncate(stops.released());
-            generation.tokens.truncate(tokens);
-            generation.stats.generated_tokens = generation.tokens.len();
-        } else {
-            let rest = stops.finish();
-            if !rest.is_empty() {
-                on_token(-1, &rest);
-            }
-        }
-        Ok(outcome)
-    }
-
-    /// One generation by whichever engine the session runs.
-    fn decode(
-        decoder: &mut Decoder,
-        prompt: &[Token],
-        params: &GenerateParams,
-        on_token: impl FnMut(Token, &str) -> bool,
-    ) -> Result<Outcome, GenerateError> {
-        Ok(match decoder {
-            Decoder::Target(ctx) => Outcome {
-                generation: generate_target_only(ctx, prompt, params, on_token)?,
-                speculation: None,
-                ead: None,
-                sources: Vec::new(),
-            },
-            Decoder::Speculative(s) => {
-                let r = s.generate(prompt, params, on_token)?;
-                Outcome {
-                    generation: r.generation,
-                    speculation: Some(r.spec),
-                    ead: None,
-                    sources: Vec::new(),
-                }
-            }
-            Decoder::Ead(e) => {
-                let r = e.generate(prompt, params, on_token)?;
-                Outcome {
-                    generation: r.generation,
-                    speculation: None,
-                    ead: Some(r.stats),
-                    sources: r.sources,
-                }
-            }
-        })
     }
 
     /// Replaces how later generations pick tokens. The target's choice is
@@ -511,17 +438,10 @@ impl Session {
     /// `None` removes it). A grammar that does not parse is refused and the
     /// one before stays.
     pub fn set_grammar(&mut self, gbnf: Option<&str>) -> Result<(), GenerateError> {
-        self.params.grammar = match (gbnf, &self.decoder) {
+        self.params.grammar = match (gbnf, self.engine.refuses_grammar()) {
             (None, _) => None,
-            (Some(_), Decoder::Ead(e)) => {
-                let kind = if e.drafts() {
-                    DraftKind::EadSpec
-                } else {
-                    DraftKind::Ead
-                };
-                return Err(GenerateError::GrammarWithEad(kind));
-            }
-            (Some(text), _) => Some(Grammar::new(self.model().clone(), text, "root")?),
+            (Some(_), Some(kind)) => return Err(GenerateError::GrammarWithEad(kind)),
+            (Some(text), None) => Some(Grammar::new(self.model().clone(), text, "root")?),
         };
         Ok(())
     }
@@ -537,20 +457,14 @@ impl Session {
     /// [`SessionConfig::costs`]; `None` before a speculative session's
     /// first generation and for other kinds.
     pub fn costs(&self) -> Option<CostSnapshot> {
-        match &self.decoder {
-            Decoder::Speculative(s) => s.costs(),
-            _ => None,
-        }
+        self.engine.costs()
     }
 
     /// The memory of earlier outputs the session's free drafts draft from
     /// (lookup and hybrid kinds): every generation's output is added to it
     /// when it ends; save it with [`OutputMemory::save`] to keep it.
     pub fn lookup_memory(&self) -> Option<&OutputMemory> {
-        match &self.decoder {
-            Decoder::Speculative(s) => s.drafter()?.memory(),
-            _ => None,
-        }
+        self.engine.drafter()?.memory()
     }
 
     /// Replaces the memory of earlier outputs with the one saved at `path`
@@ -558,11 +472,11 @@ impl Session {
     /// first). On an error the memory is as it was.
     pub fn load_lookup_memory(&mut self, path: &Path) -> Result<(), MemoryFileError> {
         let fingerprint = self.model().gguf().fingerprint();
-        let memory = match &mut self.decoder {
-            Decoder::Speculative(s) => s.drafter_mut().and_then(|d| d.memory_mut()),
-            _ => None,
-        }
-        .ok_or(MemoryFileError::NoMemory)?;
+        let memory = self
+            .engine
+            .drafter_mut()
+            .and_then(|d| d.memory_mut())
+            .ok_or(MemoryFileError::NoMemory)?;
         *memory = OutputMemory::load(path, fingerprint, memory.capacity())?;
         Ok(())
     }
@@ -579,10 +493,8 @@ impl Session {
     /// of outputs, the recycled successors); what the draft-length policy
     /// learned stays.
     pub fn forget_outputs(&mut self) {
-        if let Decoder::Speculative(s) = &mut self.decoder {
-            if let Some(d) = s.drafter_mut() {
-                d.forget_outputs();
-            }
+        if let Some(d) = self.engine.drafter_mut() {
+            d.forget_outputs();
         }
     }
 
@@ -595,10 +507,6 @@ impl Session {
     /// Forgets the sequence: empties every model's cache. What was measured
     /// and learned stays.
     pub fn clear(&mut self) {
-        match &mut self.decoder {
-            Decoder::Target(c) => c.clear(),
-            Decoder::Speculative(s) => s.clear(),
-            Decoder::Ead(e) => e.clear(),
-        }
+        self.engine.clear();
     }
 }

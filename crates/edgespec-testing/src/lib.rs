@@ -1,5 +1,6 @@
-//! Helpers shared by the integration tests.
-#![allow(dead_code)]
+//! What the tests of edgespec's crates share: where the manifest's models
+//! are, synthetic models and sessions of every draft kind, and the
+//! statistical assertions the lossless tests make. A dev-dependency only.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -13,8 +14,7 @@ use edgespec::synthetic::SyntheticSpec;
 use edgespec::synthetic::BOS;
 use edgespec::{DraftKind, Session, SessionConfig};
 
-/// The workspace root: every crate including this module is two folders
-/// below it.
+/// The workspace root (this crate is two folders below it).
 pub fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
