@@ -1,9 +1,9 @@
-//! Scratch files and folders beside an output: uniquely named, removed when
-//! dropped (on success, on error) and on Ctrl-C or SIGTERM; and the atomic
-//! write built on them (temporary file, fsync, rename, fsync of the folder),
-//! so a reader finds the old file or the new one whole, never a torn one.
+//! Scratch folders beside an output: uniquely named, removed when
+//! dropped (on success, on error) and on Ctrl-C or SIGTERM; and the tools'
+//! door to the runtime's atomic write (temporary file, fsync, rename, fsync
+//! of the folder), so a reader finds the old file or the new one whole,
+//! never a torn one.
 
-use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, Once};
@@ -11,7 +11,7 @@ use std::sync::{Mutex, Once};
 /// Every scratch path alive in this process.
 static LIVE: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 
-/// A scratch file or folder, removed (recursively) when dropped.
+/// A scratch folder, removed (recursively) when dropped.
 #[derive(Debug)]
 pub struct Scratch {
     path: PathBuf,
@@ -26,29 +26,9 @@ impl Scratch {
         Ok(Self::track(dir.keep()))
     }
 
-    /// A new, empty scratch file in the folder of `output`, opened for writing.
-    pub fn file_beside(output: &Path) -> std::io::Result<(Self, File)> {
-        let (file, path) = tempfile::Builder::new()
-            .prefix(&hidden_prefix(output))
-            .suffix(".partial")
-            .tempfile_in(folder_of(output))?
-            .keep()
-            .map_err(|e| e.error)?;
-        Ok((Self::track(path), file))
-    }
-
     /// Its path.
     pub fn path(&self) -> &Path {
         &self.path
-    }
-
-    /// Moves the scratch file (or folder) to `to`, durably: the data was
-    /// synced by the writer, the rename is synced through the folder.
-    pub fn persist(self, to: &Path) -> std::io::Result<()> {
-        std::fs::rename(&self.path, to)?;
-        untrack(&self.path);
-        std::mem::forget(self);
-        File::open(folder_of(to))?.sync_all()
     }
 
     fn track(path: PathBuf) -> Self {
@@ -65,12 +45,10 @@ impl Drop for Scratch {
     }
 }
 
-/// Writes `contents` to `path` atomically and durably.
+/// Writes `contents` to `path` atomically and durably, with the runtime's
+/// one atomic writer ([`edgespec::atomic_file::write_atomically`]).
 pub fn write_atomically(path: &Path, contents: &[u8]) -> std::io::Result<()> {
-    let (scratch, mut file) = Scratch::file_beside(path)?;
-    file.write_all(contents)?;
-    file.sync_all()?;
-    scratch.persist(path)
+    edgespec::atomic_file::write_atomically(path, |out| out.write_all(contents), |e| e)
 }
 
 /// Installs (once) the handler that removes every live scratch path and
@@ -148,24 +126,19 @@ mod tests {
     }
 
     #[test]
-    fn scratch_is_removed_when_dropped_and_kept_when_persisted() {
+    fn scratch_is_removed_when_dropped() {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("drafter.gguf");
         let scratch = Scratch::dir_beside(&out).unwrap();
         std::fs::write(scratch.path().join("k4096.gguf"), "x").unwrap();
-        let (file_scratch, _) = Scratch::file_beside(&out).unwrap();
-        let (a, b) = (scratch.path().to_owned(), file_scratch.path().to_owned());
+        let path = scratch.path().to_owned();
         assert_ne!(
-            Scratch::file_beside(&out).unwrap().0.path(),
-            b,
+            Scratch::dir_beside(&out).unwrap().path(),
+            path,
             "names are unique"
         );
         drop(scratch);
-        drop(file_scratch);
-        assert!(!a.exists() && !b.exists());
-        let (kept, _) = Scratch::file_beside(&out).unwrap();
-        kept.persist(&out).unwrap();
-        assert!(out.is_file());
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        assert!(!path.exists());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 }

@@ -42,6 +42,18 @@ fn traces(set: &str) -> Vec<Trace> {
     load_traces(Path::new(&path)).unwrap()
 }
 
+/// The Spec-Bench development traces, one file a category.
+fn specbench_sets() -> Vec<PathBuf> {
+    let dir = root().join("benches/traces/tuning/specbench");
+    let mut sets: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    sets.sort();
+    assert_eq!(sets.len(), 6, "Spec-Bench traces missing: {sets:?}");
+    sets
+}
+
 const DRAFTERS: [&str; 4] = ["lookup", "model", "trimmed", "hybrid"];
 
 fn drafter(name: &str) -> ReplayDrafter {
@@ -137,13 +149,7 @@ fn hybrid_is_at_least_as_fast_as_lookup_and_the_model_alone() {
 /// profile an untried model drafter's first rounds in one answer cost 16 %).
 #[test]
 fn spec_bench_categories_stay_near_the_target_alone() {
-    let dir = root().join("benches/traces/tuning/specbench");
-    let mut sets: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|entry| entry.unwrap().path())
-        .collect();
-    sets.sort();
-    assert_eq!(sets.len(), 6, "Spec-Bench traces missing: {sets:?}");
+    let sets = specbench_sets();
     let mut failures = Vec::new();
     for profile in profiles() {
         for path in &sets {
@@ -186,13 +192,7 @@ fn the_default_keeps_up_with_llama_cpp_ngram_modes() {
         .iter()
         .map(|s| root().join(format!("benches/traces/tuning/{s}.jsonl")))
         .collect();
-    let dir = root().join("benches/traces/tuning/specbench");
-    let mut specbench: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|entry| entry.unwrap().path())
-        .collect();
-    specbench.sort();
-    sets.extend(specbench);
+    sets.extend(specbench_sets());
     let speedup = |setting: &Setting, profile: &CostProfile, t: &[Trace]| {
         ReplayRun::total(&replay(setting, profile, t).unwrap()).speedup()
     };

@@ -242,15 +242,6 @@ mod tests {
         fn next(&mut self, _draft: &Draft) -> Next {
             Next::Continue
         }
-        fn prefer(&mut self, _draft: &Draft, _alternative: DraftSource) -> bool {
-            false
-        }
-        fn may_branch(&self) -> bool {
-            false
-        }
-        fn grow(&mut self, _draft: &Draft, _parent: usize, _share: f64) -> bool {
-            false
-        }
     }
 
     fn propose(d: &mut LlamaNgramDrafter, committed: &[Token], room: usize) -> Vec<Token> {
