@@ -247,6 +247,7 @@ pub fn nth_token_chi_square(
             ignore_eos: true,
             reuse_prefix: false,
             grammar: None,
+            stops: Vec::new(),
         };
         let tokens = generate(&prompt, &params);
         assert_eq!(tokens.len(), n);

@@ -272,6 +272,7 @@ fn speculative_sampling_with_the_full_chain_keeps_the_target_distribution() {
         ignore_eos: true,
         reuse_prefix: false,
         grammar: None,
+        stops: Vec::new(),
     };
     for kind in [DraftKind::Model, DraftKind::Hybrid] {
         let drafter = Some(DraftModel::Full(draft.clone()));
@@ -299,6 +300,7 @@ fn speculative_mirostat_keeps_the_target_distribution() {
         ignore_eos: true,
         reuse_prefix: false,
         grammar: None,
+        stops: Vec::new(),
     };
     // The target drafting for itself: drafts are often accepted, so the
     // third token's row often follows an accepted draft token.
@@ -442,6 +444,7 @@ fn speculative_sampling_keeps_the_target_distribution_end_to_end() {
         ignore_eos: true,
         reuse_prefix: false,
         grammar: None,
+        stops: Vec::new(),
     };
     let drafter = Some(DraftModel::Full(draft));
     let fixed = DraftLength::Fixed(3);
@@ -584,6 +587,7 @@ fn free_drafts_keep_the_target_distribution() {
         ignore_eos: true,
         reuse_prefix: false,
         grammar: None,
+        stops: Vec::new(),
     };
     for trees in [Trees::Off, Trees::Always] {
         let mut s = Session::new(SessionConfig {
@@ -632,6 +636,7 @@ fn sampling_with_free_drafts_gives_the_target_only_text_of_the_seed() {
         ignore_eos: true,
         reuse_prefix: false,
         grammar: None,
+        stops: Vec::new(),
     };
     for trees in [Trees::Off, Trees::Always] {
         let mut s = Session::new(SessionConfig {

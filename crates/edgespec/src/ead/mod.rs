@@ -361,7 +361,7 @@ impl Ead {
             draft_sampler.ban(model.eog_tokens());
         }
         let mut policy = EadPolicy::resume(self.config, self.controller)?;
-        let mut emitter = Emitter::new(&model, params.max_tokens, on_token);
+        let mut emitter = Emitter::new(&model, params, on_token);
         let mut stats = GenerationStats {
             prompt_tokens: prompt.len(),
             ..Default::default()

@@ -1,6 +1,11 @@
 //! Target-only generation: prompt in, tokens streamed out, stopping exactly
 //! where llama.cpp's own decoding would (end-of-generation token, token
-//! limit, full context). The speculative loop (src/speculative) keeps these rules.
+//! limit, full context, a stop string). Every engine emits through the one
+//! [`Emitter`], so every engine keeps these rules.
+
+pub mod stop;
+
+pub use stop::StopStrings;
 
 use std::time::Instant;
 
@@ -59,6 +64,8 @@ pub fn prompt_tokens(model: &Model, text: &str, chat: bool) -> Result<Vec<Token>
 /// reaches it.
 pub struct Emitter<'a, F: FnMut(Token, &str) -> bool> {
     model: &'a Model,
+    /// Text that could begin a stop string is held back from `on_token`.
+    stops: StopStrings,
     stream: Utf8Stream,
     piece: Vec<u8>,
     tokens: Vec<Token>,
@@ -69,10 +76,13 @@ pub struct Emitter<'a, F: FnMut(Token, &str) -> bool> {
 }
 
 impl<'a, F: FnMut(Token, &str) -> bool> Emitter<'a, F> {
-    /// An emitter of up to `max_tokens` of `model`'s tokens.
-    pub fn new(model: &'a Model, max_tokens: usize, on_token: F) -> Self {
+    /// An emitter of up to `params.max_tokens` of `model`'s tokens, ending
+    /// at the first of `params.stops`.
+    pub fn new(model: &'a Model, params: &GenerateParams, on_token: F) -> Self {
+        let max_tokens = params.max_tokens;
         Self {
             model,
+            stops: StopStrings::new(params.stops.iter().cloned()),
             stream: Utf8Stream::new(),
             piece: Vec::with_capacity(64),
             tokens: Vec::new(),
@@ -92,13 +102,32 @@ impl<'a, F: FnMut(Token, &str) -> bool> Emitter<'a, F> {
         }
         self.model.token_bytes(token, false, &mut self.piece)?;
         let new_text = self.stream.push(&self.piece);
-        self.text.push_str(&new_text);
         self.tokens.push(token);
         self.first_token_at.get_or_insert_with(Instant::now);
-        if !(self.on_token)(token, &new_text) {
+        let (released, stopped) = self.release(&new_text);
+        if !(self.on_token)(token, &released) {
             return Ok(Some(StopReason::Callback));
         }
+        if stopped {
+            return Ok(Some(StopReason::StopString));
+        }
         Ok(self.is_full().then_some(StopReason::MaxTokens))
+    }
+
+    /// Adds `text` to the output and returns what of it may be streamed
+    /// now (all of it without stop strings) and whether a stop string
+    /// ended the output there (which is then cut before it).
+    fn release(&mut self, text: &str) -> (String, bool) {
+        if self.stops.is_empty() {
+            self.text.push_str(text);
+            return (text.to_owned(), false);
+        }
+        let release = self.stops.push(text);
+        self.text.push_str(text);
+        if release.stopped {
+            self.text.truncate(self.stops.released());
+        }
+        (release.text, release.stopped)
     }
 
     /// Tokens emitted so far.
@@ -125,14 +154,25 @@ impl<'a, F: FnMut(Token, &str) -> bool> Emitter<'a, F> {
     /// time from `start` to the first token) into the generation's result.
     pub fn finish(
         mut self,
-        stop: StopReason,
+        mut stop: StopReason,
         start: Instant,
         mut stats: GenerationStats,
     ) -> Generation {
         let tail = self.stream.finish();
-        if !tail.is_empty() {
-            self.text.push_str(&tail);
-            (self.on_token)(-1, &tail);
+        if stop != StopReason::StopString {
+            let (released, stopped) = self.release(&tail);
+            if stopped {
+                stop = StopReason::StopString;
+            }
+            // What no stop string turned out to begin.
+            let rest = if stopped {
+                String::new()
+            } else {
+                released + &self.stops.finish()
+            };
+            if !rest.is_empty() {
+                (self.on_token)(-1, &rest);
+            }
         }
         stats.generated_tokens = self.tokens.len();
         if let Some(at) = self.first_token_at {
@@ -162,6 +202,9 @@ pub struct GenerateParams {
     /// Produce only what this grammar allows (its state at the start of
     /// the output; see [`Sampler::constrain`]).
     pub grammar: Option<Grammar>,
+    /// End the output at the first of these strings, left out of it
+    /// ([`StopStrings`]).
+    pub stops: Vec<String>,
 }
 
 impl GenerateParams {
@@ -173,6 +216,7 @@ impl GenerateParams {
             ignore_eos: false,
             reuse_prefix: false,
             grammar: None,
+            stops: Vec::new(),
         }
     }
 
@@ -231,7 +275,7 @@ pub fn generate_target_only(
     let model = target.context().model().clone();
     let n_ctx = target.context().n_ctx() as usize;
     let mut sampler = params.sampler(&model);
-    let mut emitter = Emitter::new(&model, params.max_tokens, on_token);
+    let mut emitter = Emitter::new(&model, params, on_token);
     let mut stats = GenerationStats {
         prompt_tokens: prompt.len(),
         ..Default::default()

@@ -6,7 +6,6 @@
 pub mod conversation;
 mod engine;
 pub mod prompt_cache;
-pub mod stop;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -14,7 +13,6 @@ use std::sync::Arc;
 pub use crate::draft_kind::{DraftKind, DraftKindError};
 pub use conversation::{Conversation, WhenFull};
 pub use prompt_cache::PromptCacheError;
-pub use stop::StopStrings;
 
 use crate::draft::{
     DraftLength, DraftModel, Drafter, HybridDrafter, LookupDrafter, MemoryFileError, ModelDrafter,
@@ -24,7 +22,7 @@ use crate::ead::{Ead, EadConfig, EadStats, Who};
 use crate::engine::rpc::RemoteLink;
 use crate::engine::{Context, ContextParams, EngineError, Grammar, Model, Sequence, Token};
 use crate::error::GenerateError;
-use crate::generate::{check_prompt, prompt_tokens, GenerateParams, Generation, StopReason};
+use crate::generate::{check_prompt, prompt_tokens, GenerateParams, Generation};
 use crate::metrics::SpecStats;
 use crate::sampling::{SamplingError, SamplingParams};
 use crate::speculative::CostSnapshot;
@@ -68,7 +66,7 @@ pub struct SessionConfig {
     /// draft-length policy choose worse.
     pub costs: Option<CostSnapshot>,
     /// End the output where its text first contains one of these (the
-    /// stop string and what follows left out; [`StopReason::StopString`]).
+    /// stop string and what follows left out; [`crate::generate::StopReason::StopString`]).
     pub stop: Vec<String>,
     /// Produce only what this grammar allows (llama.cpp's GBNF, start rule
     /// `root`): target-only and speculative kinds, greedy or sampled, exact
@@ -151,7 +149,6 @@ pub struct Outcome {
 pub struct Session {
     engine: Box<dyn Engine>,
     params: GenerateParams,
-    stops: StopStrings,
 }
 
 impl Session {
@@ -241,8 +238,8 @@ impl Session {
                 ignore_eos: config.ignore_eos,
                 reuse_prefix: false,
                 grammar,
+                stops: config.stop,
             },
-            stops: StopStrings::new(config.stop),
         })
     }
 
@@ -373,8 +370,7 @@ impl Session {
     }
 
     /// [`Session::generate`], reading only the part of `prompt` after what
-    /// every model's cache already holds of it when `reuse_prefix`, with the
-    /// session's stop strings.
+    /// every model's cache already holds of it when `reuse_prefix`.
     fn run(
         &mut self,
         prompt: &[Token],
@@ -391,35 +387,7 @@ impl Session {
         let round_trips = || model.remote().map_or(0, RemoteLink::round_trips);
         let before = round_trips();
         let mut on_token = on_token;
-        let mut outcome = if self.stops.is_empty() {
-            self.engine.generate(prompt, &params, &mut on_token)?
-        } else {
-            // Stop strings: text that could begin one is held back; a match
-            // stops the engine (as a callback would) and cuts the output there.
-            let stops = &mut self.stops;
-            stops.restart();
-            let (mut tokens, mut stopped) = (0, false);
-            let mut outcome = self.engine.generate(prompt, &params, &mut |token, text| {
-                tokens += usize::from(token >= 0);
-                let release = stops.push(text);
-                let go_on = on_token(token, &release.text);
-                stopped = release.stopped;
-                go_on && !stopped
-            })?;
-            let generation = &mut outcome.generation;
-            if stopped {
-                generation.stop = StopReason::StopString;
-                generation.text.truncate(stops.released());
-                generation.tokens.truncate(tokens);
-                generation.stats.generated_tokens = generation.tokens.len();
-            } else {
-                let rest = stops.finish();
-                if !rest.is_empty() {
-                    on_token(-1, &rest);
-                }
-            }
-            outcome
-        };
+        let mut outcome = self.engine.generate(prompt, &params, &mut on_token)?;
         outcome.generation.stats.round_trips = round_trips() - before;
         Ok(outcome)
     }
@@ -448,7 +416,7 @@ impl Session {
 
     /// Replaces the stop strings of later generations ([`SessionConfig::stop`]).
     pub fn set_stop_strings(&mut self, stops: Vec<String>) {
-        self.stops = StopStrings::new(stops);
+        self.params.stops = stops;
     }
 
     /// The pass costs this session has measured (calibration refined by

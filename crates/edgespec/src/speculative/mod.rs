@@ -295,7 +295,7 @@ impl Speculator {
         check_prompt(prompt)?;
         let model = self.target.context().model().clone();
         let mut sampler = params.sampler(&model);
-        let mut emitter = Emitter::new(&model, params.max_tokens, on_token);
+        let mut emitter = Emitter::new(&model, params, on_token);
         let mut stats = GenerationStats {
             prompt_tokens: prompt.len(),
             ..Default::default()
