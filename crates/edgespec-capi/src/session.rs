@@ -8,9 +8,11 @@ use crate::versioned::{check_writable, read_struct, write_struct, Versioned};
 use edgespec::draft::{DraftLength, DraftModel, Trees, MAX_DRAFT};
 use edgespec::ead::EadConfig;
 use edgespec::engine::{ContextParams, Token};
+use edgespec::generate::Piece;
 use edgespec::generate::StopReason;
 use edgespec::sampling::{Mirostat, Penalties, SamplingParams, DEFAULT_MIROSTAT};
 use edgespec::session::{Conversation, DraftKind, Outcome, Session, SessionConfig, WhenFull};
+use edgespec::PolicyConfig;
 
 /// Drafter kinds for `edgespec_session_params.draft_kind`.
 pub type edgespec_draft_kind = i32;
@@ -293,9 +295,11 @@ fn config(
             large_share: None,
             fallback: true,
         },
-        length,
-        p_min: (p.p_min >= 0.0).then_some(p.p_min),
-        trees,
+        policy: PolicyConfig {
+            length,
+            p_min: (p.p_min >= 0.0).then_some(p.p_min),
+            trees,
+        },
         sampling: SamplingParams {
             temperature: p.temperature,
             top_k,
@@ -779,14 +783,19 @@ pub const EDGESPEC_WHEN_FULL_ERROR: i32 = 0;
 pub const EDGESPEC_WHEN_FULL_DROP_OLDEST: i32 = 1;
 
 /// A token callback for the engines over the C callback: the text is copied
-/// into `text_buf` with a NUL so the callee gets a C string.
+/// into `text_buf` with a NUL so the callee gets a C string; the end of the
+/// stream is token -1, as the header says.
 fn streamer<'a>(
     text_buf: &'a mut Vec<u8>,
     callback: edgespec_token_callback,
     user_data: *mut c_void,
-) -> impl FnMut(Token, &str) -> bool + 'a {
-    move |token: Token, text: &str| -> bool {
+) -> impl FnMut(Piece, &str) -> bool + 'a {
+    move |piece: Piece, text: &str| -> bool {
         let Some(cb) = callback else { return true };
+        let token: Token = match piece {
+            Piece::Token(t) => t,
+            Piece::End => -1,
+        };
         text_buf.clear();
         text_buf.extend_from_slice(text.as_bytes());
         text_buf.push(0);

@@ -12,7 +12,7 @@ use edgespec::gguf::ValueType;
 use edgespec::sampling::{History, Mirostat, Penalties, Sampler, SamplingParams};
 use edgespec::synthetic::SyntheticSpec;
 use edgespec::synthetic::BOS;
-use edgespec::{DraftKind, Session, SessionConfig};
+use edgespec::{DraftKind, PolicyConfig, Session, SessionConfig};
 
 /// The workspace root (this crate is two folders below it).
 pub fn workspace_root() -> PathBuf {
@@ -376,7 +376,10 @@ pub fn pair_session(
     n_ctx: u32,
 ) -> Session {
     Session::new(SessionConfig {
-        length: DraftLength::Fixed(3),
+        policy: PolicyConfig {
+            length: DraftLength::Fixed(3),
+            ..PolicyConfig::default()
+        },
         ead: edgespec::ead::EadConfig {
             fallback: false,
             ..Default::default()

@@ -12,7 +12,7 @@ use edgespec::gguf::GgufFile;
 use edgespec::sampling::{History, Sampler, SamplingParams};
 use edgespec::speculative::verify::residual;
 use edgespec::synthetic::{SyntheticSpec, BOS};
-use edgespec::{DraftKind, Session, SessionConfig};
+use edgespec::{DraftKind, PolicyConfig, Session, SessionConfig};
 use edgespec_tools::vocabtrim::{CountSource, TokenCounts, Trimmer};
 
 fn models() -> Vec<PathBuf> {
@@ -109,7 +109,10 @@ fn loop_overhead(c: &mut Criterion) {
         b.iter(|| session.generate(&prompt, 64, |_, _| true).unwrap())
     });
     let mut spec = Session::new(SessionConfig {
-        length: DraftLength::Fixed(0),
+        policy: PolicyConfig {
+            length: DraftLength::Fixed(0),
+            ..PolicyConfig::default()
+        },
         ..target_only.with_drafter(DraftKind::Lookup, None)
     })
     .unwrap();

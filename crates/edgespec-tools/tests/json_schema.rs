@@ -7,7 +7,7 @@ use edgespec::draft::{DraftLength, DraftModel};
 use edgespec::generate::StopReason;
 use edgespec::sampling::SamplingParams;
 use edgespec::synthetic::BOS;
-use edgespec::{DraftKind, Session, SessionConfig};
+use edgespec::{DraftKind, PolicyConfig, Session, SessionConfig};
 use edgespec_tools::json_schema::json_schema_to_gbnf;
 
 /// A JSON schema's grammar: sampled output (the synthetic model writes
@@ -33,7 +33,10 @@ fn a_json_schema_yields_json_it_accepts() {
                 ..common::top4_sampling(0)
             };
             let mut s = Session::new(SessionConfig {
-                length: DraftLength::Fixed(3),
+                policy: PolicyConfig {
+                    length: DraftLength::Fixed(3),
+                    ..PolicyConfig::default()
+                },
                 sampling,
                 ignore_eos: true,
                 grammar: Some(grammar.clone()),

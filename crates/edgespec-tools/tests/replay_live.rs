@@ -80,8 +80,11 @@ fn replayed_fixed_lengths_draft_and_accept_what_the_live_loop_does() {
             ("lookup", Trees::Always),
         ] {
             let mut live = Session::new(SessionConfig {
-                length: DraftLength::Fixed(g),
-                trees,
+                policy: PolicyConfig {
+                    length: DraftLength::Fixed(g),
+                    trees,
+                    ..PolicyConfig::default()
+                },
                 ..SessionConfig::new(target.clone(), common::ctx_params(320))
                     .with_drafter(kind.parse().unwrap(), Some(DraftModel::Full(small.clone())))
             })

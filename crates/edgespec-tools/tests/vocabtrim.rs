@@ -10,7 +10,7 @@ use edgespec::error::GenerateError;
 use edgespec::gguf::{GgufFile, GgufWriter, Value, OUTPUT, TOKEN_EMBD};
 use edgespec::synthetic::{SyntheticSpec, BOS};
 use edgespec::vocabtrim::{TrimError, TrimInfo, KEY_IDS, KEY_SOURCE_VOCAB};
-use edgespec::{DraftKind, Session, SessionConfig};
+use edgespec::{DraftKind, PolicyConfig, Session, SessionConfig};
 use edgespec_tools::vocabtrim::*;
 
 /// Counts that make the ids `k_ids` the most frequent.
@@ -169,7 +169,10 @@ fn smollm2_trimmed_logits_and_greedy_output() {
     assert!(drafter.is_trimmed());
     for length in [DraftLength::Fixed(3), DraftLength::Auto { max: 8 }] {
         let mut s = Session::new(SessionConfig {
-            length,
+            policy: PolicyConfig {
+                length,
+                ..PolicyConfig::default()
+            },
             ..base
                 .clone()
                 .with_drafter(DraftKind::Trimmed, Some(drafter.clone()))
@@ -470,7 +473,10 @@ fn speculative_sampling_with_a_trimmed_drafter_keeps_the_target_distribution() {
     let drafter = DraftModel::open(&trimmed_path, Some(&draft_path), &Default::default()).unwrap();
     assert!(drafter.is_trimmed());
     let mut s = Session::new(SessionConfig {
-        length: DraftLength::Fixed(3),
+        policy: PolicyConfig {
+            length: DraftLength::Fixed(3),
+            ..PolicyConfig::default()
+        },
         sampling: common::top4_sampling(0),
         ignore_eos: true,
         ..SessionConfig::new(target.clone(), common::ctx_params(64))

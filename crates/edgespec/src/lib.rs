@@ -59,3 +59,4 @@ pub use draft_kind::DraftKind;
 pub use engine::{ContextParams, EngineError, Model, ModelParams};
 pub use error::GenerateError;
 pub use session::{Conversation, Outcome, Session, SessionConfig};
+pub use speculative::PolicyConfig;

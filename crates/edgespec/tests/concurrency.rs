@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use edgespec::draft::{DraftLength, DraftModel};
 use edgespec::engine::{ContextParams, Model, Token};
 use edgespec::synthetic::BOS;
-use edgespec::{DraftKind, Session, SessionConfig};
+use edgespec::{DraftKind, PolicyConfig, Session, SessionConfig};
 
 use edgespec_testing as common;
 
@@ -23,7 +23,10 @@ const KINDS: [DraftKind; 4] = [
 
 fn session(target: &Arc<Model>, drafter: &Arc<Model>, kind: DraftKind) -> Session {
     Session::new(SessionConfig {
-        length: DraftLength::Fixed(3),
+        policy: PolicyConfig {
+            length: DraftLength::Fixed(3),
+            ..PolicyConfig::default()
+        },
         ..SessionConfig::new(
             target.clone(),
             ContextParams {

@@ -127,7 +127,10 @@ fn a_full_context_is_an_error_or_drops_the_oldest_turns() {
 fn costs_from_an_earlier_session_skip_calibration() {
     let (_dir, target, drafter) = common::synthetic_pair();
     let config = || SessionConfig {
-        length: DraftLength::Auto { max: 8 },
+        policy: edgespec::PolicyConfig {
+            length: DraftLength::Auto { max: 8 },
+            ..Default::default()
+        },
         ..SessionConfig::new(target.clone(), common::ctx_params(256))
             .with_drafter(DraftKind::Model, Some(DraftModel::Full(drafter.clone())))
     };

@@ -10,7 +10,7 @@ use edgespec::draft::{DraftLength, DraftLengthError};
 use edgespec::ead::{Ead, EadConfig, EadConfigError, EadGeneration, Who};
 use edgespec::engine::{Context, Logits, Model, Sequence, Token};
 use edgespec::error::GenerateError;
-use edgespec::generate::{generate_target_only, prompt_tokens, GenerateParams, StopReason};
+use edgespec::generate::{generate_target_only, prompt_tokens, GenerateParams, Piece, StopReason};
 use edgespec::sampling::argmax;
 use edgespec::speculative::PolicyError;
 use edgespec::synthetic::BOS;
@@ -29,9 +29,9 @@ fn ead(
     let mut engine = Ead::new(s, l, config, length).unwrap();
     let mut streamed = (Vec::new(), String::new());
     let g = engine
-        .generate(prompt, params, |t, text| {
-            // -1: the text stream's final flush, not a token.
-            if t >= 0 {
+        .generate(prompt, params, |piece, text| {
+            // The end carries the text stream's final flush, not a token.
+            if let Piece::Token(t) = piece {
                 streamed.0.push(t);
             }
             streamed.1.push_str(text);

@@ -12,7 +12,7 @@ use edgespec::error::GenerateError;
 use edgespec::generate::{Generation, StopReason};
 use edgespec::sampling::SamplingParams;
 use edgespec::synthetic::BOS;
-use edgespec::{DraftKind, Session, SessionConfig};
+use edgespec::{DraftKind, PolicyConfig, Session, SessionConfig};
 
 /// A prompt that repeats itself, so lookup drafts too.
 const PROMPT: [Token; 9] = [BOS, 300, 301, 302, 300, 301, 302, 300, 301];
@@ -26,7 +26,10 @@ fn session(
     sampling: SamplingParams,
 ) -> Result<Session, GenerateError> {
     Session::new(SessionConfig {
-        length,
+        policy: PolicyConfig {
+            length,
+            ..PolicyConfig::default()
+        },
         sampling,
         ignore_eos: true,
         grammar: grammar.map(str::to_owned),

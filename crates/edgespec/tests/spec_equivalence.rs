@@ -9,10 +9,10 @@ use std::sync::Arc;
 use edgespec::draft::{DraftLength, DraftModel, LookupDrafter, Trees, VocabError};
 use edgespec::engine::{Model, Token};
 use edgespec::error::GenerateError;
-use edgespec::generate::{prompt_tokens, GenerateParams, Generation, StopReason};
+use edgespec::generate::{prompt_tokens, GenerateParams, Generation, Piece, StopReason};
 use edgespec::sampling::{Penalties, SamplingParams};
 use edgespec::synthetic::BOS;
-use edgespec::{DraftKind, Session, SessionConfig};
+use edgespec::{DraftKind, PolicyConfig, Session, SessionConfig};
 
 const KINDS: [DraftKind; 3] = [DraftKind::Model, DraftKind::Lookup, DraftKind::Hybrid];
 
@@ -28,7 +28,10 @@ fn session(
     Session::new(SessionConfig {
         lookup: LookupDrafter::new(1, 3),
         hybrid_min_ngram: 2,
-        length,
+        policy: PolicyConfig {
+            length,
+            ..PolicyConfig::default()
+        },
         sampling: params.sampling,
         ignore_eos: params.ignore_eos,
         ..SessionConfig::new(target.clone(), common::ctx_params(n_ctx)).with_drafter(kind, drafter)
@@ -48,13 +51,14 @@ fn speculate(
     let mut s = session(target, kind, drafter, length, n_ctx, params).unwrap();
     let mut streamed = Vec::new();
     let r = s
-        .generate(prompt, params.max_tokens, |t, _| {
-            streamed.push(t);
+        .generate(prompt, params.max_tokens, |piece, _| {
+            if let Piece::Token(t) = piece {
+                streamed.push(t);
+            }
             true
         })
         .unwrap();
     // What the callback saw is exactly what was generated: nothing lost or repeated.
-    streamed.retain(|&t| t >= 0);
     assert_eq!(streamed, r.generation.tokens);
     (r.generation, r.speculation.expect("a speculative session"))
 }
@@ -500,7 +504,10 @@ fn drafts_from_earlier_outputs_and_recycled_candidates_stay_lossless() {
     // Matches of two tokens or more (the default): recycled candidates
     // draft where there is none.
     let mut s = Session::new(SessionConfig {
-        length: DraftLength::Fixed(6),
+        policy: PolicyConfig {
+            length: DraftLength::Fixed(6),
+            ..PolicyConfig::default()
+        },
         ..SessionConfig::new(model.clone(), common::ctx_params(1024))
             .with_drafter(DraftKind::Lookup, None)
     })
@@ -548,7 +555,10 @@ fn draft_trees_stay_lossless() {
     let params = GenerateParams::greedy(96);
     let mut s = Session::new(SessionConfig {
         lookup: LookupDrafter::new(1, 3),
-        trees: Trees::Always,
+        policy: PolicyConfig {
+            trees: Trees::Always,
+            ..PolicyConfig::default()
+        },
         ..SessionConfig::new(model.clone(), common::ctx_params(1024))
             .with_drafter(DraftKind::Lookup, None)
     })
@@ -592,8 +602,11 @@ fn free_drafts_keep_the_target_distribution() {
     for trees in [Trees::Off, Trees::Always] {
         let mut s = Session::new(SessionConfig {
             lookup: LookupDrafter::new(1, 3),
-            length: DraftLength::Auto { max: 8 },
-            trees,
+            policy: PolicyConfig {
+                length: DraftLength::Auto { max: 8 },
+                trees,
+                p_min: None,
+            },
             sampling: params.sampling,
             ignore_eos: true,
             ..SessionConfig::new(target.clone(), common::ctx_params(64))
@@ -641,8 +654,11 @@ fn sampling_with_free_drafts_gives_the_target_only_text_of_the_seed() {
     for trees in [Trees::Off, Trees::Always] {
         let mut s = Session::new(SessionConfig {
             lookup: LookupDrafter::new(1, 3),
-            length: DraftLength::Auto { max: 4 },
-            trees,
+            policy: PolicyConfig {
+                length: DraftLength::Auto { max: 4 },
+                trees,
+                p_min: None,
+            },
             sampling: params(0).sampling,
             ignore_eos: true,
             ..SessionConfig::new(target.clone(), common::ctx_params(128))

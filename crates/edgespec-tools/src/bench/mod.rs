@@ -37,7 +37,7 @@ use edgespec::engine::{Context, ContextParams, EngineError, Model, ModelParams, 
 use edgespec::error::GenerateError;
 use edgespec::generate::GenerateParams;
 use edgespec::gguf::{GgufFile, ModelSummary};
-use edgespec::{DraftKind, Session, SessionConfig};
+use edgespec::{DraftKind, PolicyConfig, Session, SessionConfig};
 
 /// A named list of prompts.
 #[derive(Debug, Clone)]
@@ -625,8 +625,11 @@ fn make_runner(
                 large_share: *share,
                 ..config.ead
             },
-            length: DraftLength::Auto {
-                max: DEFAULT_SPEC_GAMMA,
+            policy: PolicyConfig {
+                length: DraftLength::Auto {
+                    max: DEFAULT_SPEC_GAMMA,
+                },
+                ..PolicyConfig::default()
             },
             ..base.with_drafter(
                 if *spec {
@@ -649,8 +652,11 @@ fn make_runner(
                 _ => Some(drafter()?),
             };
             SessionConfig {
-                length: *length,
-                trees: *trees,
+                policy: PolicyConfig {
+                    length: *length,
+                    trees: *trees,
+                    ..PolicyConfig::default()
+                },
                 ..base.with_drafter(*kind, model)
             }
         }
@@ -662,7 +668,10 @@ fn make_runner(
                 .map(|(_, m)| m.clone())
                 .ok_or_else(|| missing("trimmed drafter"))?;
             SessionConfig {
-                length: *length,
+                policy: PolicyConfig {
+                    length: *length,
+                    ..PolicyConfig::default()
+                },
                 ..base.with_drafter(DraftKind::Trimmed, Some(model))
             }
         }

@@ -14,7 +14,7 @@ use super::{extract_code, EvalError, Isolation, Outcome, Problem, Sandbox};
 use edgespec::draft::{DraftLength, DraftModel};
 use edgespec::ead::EadConfig;
 use edgespec::engine::{ContextParams, Model};
-use edgespec::{DraftKind, Session, SessionConfig};
+use edgespec::{DraftKind, PolicyConfig, Session, SessionConfig};
 
 /// What to run.
 pub struct HumanevalRun {
@@ -98,7 +98,10 @@ impl HumanevalRun {
             .chain(self.configs.iter().map(|(_, config)| {
                 Session::new(SessionConfig {
                     ead: *config,
-                    length: DraftLength::Fixed(self.gamma),
+                    policy: PolicyConfig {
+                        length: DraftLength::Fixed(self.gamma),
+                        ..PolicyConfig::default()
+                    },
                     ..SessionConfig::new(self.large.clone(), self.context.clone())
                         .with_drafter(kind, Some(DraftModel::Full(self.small.clone())))
                 })

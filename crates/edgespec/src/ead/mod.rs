@@ -38,6 +38,7 @@ use crate::draft::{
 };
 use crate::engine::{Context, EngineError, Logits, Sequence, Token};
 use crate::error::GenerateError;
+use crate::generate::Piece;
 use crate::generate::{check_prompt, Emitter, GenerateParams, Generation, StopReason};
 use crate::metrics::{as_secs, GenerationStats};
 use crate::sampling::{argmax, top_probability, History, Sampler, SamplingParams};
@@ -345,7 +346,7 @@ impl Ead {
         &mut self,
         prompt: &[Token],
         params: &GenerateParams,
-        on_token: impl FnMut(Token, &str) -> bool,
+        on_token: impl FnMut(Piece, &str) -> bool,
     ) -> Result<EadGeneration, GenerateError> {
         params.sampling.validate()?;
         check_prompt(prompt)?;

@@ -33,6 +33,16 @@ pub enum StopReason {
     Grammar,
 }
 
+/// What the streaming callback is handed with each piece of text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Piece {
+    /// A generated token, with the text it completed (empty while a
+    /// character is incomplete or text could begin a stop string).
+    Token(Token),
+    /// The end of the stream: text that was held back until then.
+    End,
+}
+
 /// The result of a generation.
 #[derive(Debug, Clone)]
 pub struct Generation {
@@ -62,7 +72,7 @@ pub fn prompt_tokens(model: &Model, text: &str, chat: bool) -> Result<Vec<Token>
 /// applies the stop rules they share — an end-of-generation token ends
 /// generation unemitted, the token limit ends it after the token that
 /// reaches it.
-pub struct Emitter<'a, F: FnMut(Token, &str) -> bool> {
+pub struct Emitter<'a, F: FnMut(Piece, &str) -> bool> {
     model: &'a Model,
     /// Text that could begin a stop string is held back from `on_token`.
     stops: StopStrings,
@@ -75,7 +85,7 @@ pub struct Emitter<'a, F: FnMut(Token, &str) -> bool> {
     on_token: F,
 }
 
-impl<'a, F: FnMut(Token, &str) -> bool> Emitter<'a, F> {
+impl<'a, F: FnMut(Piece, &str) -> bool> Emitter<'a, F> {
     /// An emitter of up to `params.max_tokens` of `model`'s tokens, ending
     /// at the first of `params.stops`.
     pub fn new(model: &'a Model, params: &GenerateParams, on_token: F) -> Self {
@@ -105,7 +115,7 @@ impl<'a, F: FnMut(Token, &str) -> bool> Emitter<'a, F> {
         self.tokens.push(token);
         self.first_token_at.get_or_insert_with(Instant::now);
         let (released, stopped) = self.release(&new_text);
-        if !(self.on_token)(token, &released) {
+        if !(self.on_token)(Piece::Token(token), &released) {
             return Ok(Some(StopReason::Callback));
         }
         if stopped {
@@ -171,7 +181,7 @@ impl<'a, F: FnMut(Token, &str) -> bool> Emitter<'a, F> {
                 released + &self.stops.finish()
             };
             if !rest.is_empty() {
-                (self.on_token)(-1, &rest);
+                (self.on_token)(Piece::End, &rest);
             }
         }
         stats.generated_tokens = self.tokens.len();
@@ -269,7 +279,7 @@ pub fn generate_target_only(
     target: &mut Sequence,
     prompt: &[Token],
     params: &GenerateParams,
-    on_token: impl FnMut(Token, &str) -> bool,
+    on_token: impl FnMut(Piece, &str) -> bool,
 ) -> Result<Generation, EngineError> {
     check_prompt(prompt)?;
     let model = target.context().model().clone();

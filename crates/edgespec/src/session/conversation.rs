@@ -7,6 +7,7 @@
 use super::{Outcome, Session};
 use crate::engine::{ChatMessage, EngineError, Token};
 use crate::error::GenerateError;
+use crate::generate::Piece;
 
 /// What a turn does when the history no longer fits in the context.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -81,7 +82,7 @@ impl Conversation {
         &mut self,
         text: &str,
         max_tokens: usize,
-        on_token: impl FnMut(Token, &str) -> bool,
+        on_token: impl FnMut(Piece, &str) -> bool,
     ) -> Result<Outcome, GenerateError> {
         self.add("user", text);
         let outcome = self.answer(max_tokens, on_token);
@@ -96,7 +97,7 @@ impl Conversation {
     pub fn answer(
         &mut self,
         max_tokens: usize,
-        on_token: impl FnMut(Token, &str) -> bool,
+        on_token: impl FnMut(Piece, &str) -> bool,
     ) -> Result<Outcome, GenerateError> {
         let prompt = self.fitted_prompt(max_tokens)?;
         let outcome = self
@@ -118,7 +119,7 @@ impl Conversation {
     pub fn regenerate(
         &mut self,
         max_tokens: usize,
-        on_token: impl FnMut(Token, &str) -> bool,
+        on_token: impl FnMut(Piece, &str) -> bool,
     ) -> Result<Outcome, GenerateError> {
         if self.messages.last().is_some_and(|m| m.role == "assistant") {
             self.messages.pop();
@@ -132,7 +133,7 @@ impl Conversation {
         &mut self,
         text: &str,
         max_tokens: usize,
-        on_token: impl FnMut(Token, &str) -> bool,
+        on_token: impl FnMut(Piece, &str) -> bool,
     ) -> Result<Outcome, GenerateError> {
         if let Some(last_user) = self.messages.iter().rposition(|m| m.role == "user") {
             self.messages.truncate(last_user);

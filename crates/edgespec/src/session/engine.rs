@@ -9,6 +9,7 @@ use crate::draft::Drafter;
 use crate::ead::Ead;
 use crate::engine::{Context, Sequence, Token};
 use crate::error::GenerateError;
+use crate::generate::Piece;
 use crate::generate::{generate_target_only, read_prompt, GenerateParams};
 use crate::speculative::{CostSnapshot, Speculator};
 
@@ -19,7 +20,7 @@ pub(super) trait Engine: Send {
         &mut self,
         prompt: &[Token],
         params: &GenerateParams,
-        on_token: &mut dyn FnMut(Token, &str) -> bool,
+        on_token: &mut dyn FnMut(Piece, &str) -> bool,
     ) -> Result<Outcome, GenerateError>;
 
     /// Reads `prompt` into every model's cache without generating.
@@ -68,7 +69,7 @@ impl Engine for Sequence {
         &mut self,
         prompt: &[Token],
         params: &GenerateParams,
-        on_token: &mut dyn FnMut(Token, &str) -> bool,
+        on_token: &mut dyn FnMut(Piece, &str) -> bool,
     ) -> Result<Outcome, GenerateError> {
         Ok(Outcome {
             generation: generate_target_only(self, prompt, params, on_token)?,
@@ -109,7 +110,7 @@ impl Engine for Speculator {
         &mut self,
         prompt: &[Token],
         params: &GenerateParams,
-        on_token: &mut dyn FnMut(Token, &str) -> bool,
+        on_token: &mut dyn FnMut(Piece, &str) -> bool,
     ) -> Result<Outcome, GenerateError> {
         let r = Speculator::generate(self, prompt, params, on_token)?;
         Ok(Outcome {
@@ -162,7 +163,7 @@ impl Engine for Ead {
         &mut self,
         prompt: &[Token],
         params: &GenerateParams,
-        on_token: &mut dyn FnMut(Token, &str) -> bool,
+        on_token: &mut dyn FnMut(Piece, &str) -> bool,
     ) -> Result<Outcome, GenerateError> {
         let r = Ead::generate(self, prompt, params, on_token)?;
         Ok(Outcome {

@@ -16,12 +16,13 @@ pub use prompt_cache::PromptCacheError;
 
 use crate::draft::{
     DraftLength, DraftModel, Drafter, HybridDrafter, LookupDrafter, MemoryFileError, ModelDrafter,
-    OutputMemory, Trees, DEFAULT_HYBRID_MIN_NGRAM,
+    OutputMemory, DEFAULT_HYBRID_MIN_NGRAM,
 };
 use crate::ead::{Ead, EadConfig, EadStats, Who};
 use crate::engine::rpc::RemoteLink;
 use crate::engine::{Context, ContextParams, EngineError, Grammar, Model, Sequence, Token};
 use crate::error::GenerateError;
+use crate::generate::Piece;
 use crate::generate::{check_prompt, prompt_tokens, GenerateParams, Generation};
 use crate::metrics::SpecStats;
 use crate::sampling::{SamplingError, SamplingParams};
@@ -46,12 +47,9 @@ pub struct SessionConfig {
     pub hybrid_min_ngram: usize,
     /// EAD's switching settings (EAD kinds).
     pub ead: EadConfig,
-    /// Draft length (ignored by plain EAD, which never drafts).
-    pub length: DraftLength,
-    /// Stop a model draft below this drafter probability.
-    pub p_min: Option<f32>,
-    /// Whether free drafts may branch into trees.
-    pub trees: Trees,
+    /// The draft policy's settings together: draft length (ignored by
+    /// plain EAD, which never drafts), the drafter-probability cut-off, trees.
+    pub policy: PolicyConfig,
     /// How tokens are picked.
     pub sampling: SamplingParams,
     /// Never produce end-of-generation tokens (fixed-length benchmark runs).
@@ -85,9 +83,7 @@ impl SessionConfig {
             lookup: LookupDrafter::default(),
             hybrid_min_ngram: DEFAULT_HYBRID_MIN_NGRAM,
             ead: EadConfig::default(),
-            length: PolicyConfig::default().length,
-            p_min: None,
-            trees: Trees::Auto,
+            policy: PolicyConfig::default(),
             sampling: SamplingParams::greedy(),
             ignore_eos: false,
             context,
@@ -107,27 +103,23 @@ impl SessionConfig {
 
 /// Checks every setting that needs no model, as [`Session::new`] does:
 /// a caller can run it before loading models, so a bad value costs no
-/// load. Returns the draft length as validated.
+/// load. Returns the policy settings as validated.
 pub fn check_settings(
     context: &ContextParams,
     sampling: &SamplingParams,
     ead: &EadConfig,
-    length: DraftLength,
-    p_min: Option<f32>,
-) -> Result<DraftLength, GenerateError> {
+    policy: PolicyConfig,
+) -> Result<PolicyConfig, GenerateError> {
     context.validate()?;
     sampling.validate()?;
     ead.validate()?;
-    let length = length
+    let length = policy
+        .length
         .validate()
         .map_err(crate::speculative::PolicyError::from)?;
-    PolicyConfig {
-        length,
-        p_min,
-        ..PolicyConfig::default()
-    }
-    .validate()?;
-    Ok(length)
+    let policy = PolicyConfig { length, ..policy };
+    policy.validate()?;
+    Ok(policy)
 }
 
 /// What one generation produced and measured.
@@ -156,12 +148,11 @@ impl Session {
     pub fn new(config: SessionConfig) -> Result<Self, GenerateError> {
         // Every setting is checked, also those this kind does not use: a
         // bad value is a mistake to report, whatever the kind.
-        let length = check_settings(
+        let policy = check_settings(
             &config.context,
             &config.sampling,
             &config.ead,
-            config.length,
-            config.p_min,
+            config.policy,
         )?;
         let drafter = match (config.kind.needs_model(), &config.drafter) {
             (true, None) => return Err(GenerateError::MissingDrafter(config.kind)),
@@ -180,11 +171,6 @@ impl Session {
                 &drafter_context,
                 config.sampling,
             )?)
-        };
-        let policy = PolicyConfig {
-            length,
-            p_min: config.p_min,
-            trees: config.trees,
         };
         let speculative = |d: Box<dyn Drafter>| -> Result<Box<dyn Engine>, GenerateError> {
             let mut speculator = Speculator::new(target()?, Some(d), policy)?;
@@ -222,7 +208,7 @@ impl Session {
                     None => return Err(GenerateError::MissingDrafter(config.kind)),
                 };
                 let length = if config.kind == DraftKind::EadSpec {
-                    length
+                    policy.length
                 } else {
                     DraftLength::Fixed(0)
                 };
@@ -265,12 +251,13 @@ impl Session {
     }
 
     /// Generates up to `max_tokens` from `prompt`, streaming each token and
-    /// its newly complete text to `on_token` (false stops).
+    /// its newly complete text to `on_token` (false stops), and at the end
+    /// [`Piece::End`] with the text held back until then.
     pub fn generate(
         &mut self,
         prompt: &[Token],
         max_tokens: usize,
-        on_token: impl FnMut(Token, &str) -> bool,
+        on_token: impl FnMut(Piece, &str) -> bool,
     ) -> Result<Outcome, GenerateError> {
         self.run(prompt, max_tokens, false, on_token)
     }
@@ -282,7 +269,7 @@ impl Session {
         &mut self,
         prompt: &[Token],
         max_tokens: usize,
-        on_token: impl FnMut(Token, &str) -> bool,
+        on_token: impl FnMut(Piece, &str) -> bool,
     ) -> Result<Outcome, GenerateError> {
         self.run(prompt, max_tokens, true, on_token)
     }
@@ -376,7 +363,7 @@ impl Session {
         prompt: &[Token],
         max_tokens: usize,
         reuse_prefix: bool,
-        on_token: impl FnMut(Token, &str) -> bool,
+        on_token: impl FnMut(Piece, &str) -> bool,
     ) -> Result<Outcome, GenerateError> {
         let params = GenerateParams {
             max_tokens,

@@ -19,6 +19,7 @@ use crate::draft::{
 };
 use crate::engine::{Context, EngineError, Logits, Sequence, Token};
 use crate::error::GenerateError;
+use crate::generate::Piece;
 use crate::generate::{check_prompt, read_prompt, Emitter, GenerateParams, Generation, StopReason};
 use crate::metrics::{GenerationStats, SpecStats};
 use crate::sampling::{History, Sampler};
@@ -289,7 +290,7 @@ impl Speculator {
         &mut self,
         prompt: &[Token],
         params: &GenerateParams,
-        on_token: impl FnMut(Token, &str) -> bool,
+        on_token: impl FnMut(Piece, &str) -> bool,
     ) -> Result<SpecGeneration, GenerateError> {
         params.sampling.validate()?;
         check_prompt(prompt)?;

@@ -115,13 +115,13 @@ pub fn run(args: ChatArgs) -> anyhow::Result<()> {
 /// Runs one answer with streaming to stdout and Ctrl-C stopping it.
 fn answer(
     generate: impl FnOnce(
-        &mut dyn FnMut(i32, &str) -> bool,
+        &mut dyn FnMut(edgespec::generate::Piece, &str) -> bool,
     ) -> Result<Outcome, edgespec::error::GenerateError>,
 ) -> Result<Outcome, edgespec::error::GenerateError> {
     STOP.store(false, Ordering::SeqCst);
     ANSWERING.store(true, Ordering::SeqCst);
     let mut stdout = std::io::stdout().lock();
-    let mut on_token = |_: i32, text: &str| {
+    let mut on_token = |_, text: &str| {
         let written = stdout
             .write_all(text.as_bytes())
             .and_then(|()| stdout.flush())

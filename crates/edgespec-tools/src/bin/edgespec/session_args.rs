@@ -15,6 +15,7 @@ use edgespec::ead::EadConfig;
 use edgespec::engine::{ContextParams, Model, ModelParams, Token};
 use edgespec::sampling::{Mirostat, Penalties, SamplingParams, DEFAULT_MIROSTAT};
 use edgespec::session::{check_settings, DraftKind, Session, SessionConfig};
+use edgespec::PolicyConfig;
 
 use crate::rpc_args::RpcArgs;
 use crate::UsageError;
@@ -381,8 +382,12 @@ impl SessionArgs {
             eprintln!("seed: {}", sampling.seed);
         }
         // Before any model loads: a bad value costs no load.
-        check_settings(&context, &sampling, &ead, length, self.p_min)
-            .map_err(|e| UsageError(e.to_string()))?;
+        let policy = PolicyConfig {
+            length,
+            p_min: self.p_min,
+            trees: self.draft_tree,
+        };
+        check_settings(&context, &sampling, &ead, policy).map_err(|e| UsageError(e.to_string()))?;
         let grammar = self.grammar()?;
         let remote = self.rpc.remote()?;
         let lookup = LookupDrafter::new(self.lookup_min_ngram, self.lookup_max_ngram);
@@ -437,9 +442,7 @@ impl SessionArgs {
             lookup,
             hybrid_min_ngram: self.hybrid_min_ngram,
             ead,
-            length,
-            p_min: self.p_min,
-            trees: self.draft_tree,
+            policy,
             sampling,
             ignore_eos: self.ignore_eos,
             stop: self.reverse_prompt.clone(),

@@ -11,7 +11,7 @@ use edgespec::engine::{ContextParams, Model, ModelParams};
 use edgespec::generate::prompt_tokens;
 use edgespec::gguf::{GgufFile, ModelSummary};
 use edgespec::sampling::SamplingParams;
-use edgespec::{DraftKind, Session, SessionConfig};
+use edgespec::{DraftKind, PolicyConfig, Session, SessionConfig};
 use edgespec_tools::bench::load_prompts;
 use edgespec_tools::scratch::Scratch;
 use edgespec_tools::vocabtrim::{
@@ -285,7 +285,10 @@ fn choose_k(
         write(k, &path)?;
         let src = TrimmedSource::open(&path, Some(&args.drafter), &ModelParams::default())?;
         let config = SessionConfig {
-            length: DraftLength::Fixed(args.gamma),
+            policy: PolicyConfig {
+                length: DraftLength::Fixed(args.gamma),
+                ..PolicyConfig::default()
+            },
             ..SessionConfig::new(model.clone(), context.clone())
                 .with_drafter(DraftKind::Trimmed, Some(DraftModel::Trimmed(Arc::new(src))))
         };
