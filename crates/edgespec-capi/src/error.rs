@@ -108,6 +108,8 @@ impl From<GenerateError> for Failure {
         match e {
             GenerateError::Engine(e) => e.into(),
             GenerateError::Vocab(e) => e.into(),
+            GenerateError::PromptCache(e) => e.into(),
+            GenerateError::Memory(e) => e.into(),
             GenerateError::MissingDrafter(_) => {
                 fail(edgespec_result::EDGESPEC_ERR_MISSING_DRAFTER, e.to_string())
             }

@@ -1,15 +1,17 @@
-//! The one error of generation, whichever engine runs it: what can go wrong
-//! assembling a session and decoding with it.
+//! The one error of a session, whichever engine runs it: what can go wrong
+//! assembling it, decoding with it, and keeping its caches and memory.
 
-use crate::draft::VocabError;
+use crate::draft::{MemoryFileError, VocabError};
 use crate::draft_kind::DraftKind;
 use crate::ead::policy::EadConfigError;
 use crate::engine::EngineError;
 use crate::sampling::SamplingError;
+use crate::session::prompt_cache::PromptCacheError;
 use crate::speculative::policy::PolicyError;
 
-/// Errors of building a session and of generating with it (target alone,
-/// speculative or EAD).
+/// Errors of a session's methods: building it, generating with it (target
+/// alone, speculative or EAD), its settings, its prompt caches and its
+/// memory of earlier outputs. The error behind each is kept as its source.
 #[derive(Debug, thiserror::Error)]
 pub enum GenerateError {
     /// llama.cpp or parameter trouble.
@@ -27,6 +29,12 @@ pub enum GenerateError {
     /// Bad EAD settings.
     #[error(transparent)]
     Ead(#[from] EadConfigError),
+    /// Saving or restoring a prompt cache.
+    #[error(transparent)]
+    PromptCache(#[from] PromptCacheError),
+    /// Loading or saving the memory of earlier outputs.
+    #[error(transparent)]
+    Memory(#[from] MemoryFileError),
     /// The draft kind runs a model and none was given.
     #[error("draft kind {0} needs a drafter model")]
     MissingDrafter(DraftKind),

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use edgespec::engine::{EngineError, Model, Token};
 use edgespec::session::{DraftKind, Outcome, PromptCacheError, Session, SessionConfig};
+use edgespec::GenerateError;
 
 use edgespec_testing as common;
 
@@ -154,7 +155,10 @@ fn foreign_damaged_and_oversized_caches_are_refused_and_the_session_goes_on() {
     for (path, is_expected) in &cases {
         let mut s = session(&target, &drafter, DraftKind::Hybrid, 1024);
         let err = s.load_prompt_cache(path).unwrap_err();
-        assert!(is_expected(&err), "{}: {err}", path.display());
+        let GenerateError::PromptCache(cache_err) = &err else {
+            panic!("{}: not a prompt cache error: {err}", path.display());
+        };
+        assert!(is_expected(cache_err), "{}: {err}", path.display());
         assert!(s.cached_tokens().is_empty());
         let outcome = s.generate_from_cache(&full, 16, |_, _| true).unwrap();
         assert_eq!(outcome.generation.tokens, expected);
@@ -166,10 +170,10 @@ fn foreign_damaged_and_oversized_caches_are_refused_and_the_session_goes_on() {
     assert!(
         matches!(
             err,
-            PromptCacheError::Engine {
+            GenerateError::PromptCache(PromptCacheError::Engine {
                 source: EngineError::ContextFull { .. },
                 ..
-            }
+            })
         ),
         "{err}"
     );
@@ -180,7 +184,9 @@ fn foreign_damaged_and_oversized_caches_are_refused_and_the_session_goes_on() {
     s.prefill(&prefix).unwrap();
     assert!(matches!(
         s.save_prompt_cache(&notes),
-        Err(PromptCacheError::NotACache { .. })
+        Err(GenerateError::PromptCache(
+            PromptCacheError::NotACache { .. }
+        ))
     ));
     assert_eq!(std::fs::read(&notes).unwrap(), b"my notes");
 }

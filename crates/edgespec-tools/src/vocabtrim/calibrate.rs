@@ -56,9 +56,7 @@ pub fn calibrate_generations(
         },
     };
     for (i, prompt) in prompts.iter().enumerate().skip(counts.items_done) {
-        let tokens = session
-            .prompt_tokens(prompt, chat)
-            .map_err(TrimError::from)?;
+        let tokens = session.prompt_tokens(prompt, chat)?;
         let g = session.generate(&tokens, max_tokens, |_, _| true)?;
         for t in g.generation.tokens {
             counts.counts[t as usize] += 1;

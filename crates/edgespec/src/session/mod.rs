@@ -25,7 +25,7 @@ use crate::error::GenerateError;
 use crate::generate::Piece;
 use crate::generate::{check_prompt, prompt_tokens, GenerateParams, Generation};
 use crate::metrics::SpecStats;
-use crate::sampling::{SamplingError, SamplingParams};
+use crate::sampling::SamplingParams;
 use crate::speculative::CostSnapshot;
 use crate::speculative::{PolicyConfig, Speculator};
 use engine::Engine;
@@ -246,8 +246,8 @@ impl Session {
 
     /// Prompt tokens for `text`: through the target's chat template as one
     /// user message when `chat`, else raw.
-    pub fn prompt_tokens(&self, text: &str, chat: bool) -> Result<Vec<Token>, EngineError> {
-        prompt_tokens(self.model(), text, chat)
+    pub fn prompt_tokens(&self, text: &str, chat: bool) -> Result<Vec<Token>, GenerateError> {
+        Ok(prompt_tokens(self.model(), text, chat)?)
     }
 
     /// Generates up to `max_tokens` from `prompt`, streaming each token and
@@ -295,7 +295,7 @@ impl Session {
     /// Saves every model's cache to `path` (see [`prompt_cache`]), whole
     /// or not at all; an existing file is replaced only when it is a prompt
     /// cache. Returns the tokens saved (the target's).
-    pub fn save_prompt_cache(&self, path: &Path) -> Result<usize, PromptCacheError> {
+    pub fn save_prompt_cache(&self, path: &Path) -> Result<usize, GenerateError> {
         let caches = self
             .caches()
             .into_iter()
@@ -323,7 +323,7 @@ impl Session {
     /// with another model, or not saved, is left empty and catches up
     /// itself. On any error every cache is empty. Returns the tokens the
     /// target's cache now holds.
-    pub fn load_prompt_cache(&mut self, path: &Path) -> Result<usize, PromptCacheError> {
+    pub fn load_prompt_cache(&mut self, path: &Path) -> Result<usize, GenerateError> {
         self.clear();
         let saved = prompt_cache::read(path)?;
         let target = self.model();
@@ -331,7 +331,8 @@ impl Session {
             return Err(PromptCacheError::OtherModel {
                 path: path.to_owned(),
                 model: target.path().to_owned(),
-            });
+            }
+            .into());
         }
         let mut restore = || -> Result<(), EngineError> {
             for (seq, saved) in self.caches_mut().into_iter().zip(&saved) {
@@ -346,7 +347,8 @@ impl Session {
             return Err(PromptCacheError::Engine {
                 path: path.to_owned(),
                 source,
-            });
+            }
+            .into());
         }
         Ok(saved[0].tokens.len())
     }
@@ -383,7 +385,7 @@ impl Session {
     /// what changes: a drafter keeps drafting as the session was set up
     /// (greedy drafts are verified as deterministic ones, sampled drafts by
     /// their q), which may cost acceptance, never exactness.
-    pub fn set_sampling(&mut self, sampling: SamplingParams) -> Result<(), SamplingError> {
+    pub fn set_sampling(&mut self, sampling: SamplingParams) -> Result<(), GenerateError> {
         sampling.validate()?;
         self.params.sampling = sampling;
         Ok(())
@@ -425,7 +427,7 @@ impl Session {
     /// Replaces the memory of earlier outputs with the one saved at `path`
     /// for this target model (as much of it as the memory holds, newest
     /// first). On an error the memory is as it was.
-    pub fn load_lookup_memory(&mut self, path: &Path) -> Result<(), MemoryFileError> {
+    pub fn load_lookup_memory(&mut self, path: &Path) -> Result<(), GenerateError> {
         let fingerprint = self.model().gguf().fingerprint();
         let memory = self
             .engine
@@ -439,9 +441,9 @@ impl Session {
     /// Saves the memory of earlier outputs to `path` (see
     /// [`OutputMemory::save`]: whole or not at all, never over another
     /// model's memory or a file that is not one).
-    pub fn save_lookup_memory(&self, path: &Path) -> Result<(), MemoryFileError> {
+    pub fn save_lookup_memory(&self, path: &Path) -> Result<(), GenerateError> {
         let memory = self.lookup_memory().ok_or(MemoryFileError::NoMemory)?;
-        memory.save(path, self.model().gguf().fingerprint())
+        Ok(memory.save(path, self.model().gguf().fingerprint())?)
     }
 
     /// Forgets what earlier generations taught the free drafts (the memory

@@ -15,7 +15,7 @@ use edgespec::ead::EadConfig;
 use edgespec::engine::{ContextParams, Model, ModelParams, Token};
 use edgespec::sampling::{Mirostat, Penalties, SamplingParams, DEFAULT_MIROSTAT};
 use edgespec::session::{check_settings, DraftKind, Session, SessionConfig};
-use edgespec::PolicyConfig;
+use edgespec::{GenerateError, PolicyConfig};
 
 use crate::rpc_args::RpcArgs;
 use crate::UsageError;
@@ -587,7 +587,7 @@ pub fn save_memory(args: &SessionArgs, session: &Session) {
         return;
     };
     match session.save_lookup_memory(path) {
-        Ok(()) | Err(MemoryFileError::NoMemory) => {}
+        Ok(()) | Err(GenerateError::Memory(MemoryFileError::NoMemory)) => {}
         Err(e) => log::warn!("{e}: the lookup memory of this run is not saved"),
     }
 }
