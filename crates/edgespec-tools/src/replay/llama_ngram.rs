@@ -99,7 +99,7 @@ impl LlamaNgramDrafter {
     }
 
     /// What the tool learns from its last draft's outcome.
-    fn learn(&mut self, committed_len: usize) {
+    fn record_outcome(&mut self, committed_len: usize) {
         let Some((at, drafted, key)) = self.last.take() else {
             return;
         };
@@ -189,7 +189,7 @@ impl Drafter for LlamaNgramDrafter {
         let Some((&last, context)) = committed.split_last() else {
             return Ok(());
         };
-        self.learn(committed.len());
+        self.record_outcome(committed.len());
         if !self.begun {
             // The tool indexes its prompt when the request begins.
             if self.mode == LlamaNgram::Mod {

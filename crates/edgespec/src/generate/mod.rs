@@ -170,16 +170,13 @@ impl<'a, F: FnMut(Piece, &str) -> bool> Emitter<'a, F> {
     ) -> Generation {
         let tail = self.stream.finish();
         if stop != StopReason::StopString {
-            let (released, stopped) = self.release(&tail);
+            let (mut rest, stopped) = self.release(&tail);
             if stopped {
                 stop = StopReason::StopString;
-            }
-            // What no stop string turned out to begin.
-            let rest = if stopped {
-                String::new()
             } else {
-                released + &self.stops.finish()
-            };
+                // With what no stop string turned out to begin.
+                rest += &self.stops.finish();
+            }
             if !rest.is_empty() {
                 (self.on_token)(Piece::End, &rest);
             }
