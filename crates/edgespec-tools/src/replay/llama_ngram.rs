@@ -227,27 +227,11 @@ impl Drafter for LlamaNgramDrafter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use edgespec::draft::Next;
-
-    /// A control that lets a draft run to `room`.
-    struct Unlimited(usize);
-
-    impl DraftControl for Unlimited {
-        fn room(&self, _source: DraftSource) -> usize {
-            self.0
-        }
-        fn start(&mut self, _source: DraftSource, _behind: usize) -> bool {
-            true
-        }
-        fn next(&mut self, _draft: &Draft) -> Next {
-            Next::Continue
-        }
-    }
+    use crate::trace::DraftAll;
 
     fn propose(d: &mut LlamaNgramDrafter, committed: &[Token], room: usize) -> Vec<Token> {
         let mut out = Draft::default();
-        d.propose(committed, &mut Unlimited(room), &mut out)
-            .unwrap();
+        d.propose(committed, &mut DraftAll(room), &mut out).unwrap();
         out.tokens().to_vec()
     }
 

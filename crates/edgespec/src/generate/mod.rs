@@ -7,6 +7,7 @@ pub mod stop;
 
 pub use stop::StopStrings;
 
+use std::borrow::Cow;
 use std::time::Instant;
 
 use crate::engine::{
@@ -127,17 +128,16 @@ impl<'a, F: FnMut(Piece, &str) -> bool> Emitter<'a, F> {
     /// Adds `text` to the output and returns what of it may be streamed
     /// now (all of it without stop strings) and whether a stop string
     /// ended the output there (which is then cut before it).
-    fn release(&mut self, text: &str) -> (String, bool) {
+    fn release<'t>(&mut self, text: &'t str) -> (Cow<'t, str>, bool) {
+        self.text.push_str(text);
         if self.stops.is_empty() {
-            self.text.push_str(text);
-            return (text.to_owned(), false);
+            return (Cow::Borrowed(text), false);
         }
         let release = self.stops.push(text);
-        self.text.push_str(text);
         if release.stopped {
             self.text.truncate(self.stops.released());
         }
-        (release.text, release.stopped)
+        (Cow::Owned(release.text), release.stopped)
     }
 
     /// Tokens emitted so far.
@@ -170,7 +170,8 @@ impl<'a, F: FnMut(Piece, &str) -> bool> Emitter<'a, F> {
     ) -> Generation {
         let tail = self.stream.finish();
         if stop != StopReason::StopString {
-            let (mut rest, stopped) = self.release(&tail);
+            let (released, stopped) = self.release(&tail);
+            let mut rest = released.into_owned();
             if stopped {
                 stop = StopReason::StopString;
             } else {
