@@ -58,6 +58,15 @@
 // The grammar allows no further token.
 #define EDGESPEC_STOP_GRAMMAR 5
 
+// KV cache stored in half precision (llama.cpp's default).
+#define EDGESPEC_CACHE_F16 0
+
+// KV cache stored as 8-bit blocks.
+#define EDGESPEC_CACHE_Q8_0 1
+
+// KV cache stored as 4-bit blocks.
+#define EDGESPEC_CACHE_Q4_0 2
+
 // `respond` fails with EDGESPEC_ERR_CONTEXT_FULL when the conversation no longer fits.
 #define EDGESPEC_WHEN_FULL_ERROR 0
 
@@ -144,6 +153,10 @@ typedef struct {
   // Milliseconds an RPC server may take to accept or answer one request
   // before it counts as lost (then `EDGESPEC_ERR_REMOTE`); 0: 60000.
   uint32_t rpc_timeout_ms;
+  // Let ggml repack the weights for its batched kernels (faster on
+  // some CPUs; default true). An exact session's target
+  // (`edgespec_session_params.exact`) needs false.
+  bool repack;
 } edgespec_model_params;
 
 // Receives one log line: `level` is one of EDGESPEC_LOG_*, `message` a
@@ -209,6 +222,17 @@ typedef struct {
   // Draft trees from free drafts (lookup, hybrid): 0 where the policy
   // expects a branch to pay, 1 chains only, 2 every branch offered.
   int32_t draft_tree;
+  // 1: exact mode, greedy speculative output byte-identical to the
+  // target alone's in exact mode (the target loaded with `repack`
+  // false; drafts of at most 6 tokens, lone tokens padded); 0: off.
+  int32_t exact;
+  // Flash attention: -1 auto (llama.cpp's choice), 0 off, 1 on.
+  int32_t flash_attn;
+  // KV cache type for keys: one of EDGESPEC_CACHE_*.
+  int32_t cache_type_k;
+  // KV cache type for values: one of EDGESPEC_CACHE_*; a quantized one
+  // needs flash attention (not 0).
+  int32_t cache_type_v;
 } edgespec_session_params;
 
 // What one generation measured. Give the generating functions one from
@@ -290,7 +314,7 @@ extern "C" {
 // The library version as a static NUL-terminated string, e.g. "0.1.0".
 const char *edgespec_version(void);
 
-// Default model parameters: CPU only, mmap on, mlock off.
+// Default model parameters: CPU only, mmap on, mlock off, repacking on.
 edgespec_model_params edgespec_model_params_default(void);
 
 // Loads a GGUF model. On success writes a new handle to `*out`; free it with

@@ -78,9 +78,13 @@ pub struct edgespec_model_params {
     /// Milliseconds an RPC server may take to accept or answer one request
     /// before it counts as lost (then `EDGESPEC_ERR_REMOTE`); 0: 60000.
     pub rpc_timeout_ms: u32,
+    /// Let ggml repack the weights for its batched kernels (faster on
+    /// some CPUs; default true). An exact session's target
+    /// (`edgespec_session_params.exact`) needs false.
+    pub repack: bool,
 }
 
-// SAFETY: repr(C), struct_size: u32 first; an i32, C bools, a u32 and a
+// SAFETY: repr(C), struct_size: u32 first; an i32, C bools, u32s and a
 // pointer that is only read as a C string when non-null.
 unsafe impl Versioned for edgespec_model_params {
     const NAME: &'static str = "edgespec_model_params";
@@ -100,7 +104,7 @@ pub extern "C" fn edgespec_version() -> *const c_char {
     concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
 }
 
-/// Default model parameters: CPU only, mmap on, mlock off.
+/// Default model parameters: CPU only, mmap on, mlock off, repacking on.
 #[no_mangle]
 pub extern "C" fn edgespec_model_params_default() -> edgespec_model_params {
     edgespec_model_params {
@@ -111,6 +115,7 @@ pub extern "C" fn edgespec_model_params_default() -> edgespec_model_params {
         target_rpc: std::ptr::null(),
         insecure_rpc: false,
         rpc_timeout_ms: 0,
+        repack: true,
     }
 }
 
@@ -242,7 +247,7 @@ pub unsafe extern "C" fn edgespec_model_load(
                 use_mmap: params.use_mmap,
                 use_mlock: params.use_mlock,
                 vocab_only: false,
-                repack: true,
+                repack: params.repack,
                 remote,
             },
         )?;

@@ -7,7 +7,7 @@ use super::{c_str, edgespec_model, free_handle, guard, handle_mut};
 use crate::versioned::{check_writable, read_struct, write_struct, Versioned};
 use edgespec::draft::{DraftLength, DraftModel, Trees, MAX_DRAFT};
 use edgespec::ead::EadConfig;
-use edgespec::engine::{ContextParams, Token};
+use edgespec::engine::{CacheType, ContextParams, FlashAttention, Token};
 use edgespec::generate::Piece;
 use edgespec::generate::StopReason;
 use edgespec::sampling::{Mirostat, Penalties, SamplingParams, DEFAULT_MIROSTAT};
@@ -112,7 +112,25 @@ pub struct edgespec_session_params {
     /// Draft trees from free drafts (lookup, hybrid): 0 where the policy
     /// expects a branch to pay, 1 chains only, 2 every branch offered.
     pub draft_tree: i32,
+    /// 1: exact mode, greedy speculative output byte-identical to the
+    /// target alone's in exact mode (the target loaded with `repack`
+    /// false; drafts of at most 6 tokens, lone tokens padded); 0: off.
+    pub exact: i32,
+    /// Flash attention: -1 auto (llama.cpp's choice), 0 off, 1 on.
+    pub flash_attn: i32,
+    /// KV cache type for keys: one of EDGESPEC_CACHE_*.
+    pub cache_type_k: i32,
+    /// KV cache type for values: one of EDGESPEC_CACHE_*; a quantized one
+    /// needs flash attention (not 0).
+    pub cache_type_v: i32,
 }
+
+/// KV cache stored in half precision (llama.cpp's default).
+pub const EDGESPEC_CACHE_F16: i32 = 0;
+/// KV cache stored as 8-bit blocks.
+pub const EDGESPEC_CACHE_Q8_0: i32 = 1;
+/// KV cache stored as 4-bit blocks.
+pub const EDGESPEC_CACHE_Q4_0: i32 = 2;
 
 // SAFETY: repr(C), struct_size: u32 first; integers and floats only.
 unsafe impl Versioned for edgespec_session_params {
@@ -150,6 +168,10 @@ pub extern "C" fn edgespec_session_params_default() -> edgespec_session_params {
         mirostat_tau: DEFAULT_MIROSTAT.tau,
         mirostat_eta: DEFAULT_MIROSTAT.eta,
         draft_tree: 0,
+        exact: 0,
+        flash_attn: -1,
+        cache_type_k: EDGESPEC_CACHE_F16,
+        cache_type_v: EDGESPEC_CACHE_F16,
     }
 }
 
@@ -279,11 +301,37 @@ fn config(
             ))
         })?,
     };
+    let cache_type = |name: &str, value: i32| match value {
+        EDGESPEC_CACHE_F16 => Ok(CacheType::F16),
+        EDGESPEC_CACHE_Q8_0 => Ok(CacheType::Q8_0),
+        EDGESPEC_CACHE_Q4_0 => Ok(CacheType::Q4_0),
+        v => Err(invalid(format!(
+            "{name} = {v} is not an EDGESPEC_CACHE_* value"
+        ))),
+    };
     let context = ContextParams {
         n_ctx: p.n_ctx,
         n_batch: 512,
         n_threads: p.n_threads,
         n_threads_batch: p.n_threads,
+        flash_attn: match p.flash_attn {
+            -1 => FlashAttention::Auto,
+            0 => FlashAttention::Off,
+            1 => FlashAttention::On,
+            f => {
+                return Err(invalid(format!(
+                    "flash_attn = {f} must be -1 (auto), 0 (off) or 1 (on)"
+                )))
+            }
+        },
+        type_k: cache_type("cache_type_k", p.cache_type_k)?,
+        type_v: cache_type("cache_type_v", p.cache_type_v)?,
+        ..ContextParams::default()
+    };
+    let exact = match p.exact {
+        0 => false,
+        1 => true,
+        e => return Err(invalid(format!("exact = {e} must be 0 or 1"))),
     };
     Ok(SessionConfig {
         kind,
@@ -299,6 +347,7 @@ fn config(
             length,
             p_min: (p.p_min >= 0.0).then_some(p.p_min),
             trees,
+            exact,
         },
         sampling: SamplingParams {
             temperature: p.temperature,

@@ -75,6 +75,7 @@ pub fn ctx_params(n_ctx: u32) -> ContextParams {
         n_batch: 512,
         n_threads: 2,
         n_threads_batch: 2,
+        ..ContextParams::default()
     }
 }
 

@@ -98,6 +98,7 @@ fn loop_overhead(c: &mut Criterion) {
         n_batch: 512,
         n_threads: 1,
         n_threads_batch: 1,
+        ..ContextParams::default()
     };
     let prompt = [BOS, 300, 301, 302, 300, 301, 302];
     let target_only = SessionConfig {
@@ -137,6 +138,7 @@ fn drafter_step(c: &mut Criterion) {
         n_batch: 256,
         n_threads: threads,
         n_threads_batch: threads,
+        ..ContextParams::default()
     };
     let prefix: Vec<Token> = (0..64).map(|i| 1000 + i).collect();
     let dir = tempfile::tempdir().unwrap();

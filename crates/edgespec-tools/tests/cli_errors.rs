@@ -398,6 +398,42 @@ fn hostile_numbers_are_clear_errors() {
             "p-min",
         ),
         (&["chat", "-m", "/nonexistent.gguf", "-c", "0"], "n_ctx"),
+        (
+            &[
+                "generate",
+                "-m",
+                "/nonexistent.gguf",
+                "-p",
+                "hi",
+                "-fa",
+                "maybe",
+            ],
+            "use auto, on or off",
+        ),
+        (
+            &[
+                "generate",
+                "-m",
+                "/nonexistent.gguf",
+                "-p",
+                "hi",
+                "-ctk",
+                "q5_1",
+            ],
+            "use f16, q8_0 or q4_0",
+        ),
+        (
+            &[
+                "serve",
+                "-m",
+                "/nonexistent.gguf",
+                "-ctv",
+                "q8_0",
+                "-fa",
+                "off",
+            ],
+            "needs flash attention",
+        ),
         // Allocation-sized arguments: an abort before.
         (&["synth", "-o", o, "--embd", "4294967296"], "--embd"),
         (
@@ -417,7 +453,7 @@ fn hostile_numbers_are_clear_errors() {
             "{args:?}: {err}"
         );
         // The sessions' settings are usage errors, found before any load.
-        if matches!(args[0], "generate" | "chat") {
+        if matches!(args[0], "generate" | "chat" | "serve") {
             assert_eq!(status, Some(2), "{args:?}: {err}");
         }
     }

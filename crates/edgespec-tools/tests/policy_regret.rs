@@ -217,6 +217,7 @@ fn the_default_keeps_up_with_llama_cpp_ngram_modes() {
                             length: DraftLength::Fixed(MAX_DRAFT),
                             p_min: None,
                             trees: Trees::Off,
+                            exact: false,
                         },
                     };
                     speedup(&setting, &profile, &t)

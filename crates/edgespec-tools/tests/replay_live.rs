@@ -101,6 +101,7 @@ fn replayed_fixed_lengths_draft_and_accept_what_the_live_loop_does() {
                     length: DraftLength::Fixed(g),
                     p_min: None,
                     trees,
+                    exact: false,
                 },
             };
             let replayed = replay(&setting, &profile, std::slice::from_ref(&trace)).unwrap()[0];

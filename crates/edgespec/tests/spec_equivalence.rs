@@ -605,6 +605,7 @@ fn free_drafts_keep_the_target_distribution() {
             policy: PolicyConfig {
                 length: DraftLength::Auto { max: 8 },
                 trees,
+                exact: false,
                 p_min: None,
             },
             sampling: params.sampling,
@@ -657,6 +658,7 @@ fn sampling_with_free_drafts_gives_the_target_only_text_of_the_seed() {
             policy: PolicyConfig {
                 length: DraftLength::Auto { max: 4 },
                 trees,
+                exact: false,
                 p_min: None,
             },
             sampling: params(0).sampling,

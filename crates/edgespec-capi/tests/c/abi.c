@@ -172,6 +172,50 @@ int main(int argc, char **argv) {
     p.draft_tree = -1;
     CHECK(edgespec_session_new(target, NULL, &p, &s) == EDGESPEC_ERR_INVALID_PARAMETER, "draft_tree -1");
 
+    /* Exact mode, flash attention, cache types: out-of-range values are
+     * refused, exact mode on a repacked target too; a quantized cache and an
+     * exact session on a target loaded without repacking work, and exact
+     * speculation gives the exact target alone's text. */
+    p = edgespec_session_params_default();
+    p.n_threads = 2;
+    p.n_ctx = 512;
+    CHECK(p.exact == 0 && p.flash_attn == -1 && p.cache_type_k == EDGESPEC_CACHE_F16 &&
+              p.cache_type_v == EDGESPEC_CACHE_F16,
+          "exact off, flash attention auto, f16 cache by default");
+    p.exact = 2;
+    CHECK(edgespec_session_new(target, NULL, &p, &s) == EDGESPEC_ERR_INVALID_PARAMETER, "exact 2");
+    p.exact = 1;
+    CHECK(edgespec_session_new(target, NULL, &p, &s) == EDGESPEC_ERR_INVALID_PARAMETER,
+          "exact on a repacked target");
+    p.exact = 0;
+    p.flash_attn = 2;
+    CHECK(edgespec_session_new(target, NULL, &p, &s) == EDGESPEC_ERR_INVALID_PARAMETER, "flash_attn 2");
+    p.flash_attn = 0;
+    p.cache_type_v = EDGESPEC_CACHE_Q8_0;
+    CHECK(edgespec_session_new(target, NULL, &p, &s) == EDGESPEC_ERR_INVALID_PARAMETER,
+          "a quantized value cache without flash attention");
+    p.flash_attn = -1;
+    p.cache_type_v = EDGESPEC_CACHE_F16;
+    p.cache_type_k = 7;
+    CHECK(edgespec_session_new(target, NULL, &p, &s) == EDGESPEC_ERR_INVALID_PARAMETER, "cache type 7");
+    p.cache_type_k = EDGESPEC_CACHE_Q8_0;
+    CHECK(edgespec_session_new(target, NULL, &p, &s) == EDGESPEC_ERR_INVALID_PARAMETER,
+          "a q8_0 cache on heads narrower than its 32-value blocks");
+    p.cache_type_k = EDGESPEC_CACHE_F16;
+    edgespec_model *unrepacked = NULL;
+    edgespec_model_params layout = edgespec_model_params_default();
+    CHECK(layout.repack, "repacking on by default");
+    layout.repack = false;
+    CHECK(edgespec_model_load(argv[1], &layout, &unrepacked) == EDGESPEC_OK, "load without repacking");
+    static sink exact_alone, exact_spec;
+    p.exact = 1;
+    generate(unrepacked, NULL, &p, NULL, 0, NULL, &exact_alone);
+    p.draft_kind = EDGESPEC_DRAFT_LOOKUP;
+    generate(unrepacked, NULL, &p, NULL, 0, NULL, &exact_spec);
+    CHECK(exact_alone.len > 0 && strcmp(exact_alone.text, exact_spec.text) == 0,
+          "exact lookup '%s' vs exact alone '%s'", exact_spec.text, exact_alone.text);
+    edgespec_model_free(&unrepacked);
+
     /* Penalties change the greedy output, and speculation keeps it exact. */
     p = edgespec_session_params_default();
     p.n_threads = 2;

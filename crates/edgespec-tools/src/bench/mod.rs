@@ -239,6 +239,7 @@ pub fn record_traces(
         n_batch: 512,
         n_threads: threads,
         n_threads_batch: threads,
+        ..ContextParams::default()
     };
     let drafter_ctx = ContextParams {
         n_ctx: config.ctx_size + MAX_DRAFT as u32 + 1,
@@ -445,6 +446,7 @@ pub fn run(
                 n_batch: 512,
                 n_threads: t,
                 n_threads_batch: t,
+                ..ContextParams::default()
             };
             make_runner(&m, &model, &drafters, config, &ctx_params)
         })

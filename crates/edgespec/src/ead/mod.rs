@@ -265,6 +265,7 @@ impl Ead {
             length,
             p_min: None,
             trees: Trees::Off,
+            exact: false,
         })?;
         let small_model = small.model();
         if small_model.gguf().get(KEY_IDS).is_some() {

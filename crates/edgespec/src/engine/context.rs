@@ -11,6 +11,89 @@ use llama_cpp_sys_2 as sys;
 use super::model::CONTEXT_CREATION;
 use super::{backend, EngineError, Model, Token};
 
+/// Flash attention (llama.cpp's `-fa`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FlashAttention {
+    /// llama.cpp's choice: on where the backend supports it.
+    #[default]
+    Auto,
+    /// Always.
+    On,
+    /// Never.
+    Off,
+}
+
+/// What the KV cache stores keys or values as (llama.cpp's `-ctk`, `-ctv`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CacheType {
+    /// Half precision (llama.cpp's default).
+    #[default]
+    F16,
+    /// 8-bit blocks: half the memory of f16.
+    Q8_0,
+    /// 4-bit blocks: a quarter of the memory of f16.
+    Q4_0,
+}
+
+impl CacheType {
+    /// llama.cpp's name for it (`-ctk`, `-ctv`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::F16 => "f16",
+            Self::Q8_0 => "q8_0",
+            Self::Q4_0 => "q4_0",
+        }
+    }
+
+    /// Values per quantized block: a head's keys or values are stored in
+    /// whole blocks.
+    fn block(self) -> i32 {
+        match self {
+            Self::F16 => 1,
+            Self::Q8_0 | Self::Q4_0 => 32,
+        }
+    }
+
+    fn ggml(self) -> sys::ggml_type {
+        match self {
+            Self::F16 => sys::GGML_TYPE_F16,
+            Self::Q8_0 => sys::GGML_TYPE_Q8_0,
+            Self::Q4_0 => sys::GGML_TYPE_Q4_0,
+        }
+    }
+}
+
+impl std::str::FromStr for CacheType {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [Self::F16, Self::Q8_0, Self::Q4_0]
+            .into_iter()
+            .find(|c| c.name() == s)
+            .ok_or_else(|| format!("unknown cache type {s:?}: use f16, q8_0 or q4_0"))
+    }
+}
+
+impl FlashAttention {
+    /// llama.cpp's name for it (`-fa`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::On => "on",
+            Self::Off => "off",
+        }
+    }
+}
+
+impl std::str::FromStr for FlashAttention {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [Self::Auto, Self::On, Self::Off]
+            .into_iter()
+            .find(|f| f.name() == s)
+            .ok_or_else(|| format!("unknown flash attention setting {s:?}: use auto, on or off"))
+    }
+}
+
 /// How to create a context.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContextParams {
@@ -22,6 +105,21 @@ pub struct ContextParams {
     pub n_threads: i32,
     /// Threads for batches (prompt, verification).
     pub n_threads_batch: i32,
+    /// Flash attention.
+    pub flash_attn: FlashAttention,
+    /// What the KV cache stores keys as.
+    pub type_k: CacheType,
+    /// What the KV cache stores values as (a quantized type needs flash
+    /// attention).
+    pub type_v: CacheType,
+    /// Never compute a lone position: pad it to a batch of two (the pad's
+    /// cell dropped again). ggml computes a single row with other kernels
+    /// than a few (flash attention splits the cache over threads for one
+    /// query), so with this a position's logits are the same whether
+    /// plain decoding or a short verification computes them: exact mode
+    /// ([`crate::speculative::PolicyConfig::exact`]) sets it on the target.
+    /// Costs the second row of every single-token pass.
+    pub pad_single: bool,
 }
 
 impl Default for ContextParams {
@@ -32,6 +130,10 @@ impl Default for ContextParams {
             n_batch: 512,
             n_threads: threads,
             n_threads_batch: threads,
+            flash_attn: FlashAttention::Auto,
+            type_k: CacheType::F16,
+            type_v: CacheType::F16,
+            pad_single: false,
         }
     }
 }
@@ -52,8 +154,19 @@ impl ContextParams {
         if self.n_ctx == 0 || self.n_ctx > MAX_CONTEXT {
             return invalid("n_ctx", self.n_ctx.to_string(), "must be in 1..=1048576");
         }
-        if self.n_batch == 0 {
-            return invalid("n_batch", self.n_batch.to_string(), "must be at least 1");
+        if self.n_batch < 1 + u32::from(self.pad_single) {
+            return invalid(
+                "n_batch",
+                self.n_batch.to_string(),
+                "must be at least 1 (2 when a lone position is padded)",
+            );
+        }
+        if self.type_v != CacheType::F16 && self.flash_attn == FlashAttention::Off {
+            return invalid(
+                "type_v",
+                format!("{:?}", self.type_v),
+                "a quantized value cache needs flash attention (not off)",
+            );
         }
         if self.n_threads < 1 || self.n_threads > 1024 {
             return invalid(
@@ -132,6 +245,8 @@ pub struct Context {
     /// The earliest position a dead cell follows: cutting the sequence back
     /// to it frees them in order.
     dead_from: usize,
+    /// Pads a lone position to two ([`ContextParams::pad_single`]).
+    pad_single: bool,
     /// Token ids accepted as input.
     n_vocab: usize,
     /// Width of a logits row (K for a trimmed drafter).
@@ -175,11 +290,22 @@ impl Context {
     /// Creates a context on `model`.
     pub fn new(model: Arc<Model>, params: &ContextParams) -> Result<Self, EngineError> {
         params.validate()?;
+        let head = model.head_size();
+        for (name, cache) in [("type_k", params.type_k), ("type_v", params.type_v)] {
+            if head % cache.block() != 0 {
+                return Err(EngineError::InvalidParam {
+                    name,
+                    value: format!("{cache:?}"),
+                    reason: "this model's attention heads are not whole cache blocks of 32",
+                });
+            }
+        }
         backend()?;
         // SAFETY: returns a plain struct of defaults.
         let mut raw_params = unsafe { sys::llama_context_default_params() };
-        raw_params.n_ctx = params.n_ctx;
-        raw_params.n_batch = params.n_batch.min(params.n_ctx);
+        // A pad may sit one past the caller's window.
+        raw_params.n_ctx = params.n_ctx + u32::from(params.pad_single);
+        raw_params.n_batch = params.n_batch.min(raw_params.n_ctx);
         raw_params.n_ubatch = raw_params.n_batch;
         // A sequence per leaf of a draft tree, all in one KV buffer (the
         // tree's nodes share the committed prefix's cells).
@@ -187,6 +313,13 @@ impl Context {
         raw_params.kv_unified = true;
         raw_params.n_threads = params.n_threads;
         raw_params.n_threads_batch = params.n_threads_batch;
+        raw_params.flash_attn_type = match params.flash_attn {
+            FlashAttention::Auto => sys::LLAMA_FLASH_ATTN_TYPE_AUTO,
+            FlashAttention::On => sys::LLAMA_FLASH_ATTN_TYPE_ENABLED,
+            FlashAttention::Off => sys::LLAMA_FLASH_ATTN_TYPE_DISABLED,
+        };
+        raw_params.type_k = params.type_k.ggml();
+        raw_params.type_v = params.type_v.ggml();
         raw_params.no_perf = false;
         let raw = {
             let _guard = CONTEXT_CREATION.lock().unwrap_or_else(|e| e.into_inner());
@@ -248,6 +381,7 @@ impl Context {
             node_pos: Vec::new(),
             dead: 0,
             dead_from: usize::MAX,
+            pad_single: params.pad_single,
             n_vocab,
             n_logits,
             model,
@@ -391,10 +525,26 @@ impl Context {
                 *batch.logits.add(i) = i8::from(wants);
             }
         }
-        batch.n_tokens = n as i32;
+        let pad = self.pad_single && n == 1;
+        if pad {
+            // SAFETY: a padding context's batches hold at least two entries
+            // (n_batch >= 2, checked); entry 0 is initialised above, and an
+            // embedding batch's rows are n_embd floats each.
+            unsafe { self.pad_lone_position(&mut batch) };
+        }
+        batch.n_tokens = (n + usize::from(pad)) as i32;
         self.last_batch_len = n;
-        // SAFETY: raw is live; the batch holds n initialised entries.
+        // SAFETY: raw is live; the batch holds n (padded: n + 1)
+        // initialised entries.
         let code = unsafe { sys::llama_decode(self.raw.as_ptr(), batch) };
+        if pad {
+            // SAFETY: raw is live; the memory handle lives as long as the
+            // context. Drops the pad's cell, one past the real position.
+            unsafe {
+                let mem = sys::llama_get_memory(self.raw.as_ptr());
+                sys::llama_memory_seq_rm(mem, 0, (self.n_past + 1) as i32, -1);
+            }
+        }
         // Wait for the pass to finish here, not where logits are first
         // read: a backend may compute asynchronously (ggml RPC does), and
         // the pass's time and any failure of it belong to this call. An
@@ -416,6 +566,29 @@ impl Context {
         }
         self.n_past += n;
         Ok(())
+    }
+
+    /// Writes entry 1 of `batch` as a copy of entry 0 one position later,
+    /// in sequence 0, without logits: the pad that makes a lone position
+    /// a batch of two ([`ContextParams::pad_single`]).
+    ///
+    /// # Safety
+    /// `batch` holds at least two entries, entry 0 is initialised, and an
+    /// embedding batch's rows are `n_embd` floats.
+    unsafe fn pad_lone_position(&self, batch: &mut sys::llama_batch) {
+        // SAFETY: the caller's contract: room for entry 1, entry 0 written.
+        unsafe {
+            if batch.embd.is_null() {
+                *batch.token.add(1) = *batch.token;
+            } else {
+                let n_embd = self.model.n_embd().max(1) as usize;
+                std::ptr::copy_nonoverlapping(batch.embd, batch.embd.add(n_embd), n_embd);
+            }
+            *batch.pos.add(1) = *batch.pos + 1;
+            *batch.n_seq_id.add(1) = 1;
+            *(*batch.seq_id.add(1)) = 0;
+            *batch.logits.add(1) = 0;
+        }
     }
 
     /// Decodes a draft tree in one batch, every position with logits: `root`
@@ -452,6 +625,9 @@ impl Context {
             return invalid(parents.len(), "every node needs a parent listed before it");
         }
         let n = nodes.len() + 1;
+        if self.pad_single && n == 1 {
+            return invalid(n, "a padding context verifies trees of at least one node");
+        }
         if n > self.batch_capacity {
             return invalid(n, "more tree nodes than one batch holds");
         }

@@ -23,7 +23,9 @@ pub use backend::{
     backend, devices, ggml_type_table, ggml_version, system_info, DeviceInfo, LLAMA_LOG_TARGET,
 };
 pub use chat::ChatMessage;
-pub use context::{Context, ContextParams, Logits, MAX_CONTEXT, MAX_TREE_LEAVES};
+pub use context::{
+    CacheType, Context, ContextParams, FlashAttention, Logits, MAX_CONTEXT, MAX_TREE_LEAVES,
+};
 pub use embedding::{input_embedding_scale, EmbeddingTable};
 pub use error::EngineError;
 pub use grammar::Grammar;

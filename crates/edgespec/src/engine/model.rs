@@ -56,6 +56,8 @@ pub struct Model {
     summary: ModelSummary,
     path: PathBuf,
     remote: Option<RemoteLink>,
+    /// Loaded with [`ModelParams::repack`].
+    repacked: bool,
 }
 
 // SAFETY: after loading, llama.cpp only reads a llama_model (weights, vocab,
@@ -150,6 +152,7 @@ impl Model {
             summary,
             path: path.to_owned(),
             remote,
+            repacked: params.repack,
         }))
     }
 
@@ -181,6 +184,13 @@ impl Model {
             Some(fault) => Err(fault.into()),
             None => Ok(()),
         }
+    }
+
+    /// Whether ggml may have repacked its weights ([`ModelParams::repack`]):
+    /// batched kernels then differ from single-token ones, which an exact
+    /// context ([`super::ContextParams::exact`]) refuses.
+    pub fn repacked(&self) -> bool {
+        self.repacked
     }
 
     /// The path it was loaded from.
@@ -216,6 +226,13 @@ impl Model {
     pub fn n_embd(&self) -> i32 {
         // SAFETY: raw is live while self is.
         unsafe { sys::llama_model_n_embd(self.raw.as_ptr()) }
+    }
+
+    /// Width of one attention head (the embedding width over the heads).
+    pub fn head_size(&self) -> i32 {
+        // SAFETY: raw is live while self is.
+        let heads = unsafe { sys::llama_model_n_head(self.raw.as_ptr()) };
+        self.n_embd() / heads.max(1)
     }
 
     /// True if generation ends at this token (EOS, EOT and the like).

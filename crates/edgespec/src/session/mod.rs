@@ -154,14 +154,28 @@ impl Session {
             &config.ead,
             config.policy,
         )?;
+        if policy.exact && config.target.repacked() {
+            return Err(EngineError::InvalidParam {
+                name: "exact",
+                value: "true".into(),
+                reason: "needs the target loaded without repacking (ModelParams::repack false)",
+            }
+            .into());
+        }
         let drafter = match (config.kind.needs_model(), &config.drafter) {
             (true, None) => return Err(GenerateError::MissingDrafter(config.kind)),
             (true, Some(d)) => Some(d),
             (false, _) => None,
         };
-        let target = || Context::new(config.target.clone(), &config.context);
+        // Exact mode: the target never computes a lone position.
+        let target_context = ContextParams {
+            pad_single: policy.exact,
+            ..config.context.clone()
+        };
+        let target = || Context::new(config.target.clone(), &target_context);
         let drafter_context = ContextParams {
             n_ctx: config.context.n_ctx + 1,
+            pad_single: false,
             ..config.context.clone()
         };
         let model_drafter = || -> Result<ModelDrafter, GenerateError> {

@@ -228,6 +228,24 @@ impl Speculator {
         };
         let config = self.policy.config();
         let sizes = timed_verify_sizes(&config);
+        if config.exact {
+            // Exact mode reads the prompt as plain decoding does (a
+            // position's logits depend on its batch's size): the timed
+            // passes go over the prompt's first tokens and are dropped.
+            for b in sizes.into_iter().filter(|&b| from + b <= prompt.len()) {
+                let start = Instant::now();
+                self.target.decode(&prompt[from..from + b], Logits::All)?;
+                let elapsed = start.elapsed();
+                self.target.truncate(from)?;
+                self.policy
+                    .costs_mut()
+                    .observe_verify(b, elapsed.as_secs_f64() * 1e3);
+                spec.calibration_time += elapsed;
+            }
+            read_prompt(&mut self.target, prompt, reuse_prefix)?;
+            self.time_drafter(prompt, spec)?;
+            return Ok(prompt.len() - from);
+        }
         let (head, tail) = timed_tail(prompt.len() - from, &sizes);
         if head > 0 {
             // The last position's logits come from the head's pass when no
@@ -265,12 +283,21 @@ impl Speculator {
             spec.calibration_time += elapsed;
             at += b;
         }
+        self.time_drafter(prompt, spec)?;
+        Ok(prompt.len() - from)
+    }
+
+    /// Times the drafter on the prompt's first tokens, not read whole:
+    /// whether reading the rest pays is the policy's to weigh at its first
+    /// draft (a catch-up premium), as in every later request, so a first
+    /// request does not wait for a drafter the machine may never use. The
+    /// costs count as known from here on.
+    fn time_drafter(
+        &mut self,
+        prompt: &[Token],
+        spec: &mut SpecStats,
+    ) -> Result<(), GenerateError> {
         if let Some(d) = self.drafter.as_mut() {
-            // The drafter is timed on the prompt's first tokens, not read
-            // whole: whether reading the rest pays is the policy's to weigh
-            // at its first draft (a catch-up premium), as in every later
-            // request, so a first request does not wait for a drafter the
-            // machine may never use.
             let timed = (DRAFTER_WARM_UP + TIMED_CATCH_UP.iter().sum::<usize>()).min(prompt.len());
             spec.calibration_time += d.prefill(&prompt[..timed], Some(self.policy.costs_mut()))?;
         }
@@ -278,11 +305,11 @@ impl Speculator {
         let costs = self.policy.costs();
         log::debug!(
             "timed on the prompt: target ms by batch {:?}, drafter step {:?} ms, catch-up of 2 {:.1} ms",
-            sizes.map(|b| (b, costs.verify_ms(b))),
+            timed_verify_sizes(&self.policy.config()).map(|b| (b, costs.verify_ms(b))),
             costs.draft_ms(),
             costs.catch_up_ms(2)
         );
-        Ok(prompt.len() - from)
+        Ok(())
     }
 
     /// Generates from `prompt`, streaming accepted tokens to `on_token`.

@@ -82,10 +82,13 @@ enum Command {
 
 /// llama.cpp's flags of more than one letter behind a single dash, as
 /// their edgespec spellings (clap reads `-ngl 99` as `-n gl 99`).
-const LLAMA_CPP_FLAGS: [(&str, &str); 3] = [
+const LLAMA_CPP_FLAGS: [(&str, &str); 6] = [
     ("-ngl", "--gpu-layers"),
     ("-md", "--draft"),
     ("-sys", "--system"),
+    ("-fa", "--flash-attn"),
+    ("-ctk", "--cache-type-k"),
+    ("-ctv", "--cache-type-v"),
 ];
 
 /// The arguments with llama.cpp's multi-letter single-dash flags renamed
@@ -239,7 +242,18 @@ mod tests {
 
     #[test]
     fn llama_cpp_multi_letter_flags_are_renamed() {
-        let args = ["edgespec", "-ngl", "99", "-md=d.gguf", "-n", "-sys"];
+        let args = [
+            "edgespec",
+            "-ngl",
+            "99",
+            "-md=d.gguf",
+            "-n",
+            "-sys",
+            "-fa",
+            "off",
+            "-ctk=q8_0",
+            "-ctv",
+        ];
         let renamed = llama_cpp_spellings(args.iter().map(Into::into));
         assert_eq!(
             renamed,
@@ -249,7 +263,11 @@ mod tests {
                 "99",
                 "--draft=d.gguf",
                 "-n",
-                "--system"
+                "--system",
+                "--flash-attn",
+                "off",
+                "--cache-type-k=q8_0",
+                "--cache-type-v"
             ]
         );
     }

@@ -112,6 +112,7 @@ pub fn run(args: ProfileArgs) -> anyhow::Result<()> {
         n_batch: 512,
         n_threads: args.threads,
         n_threads_batch: args.threads,
+        ..ContextParams::default()
     };
     let sizes: Vec<usize> = (1..=args.max_batch).collect();
     let model = Model::load(&args.model, &params)

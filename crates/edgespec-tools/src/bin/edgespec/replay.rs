@@ -105,6 +105,7 @@ fn parse_setting(text: &str, gamma_max: usize) -> anyhow::Result<Setting> {
         length,
         p_min,
         trees,
+        exact: false,
     };
     config.validate()?;
     Ok(Setting { drafter, config })

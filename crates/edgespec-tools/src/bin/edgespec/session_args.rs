@@ -170,6 +170,23 @@ pub struct SessionArgs {
     /// token-identical to target-only on K-quant models (slower on some CPUs).
     #[arg(long)]
     pub no_repack: bool,
+    /// Exact mode: greedy speculative output byte-identical to the target
+    /// alone's. The target keeps its file layout (no repacking), every
+    /// verification is a chain of at most 6 drafted tokens (a batch ggml
+    /// computes as it computes one token) and the first prompt is read as
+    /// plain decoding reads it (docs/lossless.md).
+    #[arg(long)]
+    pub exact: bool,
+    /// Flash attention: auto, on or off (llama.cpp: -fa).
+    #[arg(long, default_value = "auto")]
+    pub flash_attn: String,
+    /// KV cache type for keys: f16, q8_0 or q4_0 (llama.cpp: -ctk).
+    #[arg(long, default_value = "f16")]
+    pub cache_type_k: String,
+    /// KV cache type for values: f16, q8_0 or q4_0; a quantized one needs
+    /// flash attention (llama.cpp: -ctv).
+    #[arg(long, default_value = "f16")]
+    pub cache_type_v: String,
     /// Layers to offload to the GPU (CUDA builds; llama.cpp: -ngl).
     #[arg(long, visible_alias = "n-gpu-layers", default_value_t = 0)]
     pub gpu_layers: u32,
@@ -315,16 +332,20 @@ impl SessionArgs {
             target: FileId::of(&self.model).ok()?,
             drafter,
             session: format!(
-                "{kind} {length:?} p_min {:?} lookup {}..={} memory {} hybrid {} ctx {}",
+                "{kind} {length:?} p_min {:?} lookup {}..={} memory {} hybrid {} ctx {} exact {} fa {} kv {}/{}",
                 self.p_min,
                 lookup.min_ngram,
                 lookup.max_ngram,
                 self.lookup_memory.is_some(),
                 self.hybrid_min_ngram,
-                context.n_ctx
+                context.n_ctx,
+                self.exact,
+                context.flash_attn.name(),
+                context.type_k.name(),
+                context.type_v.name()
             ),
             threads: context.n_threads,
-            repack: !self.no_repack,
+            repack: !self.no_repack && !self.exact,
             gpu_layers: self.gpu_layers,
         };
         Some(CostCache::new(&dir, key))
@@ -342,6 +363,9 @@ impl SessionArgs {
         let kind = self.kind()?;
         let mut context = ContextParams {
             n_ctx: self.ctx_size,
+            flash_attn: self.flash_attn.parse().map_err(UsageError)?,
+            type_k: self.cache_type_k.parse().map_err(UsageError)?,
+            type_v: self.cache_type_v.parse().map_err(UsageError)?,
             ..ContextParams::default()
         };
         if let Some(t) = self.threads {
@@ -386,6 +410,7 @@ impl SessionArgs {
             length,
             p_min: self.p_min,
             trees: self.draft_tree,
+            exact: self.exact,
         };
         check_settings(&context, &sampling, &ead, policy).map_err(|e| UsageError(e.to_string()))?;
         let grammar = self.grammar()?;
@@ -420,6 +445,8 @@ impl SessionArgs {
             };
             let target_params = ModelParams {
                 remote: remote.clone(),
+                // An exact target computes with the file's layout.
+                repack: model_params.repack && !self.exact,
                 ..model_params.clone()
             };
             let model = Model::load(&self.model, &target_params)

@@ -137,7 +137,7 @@ impl DraftControl for RoundControl<'_> {
 
     fn may_branch(&self) -> bool {
         let policy = &*self.policy;
-        let allowed = match (policy.config.trees, policy.config.length) {
+        let allowed = match (policy.config.trees(), policy.config.length) {
             (Trees::Off, _) | (Trees::Auto, DraftLength::Fixed(_)) => false,
             (Trees::Always, _) => true,
             (Trees::Auto, DraftLength::Auto { .. }) => !policy.probing,
@@ -152,7 +152,7 @@ impl DraftControl for RoundControl<'_> {
         let n = draft.len();
         let room = self.room.min(MAX_DRAFT);
         let policy = &*self.policy;
-        match (policy.config.trees, policy.config.length) {
+        match (policy.config.trees(), policy.config.length) {
             (Trees::Off, _) | (Trees::Auto, DraftLength::Fixed(_)) => return false,
             (Trees::Always, _) => return n < room.min(ALWAYS_NODES),
             (Trees::Auto, DraftLength::Auto { .. }) if n >= room || policy.probing => return false,
@@ -311,6 +311,7 @@ mod tests {
                 length,
                 p_min: None,
                 trees,
+                exact: false,
             })
             .unwrap();
             *p.costs_mut() = compute_bound();
