@@ -8,183 +8,9 @@ use std::sync::Arc;
 
 use llama_cpp_sys_2 as sys;
 
+use super::context_params::{ContextParams, FlashAttention};
 use super::model::CONTEXT_CREATION;
 use super::{backend, EngineError, Model, Token};
-
-/// Flash attention (llama.cpp's `-fa`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum FlashAttention {
-    /// llama.cpp's choice: on where the backend supports it.
-    #[default]
-    Auto,
-    /// Always.
-    On,
-    /// Never.
-    Off,
-}
-
-/// What the KV cache stores keys or values as (llama.cpp's `-ctk`, `-ctv`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum CacheType {
-    /// Half precision (llama.cpp's default).
-    #[default]
-    F16,
-    /// 8-bit blocks: half the memory of f16.
-    Q8_0,
-    /// 4-bit blocks: a quarter of the memory of f16.
-    Q4_0,
-}
-
-impl CacheType {
-    /// llama.cpp's name for it (`-ctk`, `-ctv`).
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::F16 => "f16",
-            Self::Q8_0 => "q8_0",
-            Self::Q4_0 => "q4_0",
-        }
-    }
-
-    /// Values per quantized block: a head's keys or values are stored in
-    /// whole blocks.
-    fn block(self) -> i32 {
-        match self {
-            Self::F16 => 1,
-            Self::Q8_0 | Self::Q4_0 => 32,
-        }
-    }
-
-    fn ggml(self) -> sys::ggml_type {
-        match self {
-            Self::F16 => sys::GGML_TYPE_F16,
-            Self::Q8_0 => sys::GGML_TYPE_Q8_0,
-            Self::Q4_0 => sys::GGML_TYPE_Q4_0,
-        }
-    }
-}
-
-impl std::str::FromStr for CacheType {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        [Self::F16, Self::Q8_0, Self::Q4_0]
-            .into_iter()
-            .find(|c| c.name() == s)
-            .ok_or_else(|| format!("unknown cache type {s:?}: use f16, q8_0 or q4_0"))
-    }
-}
-
-impl FlashAttention {
-    /// llama.cpp's name for it (`-fa`).
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Auto => "auto",
-            Self::On => "on",
-            Self::Off => "off",
-        }
-    }
-}
-
-impl std::str::FromStr for FlashAttention {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        [Self::Auto, Self::On, Self::Off]
-            .into_iter()
-            .find(|f| f.name() == s)
-            .ok_or_else(|| format!("unknown flash attention setting {s:?}: use auto, on or off"))
-    }
-}
-
-/// How to create a context.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ContextParams {
-    /// Context window in tokens.
-    pub n_ctx: u32,
-    /// Most tokens one decode call takes (longer inputs are split).
-    pub n_batch: u32,
-    /// Threads for single-token decoding.
-    pub n_threads: i32,
-    /// Threads for batches (prompt, verification).
-    pub n_threads_batch: i32,
-    /// Flash attention.
-    pub flash_attn: FlashAttention,
-    /// What the KV cache stores keys as.
-    pub type_k: CacheType,
-    /// What the KV cache stores values as (a quantized type needs flash
-    /// attention).
-    pub type_v: CacheType,
-    /// Never compute a lone position: pad it to a batch of two (the pad's
-    /// cell dropped again). ggml computes a single row with other kernels
-    /// than a few (flash attention splits the cache over threads for one
-    /// query), so with this a position's logits are the same whether
-    /// plain decoding or a short verification computes them: exact mode
-    /// ([`crate::speculative::PolicyConfig::exact`]) sets it on the target.
-    /// Costs the second row of every single-token pass.
-    pub pad_single: bool,
-}
-
-impl Default for ContextParams {
-    fn default() -> Self {
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()) as i32;
-        Self {
-            n_ctx: 4096,
-            n_batch: 512,
-            n_threads: threads,
-            n_threads_batch: threads,
-            flash_attn: FlashAttention::Auto,
-            type_k: CacheType::F16,
-            type_v: CacheType::F16,
-            pad_single: false,
-        }
-    }
-}
-
-/// Largest context window edgespec accepts, in tokens.
-pub const MAX_CONTEXT: u32 = 1 << 20;
-
-impl ContextParams {
-    /// Checks every field before anything reaches llama.cpp.
-    pub fn validate(&self) -> Result<(), EngineError> {
-        let invalid = |name, value: String, reason| {
-            Err(EngineError::InvalidParam {
-                name,
-                value,
-                reason,
-            })
-        };
-        if self.n_ctx == 0 || self.n_ctx > MAX_CONTEXT {
-            return invalid("n_ctx", self.n_ctx.to_string(), "must be in 1..=1048576");
-        }
-        if self.n_batch < 1 + u32::from(self.pad_single) {
-            return invalid(
-                "n_batch",
-                self.n_batch.to_string(),
-                "must be at least 1 (2 when a lone position is padded)",
-            );
-        }
-        if self.type_v != CacheType::F16 && self.flash_attn == FlashAttention::Off {
-            return invalid(
-                "type_v",
-                format!("{:?}", self.type_v),
-                "a quantized value cache needs flash attention (not off)",
-            );
-        }
-        if self.n_threads < 1 || self.n_threads > 1024 {
-            return invalid(
-                "n_threads",
-                self.n_threads.to_string(),
-                "must be in 1..=1024",
-            );
-        }
-        if self.n_threads_batch < 1 || self.n_threads_batch > 1024 {
-            return invalid(
-                "n_threads_batch",
-                self.n_threads_batch.to_string(),
-                "must be in 1..=1024",
-            );
-        }
-        Ok(())
-    }
-}
 
 /// Most leaves of a tree [`Context::decode_tree`] takes: the sequences a
 /// context holds at once in its (unified) KV cache.
@@ -295,7 +121,7 @@ impl Context {
             if head % cache.block() != 0 {
                 return Err(EngineError::InvalidParam {
                     name,
-                    value: format!("{cache:?}"),
+                    value: cache.name().to_owned(),
                     reason: "this model's attention heads are not whole cache blocks of 32",
                 });
             }
@@ -537,14 +363,6 @@ impl Context {
         // SAFETY: raw is live; the batch holds n (padded: n + 1)
         // initialised entries.
         let code = unsafe { sys::llama_decode(self.raw.as_ptr(), batch) };
-        if pad {
-            // SAFETY: raw is live; the memory handle lives as long as the
-            // context. Drops the pad's cell, one past the real position.
-            unsafe {
-                let mem = sys::llama_get_memory(self.raw.as_ptr());
-                sys::llama_memory_seq_rm(mem, 0, (self.n_past + 1) as i32, -1);
-            }
-        }
         // Wait for the pass to finish here, not where logits are first
         // read: a backend may compute asynchronously (ggml RPC does), and
         // the pass's time and any failure of it belong to this call. An
@@ -563,6 +381,15 @@ impl Context {
             // Drop whatever a failed call left past our position.
             let _ = self.truncate(self.n_past);
             return Err(EngineError::DecodeFailed { code });
+        }
+        if pad {
+            // SAFETY: raw is live; the memory handle lives as long as the
+            // context. Drops the pad's cell, one past the real position (a
+            // failed pass above dropped it with the rest).
+            unsafe {
+                let mem = sys::llama_get_memory(self.raw.as_ptr());
+                sys::llama_memory_seq_rm(mem, 0, (self.n_past + 1) as i32, -1);
+            }
         }
         self.n_past += n;
         Ok(())

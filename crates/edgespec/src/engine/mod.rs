@@ -11,6 +11,7 @@
 mod backend;
 mod chat;
 mod context;
+mod context_params;
 mod embedding;
 mod error;
 mod grammar;
@@ -23,9 +24,8 @@ pub use backend::{
     backend, devices, ggml_type_table, ggml_version, system_info, DeviceInfo, LLAMA_LOG_TARGET,
 };
 pub use chat::ChatMessage;
-pub use context::{
-    CacheType, Context, ContextParams, FlashAttention, Logits, MAX_CONTEXT, MAX_TREE_LEAVES,
-};
+pub use context::{Context, Logits, MAX_TREE_LEAVES};
+pub use context_params::{CacheType, ContextParams, FlashAttention, MAX_CONTEXT};
 pub use embedding::{input_embedding_scale, EmbeddingTable};
 pub use error::EngineError;
 pub use grammar::Grammar;

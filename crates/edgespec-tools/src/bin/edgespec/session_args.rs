@@ -12,7 +12,7 @@ use edgespec::draft::{
     DEFAULT_HYBRID_MIN_NGRAM,
 };
 use edgespec::ead::EadConfig;
-use edgespec::engine::{ContextParams, Model, ModelParams, Token};
+use edgespec::engine::{CacheType, ContextParams, FlashAttention, Model, ModelParams, Token};
 use edgespec::sampling::{Mirostat, Penalties, SamplingParams, DEFAULT_MIROSTAT};
 use edgespec::session::{check_settings, DraftKind, Session, SessionConfig};
 use edgespec::{GenerateError, PolicyConfig};
@@ -179,14 +179,14 @@ pub struct SessionArgs {
     pub exact: bool,
     /// Flash attention: auto, on or off (llama.cpp: -fa).
     #[arg(long, default_value = "auto")]
-    pub flash_attn: String,
+    pub flash_attn: FlashAttention,
     /// KV cache type for keys: f16, q8_0 or q4_0 (llama.cpp: -ctk).
     #[arg(long, default_value = "f16")]
-    pub cache_type_k: String,
+    pub cache_type_k: CacheType,
     /// KV cache type for values: f16, q8_0 or q4_0; a quantized one needs
     /// flash attention (llama.cpp: -ctv).
     #[arg(long, default_value = "f16")]
-    pub cache_type_v: String,
+    pub cache_type_v: CacheType,
     /// Layers to offload to the GPU (CUDA builds; llama.cpp: -ngl).
     #[arg(long, visible_alias = "n-gpu-layers", default_value_t = 0)]
     pub gpu_layers: u32,
@@ -363,9 +363,9 @@ impl SessionArgs {
         let kind = self.kind()?;
         let mut context = ContextParams {
             n_ctx: self.ctx_size,
-            flash_attn: self.flash_attn.parse().map_err(UsageError)?,
-            type_k: self.cache_type_k.parse().map_err(UsageError)?,
-            type_v: self.cache_type_v.parse().map_err(UsageError)?,
+            flash_attn: self.flash_attn,
+            type_k: self.cache_type_k,
+            type_v: self.cache_type_v,
             ..ContextParams::default()
         };
         if let Some(t) = self.threads {
