@@ -25,7 +25,7 @@ pub use mode::{Mode, ModeError};
 pub use peer::{parse_peer_log, PeerError, PeerMode, PeerRun, PeerSetup};
 pub use prompts::{load_prompts, parse_prompts, Prompt, PromptError};
 pub use report::{summarize, BenchReport, MachineInfo, ModeSummary, Roofline};
-pub use roofline::{peak_rss_bytes, read_bandwidth_passes, Bandwidth};
+pub use roofline::{peak_rss_bytes, read_bandwidth_passes, reset_peak_rss, Bandwidth};
 pub use stats::Spread;
 pub use sweep::{Sweep, SweepError};
 
@@ -161,6 +161,10 @@ pub struct RunRecord {
     /// `memory`, `recycled`, `model`) that drafted.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub sources: BTreeMap<String, SourceRecord>,
+    /// Peak resident memory of the run's own process, bytes (llama.cpp's
+    /// tools, a process a run; edgespec's modes share the bench's process).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_rss_bytes: Option<u64>,
 }
 
 /// What the rounds of one draft source did in a run (or summed over runs).
@@ -716,6 +720,7 @@ fn measure(
         switches: None,
         ead_batches: None,
         sources: BTreeMap::new(),
+        peak_rss_bytes: None,
     };
     let generated = match runner {
         Runner::Session(session) => {
@@ -772,10 +777,23 @@ fn measure(
             record.accepted = p.accepted;
             record.ttft_ms = p.prompt_ms;
             record.request_s = p.prompt_ms.map(|ms| ms / 1e3 + record.decode_s);
+            record.peak_rss_bytes = p.peak_rss_bytes;
             None
         }
     };
     Ok((record, generated))
+}
+
+/// The largest peak resident memory of each llama.cpp mode's runs.
+fn peer_peak_rss(runs: &[RunRecord]) -> BTreeMap<String, u64> {
+    let mut peaks = BTreeMap::new();
+    for r in runs {
+        if let Some(bytes) = r.peak_rss_bytes {
+            let peak = peaks.entry(r.mode.clone()).or_insert(0);
+            *peak = bytes.max(*peak);
+        }
+    }
+    peaks
 }
 
 fn fill_generation(record: &mut RunRecord, stats: &edgespec::metrics::GenerationStats) {
@@ -801,8 +819,9 @@ pub struct ReportInputs<'a> {
     pub command: String,
     /// The bandwidth probe's passes.
     pub bandwidth: Option<Bandwidth>,
-    /// The runs ran in this process (so its peak memory is theirs).
-    pub ran_here: bool,
+    /// The peak resident memory of this process while the runs ran (none:
+    /// they were read from a file).
+    pub runs_peak_rss_bytes: Option<u64>,
     /// The machine the runs were measured on.
     pub machine: MachineInfo,
 }
@@ -833,12 +852,9 @@ pub fn write_report(
         bandwidth: inputs.bandwidth,
         target_bytes_per_token: target_bytes,
         target_only_bound_tok_s: bandwidth_best / target_bytes.max(1) as f64,
-        peak_rss_bytes: if inputs.ran_here {
-            peak_rss_bytes()
-        } else {
-            None
-        },
+        peak_rss_bytes: inputs.runs_peak_rss_bytes,
         mapped_model_bytes: mapped,
+        peer_peak_rss_bytes: peer_peak_rss(&runs),
     };
     let describe = |p: &Path| -> Result<(String, String), BenchError> {
         Ok((

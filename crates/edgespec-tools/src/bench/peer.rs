@@ -3,7 +3,7 @@
 //! prompts, their printed summaries parsed into our measurements.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, ExitStatus, Output};
 
 /// A peer run's numbers.
 #[derive(Debug, Clone, PartialEq)]
@@ -19,6 +19,8 @@ pub struct PeerRun {
     /// The target's prompt reading in ms, where the tool prints it (its
     /// time to first token, less sampling).
     pub prompt_ms: Option<f64>,
+    /// The tool process's peak resident memory, bytes (Linux).
+    pub peak_rss_bytes: Option<u64>,
 }
 
 /// Which llama.cpp tool and setting.
@@ -135,7 +137,7 @@ impl PeerSetup {
                 cmd.args(["--spec-type", mode.ngram_type().unwrap_or_default()]);
             }
         }
-        let out = cmd.output().map_err(|e| PeerError {
+        let (out, peak_rss_bytes) = output_and_peak_rss(&mut cmd).map_err(|e| PeerError {
             tool: tool.into(),
             reason: e.to_string(),
         })?;
@@ -148,11 +150,78 @@ impl PeerSetup {
                 reason: format!("exit {}: {tail}", out.status),
             });
         }
-        parse_peer_log(mode, &log).ok_or_else(|| PeerError {
+        let run = parse_peer_log(mode, &log).ok_or_else(|| PeerError {
             tool: tool.into(),
             reason: "no timing summary in its output".into(),
+        })?;
+        Ok(PeerRun {
+            peak_rss_bytes,
+            ..run
         })
     }
+}
+
+/// Runs a command to its end as [`Command::output`] does, with the child's
+/// peak resident memory from the kernel's accounting of it (Linux).
+#[cfg(target_os = "linux")]
+fn output_and_peak_rss(cmd: &mut Command) -> std::io::Result<(Output, Option<u64>)> {
+    use std::io::Read;
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut bytes);
+            }
+            bytes
+        })
+    };
+    let stdout = drain(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let stderr = drain(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let pid = libc::pid_t::try_from(child.id()).map_err(std::io::Error::other)?;
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value of that plain C struct.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let reaped = loop {
+        // SAFETY: pid is our own child, not yet waited for (Child::wait is
+        // never called on it); status and usage are valid for writes.
+        let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+        if r >= 0 || std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+            break r;
+        }
+    };
+    if reaped < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let output = Output {
+        status: ExitStatus::from_raw(status),
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
+    };
+    // ru_maxrss is in kilobytes on Linux.
+    let peak = u64::try_from(usage.ru_maxrss).ok().map(|kb| kb * 1024);
+    Ok((output, peak))
+}
+
+#[cfg(not(target_os = "linux"))]
+fn output_and_peak_rss(cmd: &mut Command) -> std::io::Result<(Output, Option<u64>)> {
+    Ok((cmd.output()?, None))
 }
 
 /// Parses a tool's printed summary.
@@ -188,6 +257,7 @@ pub fn parse_peer_log(mode: PeerMode, log: &str) -> Option<PeerRun> {
                 drafted: None,
                 accepted: None,
                 prompt_ms,
+                peak_rss_bytes: None,
             })
         }
         _ => {
@@ -210,6 +280,7 @@ pub fn parse_peer_log(mode: PeerMode, log: &str) -> Option<PeerRun> {
                 drafted: field("n_drafted").map(|v| v as usize),
                 accepted: field("n_accept").map(|v| v as usize),
                 prompt_ms,
+                peak_rss_bytes: None,
             })
         }
     }
@@ -227,6 +298,33 @@ mod tests {
         assert_eq!(r.tokens, 32);
         assert_eq!(r.decode_tok_s, 124.94);
         assert_eq!(r.prompt_ms, Some(18.87));
+    }
+
+    /// The child's output and exit status as `Command::output` gives them,
+    /// and its own peak memory: a child that touches 64 MB peaks above it.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_childs_output_status_and_peak_memory_are_kept() {
+        let (out, peak) =
+            output_and_peak_rss(Command::new("sh").args(["-c", "echo out; echo err >&2; exit 3"]))
+                .unwrap();
+        assert_eq!(out.status.code(), Some(3));
+        assert_eq!(
+            (&out.stdout[..], &out.stderr[..]),
+            (&b"out\n"[..], &b"err\n"[..])
+        );
+        let small = peak.unwrap();
+        assert!(small > 0 && small < 64 << 20, "{small}");
+        let (out, peak) = output_and_peak_rss(Command::new("dd").args([
+            "if=/dev/zero",
+            "of=/dev/null",
+            "bs=64M",
+            "count=1",
+        ]))
+        .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let big = peak.unwrap();
+        assert!(big > 64 << 20, "{big}");
     }
 
     #[test]

@@ -102,10 +102,14 @@ pub struct Roofline {
     pub target_bytes_per_token: u64,
     /// bandwidth ÷ bytes per token: the most tok/s target-only decoding could reach.
     pub target_only_bound_tok_s: f64,
-    /// Peak resident memory of the benchmark process, bytes.
+    /// Peak resident memory of the benchmark process while its runs ran
+    /// (every edgespec mode, the models loaded), bytes.
     pub peak_rss_bytes: Option<u64>,
     /// Bytes of model files memory-mapped (target + drafters).
     pub mapped_model_bytes: u64,
+    /// llama.cpp's modes: the largest peak resident memory of their runs
+    /// (each its own process), bytes.
+    pub peer_peak_rss_bytes: BTreeMap<String, u64>,
 }
 
 /// Everything a benchmark produced.
@@ -327,7 +331,7 @@ impl BenchReport {
         out.push_str(&format!(".\n\nCommand: `{}`\n\n", self.command));
         let r = &self.roofline;
         out.push_str(&format!(
-            "Memory: read bandwidth {:.1} GB/s{}; the target reads {:.1} MB per token, so target-only decoding is bounded by {:.1} tok/s. Peak RSS {}; model files mapped {:.0} MB.\n\n",
+            "Memory: read bandwidth {:.1} GB/s{}; the target reads {:.1} MB per token, so target-only decoding is bounded by {:.1} tok/s. Peak RSS of edgespec's runs (every mode, one process) {}; model files mapped {:.0} MB.\n\n",
             r.bandwidth_bytes_s / 1e9,
             r.bandwidth.map_or(String::new(), |b| format!(
                 " (best of {} passes before and after the runs; median {:.1}, slowest {:.1})",
@@ -340,6 +344,17 @@ impl BenchReport {
             r.peak_rss_bytes.map_or("unknown".into(), |b| format!("{:.0} MB", b as f64 / 1e6)),
             r.mapped_model_bytes as f64 / 1e6
         ));
+        if !r.peer_peak_rss_bytes.is_empty() {
+            let peers: Vec<String> = r
+                .peer_peak_rss_bytes
+                .iter()
+                .map(|(mode, b)| format!("{mode} {:.0} MB", *b as f64 / 1e6))
+                .collect();
+            out.push_str(&format!(
+                "Peak RSS of llama.cpp's tools (a process a run, the largest): {}.\n\n",
+                peers.join(", ")
+            ));
+        }
         out.push_str(&summary_table(&self.summaries, r.target_only_bound_tok_s));
         let regret = auto_vs_fixed(&self.summaries);
         if !regret.is_empty() {
@@ -538,6 +553,7 @@ mod tests {
             switches: None,
             ead_batches: None,
             sources: BTreeMap::new(),
+            peak_rss_bytes: None,
         }
     }
 

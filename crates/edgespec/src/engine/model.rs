@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use llama_cpp_sys_2 as sys;
 
+use super::resident::LoadReleaser;
 use super::rpc::{self, RemoteLink, RemoteTarget};
 use super::{backend, EngineError, Token};
 use crate::gguf::{GgufFile, ModelSummary};
@@ -47,6 +48,10 @@ impl Default for ModelParams {
 /// Serialises context creation: llama.cpp may adjust model fields while
 /// creating a context, so two threads must not do it at once.
 pub(super) static CONTEXT_CREATION: Mutex<()> = Mutex::new(());
+
+/// Serialises the loads that release mapped pages ([`LoadReleaser`]): no
+/// other load maps or unmaps the same file meanwhile.
+static RELEASING_LOAD: Mutex<()> = Mutex::new(());
 
 /// A model loaded by llama.cpp. Shared between contexts through `Arc`.
 pub struct Model {
@@ -122,10 +127,28 @@ impl Model {
             raw_params.devices = devices.as_mut_ptr();
             raw_params.n_gpu_layers = i32::MAX;
         }
+        // A local, mapped, unlocked model: the pages its repacked tensors
+        // were copied from leave the resident set as the load goes.
+        let releasing =
+            params.use_mmap && !params.use_mlock && !params.vocab_only && remote.is_none();
+        let _one_load = releasing.then(|| RELEASING_LOAD.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut releaser = LoadReleaser::new(path);
+        if releasing {
+            raw_params.progress_callback = Some(LoadReleaser::callback);
+            raw_params.progress_callback_user_data = std::ptr::from_mut(&mut releaser).cast();
+        }
         // SAFETY: c_path is a valid NUL-terminated string for the call; the
         // params struct is fully initialised and its null-terminated device
-        // list outlives the call; a null return is handled.
+        // list and the releaser its callback is given outlive the call; a
+        // null return is handled.
         let raw = unsafe { sys::llama_model_load_from_file(c_path.as_ptr(), raw_params) };
+        if releasing {
+            log::debug!(
+                "{}: {} MB of the file's mapping released after loading",
+                path.display(),
+                releaser.last_released >> 20
+            );
+        }
         if let Some(fault) = remote.as_ref().and_then(RemoteLink::fault) {
             if let Some(raw) = NonNull::new(raw) {
                 // SAFETY: raw is live and not shared yet.

@@ -7,8 +7,8 @@ use clap::Args;
 
 use edgespec::ead::EadConfig;
 use edgespec_tools::bench::{
-    check_out_dir, load_prompts, load_runs, read_bandwidth_passes, run, write_report, Bandwidth,
-    BenchConfig, MachineInfo, Mode, PromptSet, ReportInputs, Sweep,
+    check_out_dir, load_prompts, load_runs, peak_rss_bytes, read_bandwidth_passes, reset_peak_rss,
+    run, write_report, Bandwidth, BenchConfig, MachineInfo, Mode, PromptSet, ReportInputs, Sweep,
 };
 use edgespec_tools::vocabtrim::{TokenCounts, Trimmer};
 
@@ -182,7 +182,7 @@ pub fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
     // pass, so the report shows how steady the memory system was.
     let cores = crate::all_cores() as usize;
     let probe = || read_bandwidth_passes(cores, 1 << 30, 3.0);
-    let (before, machine, runs) = match &args.from_runs {
+    let (before, machine, runs, runs_peak_rss_bytes) = match &args.from_runs {
         Some(path) => {
             let loaded = load_runs(path)?;
             let machine = loaded.machine.unwrap_or_else(|| {
@@ -192,13 +192,17 @@ pub fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
                 );
                 MachineInfo::detect(threads.clone())
             });
-            (Vec::new(), machine, loaded.runs)
+            (Vec::new(), machine, loaded.runs, None)
         }
-        None => (
-            probe(),
-            MachineInfo::detect(threads.clone()),
-            run_all(&config)?,
-        ),
+        None => {
+            let before = probe();
+            let machine = MachineInfo::detect(threads.clone());
+            // The runs' own peak, not the probe's gigabyte.
+            let reset = reset_peak_rss();
+            let runs = run_all(&config)?;
+            let peak = if reset { peak_rss_bytes() } else { None };
+            (before, machine, runs, peak)
+        }
     };
     if args.trace {
         let dir = edgespec_tools::bench::record_traces(&config, args.gamma_max, |set, i| {
@@ -214,7 +218,7 @@ pub fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
             trimmed: args.trimmed.as_deref(),
             command: std::env::args().collect::<Vec<_>>().join(" "),
             bandwidth: Bandwidth::combine(&before, &probe()),
-            ran_here: args.from_runs.is_none(),
+            runs_peak_rss_bytes,
             machine,
         },
         runs,
