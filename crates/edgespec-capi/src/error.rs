@@ -86,7 +86,9 @@ impl From<EngineError> for Failure {
             }
             EngineError::ContextCreateFailed { .. } => EDGESPEC_ERR_CONTEXT,
             EngineError::ContextFull { .. } => EDGESPEC_ERR_CONTEXT_FULL,
+            // Interrupted: the C API installs no stop check.
             EngineError::DecodeFailed { .. }
+            | EngineError::Interrupted
             | EngineError::NoLogits { .. }
             | EngineError::RollbackFailed { .. } => EDGESPEC_ERR_DECODE,
             EngineError::NoChatTemplate | EngineError::UnsupportedChatTemplate => {

@@ -141,6 +141,24 @@ fn streamed(url: &str, path: &str, body: &str) -> (String, bool, serde_json::Val
 }
 
 /// The command line's greedy answer, for comparison.
+/// A client streaming a chat completion of `body`, its output to `stdout`.
+fn stream_in_background(url: &str, body: &str, stdout: Stdio) -> Child {
+    Command::new("curl")
+        .args([
+            "-sS",
+            "-N",
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            body,
+        ])
+        .arg(format!("{url}/v1/chat/completions"))
+        .stdout(stdout)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
 fn generate(target: &str, drafter: &str, prompt: &str, chat: bool, n: &str) -> String {
     let mut c = Command::new(env!("CARGO_BIN_EXE_edgespec"));
     c.args([
@@ -362,22 +380,7 @@ fn a_departed_client_stops_its_answer_and_a_full_queue_refuses() {
     let mut server = Server::start(&target, &drafter, &["--max-queue", "1", "--ignore-eos"]);
     let url = server.url.clone();
     let long = r#"{"messages": [{"role": "user", "content": "kalo mine"}], "max_tokens": 4000, "stream": true}"#;
-    let start_stream = || {
-        Command::new("curl")
-            .args([
-                "-sS",
-                "-N",
-                "-H",
-                "Content-Type: application/json",
-                "-d",
-                long,
-            ])
-            .arg(format!("{url}/v1/chat/completions"))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap()
-    };
+    let start_stream = || stream_in_background(&url, long, Stdio::piped());
     // One answer under way (its first chunk has arrived)...
     let mut first = start_stream();
     let mut reader = BufReader::new(first.stdout.take().unwrap());
@@ -407,6 +410,39 @@ fn a_departed_client_stops_its_answer_and_a_full_queue_refuses() {
         &url,
         "/v1/chat/completions",
         r#"{"messages": [{"role": "user", "content": "kalo mine"}], "max_tokens": 3}"#,
+    );
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["usage"]["completion_tokens"], 3);
+}
+
+/// A client that leaves while its long prompt is read stops the read (it
+/// would take seconds): the server says so and answers the next client.
+#[test]
+fn a_client_that_leaves_during_its_prompt_read_stops_it() {
+    let Some(model) = common::smollm2() else {
+        return;
+    };
+    let model = model.to_str().unwrap();
+    let mut server = Server::start(model, model, &[]);
+    let url = server.url.clone();
+    // Some 2,700 tokens: a read of seconds on a small machine.
+    let text = "The river rose after three days of rain, and the town moved its market uphill. "
+        .repeat(160);
+    let body = serde_json::json!({
+        "messages": [{"role": "user", "content": text}],
+        "max_tokens": 8,
+        "stream": true,
+    })
+    .to_string();
+    let mut client = stream_in_background(&url, &body, Stdio::null());
+    std::thread::sleep(Duration::from_millis(500));
+    client.kill().unwrap();
+    client.wait().unwrap();
+    server.wait_for("the client left while its prompt was read");
+    let (status, answer) = post(
+        &url,
+        "/v1/chat/completions",
+        r#"{"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 3}"#,
     );
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["usage"]["completion_tokens"], 3);

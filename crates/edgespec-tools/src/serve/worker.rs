@@ -5,6 +5,7 @@
 //! new turn (one conversation slot with KV reuse).
 
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::Arc;
 
 use edgespec::engine::{ChatMessage, Token};
 use edgespec::generate::StopReason;
@@ -96,7 +97,15 @@ fn work(mut session: Session, jobs: Receiver<Job>) -> Session {
         if job.events.is_closed() {
             continue; // the client left while the job waited
         }
-        let event = match answer(&mut session, &job) {
+        // A client that leaves while its prompt is read stops the read.
+        let events = job.events.clone();
+        session
+            .target_mut()
+            .set_stop_check(Some(Arc::new(move || events.is_closed())));
+        let answered = answer(&mut session, &job);
+        // The check holds a sender: dropped, so the client's stream ends.
+        session.target_mut().set_stop_check(None);
+        let event = match answered {
             Ok(end) => Event::Done(end),
             Err((client, message)) => Event::Failed { client, message },
         };
@@ -143,6 +152,9 @@ fn answer(session: &mut Session, job: &Job) -> Result<End, (bool, String)> {
         .map_err(|e| {
             use edgespec::engine::EngineError;
             use edgespec::error::GenerateError;
+            if matches!(e, GenerateError::Engine(EngineError::Interrupted)) {
+                log::info!("the client left while its prompt was read: stopped there");
+            }
             // A prompt the context cannot hold is the client's to shorten.
             let client = matches!(
                 e,

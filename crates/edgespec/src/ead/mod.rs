@@ -399,7 +399,11 @@ impl Ead {
         self.large.seq.roll_back_to(held, held.len())?;
         let from = self.large.seq.len();
         if from < held.len() {
-            self.large.feed(&held[from..], Logits::None)?;
+            // A prompt read: the large model's stop check may interrupt it.
+            let was = self.large.seq.context_mut().set_reading(true);
+            let fed = self.large.feed(&held[from..], Logits::None);
+            self.large.seq.context_mut().set_reading(was);
+            fed?;
         }
         stats.prompt_time = start.elapsed();
         let decode_start = Instant::now();

@@ -2,6 +2,7 @@
 
 use std::cell::RefCell;
 use std::ffi::{c_char, c_void, CStr};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
 use llama_cpp_2::llama_backend::LlamaBackend;
@@ -125,6 +126,20 @@ pub(super) unsafe fn device_info(dev: llama_cpp_sys_2::ggml_backend_dev_t) -> De
     }
 }
 
+/// Passes stopped at our own word (a prompt read's stop check) whose
+/// `llama_decode` has not returned yet: llama.cpp logs such a stop as a
+/// failure at error level, which is demoted to debug meanwhile.
+static STOPPING: AtomicUsize = AtomicUsize::new(0);
+
+/// Counts a pass stopped on purpose in (`true`) or out (`false`).
+pub(super) fn stopping(pass: bool) {
+    if pass {
+        STOPPING.fetch_add(1, Ordering::AcqRel);
+    } else {
+        let _ = STOPPING.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+    }
+}
+
 thread_local! {
     /// llama.cpp logs lines in pieces (GGML_LOG_LEVEL_CONT); pieces gather here.
     static LINE: RefCell<(log::Level, String)> = const { RefCell::new((log::Level::Debug, String::new())) };
@@ -141,6 +156,9 @@ extern "C" fn forward_log(
     // SAFETY: llama.cpp passes a NUL-terminated string valid for this call.
     let text = unsafe { CStr::from_ptr(text) }.to_string_lossy();
     let level = match level {
+        llama_cpp_sys_2::GGML_LOG_LEVEL_ERROR if STOPPING.load(Ordering::Acquire) > 0 => {
+            Some(log::Level::Debug)
+        }
         llama_cpp_sys_2::GGML_LOG_LEVEL_ERROR => Some(log::Level::Error),
         llama_cpp_sys_2::GGML_LOG_LEVEL_WARN => Some(log::Level::Warn),
         llama_cpp_sys_2::GGML_LOG_LEVEL_INFO => Some(log::Level::Debug),

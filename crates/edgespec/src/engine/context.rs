@@ -10,6 +10,7 @@ use llama_cpp_sys_2 as sys;
 
 use super::context_params::{ContextParams, FlashAttention};
 use super::model::CONTEXT_CREATION;
+use super::reading::{PromptProgress, Reading, StopCheck};
 use super::{backend, EngineError, Model, Token};
 
 /// Most leaves of a tree [`Context::decode_tree`] takes: the sequences a
@@ -77,6 +78,11 @@ pub struct Context {
     n_vocab: usize,
     /// Width of a logits row (K for a trimmed drafter).
     n_logits: usize,
+    /// Whether a prompt is being read and whether to stop it (shared with
+    /// llama.cpp's abort callback).
+    reading: Arc<Reading>,
+    /// Told how far a prompt read of several batches has got.
+    progress: Option<PromptProgress>,
     model: Arc<Model>,
 }
 
@@ -192,6 +198,16 @@ impl Context {
         let batch = unsafe { sys::llama_batch_init(n_batch as i32, 0, MAX_TREE_LEAVES as i32) };
         let n_vocab = model.n_vocab().max(0) as usize;
         let n_logits = model.n_logits();
+        let reading = Arc::new(Reading::default());
+        // SAFETY: raw is live; the callback's data is the Reading the
+        // context holds (an Arc, never moved out) until after llama_free.
+        unsafe {
+            sys::llama_set_abort_callback(
+                raw.as_ptr(),
+                Some(Reading::abort_callback),
+                Arc::as_ptr(&reading).cast_mut().cast(),
+            );
+        }
         Ok(Self {
             raw,
             pools: [decode_pool, batch_pool],
@@ -210,8 +226,32 @@ impl Context {
             pad_single: params.pad_single,
             n_vocab,
             n_logits,
+            reading,
+            progress: None,
             model,
         })
+    }
+
+    /// What stops a prompt read from outside (Ctrl-C, a client that left):
+    /// while [`Self::set_reading`] is on, a pass stops between its graph's
+    /// operations once `stop` returns true, with
+    /// [`EngineError::Interrupted`] and the cache as before the call.
+    pub fn set_stop_check(&mut self, stop: Option<StopCheck>) {
+        self.reading.set_stop(stop);
+    }
+
+    /// Where a prompt read of several batches reports how far it has got
+    /// (tokens read so far and in all: before its first batch and after
+    /// each).
+    pub fn set_prompt_progress(&mut self, progress: Option<PromptProgress>) {
+        self.progress = progress;
+    }
+
+    /// Marks the decodes that follow as a prompt read (true) or as
+    /// generation (false): only a prompt read is stopped by the stop check
+    /// and reports progress. Returns the mark as it was, to restore.
+    pub fn set_reading(&mut self, reading: bool) -> bool {
+        self.reading.arm(reading)
     }
 
     /// The model this context runs.
@@ -251,6 +291,14 @@ impl Context {
             });
         }
         let n_chunks = tokens.len().div_ceil(self.batch_capacity);
+        let start = self.n_past;
+        let reading = self.reading.armed();
+        let progress = |ctx: &mut Self| {
+            if let Some(progress) = ctx.progress.as_mut().filter(|_| reading && n_chunks > 1) {
+                progress(ctx.n_past - start, tokens.len());
+            }
+        };
+        progress(self);
         for (index, chunk) in tokens.chunks(self.batch_capacity).enumerate() {
             for (i, &token) in chunk.iter().enumerate() {
                 // SAFETY: i < chunk.len() <= batch_capacity, the size the
@@ -258,7 +306,19 @@ impl Context {
                 unsafe { *self.batch.token.add(i) = token };
             }
             let batch = self.batch;
-            self.run_batch(batch, chunk.len(), logits, index + 1 == n_chunks)?;
+            let run = if reading && self.reading.stop_requested() {
+                Err(EngineError::Interrupted)
+            } else {
+                self.run_batch(batch, chunk.len(), logits, index + 1 == n_chunks)
+            };
+            if let Err(e) = run {
+                // The caller's view: none of `tokens` was decoded.
+                if self.n_past > start {
+                    let _ = self.truncate(start);
+                }
+                return Err(e);
+            }
+            progress(self);
         }
         Ok(())
     }
@@ -363,6 +423,7 @@ impl Context {
         // SAFETY: raw is live; the batch holds n (padded: n + 1)
         // initialised entries.
         let code = unsafe { sys::llama_decode(self.raw.as_ptr(), batch) };
+        let stopped = self.reading.take_stopped();
         // Wait for the pass to finish here, not where logits are first
         // read: a backend may compute asynchronously (ggml RPC does), and
         // the pass's time and any failure of it belong to this call. An
@@ -380,7 +441,12 @@ impl Context {
         if code != 0 {
             // Drop whatever a failed call left past our position.
             let _ = self.truncate(self.n_past);
-            return Err(EngineError::DecodeFailed { code });
+            // 2: ggml stopped the pass at the abort callback's word.
+            return Err(if code == 2 && stopped {
+                EngineError::Interrupted
+            } else {
+                EngineError::DecodeFailed { code }
+            });
         }
         if pad {
             // SAFETY: raw is live; the memory handle lives as long as the

@@ -65,6 +65,10 @@ pub enum EngineError {
         /// Vocabulary size.
         n_vocab: i32,
     },
+    /// A prompt read was stopped from outside (a stop check said so, see
+    /// [`super::Context::set_stop_check`]); the cache is as before it.
+    #[error("interrupted while reading the prompt")]
+    Interrupted,
     /// `llama_decode` failed.
     #[error("llama_decode failed with code {code}")]
     DecodeFailed {

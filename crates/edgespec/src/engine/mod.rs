@@ -16,6 +16,7 @@ mod embedding;
 mod error;
 mod grammar;
 mod model;
+mod reading;
 mod resident;
 pub mod rpc;
 mod sequence;
@@ -31,6 +32,7 @@ pub use embedding::{input_embedding_scale, EmbeddingTable};
 pub use error::EngineError;
 pub use grammar::Grammar;
 pub use model::{Model, ModelParams};
+pub use reading::{PromptProgress, StopCheck};
 pub use sequence::Sequence;
 pub use text::Utf8Stream;
 

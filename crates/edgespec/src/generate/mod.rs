@@ -255,7 +255,9 @@ pub fn check_prompt(prompt: &[Token]) -> Result<(), EngineError> {
 
 /// Reads `prompt` into `target` with the logits of its last position: after
 /// the prefix the cache shares with it when `reuse_prefix`, else from an
-/// empty cache. Returns the tokens read.
+/// empty cache. Returns the tokens read. A prompt read: the context's stop
+/// check may interrupt it ([`EngineError::Interrupted`], the cache as
+/// before the read) and it reports its progress.
 pub fn read_prompt(
     target: &mut Sequence,
     prompt: &[Token],
@@ -267,7 +269,10 @@ pub fn read_prompt(
         target.clear();
         0
     };
-    target.decode(&prompt[from..], Logits::Last)?;
+    let was = target.context_mut().set_reading(true);
+    let read = target.decode(&prompt[from..], Logits::Last);
+    target.context_mut().set_reading(was);
+    read?;
     Ok(prompt.len() - from)
 }
 

@@ -217,6 +217,21 @@ impl Speculator {
         reuse_prefix: bool,
         spec: &mut SpecStats,
     ) -> Result<usize, GenerateError> {
+        // The timed passes are part of the prompt read: a stop check
+        // interrupts them too.
+        let was = self.target.context_mut().set_reading(true);
+        let read = self.read_and_time_prompt(prompt, reuse_prefix, spec);
+        self.target.context_mut().set_reading(was);
+        read
+    }
+
+    /// [`Self::read_prompt`], marked as a prompt read.
+    fn read_and_time_prompt(
+        &mut self,
+        prompt: &[Token],
+        reuse_prefix: bool,
+        spec: &mut SpecStats,
+    ) -> Result<usize, GenerateError> {
         if self.drafter.is_none() || self.costs_known {
             return Ok(read_prompt(&mut self.target, prompt, reuse_prefix)?);
         }

@@ -8,12 +8,17 @@
 
 use std::io::{BufRead, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use clap::{Args, ValueEnum};
 
+use edgespec::engine::EngineError;
 use edgespec::session::{Conversation, Outcome, Session, WhenFull};
+use edgespec::GenerateError;
 
-use crate::session_args::{save_costs, save_memory, use_prompt_cache, SessionArgs};
+use crate::session_args::{
+    save_costs, save_memory, show_prompt_progress, use_prompt_cache, SessionArgs,
+};
 
 /// `--when-full`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -56,7 +61,14 @@ pub fn run(args: ChatArgs) -> anyhow::Result<()> {
         WhenFullArg::Error => WhenFull::Error,
         WhenFullArg::DropOldest => WhenFull::DropOldest,
     };
-    let mut conversation = Conversation::new(Session::new(config)?, when_full);
+    let mut session = Session::new(config)?;
+    show_prompt_progress(&mut session);
+    // Ctrl-C during an answer's prompt read stops the read too; the
+    // conversation is then as before that message.
+    session
+        .target_mut()
+        .set_stop_check(Some(Arc::new(|| STOP.load(Ordering::SeqCst))));
+    let mut conversation = Conversation::new(session, when_full);
     conversation.set_reuse(!args.no_cache_reuse);
     if let Some(system) = &args.system {
         conversation.add("system", system);
@@ -105,6 +117,9 @@ pub fn run(args: ChatArgs) -> anyhow::Result<()> {
                 save_costs(cost_cache.as_ref(), conversation.session(), None);
                 save_memory(&args.session, conversation.session());
                 last = Some(outcome);
+            }
+            Err(GenerateError::Engine(EngineError::Interrupted)) => {
+                eprintln!("(the message was not sent: the conversation is as before it)");
             }
             Err(e) => eprintln!("error: {e}"),
         }

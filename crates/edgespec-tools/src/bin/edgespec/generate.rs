@@ -14,7 +14,9 @@ use edgespec::metrics::SpecStats;
 use edgespec::{DraftKind, Session, SessionConfig};
 use edgespec_tools::trace::{record_trace, write_trace};
 
-use crate::session_args::{save_costs, save_memory, use_prompt_cache, SessionArgs};
+use crate::session_args::{
+    save_costs, save_memory, show_prompt_progress, use_prompt_cache, SessionArgs,
+};
 
 /// Arguments of `generate`.
 #[derive(Debug, Args)]
@@ -66,6 +68,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     // The seed a sampled run can be repeated with (none when greedy).
     let seed = (!config.sampling.is_greedy()).then_some(config.sampling.seed);
     let mut session = Session::new(config)?;
+    show_prompt_progress(&mut session);
     let mut stdout = std::io::stdout().lock();
     let json = args.json;
     let print = |_, text: &str| {

@@ -627,3 +627,41 @@ fn fresh_seed() -> u64 {
         .map_or(0, |d| d.as_nanos() as u64);
     nanos ^ (u64::from(std::process::id()) << 32)
 }
+
+/// On a terminal, shows on standard error how far a prompt read of several
+/// batches has got (tokens read of all, the rate since it began), the line
+/// cleared when the read ends. Elsewhere it shows nothing.
+pub fn show_prompt_progress(session: &mut Session) {
+    use std::io::{IsTerminal, Write};
+    if !std::io::stderr().is_terminal() {
+        return;
+    }
+    // The read's first report: (when, tokens read by then).
+    let mut first: Option<(std::time::Instant, usize)> = None;
+    session
+        .target_mut()
+        .set_prompt_progress(Some(Box::new(move |read, total| {
+            let now = std::time::Instant::now();
+            let (at, from) = match first {
+                Some((at, from)) if read > from => (at, from),
+                _ => *first.insert((now, read)),
+            };
+            let secs = now.duration_since(at).as_secs_f64();
+            let rate = if secs > 0.0 {
+                format!(", {:.1} tok/s", (read - from) as f64 / secs)
+            } else {
+                String::new()
+            };
+            let mut err = std::io::stderr().lock();
+            let _ = if read >= total {
+                first = None;
+                write!(err, "\r\x1b[K")
+            } else {
+                write!(
+                    err,
+                    "\r\x1b[Kreading the prompt: {read}/{total} tokens{rate}"
+                )
+            };
+            let _ = err.flush();
+        })));
+}
