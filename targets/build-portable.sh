@@ -12,11 +12,37 @@
 #   x86-64-v4: + AVX-512 (F, BW, DQ, VL)
 # Ship one per level and pick the highest the CPU has (see /proc/cpuinfo).
 # Output: dist/x86_64-LEVEL/{edgespec,libedgespec.so,libedgespec.a}.
-# Usage: targets/build-portable.sh x86-64-v2|x86-64-v3|x86-64-v4
+#
+# Or `all`: one package for every x86-64 CPU. ggml's CPU backend is built
+# once per instruction-set level (x64, SSE4.2, AVX ... AVX-512 VNNI/BF16,
+# AVX-VNNI; its GGML_CPU_ALL_VARIANTS) as libggml-cpu-*.so beside the
+# binary, and edgespec loads the best one the CPU runs when it starts
+# (feature portable-cpu; EDGESPEC_BACKENDS_DIR points elsewhere). llama.cpp
+# and ggml are shared libraries found through the binary's $ORIGIN. The
+# Sapphire Rapids variant is left out: ggml's AMX kernels crash on such VMs
+# (ggml-org/llama.cpp#20824), and those CPUs load the Zen 4 variant (the
+# same AVX-512 set without AMX). Output: dist/x86_64-all/.
+# Usage: targets/build-portable.sh x86-64-v2|x86-64-v3|x86-64-v4|all
 set -euo pipefail
 cd "$(dirname "$0")/.."
-level=${1:?x86-64-v2, x86-64-v3 or x86-64-v4}
+level=${1:?x86-64-v2, x86-64-v3, x86-64-v4 or all}
 jobs=${JOBS:-$(nproc)}
+if [ "$level" = all ]; then
+  target_dir=target/portable-all
+  # Rust code for the x86-64 baseline; ggml's variants bring their own flags.
+  RUSTFLAGS="-C target-cpu=x86-64 -C link-arg=-Wl,-rpath,\$ORIGIN" \
+    cargo build --profile dist --target-dir "$target_dir" \
+    --features edgespec-tools/portable-cpu -p edgespec-tools
+  out=dist/x86_64-all
+  rm -rf "$out" && mkdir -p "$out"
+  cp "$target_dir/dist/edgespec" "$out/"
+  cp -P "$target_dir"/dist/lib*.so* "$out/"
+  backends=$(dirname "$(find "$target_dir/dist/build" -name 'libggml-cpu-x64.so' | head -1)")
+  cp "$backends"/libggml-*.so "$out/"
+  rm -f "$out/libggml-cpu-sapphirerapids.so"
+  ls -l "$out"
+  exit 0
+fi
 v3=OFF; v4=OFF
 case $level in
   x86-64-v2) ;;

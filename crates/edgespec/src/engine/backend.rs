@@ -23,10 +23,43 @@ pub fn backend() -> Result<&'static LlamaBackend, EngineError> {
             // callback is a `extern "C"` fn that never unwinds and ignores
             // the null user data.
             unsafe { llama_cpp_sys_2::llama_log_set(Some(forward_log), std::ptr::null_mut()) };
+            #[cfg(feature = "portable-cpu")]
+            load_cpu_variant()?;
             LlamaBackend::init().map_err(|e| e.to_string())
         })
         .as_ref()
         .map_err(|e| EngineError::BackendInit(e.clone()))
+}
+
+/// Loads ggml's backends from `EDGESPEC_BACKENDS_DIR`, else from the
+/// executable's folder: of the CPU backend's variants (one per
+/// instruction-set level) ggml keeps the best this CPU runs. An error when
+/// none does (or none is there).
+#[cfg(feature = "portable-cpu")]
+fn load_cpu_variant() -> Result<(), String> {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = match std::env::var_os("EDGESPEC_BACKENDS_DIR") {
+        Some(dir) => std::path::PathBuf::from(dir),
+        None => std::env::current_exe()
+            .ok()
+            .and_then(|exe| exe.parent().map(std::path::Path::to_path_buf))
+            .ok_or("cannot find the executable's folder, which holds the CPU backends")?,
+    };
+    let c_dir = std::ffi::CString::new(dir.as_os_str().as_bytes())
+        .map_err(|_| format!("{} contains a NUL byte", dir.display()))?;
+    // SAFETY: c_dir is a NUL-terminated path valid for the call; ggml copies
+    // what it keeps. The returned device pointer is only compared to null.
+    let cpu = unsafe {
+        llama_cpp_sys_2::ggml_backend_load_all_from_path(c_dir.as_ptr());
+        llama_cpp_sys_2::ggml_backend_dev_by_type(llama_cpp_sys_2::GGML_BACKEND_DEVICE_TYPE_CPU)
+    };
+    if cpu.is_null() {
+        return Err(format!(
+            "no CPU backend this CPU can run in {} (libggml-cpu-*.so; set EDGESPEC_BACKENDS_DIR)",
+            dir.display()
+        ));
+    }
+    Ok(())
 }
 
 /// llama.cpp's system-info line: the CPU features ggml was built with and detected.
