@@ -36,9 +36,12 @@ if [ "$level" = all ]; then
   out=dist/x86_64-all
   rm -rf "$out" && mkdir -p "$out"
   cp "$target_dir/dist/edgespec" "$out/"
-  cp -P "$target_dir"/dist/lib*.so* "$out/"
-  backends=$(dirname "$(find "$target_dir/dist/build" -name 'libggml-cpu-x64.so' | head -1)")
-  cp "$backends"/libggml-*.so "$out/"
+  # The libraries under the names the binary asks for (their sonames).
+  sys_out=$(dirname "$(find "$target_dir/dist/build" -path '*/out/backends/libggml-cpu-x64.so' | head -1)")/..
+  for lib in $(readelf -d "$out/edgespec" | sed -n 's/.*NEEDED.*\[\(lib\(ggml\|llama\)[^]]*\)\]/\1/p'); do
+    cp -L "$sys_out/lib/$lib" "$out/"
+  done
+  cp "$sys_out"/backends/libggml-*.so "$out/"
   rm -f "$out/libggml-cpu-sapphirerapids.so"
   ls -l "$out"
   exit 0

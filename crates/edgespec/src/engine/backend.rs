@@ -2,6 +2,7 @@
 
 use std::cell::RefCell;
 use std::ffi::{c_char, c_void, CStr};
+use std::ptr::NonNull;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
@@ -60,6 +61,26 @@ fn load_cpu_variant() -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// A function a backend registry (`CPU`, `RPC`) hands out by name: what
+/// that backend's module exports beyond ggml's common interface, whether
+/// it is linked in or loaded at run time. None when the registry or the
+/// function is missing.
+pub(super) fn backend_function(registry: &CStr, name: &CStr) -> Option<NonNull<c_void>> {
+    backend().ok()?;
+    // SAFETY: the registry is initialised by backend(); both names are
+    // NUL-terminated; null results are handled.
+    unsafe {
+        let reg = llama_cpp_sys_2::ggml_backend_reg_by_name(registry.as_ptr());
+        if reg.is_null() {
+            return None;
+        }
+        NonNull::new(llama_cpp_sys_2::ggml_backend_reg_get_proc_address(
+            reg,
+            name.as_ptr(),
+        ))
+    }
 }
 
 /// llama.cpp's system-info line: the CPU features ggml was built with and detected.

@@ -4,10 +4,11 @@
 //! again ([`Context::keep_path`]).
 
 use std::ptr::NonNull;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use llama_cpp_sys_2 as sys;
 
+use super::backend::backend_function;
 use super::context_params::{ContextParams, FlashAttention};
 use super::model::CONTEXT_CREATION;
 use super::reading::{PromptProgress, Reading, StopCheck};
@@ -111,11 +112,39 @@ impl Drop for Context {
                 sys::llama_batch_free(b);
             }
             sys::llama_free(self.raw.as_ptr());
-            for pool in self.pools.iter().flatten() {
-                sys::ggml_threadpool_free(pool.as_ptr());
+            if let Some(pools) = thread_pools() {
+                for pool in self.pools.iter().flatten() {
+                    (pools.free)(pool.as_ptr());
+                }
             }
         }
     }
+}
+
+/// ggml's CPU thread-pool functions, from the CPU backend's registry (a
+/// module loaded at run time in a `portable-cpu` build). Without them a
+/// context computes with the throwaway pools ggml makes per graph.
+struct ThreadPools {
+    new: unsafe extern "C" fn(*mut sys::ggml_threadpool_params) -> *mut sys::ggml_threadpool,
+    free: unsafe extern "C" fn(*mut sys::ggml_threadpool),
+}
+
+fn thread_pools() -> Option<&'static ThreadPools> {
+    static POOLS: OnceLock<Option<ThreadPools>> = OnceLock::new();
+    POOLS
+        .get_or_init(|| {
+            let new = backend_function(c"CPU", c"ggml_threadpool_new")?;
+            let free = backend_function(c"CPU", c"ggml_threadpool_free")?;
+            // SAFETY: the CPU registry hands out ggml_threadpool_new and
+            // ggml_threadpool_free under these names, with these signatures.
+            unsafe {
+                Some(ThreadPools {
+                    new: std::mem::transmute::<*mut std::ffi::c_void, _>(new.as_ptr()),
+                    free: std::mem::transmute::<*mut std::ffi::c_void, _>(free.as_ptr()),
+                })
+            }
+        })
+        .as_ref()
 }
 
 impl Context {
@@ -170,11 +199,12 @@ impl Context {
             n_batch: params.n_batch,
         })?;
         let new_pool = |n_threads: i32| {
+            let pools = thread_pools()?;
             // SAFETY: plain struct of defaults for n_threads; ggml_threadpool_new
             // copies what it needs from it and returns null on failure.
             unsafe {
                 let mut tp = sys::ggml_threadpool_params_default(n_threads);
-                NonNull::new(sys::ggml_threadpool_new(&mut tp))
+                NonNull::new((pools.new)(&mut tp))
             }
         };
         let decode_pool = new_pool(params.n_threads);

@@ -23,6 +23,7 @@ use std::ffi::{c_char, CString};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
+use std::ptr::NonNull;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -31,7 +32,7 @@ use llama_cpp_sys_2 as sys;
 pub use endpoint::{parse_endpoints, RpcEndpoint};
 use guard::{Guard, PROTOCOL_MAJOR};
 
-use super::backend::{backend, device_info, DeviceInfo};
+use super::backend::{backend, backend_function, device_info, DeviceInfo};
 
 /// How long a server may take to accept, or to answer any one request,
 /// before it counts as lost.
@@ -155,19 +156,9 @@ type StartServer =
 fn rpc_function(name: &str) -> Result<*mut std::ffi::c_void, RpcError> {
     backend().map_err(|e| RpcError::Guard(e.to_string()))?;
     let c_name = CString::new(name).map_err(|_| RpcError::NoRpcBackend)?;
-    // SAFETY: the registry is initialised by backend(); the names are
-    // NUL-terminated; a null result is handled.
-    unsafe {
-        let reg = sys::ggml_backend_reg_by_name(c"RPC".as_ptr());
-        if reg.is_null() {
-            return Err(RpcError::NoRpcBackend);
-        }
-        let f = sys::ggml_backend_reg_get_proc_address(reg, c_name.as_ptr());
-        if f.is_null() {
-            return Err(RpcError::NoRpcBackend);
-        }
-        Ok(f)
-    }
+    backend_function(c"RPC", &c_name)
+        .map(NonNull::as_ptr)
+        .ok_or(RpcError::NoRpcBackend)
 }
 
 /// The target's link to its servers: their ggml devices and the guards
