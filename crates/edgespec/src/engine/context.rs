@@ -125,9 +125,15 @@ impl Drop for Context {
 /// module loaded at run time in a `portable-cpu` build). Without them a
 /// context computes with the throwaway pools ggml makes per graph.
 struct ThreadPools {
-    new: unsafe extern "C" fn(*mut sys::ggml_threadpool_params) -> *mut sys::ggml_threadpool,
-    free: unsafe extern "C" fn(*mut sys::ggml_threadpool),
+    new: ThreadPoolNew,
+    free: ThreadPoolFree,
 }
+
+/// `ggml_threadpool_new`.
+type ThreadPoolNew =
+    unsafe extern "C" fn(*mut sys::ggml_threadpool_params) -> *mut sys::ggml_threadpool;
+/// `ggml_threadpool_free`.
+type ThreadPoolFree = unsafe extern "C" fn(*mut sys::ggml_threadpool);
 
 fn thread_pools() -> Option<&'static ThreadPools> {
     static POOLS: OnceLock<Option<ThreadPools>> = OnceLock::new();
@@ -139,8 +145,10 @@ fn thread_pools() -> Option<&'static ThreadPools> {
             // ggml_threadpool_free under these names, with these signatures.
             unsafe {
                 Some(ThreadPools {
-                    new: std::mem::transmute::<*mut std::ffi::c_void, _>(new.as_ptr()),
-                    free: std::mem::transmute::<*mut std::ffi::c_void, _>(free.as_ptr()),
+                    new: std::mem::transmute::<*mut std::ffi::c_void, ThreadPoolNew>(new.as_ptr()),
+                    free: std::mem::transmute::<*mut std::ffi::c_void, ThreadPoolFree>(
+                        free.as_ptr(),
+                    ),
                 })
             }
         })
