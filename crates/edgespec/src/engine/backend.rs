@@ -83,6 +83,41 @@ pub(super) fn backend_function(registry: &CStr, name: &CStr) -> Option<NonNull<c
     }
 }
 
+/// ggml's CPU thread-pool functions, from the CPU backend's registry (a
+/// module loaded at run time in a `portable-cpu` build). Without them a
+/// context computes with the throwaway pools ggml makes per graph.
+pub(super) struct ThreadPools {
+    pub(super) new: ThreadPoolNew,
+    pub(super) free: ThreadPoolFree,
+}
+
+/// `ggml_threadpool_new`.
+type ThreadPoolNew = unsafe extern "C" fn(
+    *mut llama_cpp_sys_2::ggml_threadpool_params,
+) -> *mut llama_cpp_sys_2::ggml_threadpool;
+/// `ggml_threadpool_free`.
+type ThreadPoolFree = unsafe extern "C" fn(*mut llama_cpp_sys_2::ggml_threadpool);
+
+pub(super) fn thread_pools() -> Option<&'static ThreadPools> {
+    static POOLS: OnceLock<Option<ThreadPools>> = OnceLock::new();
+    POOLS
+        .get_or_init(|| {
+            let new = backend_function(c"CPU", c"ggml_threadpool_new")?;
+            let free = backend_function(c"CPU", c"ggml_threadpool_free")?;
+            // SAFETY: the CPU registry hands out ggml_threadpool_new and
+            // ggml_threadpool_free under these names, with these signatures.
+            unsafe {
+                Some(ThreadPools {
+                    new: std::mem::transmute::<*mut std::ffi::c_void, ThreadPoolNew>(new.as_ptr()),
+                    free: std::mem::transmute::<*mut std::ffi::c_void, ThreadPoolFree>(
+                        free.as_ptr(),
+                    ),
+                })
+            }
+        })
+        .as_ref()
+}
+
 /// llama.cpp's system-info line: the CPU features ggml was built with and detected.
 pub fn system_info() -> String {
     // SAFETY: returns a pointer to a static, NUL-terminated buffer owned by llama.cpp.

@@ -4,11 +4,11 @@
 //! again ([`Context::keep_path`]).
 
 use std::ptr::NonNull;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use llama_cpp_sys_2 as sys;
 
-use super::backend::backend_function;
+use super::backend::thread_pools;
 use super::context_params::{ContextParams, FlashAttention};
 use super::model::CONTEXT_CREATION;
 use super::reading::{PromptProgress, Reading, StopCheck};
@@ -119,40 +119,6 @@ impl Drop for Context {
             }
         }
     }
-}
-
-/// ggml's CPU thread-pool functions, from the CPU backend's registry (a
-/// module loaded at run time in a `portable-cpu` build). Without them a
-/// context computes with the throwaway pools ggml makes per graph.
-struct ThreadPools {
-    new: ThreadPoolNew,
-    free: ThreadPoolFree,
-}
-
-/// `ggml_threadpool_new`.
-type ThreadPoolNew =
-    unsafe extern "C" fn(*mut sys::ggml_threadpool_params) -> *mut sys::ggml_threadpool;
-/// `ggml_threadpool_free`.
-type ThreadPoolFree = unsafe extern "C" fn(*mut sys::ggml_threadpool);
-
-fn thread_pools() -> Option<&'static ThreadPools> {
-    static POOLS: OnceLock<Option<ThreadPools>> = OnceLock::new();
-    POOLS
-        .get_or_init(|| {
-            let new = backend_function(c"CPU", c"ggml_threadpool_new")?;
-            let free = backend_function(c"CPU", c"ggml_threadpool_free")?;
-            // SAFETY: the CPU registry hands out ggml_threadpool_new and
-            // ggml_threadpool_free under these names, with these signatures.
-            unsafe {
-                Some(ThreadPools {
-                    new: std::mem::transmute::<*mut std::ffi::c_void, ThreadPoolNew>(new.as_ptr()),
-                    free: std::mem::transmute::<*mut std::ffi::c_void, ThreadPoolFree>(
-                        free.as_ptr(),
-                    ),
-                })
-            }
-        })
-        .as_ref()
 }
 
 impl Context {
