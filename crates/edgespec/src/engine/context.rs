@@ -370,11 +370,20 @@ impl Context {
         };
         let rows_per_chunk = self.batch_capacity;
         let n_chunks = n.div_ceil(rows_per_chunk);
+        let start = self.n_past;
         for (index, chunk) in embeddings.chunks(rows_per_chunk * n_embd).enumerate() {
             // SAFETY: chunk holds at most batch_capacity rows of n_embd
             // floats, the size the embd array was allocated with.
             unsafe { std::ptr::copy_nonoverlapping(chunk.as_ptr(), batch.embd, chunk.len()) };
-            self.run_batch(batch, chunk.len() / n_embd, logits, index + 1 == n_chunks)?;
+            if let Err(e) =
+                self.run_batch(batch, chunk.len() / n_embd, logits, index + 1 == n_chunks)
+            {
+                // The caller's view, as for `decode`: none of it was decoded.
+                if self.n_past > start {
+                    let _ = self.truncate(start);
+                }
+                return Err(e);
+            }
         }
         Ok(())
     }
