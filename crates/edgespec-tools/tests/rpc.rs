@@ -353,3 +353,45 @@ fn a_stalled_server_ends_the_generation_at_its_deadline() {
         );
     }
 }
+
+/// Issue 35, several boards on one server: three clients at once on one
+/// `rpc-server`, with different drafters, each get the local target's
+/// greedy output.
+#[test]
+fn clients_at_once_on_one_server_each_get_the_local_targets_output() {
+    let Some(model) = common::smollm2() else {
+        return;
+    };
+    let model = model.to_str().unwrap().to_owned();
+    let base: Vec<String> = [
+        "-m", &model, "-p", PROMPT, "-n", "48", "-t", "1", "-c", "1024",
+    ]
+    .map(String::from)
+    .to_vec();
+    let run = |extra: &[&str]| {
+        let args: Vec<String> = base
+            .iter()
+            .cloned()
+            .chain(extra.iter().map(|s| s.to_string()))
+            .collect();
+        std::thread::spawn(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            generate(&args, Duration::from_secs(240)).0
+        })
+    };
+    let local = run(&["--no-repack"]).join().unwrap();
+    assert!(local.status.success(), "{}", text(&local.stderr));
+    let expected = text(&local.stdout);
+    let server = RpcServer::start();
+    let rpc = ["--target-rpc", server.endpoint.as_str()];
+    let clients = [
+        run(&rpc),
+        run(&[&rpc[..], &["--draft-kind", "lookup"]].concat()),
+        run(&[&rpc[..], &["-md", &model, "--gamma", "3"]].concat()),
+    ];
+    for (i, client) in clients.into_iter().enumerate() {
+        let out = client.join().unwrap();
+        assert!(out.status.success(), "client {i}: {}", text(&out.stderr));
+        assert_eq!(text(&out.stdout), expected, "client {i}");
+    }
+}
