@@ -145,6 +145,17 @@ fn greedy_output_over_rpc_equals_the_local_target() {
         // At least one reply per target call; fewer calls than tokens
         // when drafts are accepted.
         assert!(count >= 1, "{mode:?}: {round_trips}");
+        // Every generated token came back in a row of logits at least
+        // (SmolLM2: 49,152 × 4 bytes).
+        let per_token: f64 = round_trips
+            .split("; ")
+            .nth(1)
+            .and_then(|r| r.split(", ").nth(1))
+            .and_then(|r| r.strip_suffix(" kB per token"))
+            .unwrap_or_else(|| panic!("{mode:?}: no bytes in the stats: {round_trips}"))
+            .parse()
+            .unwrap();
+        assert!(per_token >= 196.6, "{mode:?}: {round_trips}");
     }
 }
 

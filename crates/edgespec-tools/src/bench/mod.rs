@@ -144,6 +144,9 @@ pub struct RunRecord {
     /// Network round trips to a remote target (`--target-rpc` runs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub round_trips: Option<u64>,
+    /// Bytes the remote target's servers sent back (`--target-rpc` runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_bytes: Option<u64>,
     /// Seconds in target verification passes (speculative modes).
     #[serde(default)]
     pub verify_s: Option<f64>,
@@ -715,6 +718,7 @@ fn measure(
         identical: None,
         draft_s: None,
         round_trips: None,
+        remote_bytes: None,
         verify_s: None,
         large_tokens: None,
         switches: None,
@@ -805,6 +809,7 @@ fn fill_generation(record: &mut RunRecord, stats: &edgespec::metrics::Generation
     record.request_s =
         Some(stats.time_to_first_token.as_secs_f64() + stats.decode_time.as_secs_f64());
     record.round_trips = (stats.round_trips > 0).then_some(stats.round_trips);
+    record.remote_bytes = (stats.round_trips > 0).then_some(stats.remote_bytes);
 }
 
 /// What a report is assembled from besides the runs.

@@ -548,6 +548,7 @@ mod tests {
             identical: Some(true),
             draft_s: (mode != "target").then_some(0.2),
             round_trips: None,
+            remote_bytes: None,
             verify_s: (mode != "target").then_some(0.3),
             large_tokens: None,
             switches: None,

@@ -26,6 +26,9 @@ pub struct GenerationStats {
     /// Network round trips to a remote target (requests that waited for
     /// an RPC server's reply), prompt included; 0 for a local target.
     pub round_trips: u64,
+    /// Bytes a remote target's servers sent back (logits, mostly), prompt
+    /// included; 0 for a local target.
+    pub remote_bytes: u64,
 }
 
 pub(crate) fn as_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -49,6 +52,15 @@ impl GenerationStats {
             0.0
         } else {
             self.round_trips as f64 / self.generated_tokens as f64
+        }
+    }
+
+    /// Bytes a remote target sent back per generated token.
+    pub fn remote_bytes_per_token(&self) -> f64 {
+        if self.generated_tokens == 0 {
+            0.0
+        } else {
+            self.remote_bytes as f64 / self.generated_tokens as f64
         }
     }
 
@@ -93,9 +105,12 @@ mod tests {
             decode_time: Duration::from_secs(2),
             time_to_first_token: Duration::from_millis(510),
             round_trips: 42,
+            remote_bytes: 21 * 600_000,
         };
         assert_eq!(s.prompt_tok_per_s(), 20.0);
         assert_eq!(s.decode_tok_per_s(), 10.0);
+        assert_eq!(s.round_trips_per_token(), 2.0);
+        assert_eq!(s.remote_bytes_per_token(), 600_000.0);
         assert_eq!(per_second(5, Duration::ZERO), 0.0);
     }
 }

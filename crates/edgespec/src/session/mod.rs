@@ -19,7 +19,6 @@ use crate::draft::{
     OutputMemory, DEFAULT_HYBRID_MIN_NGRAM,
 };
 use crate::ead::{Ead, EadConfig, EadStats, Who};
-use crate::engine::rpc::RemoteLink;
 use crate::engine::{Context, ContextParams, EngineError, Grammar, Model, Sequence, Token};
 use crate::error::GenerateError;
 use crate::generate::Piece;
@@ -387,11 +386,17 @@ impl Session {
             ..self.params.clone()
         };
         let model = self.model().clone();
-        let round_trips = || model.remote().map_or(0, RemoteLink::round_trips);
-        let before = round_trips();
+        let link = || {
+            model
+                .remote()
+                .map_or((0, 0), |r| (r.round_trips(), r.bytes_received()))
+        };
+        let before = link();
         let mut on_token = on_token;
         let mut outcome = self.engine.generate(prompt, &params, &mut on_token)?;
-        outcome.generation.stats.round_trips = round_trips() - before;
+        let after = link();
+        outcome.generation.stats.round_trips = after.0 - before.0;
+        outcome.generation.stats.remote_bytes = after.1 - before.1;
         Ok(outcome)
     }
 

@@ -242,9 +242,11 @@ fn finish(generation: &Generation, spec: Option<&SpecStats>) {
     );
     if generation.stats.round_trips > 0 {
         eprintln!(
-            "remote target: {} round trips, {:.2} per token",
+            "remote target: {} round trips, {:.2} per token; {:.1} kB received, {:.1} kB per token",
             generation.stats.round_trips,
-            generation.stats.round_trips_per_token()
+            generation.stats.round_trips_per_token(),
+            generation.stats.remote_bytes as f64 / 1e3,
+            generation.stats.remote_bytes_per_token() / 1e3
         );
     }
     let Some(s) = spec else { return };

@@ -85,6 +85,8 @@ fn stand_in(cmd: u8, size: u64) -> Vec<u8> {
 #[derive(Debug, Default)]
 pub(super) struct Health {
     round_trips: AtomicU64,
+    /// Bytes of the server's replies (sizes included) that reached ggml.
+    bytes_received: AtomicU64,
     failures: AtomicU64,
     timeout_ms: AtomicU64,
     last_failure: Mutex<Option<String>>,
@@ -94,6 +96,11 @@ impl Health {
     /// Requests that waited for the server's reply.
     pub(super) fn round_trips(&self) -> u64 {
         self.round_trips.load(Ordering::Relaxed)
+    }
+
+    /// Bytes of the server's replies, their sizes included.
+    pub(super) fn bytes_received(&self) -> u64 {
+        self.bytes_received.load(Ordering::Relaxed)
     }
 
     /// Failures of the server, and requests answered in a failed server's
@@ -351,6 +358,9 @@ impl Server {
             match self.exchange(up, client, head, &request, expected, &mut sent) {
                 Ok(()) => {
                     self.health.round_trips.fetch_add(1, Ordering::Relaxed);
+                    self.health
+                        .bytes_received
+                        .fetch_add(sent, Ordering::Relaxed);
                     return Ok(());
                 }
                 Err(Broken::Client) => return Err(Broken::Client),

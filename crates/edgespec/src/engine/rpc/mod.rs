@@ -292,6 +292,15 @@ impl RemoteLink {
             .sum()
     }
 
+    /// Bytes the servers sent back (their replies, sizes included), all
+    /// servers together, since the process started.
+    pub fn bytes_received(&self) -> u64 {
+        self.servers
+            .iter()
+            .map(|s| s.guard.health().bytes_received())
+            .sum()
+    }
+
     /// Returns once every server has done the requests sent to it so
     /// far: a server works through its requests in order, so the reply to
     /// a memory query comes after the passes before it.
