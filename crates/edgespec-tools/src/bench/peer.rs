@@ -173,7 +173,7 @@ fn output_and_peak_rss(cmd: &mut Command) -> std::io::Result<(Output, Option<u64
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()?;
-    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+    fn drain(pipe: Option<impl Read + Send + 'static>) -> std::thread::JoinHandle<Vec<u8>> {
         std::thread::spawn(move || {
             let mut bytes = Vec::new();
             if let Some(mut pipe) = pipe {
@@ -181,19 +181,9 @@ fn output_and_peak_rss(cmd: &mut Command) -> std::io::Result<(Output, Option<u64
             }
             bytes
         })
-    };
-    let stdout = drain(
-        child
-            .stdout
-            .take()
-            .map(|p| Box::new(p) as Box<dyn Read + Send>),
-    );
-    let stderr = drain(
-        child
-            .stderr
-            .take()
-            .map(|p| Box::new(p) as Box<dyn Read + Send>),
-    );
+    }
+    let stdout = drain(child.stdout.take());
+    let stderr = drain(child.stderr.take());
     let pid = libc::pid_t::try_from(child.id()).map_err(std::io::Error::other)?;
     let mut status = 0;
     // SAFETY: an all-zero rusage is a valid value of that plain C struct.

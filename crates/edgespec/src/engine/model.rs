@@ -132,17 +132,17 @@ impl Model {
         let releasing =
             params.use_mmap && !params.use_mlock && !params.vocab_only && remote.is_none();
         let _one_load = releasing.then(|| RELEASING_LOAD.lock().unwrap_or_else(|e| e.into_inner()));
-        let mut releaser = LoadReleaser::new(path);
-        if releasing {
+        let mut releaser = releasing.then(|| LoadReleaser::new(path));
+        if let Some(releaser) = releaser.as_mut() {
             raw_params.progress_callback = Some(LoadReleaser::callback);
-            raw_params.progress_callback_user_data = std::ptr::from_mut(&mut releaser).cast();
+            raw_params.progress_callback_user_data = std::ptr::from_mut(releaser).cast();
         }
         // SAFETY: c_path is a valid NUL-terminated string for the call; the
         // params struct is fully initialised and its null-terminated device
         // list and the releaser its callback is given outlive the call; a
         // null return is handled.
         let raw = unsafe { sys::llama_model_load_from_file(c_path.as_ptr(), raw_params) };
-        if releasing {
+        if let Some(releaser) = &releaser {
             log::debug!(
                 "{}: {} MB of the file's mapping released after loading",
                 path.display(),
