@@ -84,6 +84,8 @@ pub struct Context {
     reading: Arc<Reading>,
     /// Told how far a prompt read of several batches has got.
     progress: Option<PromptProgress>,
+    /// How much of each logits row the caller reads ([`Self::set_logits_kept`]).
+    logits_kept: Option<usize>,
     model: Arc<Model>,
 }
 
@@ -232,6 +234,7 @@ impl Context {
             n_logits,
             reading,
             progress: None,
+            logits_kept: None,
             model,
         })
     }
@@ -256,6 +259,16 @@ impl Context {
     /// and reports progress. Returns the mark as it was, to restore.
     pub fn set_reading(&mut self, reading: bool) -> bool {
         self.reading.arm(reading)
+    }
+
+    /// Says how much of each logits row the caller reads from now on: the
+    /// `n` largest entries (ties with the last included), or (None) whole
+    /// rows. A remote target whose server is an edgespec `rpc-server` then
+    /// sends only those, and every other entry of a row reads as
+    /// −∞; local models always keep whole rows. Returns the setting as it
+    /// was, to restore.
+    pub fn set_logits_kept(&mut self, kept: Option<usize>) -> Option<usize> {
+        std::mem::replace(&mut self.logits_kept, kept)
     }
 
     /// The model this context runs.
@@ -433,6 +446,7 @@ impl Context {
         }
         batch.n_tokens = (n + usize::from(pad)) as i32;
         self.last_batch_len = n;
+        let pass = self.model.remote().map(|r| r.pass(self.logits_kept));
         // SAFETY: raw is live; the batch holds n (padded: n + 1)
         // initialised entries.
         let code = unsafe { sys::llama_decode(self.raw.as_ptr(), batch) };
@@ -447,6 +461,7 @@ impl Context {
         if outputs == 0 {
             self.model.wait_for_remote();
         }
+        drop(pass);
         if let Err(e) = self.model.remote_fault() {
             let _ = self.truncate(self.n_past);
             return Err(e);
@@ -618,6 +633,7 @@ impl Context {
             base: self.n_past,
             leaves,
         });
+        let pass = self.model.remote().map(|r| r.pass(self.logits_kept));
         // SAFETY: raw is live; the batch holds n initialised entries.
         let code = unsafe { sys::llama_decode(self.raw.as_ptr(), batch) };
         // Wait for the pass to finish here, not where logits are first
@@ -625,6 +641,7 @@ impl Context {
         // the pass's time and any failure of it belong to this call.
         // SAFETY: raw is live.
         unsafe { sys::llama_synchronize(self.raw.as_ptr()) };
+        drop(pass);
         if let Err(e) = self.model.remote_fault() {
             let _ = self.truncate(self.n_past);
             return Err(e);

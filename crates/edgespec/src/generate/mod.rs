@@ -286,8 +286,25 @@ pub fn generate_target_only(
 ) -> Result<Generation, EngineError> {
     check_prompt(prompt)?;
     let model = target.context().model().clone();
-    let n_ctx = target.context().n_ctx() as usize;
     let mut sampler = params.sampler(&model);
+    let kept = target
+        .context_mut()
+        .set_logits_kept(sampler.logits_needed());
+    let generation = target_only(target, prompt, params, &mut sampler, on_token);
+    target.context_mut().set_logits_kept(kept);
+    generation
+}
+
+/// [`generate_target_only`] with its sampler.
+fn target_only(
+    target: &mut Sequence,
+    prompt: &[Token],
+    params: &GenerateParams,
+    sampler: &mut Sampler,
+    on_token: impl FnMut(Piece, &str) -> bool,
+) -> Result<Generation, EngineError> {
+    let model = target.context().model().clone();
+    let n_ctx = target.context().n_ctx() as usize;
     let mut emitter = Emitter::new(&model, params, on_token);
     let mut stats = GenerationStats {
         prompt_tokens: prompt.len(),

@@ -352,6 +352,37 @@ impl Sampler {
         &self.params
     }
 
+    /// How many of a logits row's largest entries decide what this sampler
+    /// draws, whatever the others are (ties with the last one kept too):
+    /// for greedy (k = 1) or top-k sampling, k plus the banned tokens plus,
+    /// when penalties only lower logits, the tokens they look back on (k
+    /// of the penalised largest are among that many raw largest); None
+    /// when the whole row counts (no top-k, Mirostat, a grammar, penalties
+    /// that raise logits).
+    pub fn logits_needed(&self) -> Option<usize> {
+        let p = &self.params;
+        if self.grammar.is_some() {
+            return None;
+        }
+        let k = if p.is_greedy() {
+            1
+        } else if p.mirostat.is_none() && p.top_k > 0 {
+            p.top_k
+        } else {
+            return None;
+        };
+        let penalties = &p.penalties;
+        let penalised = if !penalties.is_active() {
+            0
+        } else if penalties.repeat >= 1.0 && penalties.frequency >= 0.0 && penalties.presence >= 0.0
+        {
+            penalties.last_n
+        } else {
+            return None;
+        };
+        Some(k + penalised + self.banned.len())
+    }
+
     /// Draws the next token from a logits row, after `history`.
     pub fn sample(&mut self, logits: &[f32], history: History<'_>) -> Token {
         if self.params.is_greedy() {
@@ -656,6 +687,62 @@ mod tests {
             })
             .sum();
         assert!(chi2 < 16.27, "chi2 = {chi2}");
+    }
+
+    /// What a sampler reads of a row is enough: on a row cut to the
+    /// entries it says it needs (the rest −∞), every sampler draws what it
+    /// draws on the whole row, penalties and bans included.
+    #[test]
+    fn a_row_cut_to_what_the_sampler_needs_draws_the_same() {
+        let mut rng = ChaCha8Rng::seed_from_u64(11);
+        let row: Vec<f32> = (0..500).map(|_| rng.random_range(-4.0..4.0)).collect();
+        let history: Vec<Token> = (0..40).map(|i| (i * 7) % 500).collect();
+        let lowering = Penalties {
+            repeat: 1.3,
+            frequency: 0.2,
+            presence: 0.1,
+            last_n: 32,
+        };
+        let settings = [
+            (SamplingParams::greedy(), Penalties::OFF),
+            (SamplingParams::greedy(), lowering),
+            (sampler(0.8, 40, 0.9, 3).params, Penalties::OFF),
+            (sampler(1.2, 5, 1.0, 4).params, lowering),
+        ];
+        for (params, penalties) in settings {
+            let params = SamplingParams {
+                penalties,
+                ..params
+            };
+            let mut whole = Sampler::new(params);
+            whole.ban([row_argmax(&row)]);
+            let mut cut = whole.clone();
+            let keep = cut.logits_needed().expect("a bounded sampler");
+            let mut order: Vec<usize> = (0..row.len()).collect();
+            order.sort_by(|&a, &b| row[b].total_cmp(&row[a]));
+            let mut short = vec![f32::NEG_INFINITY; row.len()];
+            for &i in &order[..keep] {
+                short[i] = row[i];
+            }
+            for _ in 0..20 {
+                let h = History::new(&history);
+                assert_eq!(whole.sample(&row, h), cut.sample(&short, h), "{params:?}");
+            }
+        }
+        // Unbounded: no top-k, penalties that raise logits.
+        assert_eq!(sampler(0.8, 0, 1.0, 1).logits_needed(), None);
+        let raising = SamplingParams {
+            penalties: Penalties {
+                repeat: 0.8,
+                ..lowering
+            },
+            ..SamplingParams::greedy()
+        };
+        assert_eq!(Sampler::new(raising).logits_needed(), None);
+    }
+
+    fn row_argmax(row: &[f32]) -> Token {
+        argmax_excluding(row, &[])
     }
 
     #[test]

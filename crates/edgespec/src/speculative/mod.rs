@@ -15,7 +15,8 @@ use std::time::Instant;
 
 use crate::costs::{timed_tail, CostModel};
 use crate::draft::{
-    check_vocab_compatible, top_successors, Draft, DraftSource, Drafter, MAX_DRAFT, TIMED_CATCH_UP,
+    check_vocab_compatible, top_successors, Draft, DraftSource, Drafter, MAX_DRAFT, SUCCESSORS,
+    TIMED_CATCH_UP,
 };
 use crate::engine::{Context, EngineError, Logits, Sequence, Token};
 use crate::error::GenerateError;
@@ -337,7 +338,26 @@ impl Speculator {
         params.sampling.validate()?;
         check_prompt(prompt)?;
         let model = self.target.context().model().clone();
-        let mut sampler = params.sampler(&model);
+        let sampler = params.sampler(&model);
+        // What the rows are read for: the sampler's choice, and the top
+        // successors recycled drafts keep.
+        let read = sampler.logits_needed().map(|n| n.max(SUCCESSORS));
+        let kept = self.target.context_mut().set_logits_kept(read);
+        let generation = self.generate_with(prompt, params, sampler, on_token);
+        self.target.context_mut().set_logits_kept(kept);
+        generation
+    }
+
+    /// [`Self::generate`] with its sampler, the target set to keep what
+    /// the sampler reads of each logits row.
+    fn generate_with(
+        &mut self,
+        prompt: &[Token],
+        params: &GenerateParams,
+        mut sampler: Sampler,
+        on_token: impl FnMut(Piece, &str) -> bool,
+    ) -> Result<SpecGeneration, GenerateError> {
+        let model = self.target.context().model().clone();
         let mut emitter = Emitter::new(&model, params, on_token);
         let mut stats = GenerationStats {
             prompt_tokens: prompt.len(),

@@ -11,10 +11,12 @@
 //! zero contents, so llama.cpp's call returns instead of aborting; the
 //! engine checks [`Health::failures`] after every decode and turns the
 //! failure into a typed error (the results of that decode are discarded).
-//! The guard counts round trips (requests that wait for a reply) on the
-//! way. It knows only the framing of ggml's protocol (version 7.x), never
-//! a message's meaning: one command byte, a 64-bit little-endian size,
-//! the payload; a reply is a size and a payload.
+//! The guard counts round trips (requests that wait for a reply) and the
+//! bytes that come back on the way. It knows ggml's framing and one
+//! message's meaning ([`wire`]): when the server is an edgespec front and
+//! the engine says the pass in flight needs only each logits row's largest
+//! entries ([`Health::set_keep`]), it asks the front for those and widens
+//! them back to the rows ggml expects.
 
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
@@ -22,50 +24,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use super::wire::{
+    self, reply_size, reply_to, LogitsRows, Reply, FRONT_MARK, GET_TENSOR, HELLO, HELLO_REPLY,
+    MARK_AT, MAX_SMALL_REQUEST, PROTOCOL_MAJOR, TOP_ROWS,
+};
 use super::{RpcEndpoint, RpcError};
 
-/// `RPC_CMD_HELLO`: the one command every protocol version keeps.
-pub(super) const HELLO: u8 = 14;
-/// `RPC_CONN_CAPS_SIZE`: the transport capabilities in HELLO.
-pub(super) const CAPS: usize = 24;
-/// The HELLO reply: major, minor, patch, padding, capabilities.
-pub(super) const HELLO_REPLY: u64 = 4 + CAPS as u64;
-/// The protocol major version this build's ggml speaks.
-pub(super) const PROTOCOL_MAJOR: u8 = 7;
-/// The newest minor version of it this build's ggml understands.
-pub(super) const PROTOCOL_MINOR: u8 = 0;
-/// The largest request that waits for a reply (they are fixed structs of
-/// a few KiB); a larger one means the framing is lost.
-const MAX_SMALL_REQUEST: u64 = 1 << 20;
 /// Bytes copied at a time.
 const CHUNK: usize = 1 << 20;
-
-/// What ggml waits for after a command.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Reply {
-    /// Nothing: the command is pipelined.
-    Nothing,
-    /// A reply of this many bytes.
-    Fixed(u64),
-    /// A reply as large as the request's last 8 bytes say (GET_TENSOR).
-    SizeInRequest,
-}
-
-/// ggml-rpc's `rpc_cmd` table (protocol 7): which commands wait for a
-/// reply, and of what size (the `rpc_msg_*_rsp` structs).
-fn reply_to(cmd: u8) -> Option<Reply> {
-    Some(match cmd {
-        0 => Reply::Fixed(16),             // ALLOC_BUFFER: remote_ptr, remote_size
-        1 | 2 | 3 | 13 => Reply::Fixed(8), // GET_ALIGNMENT, GET_MAX_SIZE, BUFFER_GET_BASE, GET_ALLOC_SIZE
-        4 | 5 | 6 | 10 | 12 | 16 | 17 => Reply::Nothing, // FREE_BUFFER, BUFFER_CLEAR, SET_TENSOR, GRAPH_COMPUTE, INIT_TENSOR, GRAPH_RECOMPUTE, MEMSET_TENSOR
-        7 | 9 => Reply::Fixed(1), // SET_TENSOR_HASH, COPY_TENSOR: a result byte
-        8 => Reply::SizeInRequest, // GET_TENSOR
-        11 => Reply::Fixed(16),   // GET_DEVICE_MEMORY: free, total
-        HELLO => Reply::Fixed(HELLO_REPLY),
-        15 => Reply::Fixed(4), // DEVICE_COUNT
-        _ => return None,
-    })
-}
 
 /// The reply the guard gives in a failed server's place: zero contents,
 /// except a HELLO that names this protocol and an alignment ggml accepts.
@@ -85,10 +51,12 @@ fn stand_in(cmd: u8, size: u64) -> Vec<u8> {
 #[derive(Debug, Default)]
 pub(super) struct Health {
     round_trips: AtomicU64,
-    /// Bytes of the server's replies (sizes included) that reached ggml.
+    /// Bytes of the server's replies, sizes included.
     bytes_received: AtomicU64,
     failures: AtomicU64,
     timeout_ms: AtomicU64,
+    /// Largest logits per row the pass in flight needs (0: whole rows).
+    keep: AtomicU64,
     last_failure: Mutex<Option<String>>,
 }
 
@@ -115,6 +83,21 @@ impl Health {
             .lock()
             .map(|l| l.clone().unwrap_or_default())
             .unwrap_or_default()
+    }
+
+    /// Says how much of each logits row the passes from now on need: the
+    /// `n` largest entries, or (None) whole rows. A server front then
+    /// sends only those (see [`wire`]).
+    pub(super) fn set_keep(&self, keep: Option<usize>) {
+        let n = keep.map_or(0, |n| u64::try_from(n).unwrap_or(u64::MAX).max(1));
+        self.keep.store(n, Ordering::Relaxed);
+    }
+
+    fn keep(&self) -> Option<u32> {
+        match self.keep.load(Ordering::Relaxed) {
+            0 => None,
+            n => Some(u32::try_from(n).unwrap_or(u32::MAX)),
+        }
     }
 
     fn set_timeout(&self, timeout: Duration) {
@@ -253,6 +236,8 @@ impl Server {
                 None
             }
         };
+        // The server is an edgespec front (its HELLO reply says so).
+        let mut front = false;
         loop {
             let mut head = [0u8; 9];
             if client.read_exact(&mut head).is_err() {
@@ -272,7 +257,7 @@ impl Server {
             let result = if reply == Reply::Nothing {
                 self.pass_on(&mut client, &mut upstream, &head, size)
             } else {
-                self.ask(&mut client, &mut upstream, &head, size, reply)
+                self.ask(&mut client, &mut upstream, &mut front, &head, size, reply)
             };
             if result.is_err() {
                 return;
@@ -321,6 +306,7 @@ impl Server {
         &self,
         client: &mut TcpStream,
         upstream: &mut Option<TcpStream>,
+        front: &mut bool,
         head: &[u8; 9],
         size: u64,
         reply: Reply,
@@ -338,29 +324,26 @@ impl Server {
             // No transport upgrade (RDMA) past the guard: plain TCP.
             request.fill(0);
         }
-        let expected = match reply {
-            Reply::Fixed(n) => n,
-            Reply::SizeInRequest if request.len() >= 8 => {
-                let mut tail = [0u8; 8];
-                tail.copy_from_slice(&request[request.len() - 8..]);
-                u64::from_le_bytes(tail)
-            }
-            _ => {
-                self.fail(&format!("ggml sent a short request {cmd}: framing lost"));
-                return Err(Broken::Client);
-            }
+        let Some(expected) = reply_size(reply, &request) else {
+            self.fail(&format!("ggml sent a short request {cmd}: framing lost"));
+            return Err(Broken::Client);
         };
         let mut sent = 0u64;
         if upstream.is_none() {
             self.health.stood_in();
         }
         if let Some(up) = upstream.as_mut() {
-            match self.exchange(up, client, head, &request, expected, &mut sent) {
+            let top = match (cmd, *front, self.health.keep()) {
+                (GET_TENSOR, true, Some(keep)) => LogitsRows::of(&request).map(|r| (r, keep)),
+                _ => None,
+            };
+            let result = match top {
+                Some((rows, keep)) => self.top_rows(up, client, &request, rows, keep, &mut sent),
+                None => self.exchange(up, client, head, &request, expected, front, &mut sent),
+            };
+            match result {
                 Ok(()) => {
                     self.health.round_trips.fetch_add(1, Ordering::Relaxed);
-                    self.health
-                        .bytes_received
-                        .fetch_add(sent, Ordering::Relaxed);
                     return Ok(());
                 }
                 Err(Broken::Client) => return Err(Broken::Client),
@@ -383,7 +366,10 @@ impl Server {
     }
 
     /// One request and its reply through a live server; `sent` counts the
-    /// reply's bytes (size first) that reached ggml.
+    /// reply's bytes (size first) that reached ggml. A HELLO reply that
+    /// carries an edgespec front's mark sets `front` (ggml sees the reply
+    /// without it).
+    #[allow(clippy::too_many_arguments)]
     fn exchange(
         &self,
         up: &mut TcpStream,
@@ -391,6 +377,7 @@ impl Server {
         head: &[u8; 9],
         request: &[u8],
         expected: u64,
+        front: &mut bool,
         sent: &mut u64,
     ) -> Result<(), Broken> {
         let server = |e: io::Error| Broken::Server(describe(&e, self.health.timeout()));
@@ -412,7 +399,8 @@ impl Server {
             let n = buf.len().min(usize::try_from(left).unwrap_or(CHUNK));
             up.read_exact(&mut buf[..n]).map_err(server)?;
             if head[0] == HELLO && n as u64 == HELLO_REPLY {
-                buf[4..n].fill(0);
+                *front = buf[MARK_AT] == FRONT_MARK;
+                buf[MARK_AT..n].fill(0);
             }
             if first {
                 client
@@ -431,6 +419,52 @@ impl Server {
                 .map_err(|_| Broken::Client)?;
             *sent = 8;
         }
+        self.health
+            .bytes_received
+            .fetch_add(8 + size, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Asks an edgespec front for the `keep` largest entries of the logits
+    /// rows a GET_TENSOR `request` wants, and gives ggml the rows widened
+    /// back to their size.
+    fn top_rows(
+        &self,
+        up: &mut TcpStream,
+        client: &mut TcpStream,
+        request: &[u8],
+        rows: LogitsRows,
+        keep: u32,
+        sent: &mut u64,
+    ) -> Result<(), Broken> {
+        let server = |e: io::Error| Broken::Server(describe(&e, self.health.timeout()));
+        let mut message = Vec::with_capacity(9 + request.len() + 4);
+        message.push(TOP_ROWS);
+        message.extend((request.len() as u64 + 4).to_le_bytes());
+        message.extend_from_slice(request);
+        message.extend(keep.to_le_bytes());
+        up.write_all(&message).map_err(server)?;
+        let mut size = [0u8; 8];
+        up.read_exact(&mut size).map_err(server)?;
+        let size = u64::from_le_bytes(size);
+        if size > rows.max_reply() as u64 {
+            return Err(Broken::Server(format!(
+                "answered {} logits rows with {size} bytes",
+                rows.rows
+            )));
+        }
+        let mut reply = vec![0u8; size as usize];
+        up.read_exact(&mut reply).map_err(server)?;
+        self.health
+            .bytes_received
+            .fetch_add(8 + size, Ordering::Relaxed);
+        let wide = wire::widen_rows(&reply, rows).map_err(|why| {
+            Broken::Server(format!("answered logits rows out of protocol: {why}"))
+        })?;
+        let mut message = (wide.len() as u64).to_le_bytes().to_vec();
+        message.extend(wide);
+        client.write_all(&message).map_err(|_| Broken::Client)?;
+        *sent = message.len() as u64;
         Ok(())
     }
 }

@@ -16,7 +16,9 @@
 //! through an SSH tunnel or a WireGuard link (docs/remote-target.md).
 
 mod endpoint;
+mod front;
 mod guard;
+mod wire;
 
 use std::collections::HashMap;
 use std::ffi::{c_char, CString};
@@ -24,13 +26,14 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::ptr::NonNull;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use llama_cpp_sys_2 as sys;
 
 pub use endpoint::{parse_endpoints, RpcEndpoint};
-use guard::{Guard, PROTOCOL_MAJOR};
+use guard::Guard;
+use wire::PROTOCOL_MAJOR;
 
 use super::backend::{backend, backend_function, device_info, DeviceInfo};
 
@@ -188,6 +191,10 @@ unsafe impl Sync for RemoteLink {}
 /// ggml keeps each endpoint it was given for good.
 static GUARDS: Mutex<Option<HashMap<RpcEndpoint, Arc<Guard>>>> = Mutex::new(None);
 
+/// Remote passes run one at a time in the process: what a pass needs of
+/// the logits is its guards' setting while it runs ([`RemoteLink::pass`]).
+static PASSES: Mutex<()> = Mutex::new(());
+
 /// Checks every server of `target` and makes its devices ggml devices.
 pub fn connect(target: &RemoteTarget) -> Result<RemoteLink, RpcError> {
     if target.servers.is_empty() {
@@ -301,6 +308,21 @@ impl RemoteLink {
             .sum()
     }
 
+    /// Starts a pass that reads only the `keep` largest logits of each row
+    /// it outputs (None: whole rows): servers that are edgespec fronts send
+    /// only those. Holds every other remote pass of the process off until
+    /// dropped.
+    pub(super) fn pass(&self, keep: Option<usize>) -> RemotePass<'_> {
+        let lock = PASSES.lock().unwrap_or_else(|e| e.into_inner());
+        for server in &self.servers {
+            server.guard.health().set_keep(keep);
+        }
+        RemotePass {
+            link: self,
+            _lock: lock,
+        }
+    }
+
     /// Returns once every server has done the requests sent to it so
     /// far: a server works through its requests in order, so the reply to
     /// a memory query comes after the passes before it.
@@ -323,6 +345,20 @@ impl RemoteLink {
             .map(|s| RpcError::Lost {
                 reason: s.guard.health().last_failure(),
             })
+    }
+}
+
+/// A remote pass in flight ([`RemoteLink::pass`]).
+pub(super) struct RemotePass<'a> {
+    link: &'a RemoteLink,
+    _lock: MutexGuard<'static, ()>,
+}
+
+impl Drop for RemotePass<'_> {
+    fn drop(&mut self) {
+        for server in &self.link.servers {
+            server.guard.health().set_keep(None);
+        }
     }
 }
 
@@ -349,9 +385,9 @@ fn probe(endpoint: &RpcEndpoint, addrs: &[SocketAddr], timeout: Duration) -> Res
     let io = |e: std::io::Error| unreachable(guard::describe(&e, timeout));
     stream.set_read_timeout(Some(timeout)).map_err(io)?;
     stream.set_write_timeout(Some(timeout)).map_err(io)?;
-    let mut hello = vec![guard::HELLO];
-    hello.extend((guard::CAPS as u64).to_le_bytes());
-    hello.extend([0u8; guard::CAPS]);
+    let mut hello = vec![wire::HELLO];
+    hello.extend((wire::CAPS as u64).to_le_bytes());
+    hello.extend([0u8; wire::CAPS]);
     stream.write_all(&hello).map_err(io)?;
     let not_rpc = |reason: &str| RpcError::NotRpcServer {
         endpoint: endpoint.to_string(),
@@ -367,12 +403,12 @@ fn probe(endpoint: &RpcEndpoint, addrs: &[SocketAddr], timeout: Duration) -> Res
             guard::describe(&e, timeout)
         )),
     })?;
-    if u64::from_le_bytes(size) != guard::HELLO_REPLY {
+    if u64::from_le_bytes(size) != wire::HELLO_REPLY {
         return Err(not_rpc("its HELLO reply has the wrong size"));
     }
-    let mut reply = [0u8; guard::HELLO_REPLY as usize];
+    let mut reply = [0u8; wire::HELLO_REPLY as usize];
     stream.read_exact(&mut reply).map_err(io)?;
-    if reply[0] != PROTOCOL_MAJOR || reply[1] > guard::PROTOCOL_MINOR {
+    if reply[0] != PROTOCOL_MAJOR || reply[1] > wire::PROTOCOL_MINOR {
         return Err(RpcError::VersionMismatch {
             endpoint: endpoint.to_string(),
             server: format!("{}.{}.{}", reply[0], reply[1], reply[2]),
@@ -381,9 +417,11 @@ fn probe(endpoint: &RpcEndpoint, addrs: &[SocketAddr], timeout: Duration) -> Res
     Ok(())
 }
 
-/// Runs ggml's RPC server on `endpoint` with this machine's devices (its
-/// GPUs if it has any, else its CPU with `threads` threads), caching large
-/// tensors in `cache_dir` if given. Returns only when it cannot start.
+/// Serves this machine's devices (its GPUs if it has any, else its CPU
+/// with `threads` threads) to RPC clients on `endpoint`, caching large
+/// tensors in `cache_dir` if given: ggml's server on a loopback port,
+/// behind edgespec's [front](front), which listens on `endpoint`. Returns
+/// only when it cannot serve.
 pub fn serve(
     endpoint: &RpcEndpoint,
     insecure: bool,
@@ -398,12 +436,26 @@ pub fn serve(
             text: endpoint.to_string(),
             reason: "the server listens on an IPv4 address",
         })?;
+    let failed = || RpcError::ServeFailed {
+        endpoint: addr.to_string(),
+    };
+    let listener = std::net::TcpListener::bind(addr).map_err(|_| failed())?;
+    let ggml = start_ggml_server(threads, cache_dir)?;
+    let e = front::run(&listener, ggml);
+    log::error!(target: "edgespec::rpc", "rpc-server on {addr}: {e}");
+    Err(failed())
+}
+
+/// Starts ggml's RPC server on a free loopback port, on a thread of its
+/// own, and returns its address once it accepts connections.
+fn start_ggml_server(threads: usize, cache_dir: Option<&Path>) -> Result<SocketAddr, RpcError> {
+    let failed = |why: &str| RpcError::ServeFailed {
+        endpoint: format!("ggml's server on loopback ({why})"),
+    };
     let start = rpc_function("ggml_backend_rpc_start_server")?;
     // SAFETY: the registry returns ggml_backend_rpc_start_server under
     // this name; the signature is ggml-rpc.h's.
     let start: StartServer = unsafe { std::mem::transmute(start) };
-    let mut devices = local_devices();
-    let listen = CString::new(addr.to_string()).map_err(|e| RpcError::Guard(e.to_string()))?;
     let cache = cache_dir
         .map(|d| {
             d.to_str()
@@ -414,21 +466,39 @@ pub fn serve(
                 })
         })
         .transpose()?;
-    // SAFETY: NUL-terminated strings and a device array of the length
-    // given, alive for the call (which serves clients until the process
-    // ends, or returns when it cannot listen).
-    unsafe {
-        start(
-            listen.as_ptr(),
-            cache.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()),
-            threads.max(1),
-            devices.len(),
-            devices.as_mut_ptr(),
-        );
+    // A port free now; ggml binds it below (another process taking it in
+    // between makes ggml's server return, reported as a failure).
+    let ggml = std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))
+        .and_then(|l| l.local_addr())
+        .map_err(|_| failed("no free port"))?;
+    let listen = CString::new(ggml.to_string()).map_err(|e| RpcError::Guard(e.to_string()))?;
+    let server = std::thread::Builder::new()
+        .name("edgespec-ggml-rpc".into())
+        .spawn(move || {
+            let mut devices = local_devices();
+            // SAFETY: NUL-terminated strings and a device array of the
+            // length given, alive for the call (which serves clients until
+            // the process ends, or returns when it cannot listen).
+            unsafe {
+                start(
+                    listen.as_ptr(),
+                    cache.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()),
+                    threads.max(1),
+                    devices.len(),
+                    devices.as_mut_ptr(),
+                );
+            }
+        })
+        .map_err(|_| failed("no thread"))?;
+    loop {
+        if server.is_finished() {
+            return Err(failed("it did not start"));
+        }
+        if TcpStream::connect(ggml).is_ok() {
+            return Ok(ggml);
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
-    Err(RpcError::ServeFailed {
-        endpoint: addr.to_string(),
-    })
 }
 
 /// The devices a server offers: the GPUs, or the CPU when there is none.

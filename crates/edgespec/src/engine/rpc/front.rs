@@ -1,0 +1,303 @@
+//! The server's front: `edgespec rpc-server` listens on its port with
+//! this, and ggml's own server listens on a loopback port of the same
+//! process behind it.
+//!
+//! The front passes ggml's messages through unchanged, one connection to
+//! ggml's server per client (which serves one client at a time, as it
+//! always has), with two exceptions ([`wire`]): it marks its HELLO reply,
+//! so an edgespec client knows it may ask for less, and it answers
+//! [`TOP_ROWS`] itself: it reads the logits rows from ggml's server over
+//! loopback and sends back only each row's largest entries. Transport
+//! upgrades (ggml's RDMA) are refused, as the front speaks plain TCP.
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+
+use super::wire::{
+    reply_size, reply_to, top_rows, LogitsRows, Reply, FRONT_MARK, GET_TENSOR, HELLO, HELLO_REPLY,
+    MARK_AT, MAX_SMALL_REQUEST, TOP_ROWS,
+};
+
+/// Bytes copied at a time.
+const CHUNK: usize = 1 << 20;
+
+/// Serves every client that connects to `listener` through ggml's server
+/// at `ggml`, each on a thread of its own. Returns only when the listener
+/// fails.
+pub(super) fn run(listener: &TcpListener, ggml: SocketAddr) -> io::Error {
+    loop {
+        let client = match listener.accept() {
+            Ok((client, _)) => client,
+            Err(e) if is_transient(&e) => continue,
+            Err(e) => return e,
+        };
+        // A connection that cannot get a thread is dropped: the client
+        // sees a closed socket, as with a server that is down.
+        let _ = std::thread::Builder::new()
+            .name("edgespec-rpc-front".into())
+            .spawn(move || serve_client(client, ggml));
+    }
+}
+
+/// Accept errors that concern one connection, not the listener.
+fn is_transient(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::Interrupted
+    ) || e.raw_os_error() == Some(24) // EMFILE: out of descriptors for now
+}
+
+fn serve_client(mut client: TcpStream, ggml: SocketAddr) {
+    let _ = client.set_nodelay(true);
+    let Ok(mut server) = TcpStream::connect(ggml) else {
+        log::warn!(target: "edgespec::rpc", "front: ggml's server at {ggml} is gone");
+        return;
+    };
+    let _ = server.set_nodelay(true);
+    if let Err(e) = relay(&mut client, &mut server) {
+        if e.kind() != io::ErrorKind::UnexpectedEof {
+            log::info!(target: "edgespec::rpc", "front: a client's connection ended: {e}");
+        }
+    }
+}
+
+fn protocol(why: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, why)
+}
+
+/// Relays one client's requests to ggml's server and the replies back,
+/// until either side closes.
+fn relay<C: Read + Write, S: Read + Write>(client: &mut C, server: &mut S) -> io::Result<()> {
+    loop {
+        let mut head = [0u8; 9];
+        client.read_exact(&mut head)?;
+        let cmd = head[0];
+        let size = u64::from_le_bytes(head[1..].try_into().unwrap_or([0; 8]));
+        if cmd == TOP_ROWS {
+            answer_top_rows(client, server, size)?;
+            continue;
+        }
+        let reply = reply_to(cmd)
+            .ok_or_else(|| protocol(format!("command {cmd}, unknown to protocol 7")))?;
+        if reply == Reply::Nothing {
+            server.write_all(&head)?;
+            copy(client, server, size)?;
+            continue;
+        }
+        if size > MAX_SMALL_REQUEST {
+            return Err(protocol(format!("a {size}-byte request {cmd}")));
+        }
+        let mut request = vec![0u8; size as usize];
+        client.read_exact(&mut request)?;
+        if cmd == HELLO {
+            // No transport upgrade (RDMA) through the front.
+            request.fill(0);
+        }
+        let expected = reply_size(reply, &request)
+            .ok_or_else(|| protocol(format!("a short request {cmd}")))?;
+        server.write_all(&head)?;
+        server.write_all(&request)?;
+        let mut answer = [0u8; 8];
+        server.read_exact(&mut answer)?;
+        if u64::from_le_bytes(answer) != expected {
+            return Err(protocol(format!(
+                "ggml's server answered {cmd} out of size"
+            )));
+        }
+        client.write_all(&answer)?;
+        if cmd == HELLO {
+            let mut hello = [0u8; HELLO_REPLY as usize];
+            server.read_exact(&mut hello)?;
+            hello[MARK_AT..].fill(0);
+            hello[MARK_AT] = FRONT_MARK;
+            client.write_all(&hello)?;
+        } else {
+            copy(server, client, expected)?;
+        }
+    }
+}
+
+/// Copies `size` bytes from one side to the other.
+fn copy<R: Read, W: Write>(from: &mut R, to: &mut W, size: u64) -> io::Result<()> {
+    let mut buf = vec![0u8; CHUNK.min(usize::try_from(size).unwrap_or(CHUNK))];
+    let mut left = size;
+    while left > 0 {
+        let n = buf.len().min(usize::try_from(left).unwrap_or(CHUNK));
+        from.read_exact(&mut buf[..n])?;
+        to.write_all(&buf[..n])?;
+        left -= n as u64;
+    }
+    Ok(())
+}
+
+/// [`TOP_ROWS`]: a GET_TENSOR request for logits rows and how many of
+/// each row's largest entries to send.
+fn answer_top_rows<C: Read + Write, S: Read + Write>(
+    client: &mut C,
+    server: &mut S,
+    size: u64,
+) -> io::Result<()> {
+    if size > MAX_SMALL_REQUEST || size < 4 {
+        return Err(protocol(format!("a {size}-byte top-rows request")));
+    }
+    let mut request = vec![0u8; size as usize];
+    client.read_exact(&mut request)?;
+    let (get, keep) = request.split_at(request.len() - 4);
+    let keep = u32::from_le_bytes(keep.try_into().unwrap_or([0; 4]));
+    let rows = LogitsRows::of(get)
+        .ok_or_else(|| protocol("top rows asked of a tensor that is not logits rows".into()))?;
+    let mut ask = vec![GET_TENSOR];
+    ask.extend((get.len() as u64).to_le_bytes());
+    ask.extend_from_slice(get);
+    server.write_all(&ask)?;
+    let mut answer = [0u8; 8];
+    server.read_exact(&mut answer)?;
+    if u64::from_le_bytes(answer) != rows.bytes() as u64 {
+        return Err(protocol(
+            "ggml's server answered the logits out of size".into(),
+        ));
+    }
+    let mut data = vec![0u8; rows.bytes()];
+    server.read_exact(&mut data)?;
+    let reply = top_rows(
+        &data,
+        rows.width,
+        usize::try_from(keep).unwrap_or(usize::MAX),
+    );
+    let mut message = (reply.len() as u64).to_le_bytes().to_vec();
+    message.extend(reply);
+    client.write_all(&message)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::super::guard::Guard;
+    use super::super::wire::{get_tensor_request, FILLER};
+    use super::super::RpcEndpoint;
+    use super::*;
+
+    const WIDTH: usize = 1000;
+    const ROWS: usize = 2;
+
+    /// Two rows of logits: the largest at ids 17 and 900 (row 0), 3 and
+    /// 999 (row 1).
+    fn logits() -> Vec<f32> {
+        let mut rows: Vec<f32> = (0..WIDTH * ROWS).map(|i| (i % 97) as f32 / 97.0).collect();
+        rows[17] = 9.0;
+        rows[900] = 8.0;
+        rows[WIDTH + 3] = 7.0;
+        rows[WIDTH + 999] = 7.5;
+        rows
+    }
+
+    fn bytes(values: &[f32]) -> Vec<u8> {
+        values.iter().flat_map(|v| v.to_le_bytes()).collect()
+    }
+
+    /// A stand-in for ggml's server: answers HELLO and GET_TENSOR (with
+    /// [`logits`]) and closes on anything else, as ggml's does.
+    fn fake_ggml() -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for mut conn in listener.incoming().flatten() {
+                loop {
+                    let mut head = [0u8; 9];
+                    if conn.read_exact(&mut head).is_err() {
+                        break;
+                    }
+                    let size = u64::from_le_bytes(head[1..].try_into().unwrap());
+                    let mut payload = vec![0u8; size as usize];
+                    conn.read_exact(&mut payload).unwrap();
+                    let reply = match head[0] {
+                        HELLO => {
+                            let mut r = vec![0u8; HELLO_REPLY as usize];
+                            r[0] = 7;
+                            r
+                        }
+                        GET_TENSOR => bytes(&logits()),
+                        _ => break,
+                    };
+                    conn.write_all(&(reply.len() as u64).to_le_bytes()).unwrap();
+                    conn.write_all(&reply).unwrap();
+                }
+            }
+        });
+        addr
+    }
+
+    /// A front on a free loopback port before `ggml`.
+    fn front(ggml: SocketAddr) -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || run(&listener, ggml));
+        addr
+    }
+
+    fn guard(server: SocketAddr) -> Arc<Guard> {
+        let endpoint: RpcEndpoint = server.to_string().parse().unwrap();
+        Arc::new(Guard::start(&endpoint, vec![server], Duration::from_secs(5)).unwrap())
+    }
+
+    /// What ggml's client does: HELLO, then one GET_TENSOR of the logits.
+    fn hello_then_logits(guard: &Guard, keep: Option<usize>) -> (Vec<u8>, Vec<f32>, u64) {
+        let mut ggml = TcpStream::connect(guard.local_endpoint()).unwrap();
+        ggml.write_all(&[HELLO]).unwrap();
+        ggml.write_all(&24u64.to_le_bytes()).unwrap();
+        ggml.write_all(&[0u8; 24]).unwrap();
+        let mut hello = vec![0u8; 8 + HELLO_REPLY as usize];
+        ggml.read_exact(&mut hello).unwrap();
+        guard.health().set_keep(keep);
+        let before = guard.health().bytes_received();
+        let size = (WIDTH * ROWS * 4) as u64;
+        let request = get_tensor_request(b"result_output", 0, WIDTH as u32, 0, size);
+        ggml.write_all(&[GET_TENSOR]).unwrap();
+        ggml.write_all(&(request.len() as u64).to_le_bytes())
+            .unwrap();
+        ggml.write_all(&request).unwrap();
+        let mut reply = vec![0u8; 8 + size as usize];
+        ggml.read_exact(&mut reply).unwrap();
+        assert_eq!(u64::from_le_bytes(reply[..8].try_into().unwrap()), size);
+        let rows = reply[8..]
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+            .collect();
+        let received = guard.health().bytes_received() - before;
+        (hello[8..].to_vec(), rows, received)
+    }
+
+    #[test]
+    fn through_a_front_a_pass_that_needs_the_largest_logits_gets_only_them() {
+        let guard = guard(front(fake_ggml()));
+        let (hello, rows, received) = hello_then_logits(&guard, Some(2));
+        assert_eq!(hello[..4], [7, 0, 0, 0], "ggml sees no mark");
+        let kept: Vec<usize> = (0..WIDTH * ROWS).filter(|&i| rows[i] != FILLER).collect();
+        assert_eq!(kept, [17, 900, WIDTH + 3, WIDTH + 999]);
+        assert_eq!(rows[17], 9.0);
+        assert_eq!(rows[WIDTH + 999], 7.5);
+        assert_eq!(received, 8 + 2 * (4 + 2 * 8), "two ids and values per row");
+        assert_eq!(guard.health().failures(), 0);
+        // Whole rows when the pass needs them.
+        let (_, rows, received) = hello_then_logits(&guard, None);
+        assert_eq!(rows, logits());
+        assert_eq!(received, 8 + (WIDTH * ROWS * 4) as u64);
+    }
+
+    #[test]
+    fn a_plain_ggml_server_is_asked_for_whole_rows() {
+        let guard = guard(fake_ggml());
+        let (_, rows, _) = hello_then_logits(&guard, Some(2));
+        assert_eq!(rows, logits());
+        assert_eq!(
+            guard.health().failures(),
+            0,
+            "{}",
+            guard.health().last_failure()
+        );
+    }
+}

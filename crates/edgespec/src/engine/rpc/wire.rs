@@ -1,0 +1,370 @@
+//! What crosses the wire between ggml's RPC client and server, as far as
+//! edgespec's two ends (the client's [guard](super::guard) and the
+//! server's [front](super::front)) need to know it.
+//!
+//! ggml's framing (protocol 7.x): a request is one command byte, a 64-bit
+//! little-endian size and the payload; a reply is a size and a payload.
+//! Which commands wait for a reply, and of what size, is [`reply_to`].
+//!
+//! edgespec's one extension, spoken only between its own two ends: a
+//! server front marks its HELLO reply ([`FRONT_MARK`] in the padding byte
+//! that ggml leaves zero and ignores), and a guard that saw the mark may
+//! ask for a logits tensor's rows as only their largest entries
+//! ([`TOP_ROWS`]): the front reads the rows from ggml's server on its own
+//! machine and sends back a few ids and values per row instead of a whole
+//! vocabulary of f32s. The guard widens them back to rows of the size ggml
+//! asked for, every other entry [`FILLER`], so llama.cpp and the samplers
+//! read logits as always. A plain ggml server never sees the command (no
+//! mark), and a plain ggml client never sends it.
+
+/// `RPC_CMD_HELLO`: the one command every protocol version keeps.
+pub(super) const HELLO: u8 = 14;
+/// `RPC_CMD_GET_TENSOR`.
+pub(super) const GET_TENSOR: u8 = 8;
+/// `RPC_CONN_CAPS_SIZE`: the transport capabilities in HELLO.
+pub(super) const CAPS: usize = 24;
+/// The HELLO reply: major, minor, patch, padding, capabilities.
+pub(super) const HELLO_REPLY: u64 = 4 + CAPS as u64;
+/// The protocol major version this build's ggml speaks.
+pub(super) const PROTOCOL_MAJOR: u8 = 7;
+/// The newest minor version of it this build's ggml understands.
+pub(super) const PROTOCOL_MINOR: u8 = 0;
+/// The largest request that waits for a reply (they are fixed structs of
+/// a few KiB); a larger one means the framing is lost.
+pub(super) const MAX_SMALL_REQUEST: u64 = 1 << 20;
+
+/// Where an edgespec server front puts [`FRONT_MARK`] in its HELLO reply.
+pub(super) const MARK_AT: usize = 3;
+/// The mark of an edgespec server front (version 1 of its extension).
+pub(super) const FRONT_MARK: u8 = 0xE5;
+/// edgespec's command: a GET_TENSOR request followed by a little-endian
+/// u32 `keep`; the reply holds each row's `keep` largest entries (see
+/// [`top_rows`]).
+pub(super) const TOP_ROWS: u8 = 0xE5;
+/// What a widened row holds where the front sent nothing: below every
+/// logit, so no sampler keeps it.
+pub(super) const FILLER: f32 = f32::NEG_INFINITY;
+
+/// ggml's `rpc_msg_get_tensor_req`: a packed `rpc_tensor` (296 bytes), the
+/// offset and the size.
+const GET_TENSOR_REQUEST: usize = 312;
+/// Offsets in the packed `rpc_tensor`.
+const TYPE_AT: usize = 8;
+const NE_AT: usize = 20;
+const NAME_AT: usize = 228;
+const NAME_LEN: usize = 64;
+/// The name llama.cpp gives the logits tensor of every architecture.
+const LOGITS_NAME: &[u8] = b"result_output";
+/// `GGML_TYPE_F32`.
+const F32: u32 = 0;
+/// A row count that means the whole row follows.
+const WHOLE_ROW: u32 = u32::MAX;
+
+/// What ggml waits for after a command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Reply {
+    /// Nothing: the command is pipelined.
+    Nothing,
+    /// A reply of this many bytes.
+    Fixed(u64),
+    /// A reply as large as the request's last 8 bytes say (GET_TENSOR).
+    SizeInRequest,
+}
+
+/// ggml-rpc's `rpc_cmd` table (protocol 7): which commands wait for a
+/// reply, and of what size (the `rpc_msg_*_rsp` structs).
+pub(super) fn reply_to(cmd: u8) -> Option<Reply> {
+    Some(match cmd {
+        0 => Reply::Fixed(16),             // ALLOC_BUFFER: remote_ptr, remote_size
+        1 | 2 | 3 | 13 => Reply::Fixed(8), // GET_ALIGNMENT, GET_MAX_SIZE, BUFFER_GET_BASE, GET_ALLOC_SIZE
+        4 | 5 | 6 | 10 | 12 | 16 | 17 => Reply::Nothing, // FREE_BUFFER, BUFFER_CLEAR, SET_TENSOR, GRAPH_COMPUTE, INIT_TENSOR, GRAPH_RECOMPUTE, MEMSET_TENSOR
+        7 | 9 => Reply::Fixed(1), // SET_TENSOR_HASH, COPY_TENSOR: a result byte
+        GET_TENSOR => Reply::SizeInRequest,
+        11 => Reply::Fixed(16), // GET_DEVICE_MEMORY: free, total
+        HELLO => Reply::Fixed(HELLO_REPLY),
+        15 => Reply::Fixed(4), // DEVICE_COUNT
+        _ => return None,
+    })
+}
+
+/// The size of the reply a request waits for, from its command and payload.
+pub(super) fn reply_size(reply: Reply, request: &[u8]) -> Option<u64> {
+    match reply {
+        Reply::Nothing => None,
+        Reply::Fixed(n) => Some(n),
+        Reply::SizeInRequest => {
+            let tail = request.len().checked_sub(8).map(|at| &request[at..])?;
+            Some(u64::from_le_bytes(tail.try_into().ok()?))
+        }
+    }
+}
+
+/// A GET_TENSOR request for whole rows of llama.cpp's logits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct LogitsRows {
+    /// Entries per row (the vocabulary).
+    pub(super) width: usize,
+    /// Rows asked for.
+    pub(super) rows: usize,
+}
+
+impl LogitsRows {
+    /// The rows a GET_TENSOR request asks for, if it asks for whole rows
+    /// of an f32 tensor named as llama.cpp names its logits.
+    pub(super) fn of(request: &[u8]) -> Option<Self> {
+        if request.len() != GET_TENSOR_REQUEST {
+            return None;
+        }
+        let u32_at =
+            |at: usize| u32::from_le_bytes(request[at..at + 4].try_into().unwrap_or([0; 4]));
+        let u64_at =
+            |at: usize| u64::from_le_bytes(request[at..at + 8].try_into().unwrap_or([0; 8]));
+        let name = &request[NAME_AT..NAME_AT + NAME_LEN];
+        let named = name.starts_with(LOGITS_NAME) && name[LOGITS_NAME.len()] == 0;
+        if !named || u32_at(TYPE_AT) != F32 {
+            return None;
+        }
+        let width = usize::try_from(u32_at(NE_AT)).ok()?;
+        let row_bytes = u64::try_from(width).ok()?.checked_mul(4)?;
+        let (offset, size) = (
+            u64_at(GET_TENSOR_REQUEST - 16),
+            u64_at(GET_TENSOR_REQUEST - 8),
+        );
+        if width == 0 || size == 0 || offset % row_bytes != 0 || size % row_bytes != 0 {
+            return None;
+        }
+        Some(Self {
+            width,
+            rows: usize::try_from(size / row_bytes).ok()?,
+        })
+    }
+
+    /// Bytes of the rows as ggml expects them.
+    pub(super) fn bytes(&self) -> usize {
+        self.width * self.rows * 4
+    }
+
+    /// The most bytes a [`top_rows`] reply for these rows may hold.
+    pub(super) fn max_reply(&self) -> usize {
+        self.rows * 4 + self.bytes()
+    }
+}
+
+/// Each `width`-entry row of little-endian f32s in `data`, as its `keep`
+/// largest entries, ties with the last one included (so a reader that
+/// breaks ties by id chooses as it would on the whole row): a u32 count,
+/// then count × (u32 id, f32 value), ids ascending. NaN entries are
+/// never kept. A row where that would not save bytes is sent whole: the
+/// count [`WHOLE_ROW`], then the row.
+pub(super) fn top_rows(data: &[u8], width: usize, keep: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut values = Vec::with_capacity(width);
+    for row in data.chunks_exact(width * 4) {
+        values.clear();
+        values.extend(
+            row.chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .filter(|v| !v.is_nan()),
+        );
+        let threshold = if keep == 0 || keep > values.len() {
+            None
+        } else {
+            let (_, nth, _) = values.select_nth_unstable_by(keep - 1, |a, b| b.total_cmp(a));
+            Some(*nth)
+        };
+        let kept = threshold.map(|t| {
+            row.chunks_exact(4)
+                .enumerate()
+                .map(|(id, b)| (id, f32::from_le_bytes([b[0], b[1], b[2], b[3]])))
+                .filter(|&(_, v)| v >= t)
+                .collect::<Vec<_>>()
+        });
+        match kept {
+            Some(kept) if kept.len() * 8 < width * 4 => {
+                out.extend((kept.len() as u32).to_le_bytes());
+                for (id, v) in kept {
+                    out.extend((id as u32).to_le_bytes());
+                    out.extend(v.to_le_bytes());
+                }
+            }
+            _ => {
+                out.extend(WHOLE_ROW.to_le_bytes());
+                out.extend_from_slice(row);
+            }
+        }
+    }
+    out
+}
+
+/// Widens a [`top_rows`] reply back to `rows` rows of `width` f32s,
+/// [`FILLER`] where nothing was sent. Fails on a reply that does not
+/// describe exactly those rows.
+pub(super) fn widen_rows(reply: &[u8], rows: LogitsRows) -> Result<Vec<u8>, &'static str> {
+    let filler = FILLER.to_le_bytes();
+    let row_bytes = rows.width * 4;
+    let mut out = Vec::with_capacity(rows.bytes());
+    let mut at = 0usize;
+    let mut take = |n: usize| -> Result<&[u8], &'static str> {
+        let piece = reply
+            .get(at..at + n)
+            .ok_or("a reply shorter than its rows")?;
+        at += n;
+        Ok(piece)
+    };
+    for _ in 0..rows.rows {
+        let count = u32::from_le_bytes(take(4)?.try_into().map_err(|_| "bad count")?);
+        if count == WHOLE_ROW {
+            out.extend_from_slice(take(row_bytes)?);
+            continue;
+        }
+        let start = out.len();
+        out.extend(std::iter::repeat_n(filler, rows.width).flatten());
+        let entries = take(usize::try_from(count).map_err(|_| "bad count")? * 8)?;
+        for entry in entries.chunks_exact(8) {
+            let id = u32::from_le_bytes(entry[..4].try_into().map_err(|_| "bad id")?);
+            let id = usize::try_from(id).map_err(|_| "bad id")?;
+            if id >= rows.width {
+                return Err("an id past the row");
+            }
+            out[start + id * 4..start + id * 4 + 4].copy_from_slice(&entry[4..]);
+        }
+    }
+    if at != reply.len() {
+        return Err("a reply longer than its rows");
+    }
+    Ok(out)
+}
+
+/// A GET_TENSOR request's payload, as ggml's client builds it (tests).
+#[cfg(test)]
+pub(super) fn get_tensor_request(
+    name: &[u8],
+    ty: u32,
+    width: u32,
+    offset: u64,
+    size: u64,
+) -> Vec<u8> {
+    let mut r = vec![0u8; GET_TENSOR_REQUEST];
+    r[TYPE_AT..TYPE_AT + 4].copy_from_slice(&ty.to_le_bytes());
+    r[NE_AT..NE_AT + 4].copy_from_slice(&width.to_le_bytes());
+    r[NAME_AT..NAME_AT + name.len()].copy_from_slice(name);
+    r[GET_TENSOR_REQUEST - 16..GET_TENSOR_REQUEST - 8].copy_from_slice(&offset.to_le_bytes());
+    r[GET_TENSOR_REQUEST - 8..].copy_from_slice(&size.to_le_bytes());
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(name: &[u8], ty: u32, width: u32, offset: u64, size: u64) -> Vec<u8> {
+        get_tensor_request(name, ty, width, offset, size)
+    }
+
+    fn bytes(values: &[f32]) -> Vec<u8> {
+        values.iter().flat_map(|v| v.to_le_bytes()).collect()
+    }
+
+    fn floats(bytes: &[u8]) -> Vec<f32> {
+        bytes
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect()
+    }
+
+    #[test]
+    fn only_whole_rows_of_the_logits_are_recognised() {
+        let rows = LogitsRows::of(&request(b"result_output", 0, 100, 0, 800));
+        assert_eq!(
+            rows,
+            Some(LogitsRows {
+                width: 100,
+                rows: 2
+            })
+        );
+        assert_eq!(
+            LogitsRows::of(&request(b"result_output", 0, 100, 400, 400)).map(|r| r.rows),
+            Some(1)
+        );
+        // Another tensor, another type, part of a row, a longer name, no row.
+        assert_eq!(
+            LogitsRows::of(&request(b"result_norm", 0, 100, 0, 800)),
+            None
+        );
+        assert_eq!(
+            LogitsRows::of(&request(b"result_output", 1, 100, 0, 800)),
+            None
+        );
+        assert_eq!(
+            LogitsRows::of(&request(b"result_output", 0, 100, 0, 200)),
+            None
+        );
+        assert_eq!(
+            LogitsRows::of(&request(b"result_output", 0, 100, 4, 400)),
+            None
+        );
+        assert_eq!(
+            LogitsRows::of(&request(b"result_output_x", 0, 100, 0, 400)),
+            None
+        );
+        assert_eq!(LogitsRows::of(&request(b"result_output", 0, 0, 0, 0)), None);
+        assert_eq!(
+            LogitsRows::of(&request(b"result_output", 0, 100, 0, 800)[1..]),
+            None
+        );
+    }
+
+    #[test]
+    fn a_row_comes_back_as_its_largest_entries_ties_included() {
+        let mut row = vec![0.0f32; 64];
+        row[7] = 3.0;
+        row[3] = 2.0;
+        row[40] = 2.0;
+        row[9] = f32::NAN;
+        row[20] = 1.0;
+        let data = [bytes(&row), bytes(&row)].concat();
+        let rows = LogitsRows { width: 64, rows: 2 };
+        let reply = top_rows(&data, 64, 2);
+        // Per row: a count of 3 (the tie at 2.0 kept), three entries.
+        assert_eq!(reply.len(), 2 * (4 + 3 * 8));
+        let wide = floats(&widen_rows(&reply, rows).unwrap());
+        assert_eq!(wide.len(), 128);
+        for r in wide.chunks(64) {
+            let kept: Vec<usize> = (0..64).filter(|&i| r[i] != FILLER).collect();
+            assert_eq!(kept, [3, 7, 40]);
+            assert_eq!((r[3], r[7], r[40]), (2.0, 3.0, 2.0));
+        }
+        // keep 1: only the argmax.
+        let one = floats(&widen_rows(&top_rows(&data, 64, 1), rows).unwrap());
+        assert_eq!(
+            (0..64).filter(|&i| one[i] != FILLER).collect::<Vec<_>>(),
+            [7]
+        );
+    }
+
+    #[test]
+    fn a_row_not_worth_cutting_comes_back_whole() {
+        let row: Vec<f32> = (0..8).map(|i| i as f32).collect();
+        let rows = LogitsRows { width: 8, rows: 1 };
+        for keep in [0, 4, 8, 9] {
+            let reply = top_rows(&bytes(&row), 8, keep);
+            assert_eq!(reply.len(), 4 + 32, "keep {keep}");
+            assert_eq!(floats(&widen_rows(&reply, rows).unwrap()), row);
+        }
+    }
+
+    #[test]
+    fn a_reply_that_does_not_fit_its_rows_is_refused() {
+        let rows = LogitsRows { width: 8, rows: 1 };
+        let good = top_rows(&bytes(&[0.0, 1.0, 5.0, 0.0, 0.0, 0.0, 0.0, 0.0]), 8, 1);
+        assert!(widen_rows(&good, rows).is_ok());
+        assert!(widen_rows(&good[..good.len() - 1], rows).is_err());
+        assert!(widen_rows(&[good.clone(), vec![0]].concat(), rows).is_err());
+        let mut past = good.clone();
+        past[4..8].copy_from_slice(&8u32.to_le_bytes());
+        assert!(widen_rows(&past, rows).is_err());
+        let mut huge = good;
+        huge[..4].copy_from_slice(&1_000_000u32.to_le_bytes());
+        assert!(widen_rows(&huge, rows).is_err());
+    }
+}
