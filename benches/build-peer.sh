@@ -50,7 +50,7 @@ fi
 # shellcheck disable=SC2086
 cmake -S "$out/src" -B "$out/build" -DCMAKE_BUILD_TYPE=Release $cpu_flags \
   -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF \
-  -DLLAMA_BUILD_TOOLS=ON -DLLAMA_BUILD_EXAMPLES=ON -DBUILD_SHARED_LIBS=OFF >"$out/cmake.log" 2>&1
+  -DLLAMA_BUILD_TOOLS=ON -DLLAMA_BUILD_EXAMPLES=ON -DBUILD_SHARED_LIBS=OFF -DGGML_RPC=ON >"$out/cmake.log" 2>&1
 cmake --build "$out/build" -j "$jobs" --target llama-bench llama-completion llama-speculative-simple >"$out/build.log" 2>&1
 mkdir -p "$out/bin"
 cp "$out/build/bin/llama-bench" "$out/build/bin/llama-completion" "$out/build/bin/llama-speculative-simple" "$out/bin/"

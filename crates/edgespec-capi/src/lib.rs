@@ -43,7 +43,7 @@ pub use session::{
     EDGESPEC_STOP_GRAMMAR, EDGESPEC_STOP_MAX_TOKENS, EDGESPEC_STOP_STRING,
 };
 
-use edgespec::engine::rpc::{parse_endpoints, RemoteTarget, DEFAULT_RPC_TIMEOUT};
+use edgespec::engine::rpc::{parse_endpoints, RemoteTarget, RpcKey, DEFAULT_RPC_TIMEOUT};
 use edgespec::engine::{Model, ModelParams};
 use error::{fail, set_error, Failure};
 use versioned::{read_struct, Versioned};
@@ -70,10 +70,12 @@ pub struct edgespec_model_params {
     pub use_mlock: bool,
     /// NULL: run here. Else `"HOST:PORT[,HOST:PORT...]"`: place every
     /// layer on these ggml RPC servers (`edgespec rpc-server`); the string
-    /// is read during the call only. Loopback only unless `insecure_rpc`.
+    /// is read during the call only. Loopback only unless
+    /// `target_rpc_key_file` or `insecure_rpc`.
     pub target_rpc: *const c_char,
-    /// Allow RPC servers off loopback (ggml RPC has no authentication or
-    /// encryption: prefer an SSH tunnel or WireGuard).
+    /// Allow RPC servers off loopback without a key (plain ggml RPC has no
+    /// authentication or encryption: prefer `target_rpc_key_file`, an SSH
+    /// tunnel or WireGuard).
     pub insecure_rpc: bool,
     /// Milliseconds an RPC server may take to accept or answer one request
     /// before it counts as lost (then `EDGESPEC_ERR_REMOTE`); 0: 60000.
@@ -82,10 +84,15 @@ pub struct edgespec_model_params {
     /// some CPUs; default true). An exact session's target
     /// (`edgespec_session_params.exact`) needs false.
     pub repack: bool,
+    /// NULL: plain RPC. Else the path of the key file the servers were
+    /// started with (`edgespec rpc-server --key-file`): the link is
+    /// encrypted and authenticated, and servers may be off loopback. Read
+    /// during the call only.
+    pub target_rpc_key_file: *const c_char,
 }
 
-// SAFETY: repr(C), struct_size: u32 first; an i32, C bools, u32s and a
-// pointer that is only read as a C string when non-null.
+// SAFETY: repr(C), struct_size: u32 first; an i32, C bools, u32s and
+// pointers that are only read as C strings when non-null.
 unsafe impl Versioned for edgespec_model_params {
     const NAME: &'static str = "edgespec_model_params";
     const FIRST_SIZE: usize = std::mem::offset_of!(Self, use_mlock) + 1;
@@ -116,6 +123,7 @@ pub extern "C" fn edgespec_model_params_default() -> edgespec_model_params {
         insecure_rpc: false,
         rpc_timeout_ms: 0,
         repack: true,
+        target_rpc_key_file: std::ptr::null(),
     }
 }
 
@@ -231,12 +239,23 @@ pub unsafe extern "C" fn edgespec_model_load(
                     e.to_string(),
                 )
             })?;
+            let key = if params.target_rpc_key_file.is_null() {
+                None
+            } else {
+                // SAFETY: non-null: a NUL-terminated string per the caller's contract.
+                let path = unsafe { c_str(params.target_rpc_key_file, "target_rpc_key_file")? };
+                Some(
+                    RpcKey::load(Path::new(path))
+                        .map_err(|e| fail(edgespec_result::EDGESPEC_ERR_IO, e.to_string()))?,
+                )
+            };
             Some(RemoteTarget {
                 insecure: params.insecure_rpc,
                 timeout: match params.rpc_timeout_ms {
                     0 => DEFAULT_RPC_TIMEOUT,
                     ms => Duration::from_millis(u64::from(ms)),
                 },
+                key,
                 ..RemoteTarget::new(servers)
             })
         };

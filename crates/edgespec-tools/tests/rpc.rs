@@ -32,11 +32,17 @@ struct RpcServer {
 
 impl RpcServer {
     fn start() -> Self {
+        Self::start_with(&[], Stdio::null())
+    }
+
+    /// A server with `args` added, its stderr (the front's log) to `stderr`.
+    fn start_with(args: &[&str], stderr: Stdio) -> Self {
         let port = free_port();
         let child = Command::new(env!("CARGO_BIN_EXE_edgespec"))
             .args(["rpc-server", "--port", &port.to_string(), "-t", "1"])
+            .args(args)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .unwrap();
         let endpoint = format!("127.0.0.1:{port}");
@@ -474,4 +480,145 @@ fn clients_at_once_on_one_server_each_get_the_local_targets_output() {
         assert!(out.status.success(), "client {i}: {}", text(&out.stderr));
         assert_eq!(text(&out.stdout), expected, "client {i}");
     }
+}
+
+/// A TCP relay that keeps a copy of every byte it carries, both ways: a
+/// wire capture.
+fn capturing_relay(to: String) -> (String, std::sync::Arc<std::sync::Mutex<Vec<u8>>>) {
+    use std::sync::{Arc, Mutex};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = listener.local_addr().unwrap().to_string();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let captured = seen.clone();
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let Ok(server) = TcpStream::connect(&to) else {
+                continue;
+            };
+            for (mut from, mut into) in [
+                (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                (server, client),
+            ] {
+                let seen = seen.clone();
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 65536];
+                    while let Ok(n) = from.read(&mut buf) {
+                        if n == 0 || into.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                        seen.lock().unwrap().extend_from_slice(&buf[..n]);
+                    }
+                    let _ = into.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        }
+    });
+    (endpoint, captured)
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Issue 35: a server started with a key file serves only clients that
+/// hold it, over a link on which a wire capture sees no plaintext (the
+/// same capture of a plain link shows the tensors' names); a client
+/// without the key, or with another, gets a clear refusal.
+#[test]
+fn a_keyed_server_serves_only_its_keys_holders_and_the_wire_shows_no_plaintext() {
+    let Some(model) = common::smollm2() else {
+        return;
+    };
+    let model = model.to_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("server.key");
+    let log = dir.path().join("server.log");
+    let server = RpcServer::start_with(
+        &["--key-file", key.to_str().unwrap()],
+        Stdio::from(std::fs::File::create(&log).unwrap()),
+    );
+    assert!(key.is_file(), "the server made its key file");
+    let base = [
+        "-m", model, "-p", PROMPT, "-n", "24", "-t", "1", "-c", "1024",
+    ];
+    let (local, _) = generate(
+        &[&base[..], &["--no-repack"]].concat(),
+        Duration::from_secs(120),
+    );
+    let (relay, captured) = capturing_relay(server.endpoint.clone());
+    let keyed = [
+        &base[..],
+        &["--draft-kind", "lookup", "--target-rpc", &relay],
+        &["--rpc-key-file", key.to_str().unwrap()],
+    ]
+    .concat();
+    let (remote, _) = generate(&keyed, Duration::from_secs(180));
+    assert!(remote.status.success(), "{}", text(&remote.stderr));
+    assert_eq!(text(&remote.stdout), text(&local.stdout));
+    let wire = std::mem::take(&mut *captured.lock().unwrap());
+    assert!(
+        wire.len() > 50_000_000,
+        "the weights crossed: {} bytes",
+        wire.len()
+    );
+    for plain in [&b"result_output"[..], b"blk.0.attn_q.weight", b"token_embd"] {
+        assert!(
+            !contains(&wire, plain),
+            "{:?} in the clear",
+            String::from_utf8_lossy(plain)
+        );
+    }
+
+    // Without the key, and with another: refused, in words.
+    let (none, _) = generate(
+        &[&base[..], &["--target-rpc", &server.endpoint]].concat(),
+        Duration::from_secs(60),
+    );
+    assert!(!none.status.success());
+    assert!(
+        text(&none.stderr).contains("needs a key"),
+        "{}",
+        text(&none.stderr)
+    );
+    let other = dir.path().join("other.key");
+    edgespec::engine::rpc::RpcKey::create(&other).unwrap();
+    let (wrong, _) = generate(
+        &[
+            &base[..],
+            &[
+                "--target-rpc",
+                &server.endpoint,
+                "--rpc-key-file",
+                other.to_str().unwrap(),
+            ],
+        ]
+        .concat(),
+        Duration::from_secs(60),
+    );
+    assert!(!wrong.status.success());
+    assert!(
+        text(&wrong.stderr).contains("refused the key"),
+        "{}",
+        text(&wrong.stderr)
+    );
+    let server_log = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        server_log.contains("a client without a key"),
+        "{server_log}"
+    );
+    assert!(
+        server_log.contains("a client with another key"),
+        "{server_log}"
+    );
+
+    // The same capture of a plain link: the names cross in the clear.
+    let plain = RpcServer::start();
+    let (relay, captured) = capturing_relay(plain.endpoint.clone());
+    let (remote, _) = generate(
+        &[&base[..], &["--target-rpc", &relay]].concat(),
+        Duration::from_secs(180),
+    );
+    assert!(remote.status.success(), "{}", text(&remote.stderr));
+    let wire = captured.lock().unwrap();
+    assert!(contains(&wire, b"result_output") && contains(&wire, b"blk.0.attn_q.weight"));
 }

@@ -417,17 +417,19 @@ pub fn run(
         ));
     }
     let has_peer = modes.iter().any(|m| matches!(m, Mode::Peer(_)));
-    if has_peer && config.remote.is_some() {
-        return Err(BenchError::Config(
-            "llama.cpp peer modes run the target on this machine: drop the llama-* modes with --target-rpc".into(),
-        ));
-    }
     let peer = match (&config.peer_bin, has_peer) {
         (Some(dir), true) if PeerSetup::available(dir) => Some(PeerSetup {
             bin_dir: dir.clone(),
             target: config.target.clone(),
             draft: config.draft.clone(),
             ctx_size: config.ctx_size,
+            rpc: config.remote.as_ref().map(|r| {
+                r.servers
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            }),
         }),
         (_, true) => {
             return Err(BenchError::Config(

@@ -64,6 +64,9 @@ pub struct PeerSetup {
     pub draft: Option<PathBuf>,
     /// Context size.
     pub ctx_size: u32,
+    /// The target's RPC servers (`HOST:PORT,…`), as llama.cpp's `--rpc`
+    /// takes them: every target layer there, a drafter model here.
+    pub rpc: Option<String>,
 }
 
 /// A peer tool that failed or printed nothing parseable.
@@ -114,6 +117,9 @@ impl PeerSetup {
             "--seed",
             "1",
         ]);
+        if let Some(servers) = &self.rpc {
+            cmd.args(["--rpc", servers, "-ngl", "99"]);
+        }
         match mode {
             PeerMode::Completion => {
                 cmd.args(["-no-cnv", "--no-display-prompt"]);
@@ -124,6 +130,9 @@ impl PeerSetup {
                     reason: "draft-simple needs a drafter model".into(),
                 })?;
                 cmd.arg("-md").arg(draft);
+                if self.rpc.is_some() {
+                    cmd.args(["-ngld", "0"]);
+                }
                 cmd.args([
                     "--spec-type",
                     "draft-simple",

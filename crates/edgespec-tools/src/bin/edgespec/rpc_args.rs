@@ -1,11 +1,12 @@
 //! The flags that put the target on ggml RPC servers, shared by the
 //! commands that load a target.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
 
-use edgespec::engine::rpc::{parse_endpoints, RemoteTarget, DEFAULT_RPC_TIMEOUT};
+use edgespec::engine::rpc::{parse_endpoints, RemoteTarget, RpcKey, DEFAULT_RPC_TIMEOUT};
 
 use crate::UsageError;
 
@@ -16,8 +17,14 @@ pub struct RpcArgs {
     /// its layers split between them; drafters stay on this machine.
     #[arg(long, value_name = "HOST:PORT[,HOST:PORT...]")]
     pub target_rpc: Option<String>,
-    /// Allow RPC servers off loopback. ggml RPC has no authentication or
-    /// encryption: prefer an SSH tunnel or WireGuard to a loopback port.
+    /// The key file the servers were started with (`edgespec rpc-server
+    /// --key-file`): the link is encrypted and authenticated, and servers
+    /// may be off loopback.
+    #[arg(long, value_name = "FILE", requires = "target_rpc")]
+    pub rpc_key_file: Option<PathBuf>,
+    /// Allow RPC servers off loopback without a key. Plain ggml RPC has no
+    /// authentication or encryption: prefer --rpc-key-file, an SSH tunnel
+    /// or WireGuard.
     #[arg(long)]
     pub insecure_rpc: bool,
     /// Seconds an RPC server may take to accept or to answer any one
@@ -33,9 +40,16 @@ impl RpcArgs {
             return Ok(None);
         };
         let servers = parse_endpoints(text).map_err(|e| UsageError(e.to_string()))?;
+        let key = self
+            .rpc_key_file
+            .as_deref()
+            .map(RpcKey::load)
+            .transpose()
+            .map_err(|e| UsageError(e.to_string()))?;
         Ok(Some(RemoteTarget {
             insecure: self.insecure_rpc,
             timeout: rpc_timeout(self.rpc_timeout)?,
+            key,
             ..RemoteTarget::new(servers)
         }))
     }

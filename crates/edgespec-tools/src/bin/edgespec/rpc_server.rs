@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use edgespec::engine::rpc::{serve, RpcEndpoint};
+use edgespec::engine::rpc::{serve, RpcEndpoint, RpcKey};
 
 use crate::UsageError;
 
@@ -26,7 +26,13 @@ pub struct RpcServerArgs {
     /// same weights again sends only their hashes.
     #[arg(long, value_name = "DIR")]
     cache: Option<PathBuf>,
-    /// Listen on an address that is not loopback.
+    /// Serve only clients that hold this key file, over an encrypted and
+    /// authenticated link (then any address may be listened on). Made,
+    /// readable by its owner only, when it does not exist: copy it to
+    /// each client and pass it there as --rpc-key-file.
+    #[arg(long, value_name = "FILE")]
+    key_file: Option<PathBuf>,
+    /// Listen on an address that is not loopback without a key.
     #[arg(long)]
     insecure_rpc: bool,
 }
@@ -41,13 +47,37 @@ pub fn run(args: RpcServerArgs) -> anyhow::Result<()> {
     let threads = args
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    if args.insecure_rpc && endpoint.checked_addresses(false).is_err() {
+    let key = match &args.key_file {
+        Some(path) if path.exists() => Some(RpcKey::load(path)?),
+        Some(path) => {
+            let key = RpcKey::create(path)?;
+            eprintln!(
+                "made the key file {}: copy it to each client and pass it there as --rpc-key-file",
+                path.display()
+            );
+            Some(key)
+        }
+        None => None,
+    };
+    let off_loopback = endpoint.checked_addresses(false).is_err();
+    if args.insecure_rpc && key.is_none() && off_loopback {
         eprintln!(
             "warning: serving on {endpoint} without authentication or encryption: \
              anyone who reaches the port can read and write this machine's memory"
         );
     }
-    eprintln!("edgespec rpc-server on {endpoint}, {threads} threads (Ctrl-C stops)");
-    serve(&endpoint, args.insecure_rpc, threads, args.cache.as_deref())?;
+    let link = if key.is_some() {
+        "keyed, encrypted link"
+    } else {
+        "plain ggml RPC"
+    };
+    eprintln!("edgespec rpc-server on {endpoint}, {threads} threads, {link} (Ctrl-C stops)");
+    serve(
+        &endpoint,
+        args.insecure_rpc,
+        threads,
+        args.cache.as_deref(),
+        key,
+    )?;
     Ok(())
 }

@@ -12,7 +12,10 @@
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::time::Duration;
 
+use super::secure::{self, Opened, RpcKey};
 use super::wire::{
     reply_size, reply_to, top_rows, LogitsRows, Reply, FRONT_MARK, GET_TENSOR, HELLO, HELLO_REPLY,
     MARK_AT, MAX_SMALL_REQUEST, TOP_ROWS,
@@ -20,11 +23,13 @@ use super::wire::{
 
 /// Bytes copied at a time.
 const CHUNK: usize = 1 << 20;
+/// How long a client may take over a keyed link's handshake.
+const HANDSHAKE: Duration = Duration::from_secs(10);
 
 /// Serves every client that connects to `listener` through ggml's server
-/// at `ggml`, each on a thread of its own. Returns only when the listener
-/// fails.
-pub(super) fn run(listener: &TcpListener, ggml: SocketAddr) -> io::Error {
+/// at `ggml`, each on a thread of its own; given a `key`, only clients
+/// that hold it, over a keyed link. Returns only when the listener fails.
+pub(super) fn run(listener: &TcpListener, ggml: SocketAddr, key: Option<Arc<RpcKey>>) -> io::Error {
     loop {
         let client = match listener.accept() {
             Ok((client, _)) => client,
@@ -33,9 +38,10 @@ pub(super) fn run(listener: &TcpListener, ggml: SocketAddr) -> io::Error {
         };
         // A connection that cannot get a thread is dropped: the client
         // sees a closed socket, as with a server that is down.
+        let key = key.clone();
         let _ = std::thread::Builder::new()
             .name("edgespec-rpc-front".into())
-            .spawn(move || serve_client(client, ggml));
+            .spawn(move || serve_client(client, ggml, key.as_deref()));
     }
 }
 
@@ -49,18 +55,41 @@ fn is_transient(e: &io::Error) -> bool {
     ) || e.raw_os_error() == Some(24) // EMFILE: out of descriptors for now
 }
 
-fn serve_client(mut client: TcpStream, ggml: SocketAddr) {
+fn serve_client(client: TcpStream, ggml: SocketAddr, key: Option<&RpcKey>) {
     let _ = client.set_nodelay(true);
-    let Ok(mut server) = TcpStream::connect(ggml) else {
-        log::warn!(target: "edgespec::rpc", "front: ggml's server at {ggml} is gone");
-        return;
+    let peer = client
+        .peer_addr()
+        .map_or_else(|_| "a client".into(), |a| a.to_string());
+    let result = match key {
+        None => to_ggml(client, ggml),
+        Some(key) => {
+            let _ = client.set_read_timeout(Some(HANDSHAKE));
+            match secure::server(client, key) {
+                Ok(Opened::Sealed(link)) => {
+                    let _ = link.get_ref().set_read_timeout(None);
+                    to_ggml(*link, ggml)
+                }
+                Ok(Opened::Refused(who)) => {
+                    log::warn!(target: "edgespec::rpc", "front: refused {peer}: {who}");
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            }
+        }
     };
-    let _ = server.set_nodelay(true);
-    if let Err(e) = relay(&mut client, &mut server) {
+    if let Err(e) = result {
         if e.kind() != io::ErrorKind::UnexpectedEof {
-            log::info!(target: "edgespec::rpc", "front: a client's connection ended: {e}");
+            log::info!(target: "edgespec::rpc", "front: {peer}'s connection ended: {e}");
         }
     }
+}
+
+/// Relays a client (authenticated, if keyed) to a connection of its own
+/// to ggml's server.
+fn to_ggml(mut client: impl Read + Write, ggml: SocketAddr) -> io::Result<()> {
+    let mut server = TcpStream::connect(ggml)?;
+    let _ = server.set_nodelay(true);
+    relay(&mut client, &mut server)
 }
 
 fn protocol(why: String) -> io::Error {
@@ -173,9 +202,6 @@ fn answer_top_rows<C: Read + Write, S: Read + Write>(
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-    use std::time::Duration;
-
     use super::super::guard::Guard;
     use super::super::wire::{get_tensor_request, FILLER};
     use super::super::RpcEndpoint;
@@ -235,13 +261,13 @@ mod tests {
     fn front(ggml: SocketAddr) -> SocketAddr {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
-        std::thread::spawn(move || run(&listener, ggml));
+        std::thread::spawn(move || run(&listener, ggml, None));
         addr
     }
 
     fn guard(server: SocketAddr) -> Arc<Guard> {
         let endpoint: RpcEndpoint = server.to_string().parse().unwrap();
-        Arc::new(Guard::start(&endpoint, vec![server], Duration::from_secs(5)).unwrap())
+        Arc::new(Guard::start(&endpoint, vec![server], Duration::from_secs(5), None).unwrap())
     }
 
     /// What ggml's client does: HELLO, then one GET_TENSOR of the logits.

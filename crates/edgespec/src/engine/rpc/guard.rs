@@ -24,11 +24,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use super::secure::{self, Refused, RpcKey};
 use super::wire::{
     self, reply_size, reply_to, LogitsRows, Reply, FRONT_MARK, GET_TENSOR, HELLO, HELLO_REPLY,
     MARK_AT, MAX_SMALL_REQUEST, PROTOCOL_MAJOR, TOP_ROWS,
 };
 use super::{RpcEndpoint, RpcError};
+
+/// A connection to the server: plain TCP, or a keyed link over it.
+trait Link: Read + Write + Send {}
+
+impl<T: Read + Write + Send> Link for T {}
 
 /// Bytes copied at a time.
 const CHUNK: usize = 1 << 20;
@@ -132,15 +138,18 @@ impl Health {
 pub(super) struct Guard {
     local: SocketAddr,
     health: Arc<Health>,
+    key: Arc<Mutex<Option<RpcKey>>>,
 }
 
 impl Guard {
     /// Starts a guard for the server at `addrs`, with `timeout` as the
-    /// deadline of every read and write to it.
+    /// deadline of every read and write to it, over a link keyed with
+    /// `key` when one is given.
     pub(super) fn start(
         endpoint: &RpcEndpoint,
         addrs: Vec<SocketAddr>,
         timeout: Duration,
+        key: Option<RpcKey>,
     ) -> Result<Self, RpcError> {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
             .map_err(|e| RpcError::Guard(e.to_string()))?;
@@ -148,10 +157,12 @@ impl Guard {
             .local_addr()
             .map_err(|e| RpcError::Guard(e.to_string()))?;
         let health = Arc::new(Health::default());
+        let key = Arc::new(Mutex::new(key));
         let server = Server {
             name: endpoint.to_string(),
             addrs,
             health: health.clone(),
+            key: key.clone(),
         };
         server.health.set_timeout(timeout);
         std::thread::Builder::new()
@@ -167,7 +178,7 @@ impl Guard {
                 }
             })
             .map_err(|e| RpcError::Guard(e.to_string()))?;
-        Ok(Self { local, health })
+        Ok(Self { local, health, key })
     }
 
     /// The `HOST:PORT` ggml connects to.
@@ -184,6 +195,11 @@ impl Guard {
     pub(super) fn set_timeout(&self, timeout: Duration) {
         self.health.set_timeout(timeout);
     }
+
+    /// Sets the key of connections made from now on.
+    pub(super) fn set_key(&self, key: Option<RpcKey>) {
+        *self.key.lock().unwrap_or_else(|e| e.into_inner()) = key;
+    }
 }
 
 /// The server a guard forwards to.
@@ -192,6 +208,7 @@ struct Server {
     name: String,
     addrs: Vec<SocketAddr>,
     health: Arc<Health>,
+    key: Arc<Mutex<Option<RpcKey>>>,
 }
 
 /// Why forwarding one message stopped.
@@ -203,18 +220,28 @@ enum Broken {
 }
 
 impl Server {
-    /// Connects to the server within the deadline.
-    fn connect(&self) -> Result<TcpStream, String> {
+    /// Connects to the server within the deadline, keyed when the guard
+    /// has a key.
+    fn connect(&self) -> Result<Box<dyn Link>, String> {
         let timeout = self.health.timeout();
         let mut last = String::from("no address");
         for addr in &self.addrs {
             match TcpStream::connect_timeout(addr, timeout) {
                 Ok(stream) => {
-                    let setup = stream
+                    stream
                         .set_read_timeout(Some(timeout))
                         .and_then(|()| stream.set_write_timeout(Some(timeout)))
-                        .and_then(|()| stream.set_nodelay(true));
-                    return setup.map(|()| stream).map_err(|e| e.to_string());
+                        .and_then(|()| stream.set_nodelay(true))
+                        .map_err(|e| e.to_string())?;
+                    let key = self.key.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                    let Some(key) = key else {
+                        return Ok(Box::new(stream));
+                    };
+                    return match secure::client(stream, &key) {
+                        Ok(link) => Ok(Box::new(link)),
+                        Err(Refused::Key) => Err("it refused the key".into()),
+                        Err(Refused::Io(e)) => Err(describe(&e, timeout)),
+                    };
                 }
                 Err(e) => last = describe(&e, timeout),
             }
@@ -271,7 +298,7 @@ impl Server {
     fn pass_on(
         &self,
         client: &mut TcpStream,
-        upstream: &mut Option<TcpStream>,
+        upstream: &mut Option<Box<dyn Link>>,
         head: &[u8; 9],
         size: u64,
     ) -> Result<(), Broken> {
@@ -291,7 +318,7 @@ impl Server {
     }
 
     /// Writes `bytes` to a live server; one that fails is dropped.
-    fn send(&self, upstream: &mut Option<TcpStream>, bytes: &[u8]) {
+    fn send(&self, upstream: &mut Option<Box<dyn Link>>, bytes: &[u8]) {
         if let Some(up) = upstream.as_mut() {
             if let Err(e) = up.write_all(bytes) {
                 self.fail(&describe(&e, self.health.timeout()));
@@ -305,7 +332,7 @@ impl Server {
     fn ask(
         &self,
         client: &mut TcpStream,
-        upstream: &mut Option<TcpStream>,
+        upstream: &mut Option<Box<dyn Link>>,
         front: &mut bool,
         head: &[u8; 9],
         size: u64,
@@ -372,7 +399,7 @@ impl Server {
     #[allow(clippy::too_many_arguments)]
     fn exchange(
         &self,
-        up: &mut TcpStream,
+        up: &mut dyn Link,
         client: &mut TcpStream,
         head: &[u8; 9],
         request: &[u8],
@@ -392,6 +419,11 @@ impl Server {
                 head[0]
             )));
         }
+        // Counted before ggml sees them, so a pass's bytes are in by the
+        // time it returns.
+        self.health
+            .bytes_received
+            .fetch_add(8 + size, Ordering::Relaxed);
         let mut buf = vec![0u8; CHUNK.min(usize::try_from(size).unwrap_or(CHUNK))];
         let mut left = size;
         let mut first = true;
@@ -419,9 +451,6 @@ impl Server {
                 .map_err(|_| Broken::Client)?;
             *sent = 8;
         }
-        self.health
-            .bytes_received
-            .fetch_add(8 + size, Ordering::Relaxed);
         Ok(())
     }
 
@@ -430,7 +459,7 @@ impl Server {
     /// back to their size.
     fn top_rows(
         &self,
-        up: &mut TcpStream,
+        up: &mut dyn Link,
         client: &mut TcpStream,
         request: &[u8],
         rows: LogitsRows,

@@ -18,6 +18,7 @@
 mod endpoint;
 mod front;
 mod guard;
+mod secure;
 mod wire;
 
 use std::collections::HashMap;
@@ -33,6 +34,7 @@ use llama_cpp_sys_2 as sys;
 
 pub use endpoint::{parse_endpoints, RpcEndpoint};
 use guard::Guard;
+pub use secure::RpcKey;
 use wire::PROTOCOL_MAJOR;
 
 use super::backend::{backend, backend_function, device_info, DeviceInfo};
@@ -53,15 +55,20 @@ pub struct RemoteTarget {
     /// How long connecting, or any one request, may take before the
     /// server counts as lost.
     pub timeout: Duration,
+    /// The key the servers hold (`edgespec rpc-server --key-file`): the
+    /// link is then encrypted and authenticated, and servers off loopback
+    /// need no `insecure`.
+    pub key: Option<RpcKey>,
 }
 
 impl RemoteTarget {
-    /// `servers`, loopback only, with the default deadline.
+    /// `servers`, loopback only, with the default deadline, no key.
     pub fn new(servers: Vec<RpcEndpoint>) -> Self {
         Self {
             servers,
             insecure: false,
             timeout: DEFAULT_RPC_TIMEOUT,
+            key: None,
         }
     }
 }
@@ -140,6 +147,33 @@ pub enum RpcError {
     /// The guard could not open its loopback port.
     #[error("RPC guard: {0}")]
     Guard(String),
+    /// A key file that cannot be read or made, or holds no key.
+    #[error("RPC key file {path}: {reason}")]
+    KeyFile {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The server needs a key and none was given.
+    #[error(
+        "RPC server {endpoint} needs a key: copy its key file here and pass --rpc-key-file \
+         (C: edgespec_model_params.target_rpc_key_file)"
+    )]
+    KeyRequired {
+        /// The server.
+        endpoint: String,
+    },
+    /// The server refused this key, or has none (it closed the connection
+    /// at the keyed handshake).
+    #[error(
+        "RPC server {endpoint} refused the key: it holds another key file, or was started \
+         without --key-file"
+    )]
+    KeyRefused {
+        /// The server.
+        endpoint: String,
+    },
     /// ggml's server could not start (address taken, no device).
     #[error("the RPC server could not start on {endpoint} (address in use?)")]
     ServeFailed {
@@ -209,9 +243,9 @@ pub fn connect(target: &RemoteTarget) -> Result<RemoteLink, RpcError> {
     let add_server: AddServer = unsafe { std::mem::transmute(add_server) };
     let mut servers = Vec::with_capacity(target.servers.len());
     for endpoint in &target.servers {
-        let addrs = endpoint.checked_addresses(target.insecure)?;
-        probe(endpoint, &addrs, target.timeout)?;
-        let guard = guard_for(endpoint, addrs, target.timeout)?;
+        let addrs = endpoint.checked_addresses(target.insecure || target.key.is_some())?;
+        probe(endpoint, &addrs, target.timeout, target.key.as_ref())?;
+        let guard = guard_for(endpoint, addrs, target)?;
         let failures_before = guard.health().failures();
         let local =
             CString::new(guard.local_endpoint()).map_err(|e| RpcError::Guard(e.to_string()))?;
@@ -254,15 +288,21 @@ pub fn connect(target: &RemoteTarget) -> Result<RemoteLink, RpcError> {
 fn guard_for(
     endpoint: &RpcEndpoint,
     addrs: Vec<SocketAddr>,
-    timeout: Duration,
+    target: &RemoteTarget,
 ) -> Result<Arc<Guard>, RpcError> {
     let mut guards = GUARDS.lock().unwrap_or_else(|e| e.into_inner());
     let guards = guards.get_or_insert_with(HashMap::new);
     if let Some(g) = guards.get(endpoint) {
-        g.set_timeout(timeout);
+        g.set_timeout(target.timeout);
+        g.set_key(target.key.clone());
         return Ok(g.clone());
     }
-    let guard = Arc::new(Guard::start(endpoint, addrs, timeout)?);
+    let guard = Arc::new(Guard::start(
+        endpoint,
+        addrs,
+        target.timeout,
+        target.key.clone(),
+    )?);
     guards.insert(endpoint.clone(), guard.clone());
     Ok(guard)
 }
@@ -362,10 +402,16 @@ impl Drop for RemotePass<'_> {
     }
 }
 
-/// Connects to a server and says HELLO, within `timeout`: a server that
-/// is down, refuses, is busy with another client, or is not a ggml RPC
-/// server of this protocol is a typed error before ggml sees it.
-fn probe(endpoint: &RpcEndpoint, addrs: &[SocketAddr], timeout: Duration) -> Result<(), RpcError> {
+/// Connects to a server and says HELLO, within `timeout` (over a keyed
+/// link with `key`): a server that is down, refuses, is busy with another
+/// client, is not a ggml RPC server of this protocol, or wants another key
+/// or none is a typed error before ggml sees it.
+fn probe(
+    endpoint: &RpcEndpoint,
+    addrs: &[SocketAddr],
+    timeout: Duration,
+    key: Option<&RpcKey>,
+) -> Result<(), RpcError> {
     let unreachable = |reason: String| RpcError::Unreachable {
         endpoint: endpoint.to_string(),
         reason,
@@ -381,10 +427,33 @@ fn probe(endpoint: &RpcEndpoint, addrs: &[SocketAddr], timeout: Duration) -> Res
             Err(e) => last = guard::describe(&e, timeout),
         }
     }
-    let mut stream = stream.ok_or_else(|| unreachable(last))?;
+    let stream = stream.ok_or_else(|| unreachable(last))?;
     let io = |e: std::io::Error| unreachable(guard::describe(&e, timeout));
     stream.set_read_timeout(Some(timeout)).map_err(io)?;
     stream.set_write_timeout(Some(timeout)).map_err(io)?;
+    match key {
+        None => hello(endpoint, stream, timeout),
+        Some(key) => match secure::client(stream, key) {
+            Ok(link) => hello(endpoint, link, timeout),
+            Err(secure::Refused::Key) => Err(RpcError::KeyRefused {
+                endpoint: endpoint.to_string(),
+            }),
+            Err(secure::Refused::Io(e)) => Err(io(e)),
+        },
+    }
+}
+
+/// Says HELLO on a connection and checks the reply.
+fn hello(
+    endpoint: &RpcEndpoint,
+    mut stream: impl Read + Write,
+    timeout: Duration,
+) -> Result<(), RpcError> {
+    let unreachable = |reason: String| RpcError::Unreachable {
+        endpoint: endpoint.to_string(),
+        reason,
+    };
+    let io = |e: std::io::Error| unreachable(guard::describe(&e, timeout));
     let mut hello = vec![wire::HELLO];
     hello.extend((wire::CAPS as u64).to_le_bytes());
     hello.extend([0u8; wire::CAPS]);
@@ -408,6 +477,11 @@ fn probe(endpoint: &RpcEndpoint, addrs: &[SocketAddr], timeout: Duration) -> Res
     }
     let mut reply = [0u8; wire::HELLO_REPLY as usize];
     stream.read_exact(&mut reply).map_err(io)?;
+    if reply[0] == secure::KEY_REQUIRED {
+        return Err(RpcError::KeyRequired {
+            endpoint: endpoint.to_string(),
+        });
+    }
     if reply[0] != PROTOCOL_MAJOR || reply[1] > wire::PROTOCOL_MINOR {
         return Err(RpcError::VersionMismatch {
             endpoint: endpoint.to_string(),
@@ -420,16 +494,19 @@ fn probe(endpoint: &RpcEndpoint, addrs: &[SocketAddr], timeout: Duration) -> Res
 /// Serves this machine's devices (its GPUs if it has any, else its CPU
 /// with `threads` threads) to RPC clients on `endpoint`, caching large
 /// tensors in `cache_dir` if given: ggml's server on a loopback port,
-/// behind edgespec's [front](front), which listens on `endpoint`. Returns
+/// behind edgespec's [front](front), which listens on `endpoint` and,
+/// given a `key`, serves only clients that hold it, over an encrypted
+/// link (then `endpoint` may be off loopback without `insecure`). Returns
 /// only when it cannot serve.
 pub fn serve(
     endpoint: &RpcEndpoint,
     insecure: bool,
     threads: usize,
     cache_dir: Option<&Path>,
+    key: Option<RpcKey>,
 ) -> Result<(), RpcError> {
     let addr = endpoint
-        .checked_addresses(insecure)?
+        .checked_addresses(insecure || key.is_some())?
         .into_iter()
         .find(SocketAddr::is_ipv4)
         .ok_or(RpcError::BadEndpoint {
@@ -441,7 +518,7 @@ pub fn serve(
     };
     let listener = std::net::TcpListener::bind(addr).map_err(|_| failed())?;
     let ggml = start_ggml_server(threads, cache_dir)?;
-    let e = front::run(&listener, ggml);
+    let e = front::run(&listener, ggml, key.map(Arc::new));
     log::error!(target: "edgespec::rpc", "rpc-server on {addr}: {e}");
     Err(failed())
 }
