@@ -145,10 +145,12 @@ typedef struct {
   bool use_mlock;
   // NULL: run here. Else `"HOST:PORT[,HOST:PORT...]"`: place every
   // layer on these ggml RPC servers (`edgespec rpc-server`); the string
-  // is read during the call only. Loopback only unless `insecure_rpc`.
+  // is read during the call only. Loopback only unless
+  // `target_rpc_key_file` or `insecure_rpc`.
   const char *target_rpc;
-  // Allow RPC servers off loopback (ggml RPC has no authentication or
-  // encryption: prefer an SSH tunnel or WireGuard).
+  // Allow RPC servers off loopback without a key (plain ggml RPC has no
+  // authentication or encryption: prefer `target_rpc_key_file`, an SSH
+  // tunnel or WireGuard).
   bool insecure_rpc;
   // Milliseconds an RPC server may take to accept or answer one request
   // before it counts as lost (then `EDGESPEC_ERR_REMOTE`); 0: 60000.
@@ -157,6 +159,16 @@ typedef struct {
   // some CPUs; default true). An exact session's target
   // (`edgespec_session_params.exact`) needs false.
   bool repack;
+  // NULL: plain RPC. Else the path of the key file the servers were
+  // started with (`edgespec rpc-server --key-file`): the link is
+  // encrypted and authenticated, and servers may be off loopback. Read
+  // during the call only.
+  const char *target_rpc_key_file;
+  // NULL: a lost server ends the generation (`EDGESPEC_ERR_REMOTE`, the
+  // text so far kept). Else a model file (the target's own, say) to
+  // load here when the servers are lost: the text so far is read into
+  // it and the generation carries on. Read during the call only.
+  const char *target_fallback;
 } edgespec_model_params;
 
 // Receives one log line: `level` is one of EDGESPEC_LOG_*, `message` a

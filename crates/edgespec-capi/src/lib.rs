@@ -89,6 +89,11 @@ pub struct edgespec_model_params {
     /// encrypted and authenticated, and servers may be off loopback. Read
     /// during the call only.
     pub target_rpc_key_file: *const c_char,
+    /// NULL: a lost server ends the generation (`EDGESPEC_ERR_REMOTE`, the
+    /// text so far kept). Else a model file (the target's own, say) to
+    /// load here when the servers are lost: the text so far is read into
+    /// it and the generation carries on. Read during the call only.
+    pub target_fallback: *const c_char,
 }
 
 // SAFETY: repr(C), struct_size: u32 first; an i32, C bools, u32s and
@@ -124,6 +129,7 @@ pub extern "C" fn edgespec_model_params_default() -> edgespec_model_params {
         rpc_timeout_ms: 0,
         repack: true,
         target_rpc_key_file: std::ptr::null(),
+        target_fallback: std::ptr::null(),
     }
 }
 
@@ -249,6 +255,13 @@ pub unsafe extern "C" fn edgespec_model_load(
                         .map_err(|e| fail(edgespec_result::EDGESPEC_ERR_IO, e.to_string()))?,
                 )
             };
+            let fallback = if params.target_fallback.is_null() {
+                None
+            } else {
+                // SAFETY: non-null: a NUL-terminated string per the caller's contract.
+                let path = unsafe { c_str(params.target_fallback, "target_fallback")? };
+                Some(std::path::PathBuf::from(path))
+            };
             Some(RemoteTarget {
                 insecure: params.insecure_rpc,
                 timeout: match params.rpc_timeout_ms {
@@ -256,6 +269,7 @@ pub unsafe extern "C" fn edgespec_model_load(
                     ms => Duration::from_millis(u64::from(ms)),
                 },
                 key,
+                fallback,
                 ..RemoteTarget::new(servers)
             })
         };

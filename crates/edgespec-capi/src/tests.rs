@@ -236,7 +236,7 @@ fn a_remote_target_loads_on_its_server_and_bad_servers_are_typed_errors() {
     let port = free_port();
     let endpoint: edgespec::engine::rpc::RpcEndpoint = format!("127.0.0.1:{port}").parse().unwrap();
     // The server never returns; the thread ends with the test process.
-    std::thread::spawn(move || edgespec::engine::rpc::serve(&endpoint, false, 1, None));
+    std::thread::spawn(move || edgespec::engine::rpc::serve(&endpoint, false, 1, None, None));
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(
@@ -254,6 +254,81 @@ fn a_remote_target_loads_on_its_server_and_bad_servers_are_typed_errors() {
         generate_via_ffi(remote, "The capital of France is", EDGESPEC_DRAFT_NONE),
         text
     );
+    // SAFETY: the live handle from edgespec_model_load.
+    unsafe { edgespec_model_free(&mut remote) };
+
+    // A fallback of another vocabulary is refused at load; one of the
+    // same loads (and waits unused).
+    let load_falling_back = |fallback: &std::path::Path| {
+        let servers = CString::new(format!("127.0.0.1:{port}")).unwrap();
+        let fallback = CString::new(fallback.to_str().unwrap()).unwrap();
+        let mut params = edgespec_model_params_default();
+        params.target_rpc = servers.as_ptr();
+        params.target_fallback = fallback.as_ptr();
+        let mut model = std::ptr::null_mut();
+        // SAFETY: valid strings, params and out pointer.
+        let rc = unsafe { edgespec_model_load(c_path.as_ptr(), &params, &mut model) };
+        (rc, model)
+    };
+    let other = common::with_crafted_vocab_size(&path, 1000);
+    assert_eq!(
+        load_falling_back(&other).0,
+        edgespec_result::EDGESPEC_ERR_INVALID_PARAMETER
+    );
+    let (rc, mut remote) = load_falling_back(&path);
+    assert_eq!(rc, edgespec_result::EDGESPEC_OK);
+    // SAFETY: the live handle from edgespec_model_load.
+    unsafe { edgespec_model_free(&mut remote) };
+}
+
+/// Issue 35: a keyed server through `target_rpc_key_file`: the key file
+/// opens it, none is `EDGESPEC_ERR_REMOTE`, a missing file `EDGESPEC_ERR_IO`.
+#[test]
+fn a_keyed_remote_target_needs_its_key_file() {
+    let Some(path) = common::smollm2() else {
+        return;
+    };
+    let c_path = CString::new(path.to_str().unwrap()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let key_path = dir.path().join("server.key");
+    let key = edgespec::engine::rpc::RpcKey::create(&key_path).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let endpoint: edgespec::engine::rpc::RpcEndpoint = format!("127.0.0.1:{port}").parse().unwrap();
+    // The server never returns; the thread ends with the test process.
+    std::thread::spawn(move || edgespec::engine::rpc::serve(&endpoint, false, 1, None, Some(key)));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server did not listen"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let servers = CString::new(format!("127.0.0.1:{port}")).unwrap();
+    let load_with = |key_file: Option<&std::path::Path>| {
+        let key_file = key_file.map(|k| CString::new(k.to_str().unwrap()).unwrap());
+        let mut params = edgespec_model_params_default();
+        params.target_rpc = servers.as_ptr();
+        params.rpc_timeout_ms = 5000;
+        params.target_rpc_key_file = key_file.as_ref().map_or(std::ptr::null(), |k| k.as_ptr());
+        let mut model = std::ptr::null_mut();
+        // SAFETY: valid strings, params and out pointer.
+        let rc = unsafe { edgespec_model_load(c_path.as_ptr(), &params, &mut model) };
+        (rc, model)
+    };
+    assert_eq!(load_with(None).0, edgespec_result::EDGESPEC_ERR_REMOTE);
+    assert_eq!(
+        load_with(Some(&dir.path().join("absent.key"))).0,
+        edgespec_result::EDGESPEC_ERR_IO
+    );
+    let (rc, mut remote) = load_with(Some(&key_path));
+    assert_eq!(rc, edgespec_result::EDGESPEC_OK);
+    let text = generate_via_ffi(remote, "The capital of France is", EDGESPEC_DRAFT_LOOKUP);
+    assert!(!text.is_empty());
     // SAFETY: the live handle from edgespec_model_load.
     unsafe { edgespec_model_free(&mut remote) };
 }

@@ -363,13 +363,26 @@ fn a_port_that_is_no_rpc_server_is_refused_within_the_deadline() {
 /// `break_it` to the server, and returns the run's output and how long it
 /// took to end after that.
 fn break_mid_generation(break_it: &str, timeout: &str) -> (Output, Duration) {
+    let long = ["-n", "3000", "--ignore-eos", "-c", "4096"];
+    break_mid(break_it, &[&long[..], &["--rpc-timeout", timeout]].concat())
+}
+
+/// [`break_mid_generation`] of a lookup-drafted generation with `args`.
+fn break_mid(break_it: &str, args: &[&str]) -> (Output, Duration) {
     let model = common::smollm2().unwrap();
     let server = RpcServer::start();
     let mut child = Command::new(env!("CARGO_BIN_EXE_edgespec"))
-        .args(["generate", "-m", model.to_str().unwrap(), "-p", PROMPT])
-        .args(["-n", "3000", "--ignore-eos", "-c", "4096", "-t", "1"])
+        .args([
+            "generate",
+            "-m",
+            model.to_str().unwrap(),
+            "-p",
+            PROMPT,
+            "-t",
+            "1",
+        ])
         .args(["--draft-kind", "lookup", "--target-rpc", &server.endpoint])
-        .args(["--rpc-timeout", timeout])
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -426,6 +439,53 @@ fn a_server_killed_mid_generation_ends_it_with_a_typed_error_and_the_text_so_far
             Duration::from_secs(10),
         );
     }
+}
+
+/// Issue 35: with a local fallback, a server killed mid-answer costs a
+/// pause: the run exits 0 and its answer equals the local target's (exact
+/// mode on both sides, so re-reading the text so far computes every
+/// position as it was computed the first time).
+#[test]
+fn a_server_killed_mid_generation_with_a_fallback_completes_the_answer() {
+    let Some(model) = common::smollm2() else {
+        return;
+    };
+    let model = model.to_str().unwrap();
+    let answer = [
+        "-n",
+        "240",
+        "--ignore-eos",
+        "-c",
+        "2048",
+        "--exact",
+        "--no-repack",
+    ];
+    let (local, _) = generate(
+        &[
+            &[
+                "-m",
+                model,
+                "-p",
+                PROMPT,
+                "-t",
+                "1",
+                "--draft-kind",
+                "lookup",
+            ][..],
+            &answer,
+        ]
+        .concat(),
+        Duration::from_secs(120),
+    );
+    assert!(local.status.success(), "{}", text(&local.stderr));
+    let (out, _) = break_mid(
+        "-KILL",
+        &[&answer[..], &["--target-fallback", model]].concat(),
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("carrying on here"), "{stderr}");
+    assert_eq!(text(&out.stdout), text(&local.stdout), "{stderr}");
 }
 
 #[test]

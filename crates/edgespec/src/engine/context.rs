@@ -86,6 +86,8 @@ pub struct Context {
     progress: Option<PromptProgress>,
     /// How much of each logits row the caller reads ([`Self::set_logits_kept`]).
     logits_kept: Option<usize>,
+    /// What it was made with (to make it again on another model).
+    params: ContextParams,
     model: Arc<Model>,
 }
 
@@ -126,6 +128,25 @@ impl Drop for Context {
 impl Context {
     /// Creates a context on `model`.
     pub fn new(model: Arc<Model>, params: &ContextParams) -> Result<Self, EngineError> {
+        Self::with_reading(model, params, Arc::new(Reading::default()))
+    }
+
+    /// Moves this context to `model` (a remote model's local fallback):
+    /// a fresh context with the same settings, stop check and progress,
+    /// its cache empty.
+    pub(super) fn move_to(&mut self, model: Arc<Model>) -> Result<(), EngineError> {
+        let mut moved = Self::with_reading(model, &self.params, self.reading.clone())?;
+        moved.progress = self.progress.take();
+        moved.logits_kept = self.logits_kept;
+        *self = moved;
+        Ok(())
+    }
+
+    fn with_reading(
+        model: Arc<Model>,
+        params: &ContextParams,
+        reading: Arc<Reading>,
+    ) -> Result<Self, EngineError> {
         params.validate()?;
         let head = model.head_size();
         for (name, cache) in [("type_k", params.type_k), ("type_v", params.type_v)] {
@@ -204,7 +225,6 @@ impl Context {
         let batch = unsafe { sys::llama_batch_init(n_batch as i32, 0, MAX_TREE_LEAVES as i32) };
         let n_vocab = model.n_vocab().max(0) as usize;
         let n_logits = model.n_logits();
-        let reading = Arc::new(Reading::default());
         // SAFETY: raw is live; the callback's data is the Reading the
         // context holds (an Arc, never moved out) until after llama_free.
         unsafe {
@@ -235,6 +255,7 @@ impl Context {
             reading,
             progress: None,
             logits_kept: None,
+            params: params.clone(),
             model,
         })
     }
@@ -269,6 +290,12 @@ impl Context {
     /// was, to restore.
     pub fn set_logits_kept(&mut self, kept: Option<usize>) -> Option<usize> {
         std::mem::replace(&mut self.logits_kept, kept)
+    }
+
+    /// Whether a lone position is padded to a batch of two
+    /// ([`ContextParams::pad_single`]).
+    pub fn pads_single(&self) -> bool {
+        self.pad_single
     }
 
     /// The model this context runs.

@@ -61,8 +61,18 @@ pub struct Model {
     summary: ModelSummary,
     path: PathBuf,
     remote: Option<RemoteLink>,
+    /// Where a remote model's work goes when its servers are lost.
+    fallback: Option<Fallback>,
     /// Loaded with [`ModelParams::repack`].
     repacked: bool,
+}
+
+/// A remote model's local stand-in ([`RemoteTarget::fallback`]): loaded
+/// the first time a cache on the remote model needs it, then shared.
+struct Fallback {
+    path: PathBuf,
+    params: ModelParams,
+    loaded: Mutex<Option<Arc<Model>>>,
 }
 
 // SAFETY: after loading, llama.cpp only reads a llama_model (weights, vocab,
@@ -98,6 +108,17 @@ impl Model {
         }
         let gguf = GgufFile::open(path)?;
         let summary = ModelSummary::of(&gguf)?;
+        if let Some(fallback) = params.remote.as_ref().and_then(|r| r.fallback.as_deref()) {
+            // Checked now, not when the servers are lost.
+            let other = ModelSummary::of(&GgufFile::open(fallback)?)?;
+            if other.vocab_size != summary.vocab_size {
+                return Err(EngineError::InvalidParam {
+                    name: "target fallback",
+                    value: fallback.display().to_string(),
+                    reason: "its vocabulary differs from the remote target's",
+                });
+            }
+        }
         backend()?;
         let c_path = path
             .to_str()
@@ -168,6 +189,18 @@ impl Model {
                 path: path.to_owned(),
             });
         };
+        let fallback = params
+            .remote
+            .as_ref()
+            .and_then(|r| r.fallback.clone())
+            .map(|path| Fallback {
+                path,
+                params: ModelParams {
+                    remote: None,
+                    ..params.clone()
+                },
+                loaded: Mutex::new(None),
+            });
         Ok(Arc::new(Self {
             raw,
             vocab,
@@ -175,6 +208,7 @@ impl Model {
             summary,
             path: path.to_owned(),
             remote,
+            fallback,
             repacked: params.repack,
         }))
     }
@@ -198,6 +232,38 @@ impl Model {
         if let Some(link) = &self.remote {
             link.wait();
         }
+    }
+
+    /// For a remote model given a fallback: the local model to carry on
+    /// with, loaded on the first call (a fallback of another vocabulary
+    /// is refused).
+    pub(super) fn fallback(&self) -> Option<Result<Arc<Model>, EngineError>> {
+        let fallback = self.fallback.as_ref()?;
+        let mut loaded = fallback.loaded.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(model) = loaded.as_ref() {
+            return Some(Ok(model.clone()));
+        }
+        log::warn!(
+            "lost the remote target: loading {} here to carry on",
+            fallback.path.display()
+        );
+        let model = match Model::load(&fallback.path, &fallback.params) {
+            Ok(model) if model.n_vocab() == self.n_vocab() => model,
+            Ok(model) => {
+                return Some(Err(EngineError::InvalidParam {
+                    name: "target fallback",
+                    value: fallback.path.display().to_string(),
+                    reason: if model.n_vocab() > 0 {
+                        "its vocabulary differs from the remote target's"
+                    } else {
+                        "it has no vocabulary"
+                    },
+                }))
+            }
+            Err(e) => return Some(Err(e)),
+        };
+        *loaded = Some(model.clone());
+        Some(Ok(model))
     }
 
     /// An error when the model's RPC server failed since it was loaded:

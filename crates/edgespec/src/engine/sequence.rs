@@ -8,6 +8,10 @@ use super::{Context, EngineError, Logits, Token};
 pub struct Sequence {
     ctx: Context,
     tokens: Vec<Token>,
+    /// How many of [`Self::tokens`] each pass read, in order: what a cache
+    /// moved to another model reads again in the same batches when its
+    /// positions depend on them (see [`Self::fall_back`]).
+    batches: Vec<usize>,
 }
 
 impl Sequence {
@@ -19,6 +23,7 @@ impl Sequence {
         }
         Self {
             tokens: Vec::with_capacity(ctx.n_ctx() as usize),
+            batches: Vec::new(),
             ctx,
         }
     }
@@ -53,6 +58,7 @@ impl Sequence {
     pub fn clear(&mut self) {
         self.ctx.clear();
         self.tokens.clear();
+        self.batches.clear();
     }
 
     /// Keeps only the longest prefix shared with `tokens`, and at most
@@ -73,6 +79,18 @@ impl Sequence {
         if len < self.tokens.len() {
             self.ctx.truncate(len)?;
             self.tokens.truncate(len);
+            let mut excess = self.batches.iter().sum::<usize>().saturating_sub(len);
+            while excess > 0 {
+                let Some(last) = self.batches.last_mut() else {
+                    break;
+                };
+                let cut = excess.min(*last);
+                *last -= cut;
+                excess -= cut;
+                if *last == 0 {
+                    self.batches.pop();
+                }
+            }
         }
         Ok(())
     }
@@ -88,8 +106,50 @@ impl Sequence {
 
     /// Decodes `tokens` after the cache.
     pub fn decode(&mut self, tokens: &[Token], logits: Logits) -> Result<(), EngineError> {
-        self.ctx.decode(tokens, logits)?;
+        if let Err(e) = self.ctx.decode(tokens, logits) {
+            self.fall_back(e)?;
+            self.ctx.decode(tokens, logits)?;
+        }
         self.tokens.extend_from_slice(tokens);
+        self.batches.push(tokens.len());
+        Ok(())
+    }
+
+    /// After a pass failed with `error`: when it lost a remote model that
+    /// has a local fallback, moves the cache there (the tokens it held read
+    /// again) so the pass can be made again; else returns the error. An
+    /// exact context (its positions' values depend on the size of the
+    /// batch that read them, [`crate::engine::ContextParams::pad_single`])
+    /// reads them again in batches of the sizes that first read them:
+    /// each batch of 8 and more as it was, runs of smaller ones in batches
+    /// of up to 7 (which ggml computes alike); any other in one batch.
+    fn fall_back(&mut self, error: EngineError) -> Result<(), EngineError> {
+        let EngineError::Remote(lost) = &error else {
+            return Err(error);
+        };
+        let Some(local) = self.ctx.model().fallback() else {
+            return Err(error);
+        };
+        log::warn!(
+            "{lost}; carrying on here, reading the {} tokens so far again",
+            self.tokens.len()
+        );
+        self.ctx.move_to(local?)?;
+        let batches = if self.ctx.pads_single() {
+            regrouped(&self.batches)
+        } else {
+            vec![self.tokens.len()]
+        };
+        let mut at = 0;
+        for b in batches.into_iter().filter(|&b| b > 0) {
+            if let Err(e) = self.ctx.decode(&self.tokens[at..at + b], Logits::None) {
+                self.tokens.clear();
+                self.batches.clear();
+                self.ctx.clear();
+                return Err(e);
+            }
+            at += b;
+        }
         Ok(())
     }
 
@@ -102,8 +162,12 @@ impl Sequence {
         nodes: &[Token],
         parents: &[usize],
     ) -> Result<(), EngineError> {
-        self.ctx.decode_tree(root, nodes, parents)?;
+        if let Err(e) = self.ctx.decode_tree(root, nodes, parents) {
+            self.fall_back(e)?;
+            self.ctx.decode_tree(root, nodes, parents)?;
+        }
         self.tokens.push(root);
+        self.batches.push(1);
         Ok(())
     }
 
@@ -112,6 +176,7 @@ impl Sequence {
     pub fn keep_path(&mut self, path: &[usize], tokens: &[Token]) -> Result<(), EngineError> {
         self.ctx.keep_path(path)?;
         self.tokens.extend_from_slice(tokens);
+        self.batches.push(tokens.len());
         Ok(())
     }
 
@@ -125,6 +190,7 @@ impl Sequence {
     ) -> Result<(), EngineError> {
         self.ctx.decode_embeddings(embeddings, logits)?;
         self.tokens.extend_from_slice(tokens);
+        self.batches.push(tokens.len());
         Ok(())
     }
 
@@ -139,8 +205,49 @@ impl Sequence {
     /// later prompts, never decoded). On an error the cache is empty.
     pub fn restore(&mut self, tokens: &[Token], state: &[u8]) -> Result<(), EngineError> {
         self.tokens.clear();
+        self.batches.clear();
         self.ctx.restore_state(state, tokens.len())?;
         self.tokens.extend_from_slice(tokens);
+        self.batches.push(tokens.len());
         Ok(())
+    }
+}
+
+/// Batches of 8 and more as they are; runs of smaller ones merged into
+/// batches of up to 7.
+fn regrouped(batches: &[usize]) -> Vec<usize> {
+    const SMALL: usize = 7;
+    let mut out: Vec<usize> = Vec::new();
+    let mut run = 0;
+    for &b in batches {
+        if b > SMALL {
+            if run > 0 {
+                out.push(run);
+                run = 0;
+            }
+            out.push(b);
+        } else if run + b > SMALL {
+            out.push(run);
+            run = b;
+        } else {
+            run += b;
+        }
+    }
+    if run > 0 {
+        out.push(run);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::regrouped;
+
+    #[test]
+    fn small_batches_merge_up_to_seven_and_large_ones_stay() {
+        assert_eq!(regrouped(&[40, 1, 1, 3, 2, 5, 1, 9, 2]), [40, 7, 6, 9, 2]);
+        assert_eq!(regrouped(&[7, 7, 1]), [7, 7, 1]);
+        assert_eq!(regrouped(&[]), Vec::<usize>::new());
+        assert_eq!(regrouped(&[8]), [8]);
     }
 }

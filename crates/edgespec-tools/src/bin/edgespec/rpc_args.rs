@@ -22,6 +22,11 @@ pub struct RpcArgs {
     /// may be off loopback.
     #[arg(long, value_name = "FILE", requires = "target_rpc")]
     pub rpc_key_file: Option<PathBuf>,
+    /// When the servers are lost, load this model file here (the
+    /// target's own file, say) and carry on: the text so far is read into
+    /// it and the answer completes, a pause instead of an error.
+    #[arg(long, value_name = "MODEL", requires = "target_rpc")]
+    pub target_fallback: Option<PathBuf>,
     /// Allow RPC servers off loopback without a key. Plain ggml RPC has no
     /// authentication or encryption: prefer --rpc-key-file, an SSH tunnel
     /// or WireGuard.
@@ -50,6 +55,7 @@ impl RpcArgs {
             insecure: self.insecure_rpc,
             timeout: rpc_timeout(self.rpc_timeout)?,
             key,
+            fallback: self.target_fallback.clone(),
             ..RemoteTarget::new(servers)
         }))
     }

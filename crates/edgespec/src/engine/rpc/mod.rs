@@ -25,7 +25,7 @@ use std::collections::HashMap;
 use std::ffi::{c_char, CString};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -59,16 +59,24 @@ pub struct RemoteTarget {
     /// link is then encrypted and authenticated, and servers off loopback
     /// need no `insecure`.
     pub key: Option<RpcKey>,
+    /// A model file to load on this machine when the servers are lost
+    /// (the remote model's own file, or one with its vocabulary): the
+    /// target's caches read the text so far into it and generation
+    /// carries on there, a pause instead of an error. Loaded only then,
+    /// once per remote model.
+    pub fallback: Option<PathBuf>,
 }
 
 impl RemoteTarget {
-    /// `servers`, loopback only, with the default deadline, no key.
+    /// `servers`, loopback only, with the default deadline, no key, no
+    /// fallback.
     pub fn new(servers: Vec<RpcEndpoint>) -> Self {
         Self {
             servers,
             insecure: false,
             timeout: DEFAULT_RPC_TIMEOUT,
             key: None,
+            fallback: None,
         }
     }
 }
