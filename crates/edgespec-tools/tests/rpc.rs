@@ -542,6 +542,49 @@ fn clients_at_once_on_one_server_each_get_the_local_targets_output() {
     }
 }
 
+/// A server serves one client at a time: a client that arrives while it
+/// is busy waits, and past its `--rpc-timeout` gives up with a typed error
+/// that says why, while the client being served carries on.
+#[test]
+fn a_client_queued_behind_a_busy_server_gives_up_at_its_deadline() {
+    let Some(model) = common::smollm2() else {
+        return;
+    };
+    let model = model.to_str().unwrap();
+    let server = RpcServer::start();
+    let mut busy = Command::new(env!("CARGO_BIN_EXE_edgespec"))
+        .args(["generate", "-m", model, "-p", PROMPT, "-t", "1"])
+        .args(["-n", "3000", "--ignore-eos", "-c", "4096"])
+        .args(["--target-rpc", &server.endpoint])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = busy.stdout.take().unwrap();
+    let mut first = [0u8; 16];
+    stdout.read_exact(&mut first).unwrap();
+    let (queued, took) = generate(
+        &[
+            "-m",
+            model,
+            "-p",
+            "hi",
+            "--target-rpc",
+            &server.endpoint,
+            "--rpc-timeout",
+            "2",
+        ],
+        Duration::from_secs(30),
+    );
+    let stderr = text(&queued.stderr);
+    assert_eq!(queued.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("busy with another client"), "{stderr}");
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    assert!(busy.try_wait().unwrap().is_none(), "the served client goes on");
+    let _ = busy.kill();
+    let _ = busy.wait();
+}
+
 /// A TCP relay that keeps a copy of every byte it carries, both ways: a
 /// wire capture.
 fn capturing_relay(to: String) -> (String, std::sync::Arc<std::sync::Mutex<Vec<u8>>>) {

@@ -79,6 +79,9 @@ pub struct BenchConfig {
     pub peer_bin: Option<PathBuf>,
     /// Run the target on ggml RPC servers (drafters stay local).
     pub remote: Option<RemoteTarget>,
+    /// The servers llama.cpp's peer modes use with a remote target (their
+    /// `--rpc`; not edgespec's, which its own runs keep busy).
+    pub peer_rpc: Option<String>,
     /// Where runs.jsonl is streamed (every run as it finishes).
     pub out_dir: PathBuf,
     /// Replace a runs.jsonl that holds earlier runs (else refuse).
@@ -417,19 +420,20 @@ pub fn run(
         ));
     }
     let has_peer = modes.iter().any(|m| matches!(m, Mode::Peer(_)));
+    if has_peer && config.remote.is_some() && config.peer_rpc.is_none() {
+        return Err(BenchError::Config(
+            "llama.cpp peer modes with --target-rpc need servers of their own (--peer-rpc): \
+             a ggml server serves one client at a time"
+                .into(),
+        ));
+    }
     let peer = match (&config.peer_bin, has_peer) {
         (Some(dir), true) if PeerSetup::available(dir) => Some(PeerSetup {
             bin_dir: dir.clone(),
             target: config.target.clone(),
             draft: config.draft.clone(),
             ctx_size: config.ctx_size,
-            rpc: config.remote.as_ref().map(|r| {
-                r.servers
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join(",")
-            }),
+            rpc: config.peer_rpc.clone(),
         }),
         (_, true) => {
             return Err(BenchError::Config(

@@ -87,6 +87,11 @@ pub struct BenchArgs {
     /// The target on ggml RPC servers (scripts/rpc-latency-bench.sh).
     #[command(flatten)]
     rpc: crate::rpc_args::RpcArgs,
+    /// With --target-rpc: the servers llama.cpp's peer modes put their
+    /// target on (their --rpc). Other servers than edgespec's: a ggml
+    /// server serves one client at a time, and edgespec's runs hold theirs.
+    #[arg(long, value_name = "HOST:PORT[,HOST:PORT...]", requires = "target_rpc")]
+    peer_rpc: Option<String>,
     /// Do not run anything: build the report from this runs.jsonl (e.g. of an interrupted run).
     #[arg(long, conflicts_with = "trace")]
     from_runs: Option<PathBuf>,
@@ -174,6 +179,7 @@ pub fn run_bench(args: BenchArgs) -> anyhow::Result<()> {
         chat: !args.no_chat,
         peer_bin: Some(args.peer_bin.clone()),
         remote: args.rpc.remote()?,
+        peer_rpc: args.peer_rpc.clone(),
         out_dir: args.out.clone(),
         force: args.force,
     };

@@ -1,8 +1,10 @@
 //! `edgespec info`: what this build of llama.cpp can use on this machine.
 
+use std::path::PathBuf;
+
 use clap::Args;
 
-use edgespec::engine::rpc::{connect, parse_endpoints, RemoteTarget};
+use edgespec::engine::rpc::{connect, parse_endpoints, RemoteTarget, RpcKey};
 use edgespec::engine::{devices, system_info, DeviceInfo};
 
 use crate::rpc_args::rpc_timeout;
@@ -17,7 +19,11 @@ pub struct InfoArgs {
     /// Also show the devices of these ggml RPC servers and their memory.
     #[arg(long, value_name = "HOST:PORT[,HOST:PORT...]")]
     rpc: Option<String>,
-    /// Allow RPC servers off loopback (no authentication or encryption).
+    /// The key file the servers were started with (an encrypted link).
+    #[arg(long, value_name = "FILE", requires = "rpc")]
+    rpc_key_file: Option<PathBuf>,
+    /// Allow RPC servers off loopback without a key (no authentication or
+    /// encryption).
     #[arg(long)]
     insecure_rpc: bool,
     /// Seconds an RPC server may take to answer.
@@ -31,6 +37,7 @@ pub fn run(args: InfoArgs) -> anyhow::Result<()> {
         let target = RemoteTarget {
             insecure: args.insecure_rpc,
             timeout: rpc_timeout(args.rpc_timeout)?,
+            key: args.rpc_key_file.as_deref().map(RpcKey::load).transpose()?,
             ..RemoteTarget::new(parse_endpoints(text).map_err(|e| UsageError(e.to_string()))?)
         };
         let link = connect(&target)?;
