@@ -24,8 +24,8 @@ use edgespec::generate::{Piece, StopReason};
 use edgespec::metrics::SpecStats;
 use edgespec::sampling::{Penalties, SamplingParams};
 use edgespec::{
-    ContextParams, DraftKind, DraftModel, GenerateError, Model, ModelParams, Outcome,
-    PolicyConfig, Session, SessionConfig,
+    ContextParams, DraftKind, DraftModel, GenerateError, Model, ModelParams, Outcome, PolicyConfig,
+    Session, SessionConfig,
 };
 
 create_exception!(
@@ -120,7 +120,9 @@ impl LoadArgs {
         let kind = match (self.draft.as_str(), self.draft_model_path.is_some()) {
             ("auto", true) => DraftKind::Hybrid,
             ("auto", false) => DraftKind::Lookup,
-            (name, _) => name.parse::<DraftKind>().map_err(|e| InvalidArgument::new_err(e.to_string()))?,
+            (name, _) => name
+                .parse::<DraftKind>()
+                .map_err(|e| InvalidArgument::new_err(e.to_string()))?,
         };
         if kind.needs_model() && self.draft_model_path.is_none() {
             return Err(InvalidArgument::new_err(format!(
@@ -219,8 +221,8 @@ impl Engine {
         let remote = match target_rpc {
             None => None,
             Some(servers) => {
-                let servers =
-                    parse_endpoints(&servers).map_err(|e| InvalidArgument::new_err(e.to_string()))?;
+                let servers = parse_endpoints(&servers)
+                    .map_err(|e| InvalidArgument::new_err(e.to_string()))?;
                 let key = rpc_key_file
                     .as_deref()
                     .map(RpcKey::load)
@@ -435,7 +437,7 @@ enum Event {
     /// and the text it completed.
     Piece(Option<Token>, String),
     /// The generation's outcome.
-    Done(Result<Outcome, GenerateError>),
+    Done(Box<Result<Outcome, GenerateError>>),
 }
 
 impl Job {
@@ -443,10 +445,14 @@ impl Job {
         let mut session = self.session.lock().unwrap_or_else(|e| e.into_inner());
         let outcome = self.generate(&mut session, tx);
         session.target_mut().set_stop_check(None);
-        let _ = tx.send(Event::Done(outcome));
+        let _ = tx.send(Event::Done(Box::new(outcome)));
     }
 
-    fn generate(&self, session: &mut Session, tx: &SyncSender<Event>) -> Result<Outcome, GenerateError> {
+    fn generate(
+        &self,
+        session: &mut Session,
+        tx: &SyncSender<Event>,
+    ) -> Result<Outcome, GenerateError> {
         session.set_sampling(self.sampling)?;
         session.set_grammar(self.grammar.as_deref())?;
         session.set_stop_strings(self.stop.clone());
@@ -527,7 +533,7 @@ impl Stream {
                         .unwrap_or_else(|e| e.into_inner())
                         .take()
                         .map(JoinHandle::join);
-                    let outcome = outcome.map_err(to_py)?;
+                    let outcome = (*outcome).map_err(to_py)?;
                     *self.result.lock().unwrap_or_else(|e| e.into_inner()) =
                         Some(summary(py, &outcome)?.unbind());
                     return Ok(None);

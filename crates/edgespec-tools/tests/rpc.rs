@@ -580,7 +580,10 @@ fn a_client_queued_behind_a_busy_server_gives_up_at_its_deadline() {
     assert_eq!(queued.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("busy with another client"), "{stderr}");
     assert!(took < Duration::from_secs(10), "{took:?}");
-    assert!(busy.try_wait().unwrap().is_none(), "the served client goes on");
+    assert!(
+        busy.try_wait().unwrap().is_none(),
+        "the served client goes on"
+    );
     let _ = busy.kill();
     let _ = busy.wait();
 }

@@ -33,7 +33,11 @@ pub(super) fn run(listener: &TcpListener, ggml: SocketAddr, key: Option<Arc<RpcK
     loop {
         let client = match listener.accept() {
             Ok((client, _)) => client,
-            Err(e) if is_transient(&e) => continue,
+            Err(e) if is_transient(&e) => {
+                // Out of descriptors: give the connections time to close.
+                std::thread::sleep(Duration::from_millis(10));
+                continue;
+            }
             Err(e) => return e,
         };
         // A connection that cannot get a thread is dropped: the client
@@ -168,7 +172,7 @@ fn answer_top_rows<C: Read + Write, S: Read + Write>(
     server: &mut S,
     size: u64,
 ) -> io::Result<()> {
-    if size > MAX_SMALL_REQUEST || size < 4 {
+    if !(4..=MAX_SMALL_REQUEST).contains(&size) {
         return Err(protocol(format!("a {size}-byte top-rows request")));
     }
     let mut request = vec![0u8; size as usize];
