@@ -3,9 +3,9 @@
 # CPython 3.9 and later:
 #   targets/build-wheel.sh x86_64     this host's (x86-64-v3), manylinux, libgomp bundled
 #   targets/build-wheel.sh aarch64    64-bit Arm (Pi 4/5, Orin), cross-built with
-#                                      Debian's aarch64 toolchain; ggml for armv8-a
-#                                      (llama-cpp-sys-2's cross default), so one wheel runs
-#                                      on every board; the system's libgomp is needed there
+#                                      Debian's aarch64 toolchain, manylinux, libgomp
+#                                      bundled; ggml for armv8-a (llama-cpp-sys-2's cross
+#                                      default), so one wheel runs on every board
 # Wheels land in dist/wheels/. targets/wheel-qemu-check.sh tests the aarch64
 # one under qemu with Debian's arm64 Python.
 set -euo pipefail
@@ -32,9 +32,9 @@ case "$arch" in
     export CXX_aarch64_unknown_linux_gnu=aarch64-linux-gnu-g++
     export AR_aarch64_unknown_linux_gnu=aarch64-linux-gnu-ar
     export BINDGEN_EXTRA_CLANG_ARGS_aarch64_unknown_linux_gnu="--sysroot=/usr/aarch64-linux-gnu -I/usr/aarch64-linux-gnu/include"
-    # No manylinux repair across architectures here: the wheel names the
-    # system's libgomp.so.1, which every Debian/Ubuntu/Raspberry Pi OS has.
-    maturin build --release --strip --target aarch64-unknown-linux-gnu --compatibility off -o dist/wheels ;;
+    # The manylinux repair bundles the cross toolchain's libgomp.
+    LD_LIBRARY_PATH=/usr/aarch64-linux-gnu/lib \
+      maturin build --release --strip --target aarch64-unknown-linux-gnu -o dist/wheels ;;
   *)
     sed -n '2,10p' "$0"; exit 2 ;;
 esac

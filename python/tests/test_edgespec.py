@@ -74,7 +74,8 @@ def test_greedy_text_equals_the_cli_for_every_draft_kind(kind):
 
 
 @needs_model
-def test_greedy_text_equals_the_c_apis():
+@pytest.mark.parametrize("kind", ["lookup", "hybrid"])
+def test_greedy_text_equals_the_c_apis(kind):
     cc = shutil.which("cc")
     lib = ROOT / "target" / "release" / "libedgespec.a"
     if cc is None or not lib.is_file():
@@ -85,9 +86,13 @@ def test_greedy_text_equals_the_c_apis():
          "-lstdc++", "-lgomp", "-lm", "-lpthread", "-ldl", "-o", str(exe)],
         check=True,
     )
-    out = subprocess.run([str(exe), str(SMOLLM2), PROMPT, "", "40"], capture_output=True, text=True, check=True)
-    # generate.c: lookup drafts, γ 4, the chat template, 2 threads.
-    llm = Llama(str(SMOLLM2), draft="lookup", n_ctx=2048, n_threads=2, gamma=4)
+    drafter = str(SMOLLM2) if kind == "hybrid" else ""
+    out = subprocess.run([str(exe), str(SMOLLM2), PROMPT, drafter, "40"], capture_output=True, text=True, check=True)
+    # generate.c: lookup drafts (hybrid with a drafter), γ 4 (fixed: the
+    # same batches every run), the chat template, 2 threads.
+    llm = Llama(
+        str(SMOLLM2), draft=kind, draft_model_path=drafter or None, n_ctx=2048, n_threads=2, gamma=4
+    )
     answer = llm.create_chat_completion([{"role": "user", "content": PROMPT}], temperature=0, max_tokens=40)
     assert answer["choices"][0]["message"]["content"] + "\n" == out.stdout
 
