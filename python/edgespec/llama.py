@@ -232,7 +232,11 @@ class Llama:
         **_ignored: Any,
     ) -> Union[Dict[str, Any], Iterator[Dict[str, Any]]]:
         """Completes ``prompt`` (text, or token ids): a ``text_completion``
-        dict, or with ``stream=True`` an iterator of its chunks."""
+        dict, or with ``stream=True`` an iterator of its chunks. ``logprobs``
+        and ``suffix`` (fill-in-the-middle) are not supported: asking for
+        them raises ``InvalidArgument`` rather than quietly ignoring them."""
+        if logprobs is not None or suffix is not None:
+            raise _edgespec.InvalidArgument("logprobs and suffix are not supported by edgespec")
         tokens = prompt if isinstance(prompt, list) else self.tokenize(prompt, add_bos=True, special=True)
         prompt_text = prompt if isinstance(prompt, str) else self.detokenize(prompt).decode("utf-8", "replace")
         pieces = self._stream(

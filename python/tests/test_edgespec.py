@@ -222,6 +222,8 @@ def test_every_error_kind_has_its_class(tmp_path):
     llm = llama("lookup")
     with pytest.raises(edgespec.InvalidArgument):
         llm(PROMPT, temperature=-1)
+    with pytest.raises(edgespec.InvalidArgument):
+        llm(PROMPT, logprobs=3)
     with pytest.raises(edgespec.ContextFullError):
         llm(" word" * 3000, max_tokens=4)
     with pytest.raises(edgespec.RemoteError):
