@@ -9,6 +9,11 @@ use crate::draft::{Draft, DraftControl, DraftLength, DraftSource, Next, Trees, M
 /// Most nodes a tree holds with [`Trees::Always`].
 const ALWAYS_NODES: usize = 16;
 
+/// The share of a request's cost so far that an untried drafter's first
+/// try may risk: a try that fails then costs at most this much of the
+/// request (the bar: no prompt below 0.9x).
+const EXPLORE_SHARE: f64 = 0.1;
+
 impl Policy {
     /// The policy's side of one round's drafting, with `room` tokens left
     /// before the output or the context is full.
@@ -83,7 +88,20 @@ impl DraftControl for RoundControl<'_> {
                 room
             };
             let episode = policy.episode_length.get().map_or(ahead, |e| e.min(ahead));
-            if net * episode / tokens > premium {
+            // An untried drafter beside free drafts is valued at full
+            // acceptance (optimism); what its first try risks if that is
+            // wrong, the premium and a step, is bounded by a share of
+            // what the request has cost so far (its prompt's read, the
+            // drafter's backlog less the tokens produced, and its decoding),
+            // so a short answer never pays a try it cannot repay (issue 32:
+            // a 23-token answer to an 18-token question paid a 0.3 s try
+            // and ran at 0.84x).
+            let untried = policy.estimate_error.process.get().is_none();
+            let risk = premium + policy.costs.draft_ms().unwrap_or(0.0);
+            let prompt = behind.saturating_sub(policy.request_tokens);
+            let spent = policy.costs.verify_ms(prompt.max(1)) + done * policy.costs.verify_ms(1);
+            let affordable = !(untried && policy.beside_free) || risk <= EXPLORE_SHARE * spent;
+            if affordable && net * episode / tokens > premium {
                 self.policy.close_episode();
                 return true;
             }
