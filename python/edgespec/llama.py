@@ -238,7 +238,9 @@ class Llama:
         if logprobs is not None or suffix is not None:
             raise _edgespec.InvalidArgument("logprobs and suffix are not supported by edgespec")
         tokens = prompt if isinstance(prompt, list) else self.tokenize(prompt, add_bos=True, special=True)
-        prompt_text = prompt if isinstance(prompt, str) else self.detokenize(prompt).decode("utf-8", "replace")
+        echoed = ""
+        if echo:
+            echoed = prompt if isinstance(prompt, str) else self.detokenize(prompt).decode("utf-8", "replace")
         pieces = self._stream(
             tokens,
             max_tokens=max_tokens,
@@ -257,7 +259,7 @@ class Llama:
         created = int(time.time())
         name = model or self.model_path
         if stream:
-            return self._completion_chunks(pieces, ident, created, name, prompt_text if echo else "")
+            return self._completion_chunks(pieces, ident, created, name, echoed)
         text = "".join(piece for _, piece in pieces)
         result = pieces.result()
         return {
@@ -267,7 +269,7 @@ class Llama:
             "model": name,
             "choices": [
                 {
-                    "text": (prompt_text if echo else "") + text,
+                    "text": echoed + text,
                     "index": 0,
                     "logprobs": None,
                     "finish_reason": _FINISH[result["stop"]],

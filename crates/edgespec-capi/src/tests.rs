@@ -233,18 +233,7 @@ fn a_remote_target_loads_on_its_server_and_bad_servers_are_typed_errors() {
     assert!(model.is_null());
     assert!(start.elapsed() < std::time::Duration::from_secs(5));
 
-    let port = free_port();
-    let endpoint: edgespec::engine::rpc::RpcEndpoint = format!("127.0.0.1:{port}").parse().unwrap();
-    // The server never returns; the thread ends with the test process.
-    std::thread::spawn(move || edgespec::engine::rpc::serve(&endpoint, false, 1, None, None));
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the server did not listen"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    let port = serve_on_a_thread(None);
     let (rc, mut remote) = load_with(&format!("127.0.0.1:{port}"), false);
     assert_eq!(rc, edgespec_result::EDGESPEC_OK);
     let text = generate_via_ffi(remote, "The capital of France is", EDGESPEC_DRAFT_LOOKUP);
@@ -281,6 +270,28 @@ fn a_remote_target_loads_on_its_server_and_bad_servers_are_typed_errors() {
     unsafe { edgespec_model_free(&mut remote) };
 }
 
+/// An `edgespec rpc-server` (keyed when `key` is given) on a free loopback
+/// port, on a thread of this process; returns the port once it listens.
+/// The server never returns: the thread ends with the test process.
+fn serve_on_a_thread(key: Option<edgespec::engine::rpc::RpcKey>) -> u16 {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let endpoint: edgespec::engine::rpc::RpcEndpoint = format!("127.0.0.1:{port}").parse().unwrap();
+    std::thread::spawn(move || edgespec::engine::rpc::serve(&endpoint, false, 1, None, key));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server did not listen"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    port
+}
+
 /// Issue 35: a keyed server through `target_rpc_key_file`: the key file
 /// opens it, none is `EDGESPEC_ERR_REMOTE`, a missing file `EDGESPEC_ERR_IO`.
 #[test]
@@ -292,22 +303,7 @@ fn a_keyed_remote_target_needs_its_key_file() {
     let dir = tempfile::tempdir().unwrap();
     let key_path = dir.path().join("server.key");
     let key = edgespec::engine::rpc::RpcKey::create(&key_path).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let endpoint: edgespec::engine::rpc::RpcEndpoint = format!("127.0.0.1:{port}").parse().unwrap();
-    // The server never returns; the thread ends with the test process.
-    std::thread::spawn(move || edgespec::engine::rpc::serve(&endpoint, false, 1, None, Some(key)));
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the server did not listen"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    let port = serve_on_a_thread(Some(key));
     let servers = CString::new(format!("127.0.0.1:{port}")).unwrap();
     let load_with = |key_file: Option<&std::path::Path>| {
         let key_file = key_file.map(|k| CString::new(k.to_str().unwrap()).unwrap());

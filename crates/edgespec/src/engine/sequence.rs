@@ -78,8 +78,9 @@ impl Sequence {
     pub fn truncate(&mut self, len: usize) -> Result<(), EngineError> {
         if len < self.tokens.len() {
             self.ctx.truncate(len)?;
+            // The batches add up to the tokens: cut as many from their end.
+            let mut excess = self.tokens.len() - len;
             self.tokens.truncate(len);
-            let mut excess = self.batches.iter().sum::<usize>().saturating_sub(len);
             while excess > 0 {
                 let Some(last) = self.batches.last_mut() else {
                     break;
