@@ -78,6 +78,10 @@ pub struct Trace {
     /// (absent from traces recorded before them).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub top: Vec<Vec<(Token, f32)>>,
+    /// The target's end-of-generation tokens, which no draft continues
+    /// past (absent from traces recorded before them: drafts not cut).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub end_tokens: Vec<Token>,
 }
 
 /// Trace files that cannot be used.
@@ -287,6 +291,7 @@ pub fn record_trace(
         output,
         drafters: traces,
         top,
+        end_tokens: target.context().model().end_tokens(),
     })
 }
 

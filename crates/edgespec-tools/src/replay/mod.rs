@@ -8,8 +8,10 @@
 //! generated token (the prompt pass's) to the last.
 
 mod llama_ngram;
+mod oracle;
 
 pub use llama_ngram::{LlamaNgram, LlamaNgramDrafter};
+pub use oracle::ceiling;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -41,6 +43,9 @@ pub enum ReplayDrafter {
     /// llama.cpp's own n-gram speculation, its default settings (the
     /// policy's length is not used).
     Llama(LlamaNgram),
+    /// The ceiling of copying the request's text, knowing the output
+    /// ([`ceiling`]; the policy is not used).
+    OracleCopy,
 }
 
 /// A setting to replay: a drafter and a policy.
@@ -62,6 +67,7 @@ impl Setting {
             ReplayDrafter::Hybrid(m) if m == "model" => "hybrid".to_owned(),
             ReplayDrafter::Hybrid(m) => format!("hybrid-{m}"),
             ReplayDrafter::Llama(mode) => return mode.name().into(),
+            ReplayDrafter::OracleCopy => return "oracle-copy".into(),
         };
         let length = match self.config.length {
             DraftLength::Fixed(g) => g.to_string(),
@@ -289,6 +295,8 @@ impl Source {
 /// A process replaying one setting: one policy across the traces it is
 /// given, as one long-running session or benchmark would keep it.
 pub struct Replayer {
+    /// Prices the ceiling of copying instead of a policy.
+    oracle: bool,
     policy: Policy,
     source: Source,
     target: BatchCurve,
@@ -309,7 +317,7 @@ impl Replayer {
             ))
         };
         let (source, drafter_costs) = match &setting.drafter {
-            ReplayDrafter::None => (Source::None, None),
+            ReplayDrafter::None | ReplayDrafter::OracleCopy => (Source::None, None),
             ReplayDrafter::Lookup => (Source::Lookup(LookupDrafter::default()), None),
             ReplayDrafter::Llama(mode) => (Source::Llama(LlamaNgramDrafter::new(*mode)), None),
             ReplayDrafter::Model(kind) => {
@@ -339,6 +347,7 @@ impl Replayer {
             .costs_mut()
             .assume_verify(longest, profile.target.curve().ms(longest));
         Ok(Self {
+            oracle: setting.drafter == ReplayDrafter::OracleCopy,
             policy,
             source,
             target: profile.target.curve(),
@@ -349,7 +358,14 @@ impl Replayer {
 
     /// Replays one trace with what the process learned so far.
     pub fn run(&mut self, trace: &Trace) -> Result<ReplayRun, ReplayError> {
+        if self.oracle {
+            return Ok(ceiling(trace, &self.target));
+        }
         self.source.load(trace)?;
+        // llama.cpp's n-gram drafts run past an end token; ours stop there.
+        if !matches!(self.source, Source::Llama(_)) {
+            self.draft.end_at(&trace.end_tokens);
+        }
         self.policy.begin_request();
         let beside_free = self.source.drafter().is_some_and(|d| d.drafts_lookup());
         self.policy.set_beside_free(beside_free);

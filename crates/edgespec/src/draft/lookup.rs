@@ -607,6 +607,29 @@ mod tests {
             .all(|&share| (share - 1.0 / 11.0).abs() < 1e-9));
     }
 
+    /// A copy that reaches the end of a turn stops there: the target
+    /// would emit nothing after it, so neither the chain nor a branch goes
+    /// on (the end token itself may still be right).
+    #[test]
+    fn a_copy_stops_at_a_token_that_ends_generation() {
+        const END: Token = 99;
+        let mut d = LookupDrafter::new(2, 2);
+        // A turn "1 2 3 4" ended by END, then the next turn, then "1 2" again.
+        let h = [7, 1, 2, 3, 4, END, 8, 6, 1, 2];
+        let mut out = Draft::default();
+        d.propose(&h, &mut Unbounded(8), &mut out).unwrap();
+        assert_eq!(out.tokens(), &[3, 4, END, 8, 6, 1, 2, 3]);
+        out.end_at(&[END]);
+        d.propose(&h, &mut Unbounded(8), &mut out).unwrap();
+        assert_eq!(out.tokens(), &[3, 4, END]);
+        assert!(!out.push(8, None), "the chain ended");
+        assert!(!out.branch(3, 8, None), "nothing grows after the end");
+        assert!(out.branch(2, 5, None), "a branch before the end may");
+        // The end stays set from round to round.
+        out.clear(DraftSource::Model);
+        assert!(out.push(END, None) && !out.push(1, None));
+    }
+
     fn draft(d: &mut LookupDrafter, history: &[Token], room: usize) -> (Vec<Token>, DraftSource) {
         let mut out = Draft::default();
         d.propose(history, &mut Unbounded(room), &mut out).unwrap();

@@ -181,6 +181,9 @@ impl std::str::FromStr for Trees {
 /// unsure between continuations may add branches ([`Draft::branch`]),
 /// making it a tree whose nodes are listed parents first: the chain's,
 /// then the branches'. The target verifies every node in one batch.
+///
+/// Nothing continues a token that ends generation ([`Draft::end_at`]): the
+/// target would never emit it, so verifying it is waste.
 #[derive(Debug, Clone)]
 pub struct Draft {
     tokens: heapless::Vec<Token, MAX_DRAFT>,
@@ -195,6 +198,8 @@ pub struct Draft {
     q_rows: Vec<Vec<f32>>,
     sampled: bool,
     catch_up: Option<(usize, std::time::Duration)>,
+    /// The target's end-of-generation tokens.
+    ends: Vec<Token>,
 }
 
 impl Default for Draft {
@@ -209,11 +214,25 @@ impl Default for Draft {
             q_rows: Vec::new(),
             sampled: false,
             catch_up: None,
+            ends: Vec::new(),
         }
     }
 }
 
 impl Draft {
+    /// Tokens that end generation (the target's end-of-turn and
+    /// end-of-text tokens): a draft is not continued past one, in every
+    /// round from now on.
+    pub fn end_at(&mut self, ends: &[Token]) {
+        self.ends.clear();
+        self.ends.extend_from_slice(ends);
+    }
+
+    /// Whether node `node` ends generation (nothing after it is drafted).
+    fn ends_generation(&self, node: usize) -> bool {
+        self.ends.contains(&self.tokens[node])
+    }
+
     /// Empties the draft for a new round.
     pub fn clear(&mut self, source: DraftSource) {
         self.tokens.clear();
@@ -299,9 +318,12 @@ impl Draft {
     }
 
     /// Adds a token continuing the draft's chain; false when the draft is
-    /// full or has branches.
+    /// full, has branches or its chain ends generation.
     pub fn push(&mut self, token: Token, confidence: Option<f32>) -> bool {
-        if !self.is_chain() || self.tokens.is_full() {
+        if !self.is_chain()
+            || self.tokens.is_full()
+            || (self.chain > 0 && self.ends_generation(self.chain - 1))
+        {
             return false;
         }
         self.add(self.chain, token, confidence);
@@ -311,11 +333,15 @@ impl Draft {
 
     /// Adds a node after `parent` (0: after the committed text, i + 1:
     /// after node i) that is not its chain continuation; false when the
-    /// draft is full, it would have more than [`MAX_TREE_LEAVES`] leaves, or
-    /// `parent` is not a node.
+    /// draft is full, it would have more than [`MAX_TREE_LEAVES`] leaves,
+    /// `parent` is not a node or it ends generation.
     pub fn branch(&mut self, parent: usize, token: Token, confidence: Option<f32>) -> bool {
         let leaves = self.leaves + usize::from(self.adds_leaf(parent));
-        if parent > self.tokens.len() || self.tokens.is_full() || leaves > MAX_TREE_LEAVES {
+        if parent > self.tokens.len()
+            || self.tokens.is_full()
+            || leaves > MAX_TREE_LEAVES
+            || (parent > 0 && self.ends_generation(parent - 1))
+        {
             return false;
         }
         self.add(parent, token, confidence);
@@ -364,8 +390,9 @@ impl Draft {
     }
 
     /// Adds a drafted token and asks the policy what next: true to draft
-    /// another (while the draft holds fewer than `room`), false to stop,
-    /// with the token dropped again if the policy says so.
+    /// another (while the draft holds fewer than `room` and the token does
+    /// not end generation), false to stop, with the token dropped again if
+    /// the policy says so.
     pub fn push_and_ask(
         &mut self,
         token: Token,
@@ -373,9 +400,11 @@ impl Draft {
         ctl: &mut dyn DraftControl,
         room: usize,
     ) -> bool {
-        self.push(token, confidence);
+        if !self.push(token, confidence) {
+            return false;
+        }
         match ctl.next(self) {
-            Next::Continue => self.len() < room,
+            Next::Continue => self.len() < room && !self.ends_generation(self.len() - 1),
             Next::Stop => false,
             Next::DropLastAndStop => {
                 self.pop();

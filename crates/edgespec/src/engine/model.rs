@@ -331,6 +331,11 @@ impl Model {
             && unsafe { sys::llama_vocab_is_eog(self.vocab.as_ptr(), token) }
     }
 
+    /// Every token that ends generation, in id order.
+    pub fn end_tokens(&self) -> Vec<Token> {
+        (0..self.n_vocab()).filter(|&t| self.is_eog(t)).collect()
+    }
+
     /// True for control tokens (BOS, chat markers and the like).
     pub fn is_control(&self, token: Token) -> bool {
         // SAFETY: the id is checked first; the vocab is live while self is.

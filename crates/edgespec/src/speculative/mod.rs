@@ -119,12 +119,14 @@ impl Speculator {
         if let Some(vocabulary) = drafter.as_ref().and_then(|d| d.vocabulary()) {
             check_vocab_compatible(target.model(), vocabulary)?;
         }
+        let mut draft = Draft::default();
+        draft.end_at(&target.model().end_tokens());
         Ok(Self {
             target: Sequence::new(target),
             drafter,
             policy,
             costs_known: false,
-            draft: Draft::default(),
+            draft,
             batch: Vec::with_capacity(MAX_DRAFT + 1),
             scratch: (Vec::new(), Vec::new()),
         })

@@ -32,7 +32,8 @@ pub struct ReplayArgs {
     /// Comma-separated settings: target, model:N|auto, trimmed:N|auto,
     /// lookup:N|auto, hybrid:N|auto; `@pX` adds a p-min cut-off (model:8@p0.7);
     /// llama-ngram-mod and llama-ngram-map-k draft as llama.cpp's own n-gram
-    /// modes do (default settings), never past the token limit.
+    /// modes do (default settings), never past the token limit; oracle-copy
+    /// is the ceiling of copying the request's text, knowing the output.
     #[arg(
         short,
         long,
@@ -56,6 +57,12 @@ pub struct ReplayArgs {
 }
 
 fn parse_setting(text: &str, gamma_max: usize) -> anyhow::Result<Setting> {
+    if text == "oracle-copy" {
+        return Ok(Setting {
+            drafter: ReplayDrafter::OracleCopy,
+            config: PolicyConfig::default(),
+        });
+    }
     let (mode, p_min) = match text.split_once("@p") {
         Some((m, p)) => {
             let p: f32 = p
@@ -80,7 +87,7 @@ fn parse_setting(text: &str, gamma_max: usize) -> anyhow::Result<Setting> {
                 DraftKind::Lookup => ReplayDrafter::Lookup,
                 DraftKind::Hybrid => ReplayDrafter::Hybrid("model".into()),
                 _ => anyhow::bail!(
-                    "{text:?}: replay handles target, model, trimmed, lookup, hybrid, llama-ngram-mod and llama-ngram-map-k"
+                    "{text:?}: replay handles target, model, trimmed, lookup, hybrid, llama-ngram-mod, llama-ngram-map-k and oracle-copy"
                 ),
             },
             length,
@@ -98,7 +105,7 @@ fn parse_setting(text: &str, gamma_max: usize) -> anyhow::Result<Setting> {
             Trees::Off,
         ),
         _ => anyhow::bail!(
-            "{text:?}: replay handles target, model, trimmed, lookup, hybrid, llama-ngram-mod and llama-ngram-map-k"
+            "{text:?}: replay handles target, model, trimmed, lookup, hybrid, llama-ngram-mod, llama-ngram-map-k and oracle-copy"
         ),
     };
     let config = PolicyConfig {
