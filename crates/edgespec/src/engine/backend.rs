@@ -33,7 +33,8 @@ pub fn backend() -> Result<&'static LlamaBackend, EngineError> {
 }
 
 /// Loads ggml's backends from `EDGESPEC_BACKENDS_DIR`, else from the
-/// executable's folder: of the CPU backend's variants (one per
+/// folder of the file that holds edgespec (the executable, `libedgespec.so`
+/// or the Python module): of the CPU backend's variants (one per
 /// instruction-set level) ggml keeps the best this CPU runs. An error when
 /// none does (or none is there).
 #[cfg(feature = "portable-cpu")]
@@ -41,10 +42,9 @@ fn load_cpu_variant() -> Result<(), String> {
     use std::os::unix::ffi::OsStrExt;
     let dir = match std::env::var_os("EDGESPEC_BACKENDS_DIR") {
         Some(dir) => std::path::PathBuf::from(dir),
-        None => std::env::current_exe()
-            .ok()
-            .and_then(|exe| exe.parent().map(std::path::Path::to_path_buf))
-            .ok_or("cannot find the executable's folder, which holds the CPU backends")?,
+        None => own_folder().ok_or(
+            "cannot find the folder of edgespec's own file, which holds the CPU backends",
+        )?,
     };
     let c_dir = std::ffi::CString::new(dir.as_os_str().as_bytes())
         .map_err(|_| format!("{} contains a NUL byte", dir.display()))?;
@@ -61,6 +61,35 @@ fn load_cpu_variant() -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// The folder of the loaded file (executable or shared library) that
+/// holds this code.
+#[cfg(feature = "portable-cpu")]
+fn own_folder() -> Option<std::path::PathBuf> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut info = std::mem::MaybeUninit::<libc::Dl_info>::zeroed();
+    // SAFETY: dladdr only reads the address (a function of this file) and
+    // fills `info`; on success dli_fname is a NUL-terminated path owned by
+    // the dynamic loader, copied before anything could unload the file.
+    let file = unsafe {
+        if libc::dladdr(own_folder as *const libc::c_void, info.as_mut_ptr()) == 0 {
+            return None;
+        }
+        let name = info.assume_init().dli_fname;
+        if name.is_null() {
+            return None;
+        }
+        std::path::PathBuf::from(std::ffi::OsStr::from_bytes(CStr::from_ptr(name).to_bytes()))
+    };
+    // The executable may be named as it was run (relative, or bare):
+    // the kernel knows its path.
+    let file = if file.is_absolute() {
+        file
+    } else {
+        std::env::current_exe().ok()?
+    };
+    file.canonicalize().ok()?.parent().map(std::path::Path::to_path_buf)
 }
 
 /// A function a backend registry (`CPU`, `RPC`) hands out by name: what
