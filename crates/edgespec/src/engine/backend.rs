@@ -42,9 +42,8 @@ fn load_cpu_variant() -> Result<(), String> {
     use std::os::unix::ffi::OsStrExt;
     let dir = match std::env::var_os("EDGESPEC_BACKENDS_DIR") {
         Some(dir) => std::path::PathBuf::from(dir),
-        None => own_folder().ok_or(
-            "cannot find the folder of edgespec's own file, which holds the CPU backends",
-        )?,
+        None => own_folder()
+            .ok_or("cannot find the folder of edgespec's own file, which holds the CPU backends")?,
     };
     let c_dir = std::ffi::CString::new(dir.as_os_str().as_bytes())
         .map_err(|_| format!("{} contains a NUL byte", dir.display()))?;
@@ -89,7 +88,10 @@ fn own_folder() -> Option<std::path::PathBuf> {
     } else {
         std::env::current_exe().ok()?
     };
-    file.canonicalize().ok()?.parent().map(std::path::Path::to_path_buf)
+    file.canonicalize()
+        .ok()?
+        .parent()
+        .map(std::path::Path::to_path_buf)
 }
 
 /// A function a backend registry (`CPU`, `RPC`) hands out by name: what

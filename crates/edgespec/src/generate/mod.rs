@@ -183,6 +183,7 @@ impl<'a, F: FnMut(Piece, &str) -> bool> Emitter<'a, F> {
             }
         }
         stats.generated_tokens = self.tokens.len();
+        stats.ended_by_end_token = stop == StopReason::EndOfGeneration;
         if let Some(at) = self.first_token_at {
             stats.time_to_first_token = at.duration_since(start);
         }

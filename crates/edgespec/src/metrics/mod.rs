@@ -14,6 +14,9 @@ pub struct GenerationStats {
     pub prompt_tokens_cached: usize,
     /// Tokens generated (end-of-generation token not counted).
     pub generated_tokens: usize,
+    /// Whether the model ended the text with an end-of-generation token
+    /// (which the decode phase produced, and timed, like any other).
+    pub ended_by_end_token: bool,
     /// Time to process the prompt.
     #[serde(serialize_with = "as_secs")]
     pub prompt_time: Duration,
@@ -72,10 +75,16 @@ impl GenerationStats {
         )
     }
 
-    /// Generated tokens per second over the decode phase. The first token
-    /// comes from the prompt pass, so it is not counted against decode time.
+    /// Tokens per second over the decode phase: those it produced, the
+    /// end-of-generation token included (its pass is timed; llama.cpp
+    /// counts it too). The first token comes from the prompt pass, so it
+    /// is not counted against decode time.
     pub fn decode_tok_per_s(&self) -> f64 {
-        per_second(self.generated_tokens.saturating_sub(1), self.decode_time)
+        let end = usize::from(self.ended_by_end_token && self.generated_tokens > 0);
+        per_second(
+            self.generated_tokens.saturating_sub(1) + end,
+            self.decode_time,
+        )
     }
 
     /// One-line human summary.
@@ -106,12 +115,28 @@ mod tests {
             time_to_first_token: Duration::from_millis(510),
             round_trips: 42,
             remote_bytes: 21 * 600_000,
+            ended_by_end_token: false,
         };
         assert_eq!(s.prompt_tok_per_s(), 20.0);
         assert_eq!(s.decode_tok_per_s(), 10.0);
         assert_eq!(s.round_trips_per_token(), 2.0);
         assert_eq!(s.remote_bytes_per_token(), 600_000.0);
         assert_eq!(per_second(5, Duration::ZERO), 0.0);
+        // An end token ended the text: the decode phase timed 21 passes
+        // (tokens 2–21 and the end token), as llama.cpp counts them.
+        let ended = GenerationStats {
+            ended_by_end_token: true,
+            decode_time: Duration::from_millis(2100),
+            ..s.clone()
+        };
+        assert_eq!(ended.decode_tok_per_s(), 10.0);
+        // An end token as the very first token: no decode pass at all.
+        let at_once = GenerationStats {
+            generated_tokens: 0,
+            decode_time: Duration::ZERO,
+            ..ended
+        };
+        assert_eq!(at_once.decode_tok_per_s(), 0.0);
     }
 }
 
