@@ -270,12 +270,14 @@ enum Source {
     Model(Box<TraceDrafter>),
     Hybrid(Box<HybridDrafter<TraceDrafter>>),
     Llama(LlamaNgramDrafter),
+    /// No drafter: the ceiling of copying is priced instead of a policy.
+    OracleCopy,
 }
 
 impl Source {
     fn drafter(&mut self) -> Option<&mut dyn Drafter> {
         match self {
-            Source::None => None,
+            Source::None | Source::OracleCopy => None,
             Source::Lookup(d) => Some(d),
             Source::Model(d) => Some(&mut **d),
             Source::Hybrid(d) => Some(&mut **d),
@@ -295,8 +297,6 @@ impl Source {
 /// A process replaying one setting: one policy across the traces it is
 /// given, as one long-running session or benchmark would keep it.
 pub struct Replayer {
-    /// Prices the ceiling of copying instead of a policy.
-    oracle: bool,
     policy: Policy,
     source: Source,
     target: BatchCurve,
@@ -317,7 +317,8 @@ impl Replayer {
             ))
         };
         let (source, drafter_costs) = match &setting.drafter {
-            ReplayDrafter::None | ReplayDrafter::OracleCopy => (Source::None, None),
+            ReplayDrafter::None => (Source::None, None),
+            ReplayDrafter::OracleCopy => (Source::OracleCopy, None),
             ReplayDrafter::Lookup => (Source::Lookup(LookupDrafter::default()), None),
             ReplayDrafter::Llama(mode) => (Source::Llama(LlamaNgramDrafter::new(*mode)), None),
             ReplayDrafter::Model(kind) => {
@@ -347,7 +348,6 @@ impl Replayer {
             .costs_mut()
             .assume_verify(longest, profile.target.curve().ms(longest));
         Ok(Self {
-            oracle: setting.drafter == ReplayDrafter::OracleCopy,
             policy,
             source,
             target: profile.target.curve(),
@@ -358,7 +358,7 @@ impl Replayer {
 
     /// Replays one trace with what the process learned so far.
     pub fn run(&mut self, trace: &Trace) -> Result<ReplayRun, ReplayError> {
-        if self.oracle {
+        if matches!(self.source, Source::OracleCopy) {
             return Ok(ceiling(trace, &self.target));
         }
         self.source.load(trace)?;

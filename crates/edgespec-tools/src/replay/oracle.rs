@@ -1,7 +1,7 @@
 //! The ceiling of copying: what a drafter that copies the request's own
 //! text could reach on a trace if it knew the output. Every round it drafts
 //! the correct continuation of an earlier place whose last tokens equal the
-//! text's (at least [`MIN_MATCH`], as the lookup drafter asks), as long as
+//! text's (at least as many as the lookup drafter asks for), as long as
 //! is best: the lengths of all rounds are chosen together, by dynamic
 //! programming over the profile's batch curve, to minimise the request's
 //! time. No drafter that copies the request (lookup, llama.cpp's n-gram
@@ -11,11 +11,8 @@
 use super::ReplayRun;
 use crate::trace::Trace;
 use edgespec::costs::BatchCurve;
-use edgespec::draft::MAX_DRAFT;
+use edgespec::draft::{LookupDrafter, MAX_DRAFT};
 use edgespec::engine::Token;
-
-/// Tokens an earlier place must share with the end of the text.
-pub const MIN_MATCH: usize = 2;
 
 /// The longest correct copy at each output position: `longest[i]` for the
 /// round that starts after the prompt and the output's first `i` tokens
@@ -24,13 +21,15 @@ fn longest_copies(trace: &Trace) -> Vec<usize> {
     let output = &trace.output;
     let mut text: Vec<Token> = trace.prompt.clone();
     let mut longest = vec![0; output.len()];
+    // Tokens an earlier place must share with the end of the text.
+    let min_match = LookupDrafter::default().min_ngram;
     for (done, best) in longest.iter_mut().enumerate().skip(1) {
         text.push(output[done - 1]);
         let len = text.len();
         let room = (output.len() - done - 1).min(MAX_DRAFT);
-        let tail = &text[len - MIN_MATCH..];
-        for start in MIN_MATCH..len {
-            if text[start - MIN_MATCH..start] != *tail {
+        let tail = &text[len - min_match..];
+        for start in min_match..len {
+            if text[start - min_match..start] != *tail {
                 continue;
             }
             // Past the end of the text a copy repeats itself (the lookup
