@@ -166,6 +166,26 @@ impl CostProfile {
             })
     }
 
+    /// This machine's curves with the target on a server `ms` away: every
+    /// target pass costs one round trip more, the target's curve standing
+    /// for the server's and the drafters' for the board's (where a remote
+    /// target leaves them); the name says so.
+    pub fn with_round_trip(mut self, ms: f64) -> Result<Self, ProfileError> {
+        if !ms.is_finite() || ms < 0.0 {
+            return Err(ProfileError::Invalid(format!(
+                "round trip {ms} ms is not a time"
+            )));
+        }
+        for pass in self.target.batch_ms.values_mut() {
+            *pass += ms;
+        }
+        if let Some(step) = &mut self.target.step_ms {
+            *step += ms;
+        }
+        self.name = format!("{} +{ms} ms", self.name);
+        Ok(self)
+    }
+
     /// Fills `costs` with what a first prompt read would have measured on
     /// this machine: target passes at `sizes`, and the drafter's step and
     /// catch-up batches ([`TIMED_CATCH_UP`]).
@@ -235,6 +255,31 @@ mod tests {
             CostProfile::load(&dir.path().join("none.json")),
             Err(ProfileError::Io { .. })
         ));
+    }
+
+    #[test]
+    fn a_round_trip_is_paid_once_per_target_pass() {
+        let p: CostProfile = serde_json::from_str(SHIPPED[2]).unwrap();
+        let far = p.clone().with_round_trip(10.0).unwrap();
+        far.validate().unwrap();
+        let (near, far_curve) = (p.target.curve(), far.target.curve());
+        for b in [1, 2, 9, 64] {
+            assert!(
+                (far_curve.ms(b) - near.ms(b) - 10.0).abs() < 1e-9,
+                "batch {b}"
+            );
+        }
+        // The board's drafters do not cross the network.
+        assert_eq!(far.drafters, p.drafters);
+        assert_eq!(far.name, format!("{} +10 ms", p.name));
+        // So a draft of 8 costs less against one token than it did here.
+        assert!(far_curve.ms(9) / far_curve.ms(1) < near.ms(9) / near.ms(1));
+        for bad in [f64::NAN, -1.0, f64::INFINITY] {
+            assert!(matches!(
+                p.clone().with_round_trip(bad),
+                Err(ProfileError::Invalid(_))
+            ));
+        }
     }
 
     #[test]

@@ -234,6 +234,42 @@ fn sampled_output_over_rpc_equals_the_local_target() {
     }
 }
 
+/// `profile --target-rpc` measures the server's curve as the board sees
+/// it (the cost profile a remote target's replay needs); without its server
+/// it fails as a generation does.
+#[test]
+fn a_profile_of_a_remote_target_times_the_servers_passes() {
+    let Some(model) = common::smollm2() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("server.json");
+    let server = RpcServer::start();
+    let profile = |endpoint: &str| {
+        Command::new(env!("CARGO_BIN_EXE_edgespec"))
+            .args(["profile", "-m", model.to_str().unwrap(), "-t", "1"])
+            .args(["--max-batch", "3", "--context", "16", "--force", "-o"])
+            .arg(&out)
+            .args(["--target-rpc", endpoint])
+            .output()
+            .unwrap()
+    };
+    let done = profile(&server.endpoint);
+    assert!(done.status.success(), "{}", text(&done.stderr));
+    let written: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    let batches = written["target"]["batch_ms"].as_object().unwrap();
+    assert_eq!(batches.keys().collect::<Vec<_>>(), ["1", "2", "3"]);
+    assert!(batches.values().all(|ms| ms.as_f64().unwrap() > 0.0));
+    drop(server);
+    let lost = profile(&format!("127.0.0.1:{}", free_port()));
+    assert!(!lost.status.success());
+    assert!(
+        text(&lost.stderr).contains("cannot connect"),
+        "{}",
+        text(&lost.stderr)
+    );
+}
+
 #[test]
 fn an_absent_server_is_a_typed_error_at_once() {
     let Some(model) = common::smollm2() else {

@@ -47,6 +47,10 @@ pub struct ProfileArgs {
     /// Replace the output file if it exists.
     #[arg(long)]
     force: bool,
+    /// The target on RPC servers: its curve is then what this machine sees
+    /// of the servers', round trips included (drafters stay local).
+    #[command(flatten)]
+    rpc: crate::rpc_args::RpcArgs,
 }
 
 fn file_name(path: &std::path::Path) -> String {
@@ -115,7 +119,11 @@ pub fn run(args: ProfileArgs) -> anyhow::Result<()> {
         ..ContextParams::default()
     };
     let sizes: Vec<usize> = (1..=args.max_batch).collect();
-    let model = Model::load(&args.model, &params)
+    let target_params = ModelParams {
+        remote: args.rpc.remote()?,
+        ..ModelParams::default()
+    };
+    let model = Model::load(&args.model, &target_params)
         .with_context(|| format!("loading {}", args.model.display()))?;
     let mut target = Context::new(model, &ctx_params)?;
     eprintln!(

@@ -40,6 +40,11 @@ pub struct ReplayArgs {
         default_value = "model:auto,model:3,trimmed:auto,trimmed:3,lookup:auto,hybrid:auto"
     )]
     modes: String,
+    /// The target on a server this many milliseconds away: each profile's
+    /// target passes cost one round trip more (its curve stands for the
+    /// server's), its drafters stay on the board.
+    #[arg(long, value_name = "MS", conflicts_with = "runs")]
+    round_trip: Option<f64>,
     /// Longest model draft of the auto settings.
     #[arg(long, default_value_t = 8)]
     gamma_max: usize,
@@ -191,7 +196,13 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
     let profiles = args
         .profiles
         .iter()
-        .map(|p| CostProfile::load(p))
+        .map(|p| {
+            let profile = CostProfile::load(p)?;
+            match args.round_trip {
+                Some(ms) => profile.with_round_trip(ms),
+                None => Ok(profile),
+            }
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let sets: Vec<(String, Vec<Trace>)> = args
         .traces
