@@ -177,7 +177,8 @@ fn greedy_output_over_rpc_equals_the_local_target() {
 
 /// Sampling over RPC keeps the local target's draws, seed for seed: with
 /// top-k the server sends each row's k largest logits (a fraction of the
-/// row), without it whole rows.
+/// row), with top-p or min-p what their cut needs, with temperature alone
+/// whole rows.
 #[test]
 fn sampled_output_over_rpc_equals_the_local_target() {
     let Some(model) = common::smollm2() else {
@@ -188,8 +189,22 @@ fn sampled_output_over_rpc_equals_the_local_target() {
     let base = [
         "-m", model, "-p", PROMPT, "-n", "40", "-t", "1", "-c", "1024", "--seed", "5",
     ];
-    let cases: [(&[&str], bool); 3] = [
-        (&["--temp", "0.8", "--top-k", "40", "-md", model], true),
+    // Each case's sampling and the most of a row it may cost a token (None:
+    // whole rows).
+    let cases: [(&[&str], Option<f64>); 5] = [
+        (&["--temp", "0.8", "--top-k", "40", "-md", model], Some(0.1)),
+        // A cut by probability, top-p or min-p without top-k: min-p keeps
+        // a window below each row's largest logit (0.1 kB a token here);
+        // top-p, its nucleus and as much of the tail as keeps the reader's
+        // renormalised cut where the whole row's is (30.7 kB).
+        (
+            &["--temp", "0.8", "--top-p", "0.9", "--draft-kind", "lookup"],
+            Some(0.25),
+        ),
+        (
+            &["--temp", "1.0", "--min-p", "0.05", "-md", model],
+            Some(0.01),
+        ),
         (
             &[
                 "--temp",
@@ -201,9 +216,9 @@ fn sampled_output_over_rpc_equals_the_local_target() {
                 "--draft-kind",
                 "lookup",
             ],
-            true,
+            Some(0.1),
         ),
-        (&["--temp", "0.8", "-md", model, "--gamma", "3"], false),
+        (&["--temp", "0.8", "-md", model, "--gamma", "3"], None),
     ];
     for (sampling, cut) in cases {
         let local_args = [&base[..], sampling, &["--no-repack"]].concat();
@@ -220,9 +235,9 @@ fn sampled_output_over_rpc_equals_the_local_target() {
         assert!(remote.status.success(), "{sampling:?}: {stderr}");
         assert_eq!(text(&remote.stdout), text(&local.stdout), "{sampling:?}");
         let per_token = kb_per_token(&stderr);
-        if cut {
+        if let Some(share) = cut {
             assert!(
-                per_token < ROW_KB / 10.0,
+                per_token < ROW_KB * share,
                 "{sampling:?}: {per_token} kB per token"
             );
         } else {

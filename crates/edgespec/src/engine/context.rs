@@ -12,7 +12,7 @@ use super::backend::thread_pools;
 use super::context_params::{ContextParams, FlashAttention};
 use super::model::CONTEXT_CREATION;
 use super::reading::{PromptProgress, Reading, StopCheck};
-use super::{backend, EngineError, Model, Token};
+use super::{backend, EngineError, LogitsKept, Model, Token};
 
 /// Most leaves of a tree [`Context::decode_tree`] takes: the sequences a
 /// context holds at once in its (unified) KV cache.
@@ -85,7 +85,7 @@ pub struct Context {
     /// Told how far a prompt read of several batches has got.
     progress: Option<PromptProgress>,
     /// How much of each logits row the caller reads ([`Self::set_logits_kept`]).
-    logits_kept: Option<usize>,
+    logits_kept: Option<LogitsKept>,
     /// What it was made with (to make it again on another model).
     params: ContextParams,
     model: Arc<Model>,
@@ -282,13 +282,12 @@ impl Context {
         self.reading.arm(reading)
     }
 
-    /// Says how much of each logits row the caller reads from now on: the
-    /// `n` largest entries (ties with the last included), or (None) whole
-    /// rows. A remote target whose server is an edgespec `rpc-server` then
-    /// sends only those, and every other entry of a row reads as
-    /// −∞; local models always keep whole rows. Returns the setting as it
-    /// was, to restore.
-    pub fn set_logits_kept(&mut self, kept: Option<usize>) -> Option<usize> {
+    /// Says how much of each logits row the caller reads from now on
+    /// ([`LogitsKept`]), or (None) whole rows. A remote target whose server
+    /// is an edgespec `rpc-server` then sends only those entries, and every
+    /// other entry of a row reads as −∞; local models always keep whole
+    /// rows. Returns the setting as it was, to restore.
+    pub fn set_logits_kept(&mut self, kept: Option<LogitsKept>) -> Option<LogitsKept> {
         std::mem::replace(&mut self.logits_kept, kept)
     }
 

@@ -20,7 +20,7 @@
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::engine::{Grammar, Token};
+use crate::engine::{Grammar, LogitsKept, Nucleus, Token};
 
 /// Repetition penalties over the most recent tokens, as llama.cpp's
 /// `--repeat-penalty`, `--frequency-penalty`, `--presence-penalty` and
@@ -352,22 +352,37 @@ impl Sampler {
         &self.params
     }
 
-    /// How many of a logits row's largest entries decide what this sampler
+    /// Which of a logits row's largest entries decide what this sampler
     /// draws, whatever the others are (ties with the last one kept too):
     /// for greedy (k = 1) or top-k sampling, k plus the banned tokens plus,
     /// when penalties only lower logits, the tokens they look back on (k
-    /// of the penalised largest are among that many raw largest); None
-    /// when the whole row counts (no top-k, Mirostat, a grammar, penalties
-    /// that raise logits).
-    pub fn logits_needed(&self) -> Option<usize> {
+    /// of the penalised largest are among that many raw largest); without
+    /// top-k, penalties or banned tokens, what its top-p and min-p cuts keep
+    /// ([`Nucleus`]); None when the whole row counts (temperature alone,
+    /// Mirostat, a grammar, penalties that raise logits, penalties or banned
+    /// tokens beside a cut by probability).
+    pub fn logits_needed(&self) -> Option<LogitsKept> {
         let p = &self.params;
         if self.grammar.is_some() {
             return None;
         }
         let k = if p.is_greedy() {
             1
-        } else if p.mirostat.is_none() && p.top_k > 0 {
+        } else if p.mirostat.is_some() {
+            return None;
+        } else if p.top_k > 0 {
             p.top_k
+        } else if (p.top_p < 1.0 || p.min_p > 0.0)
+            && !p.penalties.is_active()
+            && self.banned.is_empty()
+        {
+            return Some(LogitsKept {
+                top: 1,
+                nucleus: Some(Nucleus {
+                    top_p: p.top_p,
+                    min_p: p.min_p,
+                }),
+            });
         } else {
             return None;
         };
@@ -380,7 +395,7 @@ impl Sampler {
         } else {
             return None;
         };
-        Some(k + penalised + self.banned.len())
+        Some(LogitsKept::top(k + penalised + self.banned.len()))
     }
 
     /// Draws the next token from a logits row, after `history`.
@@ -689,6 +704,58 @@ mod tests {
         assert!(chi2 < 16.27, "chi2 = {chi2}");
     }
 
+    /// A cut by probability (top-p, min-p, no top-k) read on a remote
+    /// target: on a row cut to the entries `LogitsKept::entries` counts
+    /// (ties with the last included, the rest −∞), the sampler's
+    /// distribution is the whole row's, bit for bit, over rows from flat to
+    /// peaked (a flat row's nucleus is most of it, and so is what is sent).
+    #[test]
+    fn a_row_cut_to_a_nucleus_gives_the_whole_rows_distribution() {
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let mut peaked_long = 0;
+        for scale in [0.3f32, 1.0, 3.0, 8.0] {
+            for _ in 0..6 {
+                let row: Vec<f32> = (0..3000)
+                    .map(|_| {
+                        let u: f32 = rng.random_range(0.0..1.0);
+                        scale * (u.powi(3) * 6.0 - 1.0)
+                    })
+                    .collect();
+                for (top_p, min_p) in [(0.5, 0.0), (0.9, 0.0), (0.95, 0.05), (1.0, 0.1)] {
+                    let params = SamplingParams {
+                        top_p,
+                        min_p,
+                        ..sampler(0.8, 0, 1.0, 1).params
+                    };
+                    let whole = Sampler::new(params);
+                    let kept = whole.logits_needed().expect("a cut by probability");
+                    let n = kept.entries(&row);
+                    let mut sorted = row.clone();
+                    sorted.sort_by(|a, b| b.total_cmp(a));
+                    let floor = sorted[n - 1];
+                    let short: Vec<f32> = row
+                        .iter()
+                        .map(|&v| if v >= floor { v } else { f32::NEG_INFINITY })
+                        .collect();
+                    let (mut a, mut b) = (Vec::new(), Vec::new());
+                    whole.clone().distribution(&row, NONE, &mut a);
+                    whole.clone().distribution(&short, NONE, &mut b);
+                    assert_eq!(
+                        a, b,
+                        "scale {scale}, top-p {top_p}, min-p {min_p}, {n} kept"
+                    );
+                    if scale == 8.0 {
+                        peaked_long = peaked_long.max(n);
+                    }
+                }
+            }
+        }
+        // A peaked row, as a language model's mostly are, is cut short.
+        assert!(peaked_long < 300, "{peaked_long} of 3000 entries kept");
+        // Temperature alone reads every entry.
+        assert_eq!(sampler(0.8, 0, 1.0, 1).logits_needed(), None);
+    }
+
     /// What a sampler reads of a row is enough: on a row cut to the
     /// entries it says it needs (the rest −∞), every sampler draws what it
     /// draws on the whole row, penalties and bans included.
@@ -717,7 +784,7 @@ mod tests {
             let mut whole = Sampler::new(params);
             whole.ban([row_argmax(&row)]);
             let mut cut = whole.clone();
-            let keep = cut.logits_needed().expect("a bounded sampler");
+            let keep = cut.logits_needed().expect("a bounded sampler").top;
             let mut order: Vec<usize> = (0..row.len()).collect();
             order.sort_by(|&a, &b| row[b].total_cmp(&row[a]));
             let mut short = vec![f32::NEG_INFINITY; row.len()];

@@ -343,7 +343,9 @@ impl Speculator {
         let sampler = params.sampler(&model);
         // What the rows are read for: the sampler's choice, and the top
         // successors recycled drafts keep.
-        let read = sampler.logits_needed().map(|n| n.max(SUCCESSORS));
+        let read = sampler
+            .logits_needed()
+            .map(|n| n.with_top_at_least(SUCCESSORS));
         let kept = self.target.context_mut().set_logits_kept(read);
         let generation = self.generate_with(prompt, params, sampler, on_token);
         self.target.context_mut().set_logits_kept(kept);

@@ -17,8 +17,8 @@ use std::time::Duration;
 
 use super::secure::{self, Opened, RpcKey};
 use super::wire::{
-    reply_size, reply_to, top_rows, LogitsRows, Reply, FRONT_MARK, GET_TENSOR, HELLO, HELLO_REPLY,
-    MARK_AT, MAX_SMALL_REQUEST, TOP_ROWS,
+    parse_top_rows, reply_size, reply_to, top_rows, LogitsRows, Reply, FRONT_MARK, FRONT_VERSION,
+    GET_TENSOR, HELLO, HELLO_REPLY, MARK_AT, MAX_SMALL_REQUEST, TOP_ROWS,
 };
 
 /// Bytes copied at a time.
@@ -145,6 +145,7 @@ fn relay<C: Read + Write, S: Read + Write>(client: &mut C, server: &mut S) -> io
             server.read_exact(&mut hello)?;
             hello[MARK_AT..].fill(0);
             hello[MARK_AT] = FRONT_MARK;
+            hello[MARK_AT + 1] = FRONT_VERSION;
             client.write_all(&hello)?;
         } else {
             copy(server, client, expected)?;
@@ -165,8 +166,8 @@ fn copy<R: Read, W: Write>(from: &mut R, to: &mut W, size: u64) -> io::Result<()
     Ok(())
 }
 
-/// [`TOP_ROWS`]: a GET_TENSOR request for logits rows and how many of
-/// each row's largest entries to send.
+/// [`TOP_ROWS`]: a GET_TENSOR request for logits rows and what of each
+/// row to send.
 fn answer_top_rows<C: Read + Write, S: Read + Write>(
     client: &mut C,
     server: &mut S,
@@ -177,8 +178,7 @@ fn answer_top_rows<C: Read + Write, S: Read + Write>(
     }
     let mut request = vec![0u8; size as usize];
     client.read_exact(&mut request)?;
-    let (get, keep) = request.split_at(request.len() - 4);
-    let keep = u32::from_le_bytes(keep.try_into().unwrap_or([0; 4]));
+    let (get, keep) = parse_top_rows(&request).map_err(|why| protocol(why.into()))?;
     let rows = LogitsRows::of(get)
         .ok_or_else(|| protocol("top rows asked of a tensor that is not logits rows".into()))?;
     let mut ask = vec![GET_TENSOR];
@@ -194,11 +194,7 @@ fn answer_top_rows<C: Read + Write, S: Read + Write>(
     }
     let mut data = vec![0u8; rows.bytes()];
     server.read_exact(&mut data)?;
-    let reply = top_rows(
-        &data,
-        rows.width,
-        usize::try_from(keep).unwrap_or(usize::MAX),
-    );
+    let reply = top_rows(&data, rows.width, &keep);
     let mut message = (reply.len() as u64).to_le_bytes().to_vec();
     message.extend(reply);
     client.write_all(&message)
@@ -210,6 +206,7 @@ mod tests {
     use super::super::wire::{get_tensor_request, FILLER};
     use super::super::RpcEndpoint;
     use super::*;
+    use crate::engine::{LogitsKept, Nucleus};
 
     const WIDTH: usize = 1000;
     const ROWS: usize = 2;
@@ -275,7 +272,7 @@ mod tests {
     }
 
     /// What ggml's client does: HELLO, then one GET_TENSOR of the logits.
-    fn hello_then_logits(guard: &Guard, keep: Option<usize>) -> (Vec<u8>, Vec<f32>, u64) {
+    fn hello_then_logits(guard: &Guard, keep: Option<LogitsKept>) -> (Vec<u8>, Vec<f32>, u64) {
         let mut ggml = TcpStream::connect(guard.local_endpoint()).unwrap();
         ggml.write_all(&[HELLO]).unwrap();
         ggml.write_all(&24u64.to_le_bytes()).unwrap();
@@ -304,7 +301,7 @@ mod tests {
     #[test]
     fn through_a_front_a_pass_that_needs_the_largest_logits_gets_only_them() {
         let guard = guard(front(fake_ggml()));
-        let (hello, rows, received) = hello_then_logits(&guard, Some(2));
+        let (hello, rows, received) = hello_then_logits(&guard, Some(LogitsKept::top(2)));
         assert_eq!(hello[..4], [7, 0, 0, 0], "ggml sees no mark");
         let kept: Vec<usize> = (0..WIDTH * ROWS).filter(|&i| rows[i] != FILLER).collect();
         assert_eq!(kept, [17, 900, WIDTH + 3, WIDTH + 999]);
@@ -312,6 +309,36 @@ mod tests {
         assert_eq!(rows[WIDTH + 999], 7.5);
         assert_eq!(received, 8 + 2 * (4 + 2 * 8), "two ids and values per row");
         assert_eq!(guard.health().failures(), 0);
+        // A cut by probability (version 2): min-p 0.1 keeps the entries
+        // within ln 10 of each row's largest, the same two.
+        let nucleus = LogitsKept {
+            top: 1,
+            nucleus: Some(Nucleus {
+                top_p: 1.0,
+                min_p: 0.1,
+            }),
+        };
+        let (_, cut, received) = hello_then_logits(&guard, Some(nucleus));
+        assert_eq!(cut, rows);
+        assert_eq!(received, 8 + 2 * (4 + 2 * 8));
+        // Top-p 0.5: row 0's largest holds more than half the mass alone;
+        // row 1 needs its two largest, and enough of the rest that its
+        // first does not reach half of what is kept.
+        let nucleus = LogitsKept {
+            top: 1,
+            nucleus: Some(Nucleus {
+                top_p: 0.5,
+                min_p: 0.0,
+            }),
+        };
+        let (_, cut, _) = hello_then_logits(&guard, Some(nucleus));
+        let kept: Vec<usize> = (0..WIDTH * ROWS).filter(|&i| cut[i] != FILLER).collect();
+        assert_eq!(kept[0], 17);
+        assert!(kept[1] >= WIDTH, "row 0 keeps one entry: {:?}", &kept[..3]);
+        let weight = |v: f32| f64::from(v).exp();
+        let row1: f64 = cut[WIDTH..].iter().map(|&v| weight(v)).sum();
+        assert!(weight(7.5) / row1 < 0.5 && (weight(7.5) + weight(7.0)) / row1 >= 0.5);
+        assert!(kept.len() < WIDTH, "{} kept", kept.len());
         // Whole rows when the pass needs them.
         let (_, rows, received) = hello_then_logits(&guard, None);
         assert_eq!(rows, logits());
@@ -321,7 +348,7 @@ mod tests {
     #[test]
     fn a_plain_ggml_server_is_asked_for_whole_rows() {
         let guard = guard(fake_ggml());
-        let (_, rows, _) = hello_then_logits(&guard, Some(2));
+        let (_, rows, _) = hello_then_logits(&guard, Some(LogitsKept::top(2)));
         assert_eq!(rows, logits());
         assert_eq!(
             guard.health().failures(),

@@ -26,10 +26,11 @@ use std::time::Duration;
 
 use super::secure::{self, Refused, RpcKey};
 use super::wire::{
-    self, reply_size, reply_to, LogitsRows, Reply, FRONT_MARK, GET_TENSOR, HELLO, HELLO_REPLY,
-    MARK_AT, MAX_SMALL_REQUEST, PROTOCOL_MAJOR, TOP_ROWS,
+    self, reply_size, reply_to, LogitsRows, Reply, GET_TENSOR, HELLO, HELLO_REPLY, MARK_AT,
+    MAX_SMALL_REQUEST, PROTOCOL_MAJOR,
 };
 use super::{RpcEndpoint, RpcError};
+use crate::engine::LogitsKept;
 
 /// A connection to the server: plain TCP, or a keyed link over it.
 trait Link: Read + Write + Send {}
@@ -61,8 +62,8 @@ pub(super) struct Health {
     bytes_received: AtomicU64,
     failures: AtomicU64,
     timeout_ms: AtomicU64,
-    /// Largest logits per row the pass in flight needs (0: whole rows).
-    keep: AtomicU64,
+    /// What of each logits row the pass in flight needs (None: whole rows).
+    keep: Mutex<Option<LogitsKept>>,
     last_failure: Mutex<Option<String>>,
 }
 
@@ -91,19 +92,17 @@ impl Health {
             .unwrap_or_default()
     }
 
-    /// Says how much of each logits row the passes from now on need: the
-    /// `n` largest entries, or (None) whole rows. A server front then
-    /// sends only those (see [`wire`]).
-    pub(super) fn set_keep(&self, keep: Option<usize>) {
-        let n = keep.map_or(0, |n| u64::try_from(n).unwrap_or(u64::MAX).max(1));
-        self.keep.store(n, Ordering::Relaxed);
+    /// Says how much of each logits row the passes from now on need
+    /// ([`LogitsKept`]), or (None) whole rows. A server front then sends
+    /// only those (see [`wire`]).
+    pub(super) fn set_keep(&self, keep: Option<LogitsKept>) {
+        if let Ok(mut k) = self.keep.lock() {
+            *k = keep.map(|k| k.with_top_at_least(1));
+        }
     }
 
-    fn keep(&self) -> Option<u32> {
-        match self.keep.load(Ordering::Relaxed) {
-            0 => None,
-            n => Some(u32::try_from(n).unwrap_or(u32::MAX)),
-        }
+    fn keep(&self) -> Option<LogitsKept> {
+        self.keep.lock().ok().and_then(|k| *k)
     }
 
     fn set_timeout(&self, timeout: Duration) {
@@ -263,8 +262,9 @@ impl Server {
                 None
             }
         };
-        // The server is an edgespec front (its HELLO reply says so).
-        let mut front = false;
+        // The extension version of the edgespec front the server is (its
+        // HELLO reply says so; 0: not one).
+        let mut front = 0u8;
         loop {
             let mut head = [0u8; 9];
             if client.read_exact(&mut head).is_err() {
@@ -333,7 +333,7 @@ impl Server {
         &self,
         client: &mut TcpStream,
         upstream: &mut Option<Box<dyn Link>>,
-        front: &mut bool,
+        front: &mut u8,
         head: &[u8; 9],
         size: u64,
         reply: Reply,
@@ -360,12 +360,14 @@ impl Server {
             self.health.stood_in();
         }
         if let Some(up) = upstream.as_mut() {
-            let top = match (cmd, *front, self.health.keep()) {
-                (GET_TENSOR, true, Some(keep)) => LogitsRows::of(&request).map(|r| (r, keep)),
+            let top = match (cmd, self.health.keep()) {
+                (GET_TENSOR, Some(keep)) if wire::front_serves(*front, &keep) => {
+                    LogitsRows::of(&request).map(|r| (r, keep))
+                }
                 _ => None,
             };
             let result = match top {
-                Some((rows, keep)) => self.top_rows(up, client, &request, rows, keep, &mut sent),
+                Some((rows, keep)) => self.top_rows(up, client, &request, rows, &keep, &mut sent),
                 None => self.exchange(up, client, head, &request, expected, front, &mut sent),
             };
             match result {
@@ -394,8 +396,8 @@ impl Server {
 
     /// One request and its reply through a live server; `sent` counts the
     /// reply's bytes (size first) that reached ggml. A HELLO reply that
-    /// carries an edgespec front's mark sets `front` (ggml sees the reply
-    /// without it).
+    /// carries an edgespec front's mark sets `front` to its extension
+    /// version (ggml sees the reply without it).
     #[allow(clippy::too_many_arguments)]
     fn exchange(
         &self,
@@ -404,7 +406,7 @@ impl Server {
         head: &[u8; 9],
         request: &[u8],
         expected: u64,
-        front: &mut bool,
+        front: &mut u8,
         sent: &mut u64,
     ) -> Result<(), Broken> {
         let server = |e: io::Error| Broken::Server(describe(&e, self.health.timeout()));
@@ -431,7 +433,7 @@ impl Server {
             let n = buf.len().min(usize::try_from(left).unwrap_or(CHUNK));
             up.read_exact(&mut buf[..n]).map_err(server)?;
             if head[0] == HELLO && n as u64 == HELLO_REPLY {
-                *front = buf[MARK_AT] == FRONT_MARK;
+                *front = wire::front_version(&buf[..n]);
                 buf[MARK_AT..n].fill(0);
             }
             if first {
@@ -454,25 +456,21 @@ impl Server {
         Ok(())
     }
 
-    /// Asks an edgespec front for the `keep` largest entries of the logits
-    /// rows a GET_TENSOR `request` wants, and gives ggml the rows widened
-    /// back to their size.
+    /// Asks an edgespec front for what `keep` says of each logits row a
+    /// GET_TENSOR `request` wants, and gives ggml the rows widened back to
+    /// their size.
     fn top_rows(
         &self,
         up: &mut dyn Link,
         client: &mut TcpStream,
         request: &[u8],
         rows: LogitsRows,
-        keep: u32,
+        keep: &LogitsKept,
         sent: &mut u64,
     ) -> Result<(), Broken> {
         let server = |e: io::Error| Broken::Server(describe(&e, self.health.timeout()));
-        let mut message = Vec::with_capacity(9 + request.len() + 4);
-        message.push(TOP_ROWS);
-        message.extend((request.len() as u64 + 4).to_le_bytes());
-        message.extend_from_slice(request);
-        message.extend(keep.to_le_bytes());
-        up.write_all(&message).map_err(server)?;
+        up.write_all(&wire::top_rows_message(request, keep))
+            .map_err(server)?;
         let mut size = [0u8; 8];
         up.read_exact(&mut size).map_err(server)?;
         let size = u64::from_le_bytes(size);

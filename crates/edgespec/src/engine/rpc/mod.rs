@@ -38,6 +38,7 @@ pub use secure::RpcKey;
 use wire::PROTOCOL_MAJOR;
 
 use super::backend::{backend, backend_function, device_info, DeviceInfo};
+use super::LogitsKept;
 
 /// How long a server may take to accept, or to answer any one request,
 /// before it counts as lost.
@@ -360,7 +361,7 @@ impl RemoteLink {
     /// it outputs (None: whole rows): servers that are edgespec fronts send
     /// only those. Holds every other remote pass of the process off until
     /// dropped.
-    pub(super) fn pass(&self, keep: Option<usize>) -> RemotePass<'_> {
+    pub(super) fn pass(&self, keep: Option<LogitsKept>) -> RemotePass<'_> {
         let lock = PASSES.lock().unwrap_or_else(|e| e.into_inner());
         for server in &self.servers {
             server.guard.health().set_keep(keep);

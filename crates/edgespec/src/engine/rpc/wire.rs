@@ -12,10 +12,14 @@
 //! ask for a logits tensor's rows as only their largest entries
 //! ([`TOP_ROWS`]): the front reads the rows from ggml's server on its own
 //! machine and sends back a few ids and values per row instead of a whole
-//! vocabulary of f32s. The guard widens them back to rows of the size ggml
+//! vocabulary of f32s: each row's largest entries, as many as the pass's
+//! [`LogitsKept`] says its sampler reads (a count, or a cut by probability,
+//! which version 2 of the extension carries). The guard widens them back to rows of the size ggml
 //! asked for, every other entry [`FILLER`], so llama.cpp and the samplers
 //! read logits as always. A plain ggml server never sees the command (no
 //! mark), and a plain ggml client never sends it.
+
+use crate::engine::{LogitsKept, Nucleus};
 
 /// `RPC_CMD_HELLO`: the one command every protocol version keeps.
 pub(super) const HELLO: u8 = 14;
@@ -35,11 +39,15 @@ pub(super) const MAX_SMALL_REQUEST: u64 = 1 << 20;
 
 /// Where an edgespec server front puts [`FRONT_MARK`] in its HELLO reply.
 pub(super) const MARK_AT: usize = 3;
-/// The mark of an edgespec server front (version 1 of its extension).
+/// The mark of an edgespec server front.
 pub(super) const FRONT_MARK: u8 = 0xE5;
+/// The version of the extension a front speaks, in the byte after its
+/// mark (version 1 fronts left it zero): 2 reads cuts by probability.
+pub(super) const FRONT_VERSION: u8 = 2;
 /// edgespec's command: a GET_TENSOR request followed by a little-endian
-/// u32 `keep`; the reply holds each row's `keep` largest entries (see
-/// [`top_rows`]).
+/// u32 `top`, and from version 2 optionally the f32s `top_p` and `min_p`
+/// of a [`Nucleus`]; the reply holds each row's largest entries, as many
+/// as [`LogitsKept::entries`] counts (see [`top_rows`]).
 pub(super) const TOP_ROWS: u8 = 0xE5;
 /// What a widened row holds where the front sent nothing: below every
 /// logit, so no sampler keeps it.
@@ -150,22 +158,83 @@ impl LogitsRows {
     }
 }
 
-/// Each `width`-entry row of little-endian f32s in `data`, as its `keep`
-/// largest entries, ties with the last one included (so a reader that
-/// breaks ties by id chooses as it would on the whole row): a u32 count,
-/// then count × (u32 id, f32 value), ids ascending. NaN entries are
-/// never kept. A row where that would not save bytes is sent whole: the
-/// count [`WHOLE_ROW`], then the row.
-pub(super) fn top_rows(data: &[u8], width: usize, keep: usize) -> Vec<u8> {
+/// The extension version a front's HELLO reply announces (0: not a
+/// front).
+pub(super) fn front_version(hello: &[u8]) -> u8 {
+    match hello.get(MARK_AT..=MARK_AT + 1) {
+        Some(&[FRONT_MARK, version]) => version.max(1),
+        _ => 0,
+    }
+}
+
+/// Whether a front of extension `version` can cut rows as `keep` asks.
+pub(super) fn front_serves(version: u8, keep: &LogitsKept) -> bool {
+    version >= 1 && (keep.nucleus.is_none() || version >= 2)
+}
+
+/// The [`TOP_ROWS`] message for a GET_TENSOR `request`: what `keep` asks
+/// of each row (a version 1 front understands a count alone).
+pub(super) fn top_rows_message(request: &[u8], keep: &LogitsKept) -> Vec<u8> {
+    let mut tail = u32::try_from(keep.top)
+        .unwrap_or(u32::MAX)
+        .to_le_bytes()
+        .to_vec();
+    if let Some(n) = keep.nucleus {
+        tail.extend(n.top_p.to_le_bytes());
+        tail.extend(n.min_p.to_le_bytes());
+    }
+    let mut message = Vec::with_capacity(9 + request.len() + tail.len());
+    message.push(TOP_ROWS);
+    message.extend(((request.len() + tail.len()) as u64).to_le_bytes());
+    message.extend_from_slice(request);
+    message.extend(tail);
+    message
+}
+
+/// A [`TOP_ROWS`] payload as the GET_TENSOR request and what to keep, or
+/// why not.
+pub(super) fn parse_top_rows(payload: &[u8]) -> Result<(&[u8], LogitsKept), &'static str> {
+    let f32_at = |at: usize| f32::from_le_bytes(payload[at..at + 4].try_into().unwrap_or([0; 4]));
+    let (tail, nucleus) = match payload.len().checked_sub(GET_TENSOR_REQUEST) {
+        Some(4) => (4, None),
+        Some(12) => {
+            let at = GET_TENSOR_REQUEST + 4;
+            let nucleus = Nucleus {
+                top_p: f32_at(at),
+                min_p: f32_at(at + 4),
+            };
+            let valid =
+                nucleus.top_p > 0.0 && nucleus.top_p <= 1.0 && (0.0..=1.0).contains(&nucleus.min_p);
+            if !valid {
+                return Err("a cut by probability out of range");
+            }
+            (12, Some(nucleus))
+        }
+        _ => return Err("a top-rows request of another size"),
+    };
+    let (get, rest) = payload.split_at(payload.len() - tail);
+    let top = u32::from_le_bytes(rest[..4].try_into().unwrap_or([0; 4]));
+    let top = usize::try_from(top).unwrap_or(usize::MAX);
+    Ok((get, LogitsKept { top, nucleus }))
+}
+
+/// Each `width`-entry row of little-endian f32s in `data`, as its largest
+/// entries ([`LogitsKept::entries`] of them), ties with the last one
+/// included (so a reader that breaks ties by id chooses as it would on the
+/// whole row): a u32 count, then count × (u32 id, f32 value), ids
+/// ascending. NaN entries are never kept. A row where that would not save
+/// bytes is sent whole: the count [`WHOLE_ROW`], then the row.
+pub(super) fn top_rows(data: &[u8], width: usize, kept: &LogitsKept) -> Vec<u8> {
     let mut out = Vec::new();
     let mut values = Vec::with_capacity(width);
     for row in data.chunks_exact(width * 4) {
         values.clear();
         values.extend(
             row.chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .filter(|v| !v.is_nan()),
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
         );
+        let keep = kept.entries(&values);
+        values.retain(|v| !v.is_nan());
         let threshold = if keep == 0 || keep > values.len() {
             None
         } else {
@@ -324,7 +393,7 @@ mod tests {
         row[20] = 1.0;
         let data = [bytes(&row), bytes(&row)].concat();
         let rows = LogitsRows { width: 64, rows: 2 };
-        let reply = top_rows(&data, 64, 2);
+        let reply = top_rows(&data, 64, &LogitsKept::top(2));
         // Per row: a count of 3 (the tie at 2.0 kept), three entries.
         assert_eq!(reply.len(), 2 * (4 + 3 * 8));
         let wide = floats(&widen_rows(&reply, rows).unwrap());
@@ -335,7 +404,7 @@ mod tests {
             assert_eq!((r[3], r[7], r[40]), (2.0, 3.0, 2.0));
         }
         // keep 1: only the argmax.
-        let one = floats(&widen_rows(&top_rows(&data, 64, 1), rows).unwrap());
+        let one = floats(&widen_rows(&top_rows(&data, 64, &LogitsKept::top(1)), rows).unwrap());
         assert_eq!(
             (0..64).filter(|&i| one[i] != FILLER).collect::<Vec<_>>(),
             [7]
@@ -347,7 +416,7 @@ mod tests {
         let row: Vec<f32> = (0..8).map(|i| i as f32).collect();
         let rows = LogitsRows { width: 8, rows: 1 };
         for keep in [0, 4, 8, 9] {
-            let reply = top_rows(&bytes(&row), 8, keep);
+            let reply = top_rows(&bytes(&row), 8, &LogitsKept::top(keep));
             assert_eq!(reply.len(), 4 + 32, "keep {keep}");
             assert_eq!(floats(&widen_rows(&reply, rows).unwrap()), row);
         }
@@ -356,7 +425,11 @@ mod tests {
     #[test]
     fn a_reply_that_does_not_fit_its_rows_is_refused() {
         let rows = LogitsRows { width: 8, rows: 1 };
-        let good = top_rows(&bytes(&[0.0, 1.0, 5.0, 0.0, 0.0, 0.0, 0.0, 0.0]), 8, 1);
+        let good = top_rows(
+            &bytes(&[0.0, 1.0, 5.0, 0.0, 0.0, 0.0, 0.0, 0.0]),
+            8,
+            &LogitsKept::top(1),
+        );
         assert!(widen_rows(&good, rows).is_ok());
         assert!(widen_rows(&good[..good.len() - 1], rows).is_err());
         assert!(widen_rows(&[good.clone(), vec![0]].concat(), rows).is_err());
@@ -366,5 +439,52 @@ mod tests {
         let mut huge = good;
         huge[..4].copy_from_slice(&1_000_000u32.to_le_bytes());
         assert!(widen_rows(&huge, rows).is_err());
+    }
+
+    /// Version 2 of the extension: a front announces it after its mark,
+    /// a guard asks a version 1 front for counts only, and a request's
+    /// cut by probability arrives as sent; one out of range is refused.
+    #[test]
+    fn a_cut_by_probability_needs_a_version_2_front_and_arrives_as_sent() {
+        let mut hello = [0u8; HELLO_REPLY as usize];
+        assert_eq!(front_version(&hello), 0);
+        hello[MARK_AT] = FRONT_MARK;
+        assert_eq!(front_version(&hello), 1, "version 1 left the byte zero");
+        hello[MARK_AT + 1] = FRONT_VERSION;
+        assert_eq!(front_version(&hello), 2);
+        let nucleus = LogitsKept {
+            top: 3,
+            nucleus: Some(Nucleus {
+                top_p: 0.9,
+                min_p: 0.05,
+            }),
+        };
+        assert!(front_serves(1, &LogitsKept::top(3)));
+        assert!(!front_serves(1, &nucleus) && front_serves(2, &nucleus));
+        assert!(!front_serves(0, &LogitsKept::top(3)));
+        let request = get_tensor_request(b"result_output", 0, 64, 0, 256);
+        for kept in [LogitsKept::top(3), nucleus] {
+            let message = top_rows_message(&request, &kept);
+            assert_eq!(message[0], TOP_ROWS);
+            let size = u64::from_le_bytes(message[1..9].try_into().unwrap());
+            assert_eq!(size as usize, message.len() - 9);
+            let (get, parsed) = parse_top_rows(&message[9..]).unwrap();
+            assert_eq!((get, parsed), (&request[..], kept));
+        }
+        for (top_p, min_p) in [
+            (0.0, 0.0),
+            (1.5, 0.0),
+            (f32::NAN, 0.0),
+            (0.9, -0.1),
+            (0.9, 2.0),
+        ] {
+            let bad = LogitsKept {
+                top: 1,
+                nucleus: Some(Nucleus { top_p, min_p }),
+            };
+            let message = top_rows_message(&request, &bad);
+            assert!(parse_top_rows(&message[9..]).is_err(), "{top_p} {min_p}");
+        }
+        assert!(parse_top_rows(&request).is_err(), "no count");
     }
 }
