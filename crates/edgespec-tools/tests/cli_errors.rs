@@ -139,6 +139,41 @@ fn other_commands_reject_bad_input_clearly() {
         .write(&model)
         .unwrap();
     let m = model.to_str().unwrap();
+    let out = dir.path().join("p.json");
+    let o = out.to_str().unwrap();
+    refused_as_usage(
+        &[
+            "profile",
+            "-m",
+            m,
+            "-o",
+            o,
+            "--target-rpc",
+            "127.0.0.1:1",
+            "--target-fallback",
+            m,
+        ],
+        "--target-fallback",
+    );
+    let profile = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../profiles/vm-intel-xeon-avx512.json"
+    );
+    let traces = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../benches/traces/tuning/specbench/qa.jsonl"
+    );
+    for rtt in ["nan", "-1", "inf"] {
+        let (ok, err) = edgespec(&[
+            "replay",
+            "-t",
+            traces,
+            "-P",
+            profile,
+            &format!("--round-trip={rtt}"),
+        ]);
+        assert!(!ok && err.contains("round trip"), "{rtt}: {err}");
+    }
     let (ok, err) = edgespec(&["generate", "-m", m, "-p", "hi", "--temp=-1"]);
     assert!(!ok && err.contains("temperature"), "{err}");
     let (ok, err) = edgespec(&["generate", "-m", m, "-p", "hi", "--draft-kind", "model"]);

@@ -119,6 +119,13 @@ pub fn run(args: ProfileArgs) -> anyhow::Result<()> {
         ..ContextParams::default()
     };
     let sizes: Vec<usize> = (1..=args.max_batch).collect();
+    if args.rpc.target_fallback.is_some() {
+        return Err(crate::UsageError(
+            "--target-fallback: a profile times the servers; a fallback would time this machine instead"
+                .into(),
+        )
+        .into());
+    }
     let target_params = ModelParams {
         remote: args.rpc.remote()?,
         ..ModelParams::default()
