@@ -525,16 +525,7 @@ impl Stream {
                     .recv_timeout(Duration::from_millis(50))
             });
             match event {
-                Ok(Event::Piece(token, text)) => {
-                    // Ctrl-C is looked for at every piece too: the
-                    // interpreter may only notice it later, after the
-                    // generation has gone on to its end.
-                    if let Err(e) = py.check_signals() {
-                        self.stop(py);
-                        return Err(e);
-                    }
-                    return Ok(Some((token, text)));
-                }
+                Ok(Event::Piece(token, text)) => return Ok(Some((token, text))),
                 Ok(Event::Done(outcome)) => {
                     let _ = self
                         .worker
