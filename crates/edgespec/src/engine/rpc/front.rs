@@ -298,6 +298,14 @@ mod tests {
         (hello[8..].to_vec(), rows, received)
     }
 
+    /// A pass whose sampler cuts rows by probability.
+    fn cut_by(top_p: f32, min_p: f32) -> LogitsKept {
+        LogitsKept {
+            top: 1,
+            nucleus: Some(Nucleus { top_p, min_p }),
+        }
+    }
+
     #[test]
     fn through_a_front_a_pass_that_needs_the_largest_logits_gets_only_them() {
         let guard = guard(front(fake_ggml()));
@@ -311,27 +319,13 @@ mod tests {
         assert_eq!(guard.health().failures(), 0);
         // A cut by probability (version 2): min-p 0.1 keeps the entries
         // within ln 10 of each row's largest, the same two.
-        let nucleus = LogitsKept {
-            top: 1,
-            nucleus: Some(Nucleus {
-                top_p: 1.0,
-                min_p: 0.1,
-            }),
-        };
-        let (_, cut, received) = hello_then_logits(&guard, Some(nucleus));
+        let (_, cut, received) = hello_then_logits(&guard, Some(cut_by(1.0, 0.1)));
         assert_eq!(cut, rows);
         assert_eq!(received, 8 + 2 * (4 + 2 * 8));
         // Top-p 0.5: row 0's largest holds more than half the mass alone;
         // row 1 needs its two largest, and enough of the rest that its
         // first does not reach half of what is kept.
-        let nucleus = LogitsKept {
-            top: 1,
-            nucleus: Some(Nucleus {
-                top_p: 0.5,
-                min_p: 0.0,
-            }),
-        };
-        let (_, cut, _) = hello_then_logits(&guard, Some(nucleus));
+        let (_, cut, _) = hello_then_logits(&guard, Some(cut_by(0.5, 0.0)));
         let kept: Vec<usize> = (0..WIDTH * ROWS).filter(|&i| cut[i] != FILLER).collect();
         assert_eq!(kept[0], 17);
         assert!(kept[1] >= WIDTH, "row 0 keeps one entry: {:?}", &kept[..3]);
