@@ -12,7 +12,8 @@ use super::backend::thread_pools;
 use super::context_params::{ContextParams, FlashAttention};
 use super::model::CONTEXT_CREATION;
 use super::reading::{PromptProgress, Reading, StopCheck};
-use super::{backend, EngineError, LogitsKept, Model, Token};
+use super::rpc::{RemotePass, RpcError};
+use super::{backend, EngineError, LogitsKept, Model, RowDraws, Token};
 
 /// Most leaves of a tree [`Context::decode_tree`] takes: the sequences a
 /// context holds at once in its (unified) KV cache.
@@ -86,6 +87,12 @@ pub struct Context {
     progress: Option<PromptProgress>,
     /// How much of each logits row the caller reads ([`Self::set_logits_kept`]).
     logits_kept: Option<LogitsKept>,
+    /// How the next pass with outputs is drawn on a remote target's
+    /// server ([`Self::draw_next_pass`]).
+    next_draws: Option<RowDraws>,
+    /// The tokens the server drew from the last pass's rows, one per
+    /// output row (empty when it drew none).
+    drawn: Vec<Token>,
     /// What it was made with (to make it again on another model).
     params: ContextParams,
     model: Arc<Model>,
@@ -255,6 +262,8 @@ impl Context {
             reading,
             progress: None,
             logits_kept: None,
+            next_draws: None,
+            drawn: Vec::new(),
             params: params.clone(),
             model,
         })
@@ -289,6 +298,48 @@ impl Context {
     /// rows. Returns the setting as it was, to restore.
     pub fn set_logits_kept(&mut self, kept: Option<LogitsKept>) -> Option<LogitsKept> {
         std::mem::replace(&mut self.logits_kept, kept)
+    }
+
+    /// Has a remote target's server that is an edgespec front draw a
+    /// token from each logits row of the next pass that outputs any
+    /// ([`RowDraws`]: the rows in batch order, one uniform number each),
+    /// and send only `draws.top` of each row's largest entries besides
+    /// (every other entry reads as −∞). Afterwards [`Self::drawn`] gives
+    /// the tokens. A local model, or a server that cannot draw, gives
+    /// rows as [`Self::set_logits_kept`] says and no tokens. None cancels
+    /// draws not yet made. Returns the draws not yet made.
+    pub fn draw_next_pass(&mut self, draws: Option<RowDraws>) -> Option<RowDraws> {
+        std::mem::replace(&mut self.next_draws, draws)
+    }
+
+    /// Output rows of the last decode (0 after a rollback).
+    pub fn outputs(&self) -> usize {
+        self.n_outputs
+    }
+
+    /// The token the server drew from output row `index` of the last pass
+    /// ([`Self::draw_next_pass`]), if it drew one.
+    pub fn drawn(&self, index: usize) -> Option<Token> {
+        self.drawn
+            .get(index)
+            .copied()
+            .filter(|_| index < self.n_outputs)
+    }
+
+    /// Keeps the tokens a server drew from the `outputs` rows of the pass
+    /// just made: all of them, or none when it drew none.
+    fn keep_drawn(&mut self, drawn: Vec<Token>, outputs: usize) -> Result<(), EngineError> {
+        if !drawn.is_empty() && drawn.len() != outputs {
+            return Err(RpcError::Lost {
+                reason: format!(
+                    "the server drew {} tokens from a pass of {outputs} logits rows",
+                    drawn.len()
+                ),
+            }
+            .into());
+        }
+        self.drawn = drawn;
+        Ok(())
     }
 
     /// Whether a lone position is padded to a batch of two
@@ -472,7 +523,13 @@ impl Context {
         }
         batch.n_tokens = (n + usize::from(pad)) as i32;
         self.last_batch_len = n;
-        let pass = self.model.remote().map(|r| r.pass(self.logits_kept));
+        self.drawn.clear();
+        let draws = if outputs > 0 {
+            self.next_draws.take()
+        } else {
+            None
+        };
+        let pass = self.model.remote().map(|r| r.pass(self.logits_kept, draws));
         // SAFETY: raw is live; the batch holds n (padded: n + 1)
         // initialised entries.
         let code = unsafe { sys::llama_decode(self.raw.as_ptr(), batch) };
@@ -487,8 +544,13 @@ impl Context {
         if outputs == 0 {
             self.model.wait_for_remote();
         }
+        let drawn = pass.as_ref().map_or_else(Vec::new, RemotePass::take_drawn);
         drop(pass);
-        if let Err(e) = self.model.remote_fault() {
+        if let Err(e) = self
+            .model
+            .remote_fault()
+            .and_then(|()| self.keep_drawn(drawn, outputs))
+        {
             let _ = self.truncate(self.n_past);
             return Err(e);
         }
@@ -659,7 +721,9 @@ impl Context {
             base: self.n_past,
             leaves,
         });
-        let pass = self.model.remote().map(|r| r.pass(self.logits_kept));
+        self.drawn.clear();
+        let draws = self.next_draws.take();
+        let pass = self.model.remote().map(|r| r.pass(self.logits_kept, draws));
         // SAFETY: raw is live; the batch holds n initialised entries.
         let code = unsafe { sys::llama_decode(self.raw.as_ptr(), batch) };
         // Wait for the pass to finish here, not where logits are first
@@ -667,8 +731,13 @@ impl Context {
         // the pass's time and any failure of it belong to this call.
         // SAFETY: raw is live.
         unsafe { sys::llama_synchronize(self.raw.as_ptr()) };
+        let drawn = pass.as_ref().map_or_else(Vec::new, RemotePass::take_drawn);
         drop(pass);
-        if let Err(e) = self.model.remote_fault() {
+        if let Err(e) = self
+            .model
+            .remote_fault()
+            .and_then(|()| self.keep_drawn(drawn, n))
+        {
             let _ = self.truncate(self.n_past);
             return Err(e);
         }

@@ -19,6 +19,7 @@ mod logits_kept;
 mod model;
 mod reading;
 mod resident;
+mod row_draw;
 pub mod rpc;
 mod sequence;
 mod text;
@@ -35,6 +36,7 @@ pub use grammar::Grammar;
 pub use logits_kept::{LogitsKept, Nucleus};
 pub use model::{Model, ModelParams};
 pub use reading::{PromptProgress, StopCheck};
+pub use row_draw::{draw_at_temperature, draw_by_weight, RowDraws};
 pub use sequence::Sequence;
 pub use text::Utf8Stream;
 

@@ -316,6 +316,9 @@ fn target_only(
     let mut history = Vec::with_capacity(prompt.len() + params.max_tokens.min(n_ctx) + 1);
     history.extend_from_slice(prompt);
     let start = Instant::now();
+    // The prompt's last row, as every later one, may be drawn on a
+    // remote target's server.
+    sampler.draw_remotely(target.context_mut(), &[0], 1);
     stats.prompt_tokens_cached = prompt.len() - read_prompt(target, prompt, params.reuse_prefix)?;
     stats.prompt_time = start.elapsed();
     let decode_start = Instant::now();
@@ -324,7 +327,7 @@ fn target_only(
         if emitter.is_full() {
             break StopReason::MaxTokens;
         }
-        let token = sampler.sample(target.context().logits(0)?, History::new(&history));
+        let token = sampler.sample_row(target.context(), 0, History::new(&history))?;
         if sampler.dead_end() {
             break StopReason::Grammar;
         }
@@ -335,6 +338,7 @@ fn target_only(
         if target.len() >= n_ctx {
             break StopReason::ContextFull;
         }
+        sampler.draw_remotely(target.context_mut(), &[0], 1);
         target.decode(&[token], Logits::Last)?;
     };
     stats.decode_time = decode_start.elapsed();

@@ -20,7 +20,10 @@
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::engine::{Grammar, LogitsKept, Nucleus, Token};
+use crate::engine::{
+    draw_at_temperature, draw_by_weight, Context, EngineError, Grammar, LogitsKept, Nucleus,
+    RowDraws, Token,
+};
 
 /// Repetition penalties over the most recent tokens, as llama.cpp's
 /// `--repeat-penalty`, `--frequency-penalty`, `--presence-penalty` and
@@ -398,8 +401,80 @@ impl Sampler {
         Some(LogitsKept::top(k + penalised + self.banned.len()))
     }
 
+    /// The temperature when this sampler draws at a temperature and
+    /// nothing else (no truncation, penalty, banned token, grammar or
+    /// Mirostat): its draw from a row is then [`draw_at_temperature`]
+    /// with its next uniform number, which a remote target's server can
+    /// make in its place ([`crate::engine::Context::draw_next_pass`]).
+    pub fn draws_at(&self) -> Option<f32> {
+        let p = &self.params;
+        let plain = !p.is_greedy()
+            && p.mirostat.is_none()
+            && p.top_k == 0
+            && p.top_p >= 1.0
+            && p.min_p <= 0.0
+            && !p.penalties.is_active()
+            && self.banned.is_empty()
+            && self.grammar.is_none();
+        plain.then_some(p.temperature)
+    }
+
+    /// The next `n` uniform numbers of this sampler's stream, without
+    /// using them: the one the next draw uses first.
+    fn next_uniforms(&self, n: usize) -> Vec<f64> {
+        let mut rng = self.rng.clone();
+        (0..n).map(|_| rng.random::<f64>()).collect()
+    }
+
+    /// Has the next pass of a remote `target` whose rows this sampler
+    /// will draw from be drawn on its server instead ([`Self::draws_at`]),
+    /// `top` entries of each row sent besides: output row r (in batch
+    /// order) at depth `depths[r]` below the pass's first row, with the
+    /// uniform number the draw at that depth takes from this sampler's
+    /// stream (one draw per depth, as a walk down the rows makes them).
+    /// Cancels draws not yet made otherwise (a local target, a sampler
+    /// that reads more).
+    pub fn draw_remotely(&self, target: &mut Context, depths: &[usize], top: usize) {
+        let draws = self
+            .draws_at()
+            .filter(|_| target.model().remote().is_some())
+            .map(|temperature| {
+                let ahead = self.next_uniforms(depths.iter().max().map_or(0, |d| d + 1));
+                RowDraws {
+                    temperature,
+                    uniforms: depths.iter().map(|&d| ahead[d]).collect(),
+                    top,
+                }
+            });
+        target.draw_next_pass(draws);
+    }
+
+    /// Draws the token at output row `row` of `target`'s last pass after
+    /// `history`: the token its server drew there ([`Self::draw_remotely`]),
+    /// which uses this sampler's next uniform number up as a draw here
+    /// would, or a draw from the row.
+    pub fn sample_row(
+        &mut self,
+        target: &Context,
+        row: usize,
+        history: History<'_>,
+    ) -> Result<Token, EngineError> {
+        match target.drawn(row) {
+            Some(token) => {
+                let _ = self.rng.random::<f64>();
+                self.advance(token);
+                Ok(token)
+            }
+            None => Ok(self.sample(target.logits(row)?, history)),
+        }
+    }
+
     /// Draws the next token from a logits row, after `history`.
     pub fn sample(&mut self, logits: &[f32], history: History<'_>) -> Token {
+        if let Some(temperature) = self.draws_at() {
+            let u = self.rng.random::<f64>();
+            return draw_at_temperature(logits, temperature, u, &mut self.probs);
+        }
         if self.params.is_greedy() {
             let mut token = self.greedy_choice(logits, history);
             if let Some(grammar) = self.grammar.as_mut() {
@@ -593,20 +668,7 @@ impl Sampler {
     /// Draws a token from a (possibly unnormalised) non-negative weight row.
     /// Returns the last non-zero entry if rounding leaves the draw past the end.
     pub fn sample_from(&mut self, weights: &[f32]) -> Token {
-        let total: f64 = weights.iter().map(|&w| f64::from(w)).sum();
-        let target = self.rng.random::<f64>() * total;
-        let mut cumulative = 0.0f64;
-        let mut last_nonzero = 0usize;
-        for (i, &w) in weights.iter().enumerate() {
-            if w > 0.0 {
-                cumulative += f64::from(w);
-                last_nonzero = i;
-                if target < cumulative {
-                    return i as Token;
-                }
-            }
-        }
-        last_nonzero as Token
+        draw_by_weight(weights, self.rng.random::<f64>())
     }
 
     /// A uniform draw in [0, 1) from the same seeded stream.
@@ -632,6 +694,82 @@ mod tests {
             seed,
             ..SamplingParams::greedy()
         })
+    }
+
+    /// At a temperature alone the sampler draws as a remote target's
+    /// server does ([`draw_at_temperature`] with the stream's next
+    /// number, see `draw_remotely`), and as its chain's distribution
+    /// drawn from by weight would: the same token, row after row.
+    #[test]
+    fn temperature_alone_draws_as_a_server_and_as_its_distribution_do() {
+        let mut rng = ChaCha8Rng::seed_from_u64(11);
+        let rows: Vec<Vec<f32>> = (0..300)
+            .map(|r| {
+                (0..40)
+                    .map(|i| match (r + i) % 17 {
+                        0 => f32::NEG_INFINITY,
+                        1 => 2.0,
+                        _ => rng.random::<f32>() * 8.0 - 4.0,
+                    })
+                    .collect()
+            })
+            .collect();
+        for temperature in [0.2, 0.8, 1.7] {
+            let mut drawing = sampler(temperature, 0, 1.0, 3);
+            let mut by_weight = sampler(temperature, 0, 1.0, 3);
+            assert_eq!(drawing.draws_at(), Some(temperature));
+            let (mut p, mut scratch, mut seen) = (Vec::new(), Vec::new(), Vec::new());
+            for row in &rows {
+                let u = drawing.next_uniforms(2)[0];
+                let server = draw_at_temperature(row, temperature, u, &mut scratch);
+                let token = drawing.sample(row, NONE);
+                assert_eq!(token, server);
+                by_weight.distribution(row, NONE, &mut p);
+                assert_eq!(by_weight.sample_from(&p), token);
+                seen.push(token);
+            }
+            seen.sort_unstable();
+            seen.dedup();
+            assert!(seen.len() > 10, "{temperature}: {seen:?}");
+        }
+    }
+
+    /// Only a sampler that reads every entry of a row at a temperature,
+    /// and nothing else, has its draws made elsewhere.
+    #[test]
+    fn only_temperature_alone_is_drawn_elsewhere() {
+        let with = |params: SamplingParams| Sampler::new(params).draws_at();
+        let plain = SamplingParams {
+            temperature: 0.8,
+            ..SamplingParams::greedy()
+        };
+        assert_eq!(with(plain), Some(0.8));
+        assert_eq!(with(SamplingParams::greedy()), None);
+        assert_eq!(with(SamplingParams { top_k: 40, ..plain }), None);
+        assert_eq!(
+            with(SamplingParams {
+                top_p: 0.9,
+                ..plain
+            }),
+            None
+        );
+        assert_eq!(
+            with(SamplingParams {
+                min_p: 0.05,
+                ..plain
+            }),
+            None
+        );
+        let penalties = Penalties {
+            repeat: 1.1,
+            ..Penalties::OFF
+        };
+        assert_eq!(with(SamplingParams { penalties, ..plain }), None);
+        let mirostat = Some(DEFAULT_MIROSTAT);
+        assert_eq!(with(SamplingParams { mirostat, ..plain }), None);
+        let mut banned = Sampler::new(plain);
+        banned.ban([2]);
+        assert_eq!(banned.draws_at(), None);
     }
 
     #[test]

@@ -18,7 +18,7 @@ use crate::draft::{
     check_vocab_compatible, top_successors, Draft, DraftSource, Drafter, MAX_DRAFT, SUCCESSORS,
     TIMED_CATCH_UP,
 };
-use crate::engine::{Context, EngineError, Logits, Sequence, Token};
+use crate::engine::{Context, EngineError, Logits, LogitsKept, RowDraws, Sequence, Token};
 use crate::error::GenerateError;
 use crate::generate::Piece;
 use crate::generate::{check_prompt, read_prompt, Emitter, GenerateParams, Generation, StopReason};
@@ -238,6 +238,35 @@ impl Speculator {
         if self.drafter.is_none() || self.costs_known {
             return Ok(read_prompt(&mut self.target, prompt, reuse_prefix)?);
         }
+        // Only the timed passes' times count, and the last row of the
+        // pass that ends the prompt: a remote server sends each row's
+        // largest entry alone until that pass, which gets what the caller
+        // asked for its last row (what it keeps of rows, draws).
+        let ctx = self.target.context_mut();
+        let last_row = ctx.draw_next_pass(None);
+        let kept = ctx.set_logits_kept(Some(LogitsKept::top(1)));
+        let read = self.time_prompt(prompt, reuse_prefix, spec, (kept, last_row));
+        self.target.context_mut().set_logits_kept(kept);
+        read
+    }
+
+    /// [`Self::read_and_time_prompt`] while costs are unknown; `last_row`
+    /// holds what to keep of the rows of the pass that ends the prompt and
+    /// how to draw them.
+    fn time_prompt(
+        &mut self,
+        prompt: &[Token],
+        reuse_prefix: bool,
+        spec: &mut SpecStats,
+        last_row: (Option<LogitsKept>, Option<RowDraws>),
+    ) -> Result<usize, GenerateError> {
+        let mut last_row = Some(last_row);
+        let mut ending = |target: &mut Sequence| {
+            if let Some((kept, draws)) = last_row.take() {
+                target.context_mut().set_logits_kept(kept);
+                target.context_mut().draw_next_pass(draws);
+            }
+        };
         let from = if reuse_prefix {
             self.target.prepare_catch_up(prompt)?
         } else {
@@ -260,6 +289,7 @@ impl Speculator {
                     .observe_verify(b, elapsed.as_secs_f64() * 1e3);
                 spec.calibration_time += elapsed;
             }
+            ending(&mut self.target);
             read_prompt(&mut self.target, prompt, reuse_prefix)?;
             self.time_drafter(prompt, spec)?;
             return Ok(prompt.len() - from);
@@ -269,6 +299,7 @@ impl Speculator {
             // The last position's logits come from the head's pass when no
             // timed pass follows it (a prompt shorter than the smallest).
             let logits = if tail.is_empty() {
+                ending(&mut self.target);
                 Logits::Last
             } else {
                 Logits::None
@@ -292,6 +323,9 @@ impl Speculator {
         for b in tail {
             // Every position's logits, as a verification computes them;
             // the last output is the prompt's last position's.
+            if at + b == prompt.len() {
+                ending(&mut self.target);
+            }
             let start = Instant::now();
             self.target.decode(&prompt[at..at + b], Logits::All)?;
             let elapsed = start.elapsed();
@@ -384,6 +418,9 @@ impl Speculator {
         committed.extend_from_slice(prompt);
 
         let start = Instant::now();
+        // The prompt's last row may be drawn on a remote target's server
+        // (when its last pass outputs that row alone).
+        sampler.draw_remotely(self.target.context_mut(), &[0], SUCCESSORS);
         stats.prompt_tokens_cached =
             prompt.len() - self.read_prompt(prompt, params.reuse_prefix, &mut spec)?;
         stats.prompt_time = start.elapsed();
@@ -394,10 +431,9 @@ impl Speculator {
         let mut stop = if emitter.is_full() {
             Some(StopReason::MaxTokens)
         } else {
-            let first = sampler.sample(
-                self.target.context().last_logits()?,
-                History::new(&committed),
-            );
+            let target = self.target.context();
+            let last = target.outputs().saturating_sub(1);
+            let first = sampler.sample_row(target, last, History::new(&committed))?;
             if sampler.dead_end() {
                 Some(StopReason::Grammar)
             } else {
@@ -442,6 +478,15 @@ impl Speculator {
             // node, each after its parent).
             let last = *committed.last().unwrap_or(&0);
             let t = Instant::now();
+            if (0..self.draft.len()).all(|i| self.draft.q(i).is_none()) {
+                // Rows that judge walks with one draw each (a remote
+                // server may make the draws).
+                let depths = row_depths(self.draft.parents());
+                sampler.draw_remotely(self.target.context_mut(), &depths, SUCCESSORS);
+            } else {
+                // A sampled draft's rejection rule reads whole rows.
+                self.target.context_mut().draw_next_pass(None);
+            }
             if self.draft.is_chain() {
                 self.batch.clear();
                 self.batch.push(last);
@@ -597,7 +642,7 @@ pub fn judge(
             on_path.clear();
             on_path.extend(path.iter().map(|&node| tokens[node]));
             let history = History::new(committed).then(&on_path);
-            Ok(sampler.sample(target.logits(row)?, history))
+            sampler.sample_row(target, row, history)
         });
     }
     let history = |i: usize| History::new(committed).then(&tokens[..i]);
@@ -638,6 +683,21 @@ pub fn judge(
         path: chain_path(verdict.accepted).iter().copied().collect(),
         next: verdict.next,
     })
+}
+
+/// Each row's depth in a verification pass of a draft with `parents`
+/// ([`Draft::parents`]): 0 for row 0 (the committed text's last token),
+/// one more than its parent's for row i + 1 (node i).
+fn row_depths(parents: &[usize]) -> heapless::Vec<usize, { MAX_DRAFT + 1 }> {
+    let mut depths = heapless::Vec::new();
+    let _ = depths.push(0);
+    for &parent in parents {
+        let depth = depths.get(parent).map_or(0, |d| d + 1);
+        if depths.push(depth).is_err() {
+            break;
+        }
+    }
+    depths
 }
 
 /// The target passes a first prompt read times when the costs are unknown:

@@ -6,8 +6,9 @@
 //! ggml's server per client (which serves one client at a time, as it
 //! always has), with two exceptions ([`wire`]): it marks its HELLO reply,
 //! so an edgespec client knows it may ask for less, and it answers
-//! [`TOP_ROWS`] itself: it reads the logits rows from ggml's server over
-//! loopback and sends back only each row's largest entries. Transport
+//! [`TOP_ROWS`] and [`DRAWN_ROWS`] itself: it reads the logits rows from
+//! ggml's server over loopback and sends back only each row's largest
+//! entries, or the tokens drawn from the rows besides a few of them. Transport
 //! upgrades (ggml's RDMA) are refused, as the front speaks plain TCP.
 
 use std::io::{self, Read, Write};
@@ -17,8 +18,9 @@ use std::time::Duration;
 
 use super::secure::{self, Opened, RpcKey};
 use super::wire::{
-    parse_top_rows, reply_size, reply_to, top_rows, LogitsRows, Reply, FRONT_MARK, FRONT_VERSION,
-    GET_TENSOR, HELLO, HELLO_REPLY, MARK_AT, MAX_SMALL_REQUEST, TOP_ROWS,
+    drawn_rows, parse_drawn_rows, parse_top_rows, reply_size, reply_to, top_rows, LogitsRows,
+    Reply, DRAWN_ROWS, FRONT_MARK, FRONT_VERSION, GET_TENSOR, HELLO, HELLO_REPLY, MARK_AT,
+    MAX_SMALL_REQUEST, TOP_ROWS,
 };
 
 /// Bytes copied at a time.
@@ -112,6 +114,10 @@ fn relay<C: Read + Write, S: Read + Write>(client: &mut C, server: &mut S) -> io
             answer_top_rows(client, server, size)?;
             continue;
         }
+        if cmd == DRAWN_ROWS {
+            answer_drawn_rows(client, server, size)?;
+            continue;
+        }
         let reply = reply_to(cmd)
             .ok_or_else(|| protocol(format!("command {cmd}, unknown to protocol 7")))?;
         if reply == Reply::Nothing {
@@ -173,14 +179,44 @@ fn answer_top_rows<C: Read + Write, S: Read + Write>(
     server: &mut S,
     size: u64,
 ) -> io::Result<()> {
-    if !(4..=MAX_SMALL_REQUEST).contains(&size) {
-        return Err(protocol(format!("a {size}-byte top-rows request")));
-    }
-    let mut request = vec![0u8; size as usize];
-    client.read_exact(&mut request)?;
+    let request = read_request(client, size, 4, "top-rows")?;
     let (get, keep) = parse_top_rows(&request).map_err(|why| protocol(why.into()))?;
     let rows = LogitsRows::of(get)
         .ok_or_else(|| protocol("top rows asked of a tensor that is not logits rows".into()))?;
+    let data = logits_rows(server, get, rows)?;
+    send(client, top_rows(&data, rows.width, &keep))
+}
+
+/// [`DRAWN_ROWS`]: a GET_TENSOR request for logits rows, a token to draw
+/// from each and how many of its largest entries to send besides.
+fn answer_drawn_rows<C: Read + Write, S: Read + Write>(
+    client: &mut C,
+    server: &mut S,
+    size: u64,
+) -> io::Result<()> {
+    let request = read_request(client, size, 8, "drawn-rows")?;
+    let (get, rows, draws) = parse_drawn_rows(&request).map_err(|why| protocol(why.into()))?;
+    let data = logits_rows(server, get, rows)?;
+    send(client, drawn_rows(&data, rows.width, &draws))
+}
+
+/// An extension request's payload of `size` bytes, at least `least`.
+fn read_request<C: Read>(client: &mut C, size: u64, least: u64, what: &str) -> io::Result<Vec<u8>> {
+    if !(least..=MAX_SMALL_REQUEST).contains(&size) {
+        return Err(protocol(format!("a {size}-byte {what} request")));
+    }
+    let mut request = vec![0u8; size as usize];
+    client.read_exact(&mut request)?;
+    Ok(request)
+}
+
+/// The logits `rows` that GET_TENSOR payload `get` asks for, read from
+/// ggml's server.
+fn logits_rows<S: Read + Write>(
+    server: &mut S,
+    get: &[u8],
+    rows: LogitsRows,
+) -> io::Result<Vec<u8>> {
     let mut ask = vec![GET_TENSOR];
     ask.extend((get.len() as u64).to_le_bytes());
     ask.extend_from_slice(get);
@@ -194,7 +230,11 @@ fn answer_top_rows<C: Read + Write, S: Read + Write>(
     }
     let mut data = vec![0u8; rows.bytes()];
     server.read_exact(&mut data)?;
-    let reply = top_rows(&data, rows.width, &keep);
+    Ok(data)
+}
+
+/// Sends a reply: its size, then it.
+fn send<C: Write>(client: &mut C, reply: Vec<u8>) -> io::Result<()> {
     let mut message = (reply.len() as u64).to_le_bytes().to_vec();
     message.extend(reply);
     client.write_all(&message)
@@ -206,7 +246,7 @@ mod tests {
     use super::super::wire::{get_tensor_request, FILLER};
     use super::super::RpcEndpoint;
     use super::*;
-    use crate::engine::{LogitsKept, Nucleus};
+    use crate::engine::{draw_at_temperature, LogitsKept, Nucleus, RowDraws};
 
     const WIDTH: usize = 1000;
     const ROWS: usize = 2;
@@ -339,11 +379,57 @@ mod tests {
         assert_eq!(received, 8 + (WIDTH * ROWS * 4) as u64);
     }
 
+    /// A pass drawn on the server (version 3): the guard gets each row's
+    /// draw, the one made from the whole row with that row's uniform
+    /// number, and ggml the rows cut to their largest entries; the
+    /// passes after it are not drawn.
+    #[test]
+    fn through_a_front_a_drawn_pass_gets_each_rows_token() {
+        let guard = guard(front(fake_ggml()));
+        let (uniforms, mut scratch) = ([0.3, 0.999], Vec::new());
+        let whole = logits();
+        let local: Vec<_> = whole
+            .chunks(WIDTH)
+            .zip(uniforms)
+            .map(|(row, u)| draw_at_temperature(row, 2.0, u, &mut scratch))
+            .collect();
+        guard.health().set_draws(Some(RowDraws {
+            temperature: 2.0,
+            uniforms: uniforms.to_vec(),
+            top: 1,
+        }));
+        let (_, rows, received) = hello_then_logits(&guard, None);
+        assert_eq!(guard.health().take_drawn(), local);
+        let kept: Vec<usize> = (0..WIDTH * ROWS).filter(|&i| rows[i] != FILLER).collect();
+        assert_eq!(kept, [17, WIDTH + 999]);
+        assert_eq!(
+            received,
+            8 + 2 * 4 + 2 * (4 + 8),
+            "a token, an id and a value per row"
+        );
+        // At temperature 2 the rows are flat enough that other ids than
+        // the largest are drawn.
+        assert_ne!(local, [17, 999]);
+        guard.health().set_draws(None);
+        let (_, rows, _) = hello_then_logits(&guard, None);
+        assert_eq!(rows, whole);
+        assert!(guard.health().take_drawn().is_empty());
+        assert_eq!(guard.health().failures(), 0);
+    }
+
     #[test]
     fn a_plain_ggml_server_is_asked_for_whole_rows() {
         let guard = guard(fake_ggml());
         let (_, rows, _) = hello_then_logits(&guard, Some(LogitsKept::top(2)));
         assert_eq!(rows, logits());
+        guard.health().set_draws(Some(RowDraws {
+            temperature: 1.0,
+            uniforms: vec![0.5; ROWS],
+            top: 1,
+        }));
+        let (_, rows, _) = hello_then_logits(&guard, None);
+        assert_eq!(rows, logits(), "nothing drawn");
+        assert!(guard.health().take_drawn().is_empty());
         assert_eq!(
             guard.health().failures(),
             0,

@@ -30,7 +30,7 @@ use super::wire::{
     MAX_SMALL_REQUEST, PROTOCOL_MAJOR,
 };
 use super::{RpcEndpoint, RpcError};
-use crate::engine::LogitsKept;
+use crate::engine::{LogitsKept, RowDraws, Token};
 
 /// A connection to the server: plain TCP, or a keyed link over it.
 trait Link: Read + Write + Send {}
@@ -53,6 +53,13 @@ fn stand_in(cmd: u8, size: u64) -> Vec<u8> {
     reply
 }
 
+/// The draws of a pass in flight ([`Health::set_draws`]).
+#[derive(Debug, Default)]
+struct PassDraws {
+    draws: Option<RowDraws>,
+    drawn: Vec<Token>,
+}
+
 /// What a guard has seen of its server: shared by its connections and
 /// read by the engine.
 #[derive(Debug, Default)]
@@ -64,6 +71,9 @@ pub(super) struct Health {
     timeout_ms: AtomicU64,
     /// What of each logits row the pass in flight needs (None: whole rows).
     keep: Mutex<Option<LogitsKept>>,
+    /// How the pass in flight's rows are drawn on the server, and the
+    /// tokens drawn so far.
+    draws: Mutex<PassDraws>,
     last_failure: Mutex<Option<String>>,
 }
 
@@ -103,6 +113,49 @@ impl Health {
 
     fn keep(&self) -> Option<LogitsKept> {
         self.keep.lock().ok().and_then(|k| *k)
+    }
+
+    /// Says how the rows of the passes from now on are drawn on a server
+    /// front that draws ([`wire::DRAWN_ROWS`]), or (None) that they are
+    /// not; forgets the tokens drawn before.
+    pub(super) fn set_draws(&self, draws: Option<RowDraws>) {
+        if let Ok(mut d) = self.draws.lock() {
+            *d = PassDraws {
+                draws,
+                drawn: Vec::new(),
+            };
+        }
+    }
+
+    /// The tokens drawn on the server since [`Self::set_draws`], one per
+    /// logits row in the order ggml read them.
+    pub(super) fn take_drawn(&self) -> Vec<Token> {
+        self.draws
+            .lock()
+            .map(|mut d| std::mem::take(&mut d.drawn))
+            .unwrap_or_default()
+    }
+
+    /// The temperature, uniform numbers and kept entries for the next
+    /// `rows` rows of the pass, if it is drawn (rows past its numbers take
+    /// the last one).
+    fn next_draws(&self, rows: usize) -> Option<RowDraws> {
+        let d = self.draws.lock().ok()?;
+        let draws = d.draws.as_ref()?;
+        let last = *draws.uniforms.last()?;
+        let from = d.drawn.len();
+        Some(RowDraws {
+            uniforms: (from..from + rows)
+                .map(|r| draws.uniforms.get(r).copied().unwrap_or(last))
+                .collect(),
+            ..*draws
+        })
+    }
+
+    fn add_drawn(&self, tokens: Vec<Token>) {
+        if let Ok(mut d) = self.draws.lock() {
+            d.drawn.extend(tokens);
+        }
     }
 
     fn set_timeout(&self, timeout: Duration) {
@@ -360,15 +413,31 @@ impl Server {
             self.health.stood_in();
         }
         if let Some(up) = upstream.as_mut() {
-            let top = match (cmd, self.health.keep()) {
-                (GET_TENSOR, Some(keep)) if wire::front_serves(*front, &keep) => {
-                    LogitsRows::of(&request).map(|r| (r, keep))
+            let rows = (cmd == GET_TENSOR)
+                .then(|| LogitsRows::of(&request))
+                .flatten();
+            let draws = rows
+                .filter(|_| wire::front_draws(*front))
+                .and_then(|r| self.health.next_draws(r.rows));
+            let keep = self
+                .health
+                .keep()
+                .filter(|keep| wire::front_serves(*front, keep));
+            let result = match (rows, draws, keep) {
+                (Some(rows), Some(draws), _) => {
+                    let message = wire::drawn_rows_message(
+                        &request,
+                        draws.temperature,
+                        &draws.uniforms,
+                        draws.top,
+                    );
+                    self.cut_rows(up, client, &message, rows, true, &mut sent)
                 }
-                _ => None,
-            };
-            let result = match top {
-                Some((rows, keep)) => self.top_rows(up, client, &request, rows, &keep, &mut sent),
-                None => self.exchange(up, client, head, &request, expected, front, &mut sent),
+                (Some(rows), None, Some(keep)) => {
+                    let message = wire::top_rows_message(&request, &keep);
+                    self.cut_rows(up, client, &message, rows, false, &mut sent)
+                }
+                _ => self.exchange(up, client, head, &request, expected, front, &mut sent),
             };
             match result {
                 Ok(()) => {
@@ -456,25 +525,26 @@ impl Server {
         Ok(())
     }
 
-    /// Asks an edgespec front for what `keep` says of each logits row a
-    /// GET_TENSOR `request` wants, and gives ggml the rows widened back to
-    /// their size.
-    fn top_rows(
+    /// Sends an edgespec front an extension `message` for a GET_TENSOR's
+    /// logits `rows` ([`wire::TOP_ROWS`], or [`wire::DRAWN_ROWS`] when
+    /// `drawn`) and gives ggml the rows widened back to their size; the
+    /// drawn tokens go to [`Health::take_drawn`].
+    fn cut_rows(
         &self,
         up: &mut dyn Link,
         client: &mut TcpStream,
-        request: &[u8],
+        message: &[u8],
         rows: LogitsRows,
-        keep: &LogitsKept,
+        drawn: bool,
         sent: &mut u64,
     ) -> Result<(), Broken> {
         let server = |e: io::Error| Broken::Server(describe(&e, self.health.timeout()));
-        up.write_all(&wire::top_rows_message(request, keep))
-            .map_err(server)?;
+        up.write_all(message).map_err(server)?;
         let mut size = [0u8; 8];
         up.read_exact(&mut size).map_err(server)?;
         let size = u64::from_le_bytes(size);
-        if size > rows.max_reply() as u64 {
+        let most = rows.max_reply() + if drawn { rows.rows * 4 } else { 0 };
+        if size > most as u64 {
             return Err(Broken::Server(format!(
                 "answered {} logits rows with {size} bytes",
                 rows.rows
@@ -485,9 +555,15 @@ impl Server {
         self.health
             .bytes_received
             .fetch_add(8 + size, Ordering::Relaxed);
-        let wide = wire::widen_rows(&reply, rows).map_err(|why| {
-            Broken::Server(format!("answered logits rows out of protocol: {why}"))
-        })?;
+        let out_of_protocol =
+            |why| Broken::Server(format!("answered logits rows out of protocol: {why}"));
+        let wide = if drawn {
+            let (tokens, wide) = wire::split_drawn_rows(&reply, rows).map_err(out_of_protocol)?;
+            self.health.add_drawn(tokens);
+            wide
+        } else {
+            wire::widen_rows(&reply, rows).map_err(out_of_protocol)?
+        };
         let mut message = (wide.len() as u64).to_le_bytes().to_vec();
         message.extend(wide);
         client.write_all(&message).map_err(|_| Broken::Client)?;

@@ -38,7 +38,7 @@ pub use secure::RpcKey;
 use wire::PROTOCOL_MAJOR;
 
 use super::backend::{backend, backend_function, device_info, DeviceInfo};
-use super::LogitsKept;
+use super::{LogitsKept, RowDraws, Token};
 
 /// How long a server may take to accept, or to answer any one request,
 /// before it counts as lost.
@@ -359,12 +359,14 @@ impl RemoteLink {
 
     /// Starts a pass that reads only the `keep` largest logits of each row
     /// it outputs (None: whole rows): servers that are edgespec fronts send
-    /// only those. Holds every other remote pass of the process off until
-    /// dropped.
-    pub(super) fn pass(&self, keep: Option<LogitsKept>) -> RemotePass<'_> {
+    /// only those; or, given `draws`, whose rows a front draws a token
+    /// from ([`RemotePass::take_drawn`]). Holds every other remote pass of
+    /// the process off until dropped.
+    pub(super) fn pass(&self, keep: Option<LogitsKept>, draws: Option<RowDraws>) -> RemotePass<'_> {
         let lock = PASSES.lock().unwrap_or_else(|e| e.into_inner());
         for server in &self.servers {
             server.guard.health().set_keep(keep);
+            server.guard.health().set_draws(draws.clone());
         }
         RemotePass {
             link: self,
@@ -403,10 +405,23 @@ pub(super) struct RemotePass<'a> {
     _lock: MutexGuard<'static, ()>,
 }
 
+impl RemotePass<'_> {
+    /// The tokens a server front drew from the pass's logits rows, one per
+    /// row in order (none when it drew none).
+    pub(super) fn take_drawn(&self) -> Vec<Token> {
+        self.link
+            .servers
+            .iter()
+            .flat_map(|s| s.guard.health().take_drawn())
+            .collect()
+    }
+}
+
 impl Drop for RemotePass<'_> {
     fn drop(&mut self) {
         for server in &self.link.servers {
             server.guard.health().set_keep(None);
+            server.guard.health().set_draws(None);
         }
     }
 }

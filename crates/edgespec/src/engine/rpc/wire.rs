@@ -14,12 +14,17 @@
 //! machine and sends back a few ids and values per row instead of a whole
 //! vocabulary of f32s: each row's largest entries, as many as the pass's
 //! [`LogitsKept`] says its sampler reads (a count, or a cut by probability,
-//! which version 2 of the extension carries). The guard widens them back to rows of the size ggml
-//! asked for, every other entry [`FILLER`], so llama.cpp and the samplers
-//! read logits as always. A plain ggml server never sees the command (no
-//! mark), and a plain ggml client never sends it.
+//! which version 2 of the extension carries). The guard widens them back
+//! to rows of the size ggml asked for, every other entry [`FILLER`], so
+//! llama.cpp and the samplers read logits as always. Version 3 adds
+//! [`DRAWN_ROWS`]: for a sampler that draws at a temperature alone, which
+//! reads every entry of a row, the front draws each row's token itself
+//! with the uniform number the client sends for it ([`RowDraws`]) and
+//! sends the tokens back besides a few of the largest entries. A plain
+//! ggml server never sees the commands (no mark), and a plain ggml client
+//! never sends them.
 
-use crate::engine::{LogitsKept, Nucleus};
+use crate::engine::{draw_at_temperature, LogitsKept, Nucleus, RowDraws, Token};
 
 /// `RPC_CMD_HELLO`: the one command every protocol version keeps.
 pub(super) const HELLO: u8 = 14;
@@ -42,13 +47,20 @@ pub(super) const MARK_AT: usize = 3;
 /// The mark of an edgespec server front.
 pub(super) const FRONT_MARK: u8 = 0xE5;
 /// The version of the extension a front speaks, in the byte after its
-/// mark (version 1 fronts left it zero): 2 reads cuts by probability.
-pub(super) const FRONT_VERSION: u8 = 2;
+/// mark (version 1 fronts left it zero): 2 reads cuts by probability,
+/// 3 draws rows ([`DRAWN_ROWS`]).
+pub(super) const FRONT_VERSION: u8 = 3;
 /// edgespec's command: a GET_TENSOR request followed by a little-endian
 /// u32 `top`, and from version 2 optionally the f32s `top_p` and `min_p`
 /// of a [`Nucleus`]; the reply holds each row's largest entries, as many
 /// as [`LogitsKept::entries`] counts (see [`top_rows`]).
 pub(super) const TOP_ROWS: u8 = 0xE5;
+/// edgespec's command from version 3: a GET_TENSOR request followed by a
+/// little-endian u32 `top`, an f32 temperature and one f64 uniform number
+/// per row asked for; the reply holds each row's drawn token as a u32,
+/// then a [`top_rows`] reply keeping `top` entries of each row (see
+/// [`drawn_rows`]).
+pub(super) const DRAWN_ROWS: u8 = 0xE6;
 /// What a widened row holds where the front sent nothing: below every
 /// logit, so no sampler keeps it.
 pub(super) const FILLER: f32 = f32::NEG_INFINITY;
@@ -170,6 +182,109 @@ pub(super) fn front_version(hello: &[u8]) -> u8 {
 /// Whether a front of extension `version` can cut rows as `keep` asks.
 pub(super) fn front_serves(version: u8, keep: &LogitsKept) -> bool {
     version >= 1 && (keep.nucleus.is_none() || version >= 2)
+}
+
+/// Whether a front of extension `version` draws rows ([`DRAWN_ROWS`]).
+pub(super) fn front_draws(version: u8) -> bool {
+    version >= 3
+}
+
+/// The [`DRAWN_ROWS`] message for a GET_TENSOR `request` whose rows are
+/// drawn at `temperature` with `uniforms`, one per row, `top` entries of
+/// each kept besides.
+pub(super) fn drawn_rows_message(
+    request: &[u8],
+    temperature: f32,
+    uniforms: &[f64],
+    top: usize,
+) -> Vec<u8> {
+    let mut tail = u32::try_from(top)
+        .unwrap_or(u32::MAX)
+        .to_le_bytes()
+        .to_vec();
+    tail.extend(temperature.to_le_bytes());
+    tail.extend(uniforms.iter().flat_map(|u| u.to_le_bytes()));
+    let mut message = Vec::with_capacity(9 + request.len() + tail.len());
+    message.push(DRAWN_ROWS);
+    message.extend(((request.len() + tail.len()) as u64).to_le_bytes());
+    message.extend_from_slice(request);
+    message.extend(tail);
+    message
+}
+
+/// A [`DRAWN_ROWS`] payload as the GET_TENSOR request, its rows and the
+/// draws to make, or why not: a temperature that is not a finite number
+/// > 0, a uniform number outside [0, 1), or another count of them than
+/// rows.
+pub(super) fn parse_drawn_rows(
+    payload: &[u8],
+) -> Result<(&[u8], LogitsRows, RowDraws), &'static str> {
+    let tail = payload
+        .len()
+        .checked_sub(GET_TENSOR_REQUEST + 8)
+        .filter(|t| t % 8 == 0)
+        .ok_or("a drawn-rows request of another size")?;
+    let (get, rest) = payload.split_at(GET_TENSOR_REQUEST);
+    let word = |at: usize| <[u8; 4]>::try_from(&rest[at..at + 4]).unwrap_or([0; 4]);
+    let draws = RowDraws {
+        top: usize::try_from(u32::from_le_bytes(word(0))).unwrap_or(usize::MAX),
+        temperature: f32::from_le_bytes(word(4)),
+        uniforms: rest[8..]
+            .chunks_exact(8)
+            .map(|b| f64::from_le_bytes(b.try_into().unwrap_or([0; 8])))
+            .collect(),
+    };
+    if !draws.is_valid() {
+        return Err("a draw out of range");
+    }
+    let rows = LogitsRows::of(get).ok_or("draws asked of a tensor that is not logits rows")?;
+    if rows.rows != tail / 8 {
+        return Err("another count of uniform numbers than rows");
+    }
+    Ok((get, rows, draws))
+}
+
+/// Each `width`-entry row of little-endian f32s in `data` drawn from as
+/// `draws` says: the drawn tokens as u32s, then the [`top_rows`] reply
+/// keeping `draws.top` entries of each row.
+pub(super) fn drawn_rows(data: &[u8], width: usize, draws: &RowDraws) -> Vec<u8> {
+    let mut out = Vec::new();
+    let (mut row, mut scratch) = (Vec::with_capacity(width), Vec::with_capacity(width));
+    for (bytes, &u) in data.chunks_exact(width * 4).zip(&draws.uniforms) {
+        row.clear();
+        row.extend(
+            bytes
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+        );
+        let token = draw_at_temperature(&row, draws.temperature, u, &mut scratch);
+        out.extend((token as u32).to_le_bytes());
+    }
+    out.extend(top_rows(data, width, &LogitsKept::top(draws.top)));
+    out
+}
+
+/// A [`drawn_rows`] reply as the drawn tokens and the rows widened back
+/// ([`widen_rows`]), or why it does not describe exactly those rows.
+pub(super) fn split_drawn_rows(
+    reply: &[u8],
+    rows: LogitsRows,
+) -> Result<(Vec<Token>, Vec<u8>), &'static str> {
+    let tokens_end = rows.rows * 4;
+    let tokens = reply
+        .get(..tokens_end)
+        .ok_or("a reply shorter than its tokens")?
+        .chunks_exact(4)
+        .map(|b| {
+            let id = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+            usize::try_from(id)
+                .ok()
+                .filter(|&id| id < rows.width)
+                .map(|id| id as Token)
+                .ok_or("a drawn token past the row")
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((tokens, widen_rows(&reply[tokens_end..], rows)?))
 }
 
 /// The [`TOP_ROWS`] message for a GET_TENSOR `request`: what `keep` asks
@@ -450,8 +565,10 @@ mod tests {
         assert_eq!(front_version(&hello), 0);
         hello[MARK_AT] = FRONT_MARK;
         assert_eq!(front_version(&hello), 1, "version 1 left the byte zero");
-        hello[MARK_AT + 1] = FRONT_VERSION;
+        hello[MARK_AT + 1] = 2;
         assert_eq!(front_version(&hello), 2);
+        hello[MARK_AT + 1] = FRONT_VERSION;
+        assert_eq!(front_version(&hello), 3);
         let nucleus = LogitsKept {
             top: 3,
             nucleus: Some(Nucleus {
@@ -486,5 +603,97 @@ mod tests {
             assert!(parse_top_rows(&message[9..]).is_err(), "{top_p} {min_p}");
         }
         assert!(parse_top_rows(&request).is_err(), "no count");
+    }
+
+    /// Version 3: the rows of a pass drawn on the server. The message
+    /// arrives as sent; the reply holds each row's draw, the one
+    /// [`draw_at_temperature`] makes from the whole row with that row's
+    /// uniform number, and the row's largest entries; draws out of range,
+    /// or not one per row, are refused, as is a reply with a token past
+    /// the row.
+    #[test]
+    fn drawn_rows_carry_each_rows_draw_and_its_largest_entries() {
+        const WIDTH: usize = 64;
+        let rows: Vec<Vec<f32>> = (0..3)
+            .map(|r| {
+                (0..WIDTH)
+                    .map(|i| ((i * 7 + r * 13) % 23) as f32 / 5.0)
+                    .collect()
+            })
+            .collect();
+        let data: Vec<u8> = rows.iter().flat_map(|r| bytes(r)).collect();
+        let request = get_tensor_request(b"result_output", 0, WIDTH as u32, 0, data.len() as u64);
+        let uniforms = [0.1, 0.5, 0.93];
+        assert!(!front_draws(2) && front_draws(3));
+        let message = drawn_rows_message(&request, 0.7, &uniforms, 2);
+        assert_eq!(message[0], DRAWN_ROWS);
+        let size = u64::from_le_bytes(message[1..9].try_into().unwrap());
+        assert_eq!(size as usize, message.len() - 9);
+        let (get, asked, draws) = parse_drawn_rows(&message[9..]).unwrap();
+        assert_eq!(get, &request[..]);
+        assert_eq!(
+            asked,
+            LogitsRows {
+                width: WIDTH,
+                rows: 3
+            }
+        );
+        assert_eq!(
+            draws,
+            RowDraws {
+                temperature: 0.7,
+                uniforms: uniforms.to_vec(),
+                top: 2
+            }
+        );
+        let reply = drawn_rows(&data, WIDTH, &draws);
+        let (tokens, wide) = split_drawn_rows(&reply, asked).unwrap();
+        let mut scratch = Vec::new();
+        for (r, row) in rows.iter().enumerate() {
+            let draw = draw_at_temperature(row, 0.7, uniforms[r], &mut scratch);
+            assert_eq!(tokens[r], draw, "row {r}");
+            let kept = floats(&wide[r * WIDTH * 4..(r + 1) * WIDTH * 4]);
+            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            for (i, &v) in kept.iter().enumerate() {
+                assert!(v == FILLER || v == row[i], "row {r} id {i}");
+            }
+            assert!(kept
+                .iter()
+                .filter(|&&v| v != FILLER)
+                .all(|&v| v >= row[i_second(row)]));
+            assert!(kept.contains(&max));
+        }
+        let distinct: std::collections::BTreeSet<_> = tokens.iter().collect();
+        assert!(distinct.len() > 1, "draws spread: {tokens:?}");
+        // Out of range, or not one number per row.
+        for (temperature, uniforms) in [
+            (0.0, vec![0.1, 0.5, 0.9]),
+            (f32::NAN, vec![0.1, 0.5, 0.9]),
+            (0.7, vec![0.1, 1.0, 0.9]),
+            (0.7, vec![0.1, 0.5]),
+            (0.7, vec![0.1, 0.5, 0.9, 0.2]),
+        ] {
+            let message = drawn_rows_message(&request, temperature, &uniforms, 2);
+            assert!(
+                parse_drawn_rows(&message[9..]).is_err(),
+                "{temperature} {uniforms:?}"
+            );
+        }
+        let other = get_tensor_request(b"result_norm", 0, WIDTH as u32, 0, data.len() as u64);
+        let message = drawn_rows_message(&other, 0.7, &uniforms, 2);
+        assert!(parse_drawn_rows(&message[9..]).is_err());
+        assert!(parse_drawn_rows(&request).is_err(), "no draws");
+        // A reply whose token lies past the row, or that stops short.
+        let mut past = reply.clone();
+        past[..4].copy_from_slice(&(WIDTH as u32).to_le_bytes());
+        assert!(split_drawn_rows(&past, asked).is_err());
+        assert!(split_drawn_rows(&reply[..8], asked).is_err());
+    }
+
+    /// The id of the second largest entry of `row`.
+    fn i_second(row: &[f32]) -> usize {
+        let mut ids: Vec<usize> = (0..row.len()).collect();
+        ids.sort_by(|&a, &b| row[b].total_cmp(&row[a]));
+        ids[1]
     }
 }
