@@ -214,8 +214,8 @@ pub(super) fn drawn_rows_message(
 
 /// A [`DRAWN_ROWS`] payload as the GET_TENSOR request, its rows and the
 /// draws to make, or why not: a temperature that is not a finite number
-/// > 0, a uniform number outside [0, 1), or another count of them than
-/// rows.
+/// above 0, a uniform number outside [0, 1), or another count of them
+/// than rows.
 pub(super) fn parse_drawn_rows(
     payload: &[u8],
 ) -> Result<(&[u8], LogitsRows, RowDraws), &'static str> {
