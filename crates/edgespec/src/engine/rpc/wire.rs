@@ -204,11 +204,17 @@ pub(super) fn drawn_rows_message(
         .to_vec();
     tail.extend(temperature.to_le_bytes());
     tail.extend(uniforms.iter().flat_map(|u| u.to_le_bytes()));
+    extension_message(DRAWN_ROWS, request, &tail)
+}
+
+/// An extension command `cmd` whose payload is a GET_TENSOR `request`
+/// followed by `tail`, framed as ggml frames a request.
+fn extension_message(cmd: u8, request: &[u8], tail: &[u8]) -> Vec<u8> {
     let mut message = Vec::with_capacity(9 + request.len() + tail.len());
-    message.push(DRAWN_ROWS);
+    message.push(cmd);
     message.extend(((request.len() + tail.len()) as u64).to_le_bytes());
     message.extend_from_slice(request);
-    message.extend(tail);
+    message.extend_from_slice(tail);
     message
 }
 
@@ -298,12 +304,7 @@ pub(super) fn top_rows_message(request: &[u8], keep: &LogitsKept) -> Vec<u8> {
         tail.extend(n.top_p.to_le_bytes());
         tail.extend(n.min_p.to_le_bytes());
     }
-    let mut message = Vec::with_capacity(9 + request.len() + tail.len());
-    message.push(TOP_ROWS);
-    message.extend(((request.len() + tail.len()) as u64).to_le_bytes());
-    message.extend_from_slice(request);
-    message.extend(tail);
-    message
+    extension_message(TOP_ROWS, request, &tail)
 }
 
 /// A [`TOP_ROWS`] payload as the GET_TENSOR request and what to keep, or
