@@ -210,7 +210,15 @@ fn sampled_output_over_rpc_equals_the_local_target() {
             ],
             Some(0.01),
         ),
-        (&["--temp", "0.8", "--top-k", "40", "-md", model], Some(0.1)),
+        // A model drafter's sampled drafts use the stream by draft length:
+        // a fixed length, so that both runs draft alike whatever their
+        // timing (lookup drafts use one number a token however long).
+        (
+            &[
+                "--temp", "0.8", "--top-k", "40", "-md", model, "--gamma", "3",
+            ],
+            Some(0.1),
+        ),
         // A cut by probability, top-p or min-p without top-k: min-p keeps
         // a window below each row's largest logit (0.1 kB a token here);
         // top-p, its nucleus and as much of the tail as keeps the reader's
@@ -220,7 +228,9 @@ fn sampled_output_over_rpc_equals_the_local_target() {
             Some(0.25),
         ),
         (
-            &["--temp", "1.0", "--min-p", "0.05", "-md", model],
+            &[
+                "--temp", "1.0", "--min-p", "0.05", "-md", model, "--gamma", "3",
+            ],
             Some(0.01),
         ),
         (
